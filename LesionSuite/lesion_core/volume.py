@@ -1,0 +1,167 @@
+"""The one image type that crosses every boundary of LesionSuite.
+
+A :class:`Volume` is a 3D numpy array indexed ``[i, j, k]`` (the file's voxel order, as
+nibabel returns it) plus a 4x4 affine that maps voxel indices to RAS world coordinates in
+millimetres. Slicer's ``[k, j, i]`` arrays and IJKToRAS matrices are converted only in the
+MRML bridge (``LesionSuiteLib``); everything in ``lesion_core`` sees this type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import nibabel.orientations as nio
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass
+class Volume:
+    """3D image on a voxel grid placed in RAS (mm) space.
+
+    Attributes:
+        array: voxel values, shape ``(I, J, K)``, indexed ``[i, j, k]``.
+        affine: 4x4 float64, ``ras_mm = affine @ [i, j, k, 1]``.
+        source: where the volume came from (file path), used in error messages.
+        meta: free-form facts about acquisition (e.g. ``{"modality": "CT"}``).
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    source: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.array = np.asarray(self.array)
+        self.affine = np.asarray(self.affine, dtype=np.float64)
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got {self.affine.shape}")
+
+    # ----------------------------------------------------------------- geometry
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size along i, j, k in mm (length of each affine column)."""
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    @property
+    def direction(self) -> np.ndarray:
+        """3x3 matrix whose columns are the unit RAS directions of the i, j, k axes."""
+        return self.affine[:3, :3] / self.spacing
+
+    @property
+    def origin(self) -> np.ndarray:
+        """RAS position (mm) of the centre of voxel (0, 0, 0)."""
+        return self.affine[:3, 3].copy()
+
+    @property
+    def orientation(self) -> str:
+        """Three-letter code of the nearest axes, e.g. ``"RAS"``, ``"LPS"``, ``"LAS"``."""
+        return "".join(nio.aff2axcodes(self.affine))
+
+    @property
+    def is_oblique(self) -> bool:
+        """True when an axis is rotated away from the nearest RAS axis (by > 1e-3 rad)."""
+        d = np.abs(self.direction)
+        return bool(np.any(np.abs(d.max(axis=0) - 1.0) > 1e-6))
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in millilitres (1 mL = 1000 mm^3)."""
+        return float(abs(np.linalg.det(self.affine[:3, :3])) / 1000.0)
+
+    def voxel_to_ras(self, ijk: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Map voxel indices (N x 3 or 3,) to RAS mm."""
+        ijk = np.asarray(ijk, dtype=np.float64)
+        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def ras_to_voxel(self, ras: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Map RAS mm points (N x 3 or 3,) to continuous voxel indices."""
+        ras = np.asarray(ras, dtype=np.float64)
+        inv = np.linalg.inv(self.affine)
+        return ras @ inv[:3, :3].T + inv[:3, 3]
+
+    def world_bounds(self) -> np.ndarray:
+        """``[[r_min, r_max], [a_min, a_max], [s_min, s_max]]`` of the voxel-centre corners."""
+        corners = np.array(np.meshgrid(*[[0, n - 1] for n in self.shape[:3]], indexing="ij"))
+        ras = self.voxel_to_ras(corners.reshape(3, -1).T)
+        return np.stack([ras.min(axis=0), ras.max(axis=0)], axis=1)
+
+    def with_array(self, array: np.ndarray, **meta) -> "Volume":
+        """A new volume on the same grid (e.g. a label map or probability map)."""
+        if array.shape[:3] != self.shape[:3]:
+            raise ValueError(f"array shape {array.shape} does not match grid {self.shape}")
+        return Volume(array, self.affine.copy(), self.source, {**self.meta, **meta})
+
+    # -------------------------------------------------------------- transforms
+    def to_ras(self) -> "Volume":
+        """Reorder/flip axes (no interpolation) so that i, j, k point nearest to R, A, S."""
+        ornt = nio.io_orientation(self.affine)
+        if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+            return Volume(self.array, self.affine.copy(), self.source, dict(self.meta))
+        array = nio.apply_orientation(self.array, ornt)
+        affine = self.affine @ nio.inv_ornt_aff(ornt, self.shape[:3])
+        return Volume(np.ascontiguousarray(array), affine, self.source, dict(self.meta))
+
+    def resample_to_grid(self, affine: np.ndarray, shape: Sequence[int], order: int = 1,
+                         fill: float | None = None) -> "Volume":
+        """Sample this volume on another grid (``affine``, ``shape``).
+
+        ``order=1`` (trilinear) for images, ``order=0`` (nearest) for label maps, whose
+        dtype is kept. Outside the field of view: ``fill``, default the image minimum.
+        """
+        affine = np.asarray(affine, dtype=np.float64)
+        target_to_source = np.linalg.inv(self.affine) @ affine
+        is_label = order == 0
+        src = self.array if is_label else self.array.astype(np.float32, copy=False)
+        cval = float(src.min()) if fill is None else float(fill)
+        out = ndimage.affine_transform(
+            src, target_to_source[:3, :3], offset=target_to_source[:3, 3],
+            output_shape=tuple(int(n) for n in shape), order=order, mode="constant",
+            cval=cval, prefilter=False)
+        return Volume(out.astype(self.array.dtype) if is_label else out, affine,
+                      self.source, dict(self.meta))
+
+    def resample_to_spacing(self, spacing: float | Sequence[float], order: int = 1) -> "Volume":
+        """Resample to a new voxel size (mm), keeping axis directions and field of view."""
+        new_spacing = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+        extent = np.asarray(self.shape[:3]) * self.spacing
+        shape = np.maximum(np.round(extent / new_spacing).astype(int), 1)
+        # Keep the outer edge of the field of view where it was: the first voxel centre
+        # moves by half the change of voxel size along each axis.
+        shift = (new_spacing - self.spacing) / 2.0
+        affine = np.eye(4)
+        affine[:3, :3] = self.direction * new_spacing
+        affine[:3, 3] = self.origin + self.direction @ shift
+        return self.resample_to_grid(affine, shape, order=order)
+
+    def crop(self, start: Sequence[int], stop: Sequence[int], fill: float = 0) -> "Volume":
+        """Sub-grid ``[start, stop)`` in voxels; parts outside the image are padded with ``fill``.
+
+        Negative ``start`` or ``stop`` beyond the shape pad, so this is also the pad helper.
+        """
+        start = np.asarray(start, dtype=int)
+        stop = np.asarray(stop, dtype=int)
+        if np.any(stop <= start):
+            raise ValueError(f"empty crop {start.tolist()}..{stop.tolist()}")
+        out = np.full(tuple(stop - start) + self.shape[3:], fill, dtype=self.array.dtype)
+        src_lo = np.maximum(start, 0)
+        src_hi = np.minimum(stop, self.shape[:3])
+        if np.all(src_hi > src_lo):
+            dst_lo = src_lo - start
+            dst_hi = dst_lo + (src_hi - src_lo)
+            out[tuple(slice(a, b) for a, b in zip(dst_lo, dst_hi))] = \
+                self.array[tuple(slice(a, b) for a, b in zip(src_lo, src_hi))]
+        affine = self.affine.copy()
+        affine[:3, 3] = self.voxel_to_ras(start)
+        return Volume(out, affine, self.source, dict(self.meta))
+
+    def crop_or_pad_centered(self, shape: Sequence[int], fill: float = 0) -> "Volume":
+        """Crop or pad symmetrically about the grid centre to ``shape``."""
+        shape = np.asarray(shape, dtype=int)
+        start = (np.asarray(self.shape[:3]) - shape) // 2
+        return self.crop(start, start + shape, fill=fill)
