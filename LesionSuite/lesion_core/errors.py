@@ -16,7 +16,8 @@ class LesionSuiteError(Exception):
 
     def __init__(self, problem: str, fix: str, source: str | Path | None = None):
         self.problem = problem.rstrip(". ")
-        self.fix = fix.strip()
+        fix = fix.strip()
+        self.fix = fix[:1].upper() + fix[1:]
         self.source = str(source) if source is not None else None
         prefix = f"{self.source}: " if self.source else ""
         super().__init__(f"{prefix}{self.problem}. {self.fix}")

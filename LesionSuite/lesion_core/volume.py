@@ -65,7 +65,7 @@ class Volume:
 
     @property
     def is_oblique(self) -> bool:
-        """True when an axis is rotated away from the nearest RAS axis (by > 1e-3 rad)."""
+        """True when an axis is rotated away from the nearest RAS axis (direction cosines not 0 or 1)."""
         d = np.abs(self.direction)
         return bool(np.any(np.abs(d.max(axis=0) - 1.0) > 1e-6))
 
@@ -116,6 +116,10 @@ class Volume:
         """
         affine = np.asarray(affine, dtype=np.float64)
         target_to_source = np.linalg.inv(self.affine) @ affine
+        # Snap round-off (e.g. 15.000000000004) so edge voxels are not sampled as outside.
+        snapped = np.round(target_to_source)
+        near = np.abs(target_to_source - snapped) < 1e-9
+        target_to_source[near] = snapped[near]
         is_label = order == 0
         src = self.array if is_label else self.array.astype(np.float32, copy=False)
         cval = float(src.min()) if fill is None else float(fill)
