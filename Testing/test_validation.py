@@ -63,10 +63,12 @@ def test_spacing_and_affine_errors():
 
 
 def test_oblique_left_handed_affine_is_accepted():
-    # LPS storage makes the voxel-to-RAS matrix left-handed (negative determinant): legal.
+    # LAS storage (one axis flipped, like the real T1) makes the voxel-to-RAS matrix
+    # left-handed (negative determinant): that is legal and must pass.
     volume = random_volume(dtype=np.float32)
-    assert np.linalg.det(volume.affine[:3, :3]) < 0
-    validate_image(Volume(np.abs(volume.array), volume.affine, "oblique.nii"))
+    las = volume.affine @ np.diag([-1.0, -1.0, -1.0, 1.0])
+    assert np.linalg.det(las[:3, :3]) < 0
+    validate_image(Volume(np.abs(volume.array), las, "oblique_las.nii"))
 
 
 def test_modality_guess_and_wrong_modality_errors():

@@ -35,16 +35,11 @@ def image_format(path: str | Path) -> str:
         return "seg.nrrd"
     if name.endswith((".nrrd", ".nhdr")):
         return "nrrd"
-    if name.endswith((".dcm", ".dicom", ".ima")) or _has_dicom_preamble(path):
+    from .dicom import is_dicom_file  # pydicom is imported only when no suffix decides
+    if name.endswith((".dcm", ".dicom", ".ima")) or is_dicom_file(path):
         return "dicom"
     raise UnreadableFileError(
         "not a supported image file", f"give {SUPPORTED_FORMATS}", path)
-
-
-def _has_dicom_preamble(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(128)
-        return handle.read(4) == b"DICM"
 
 
 def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:

@@ -1,0 +1,394 @@
+"""Model bundles: a folder with ``metadata.json`` and ``model.safetensors``.
+
+``metadata.json`` says what the model is for (task, input modality, voxel spacing,
+intensity normalisation, label names and codes), how it was made (training data, seeds,
+command), how well it did (evaluation figures), and how to rebuild it: ``networks`` maps a
+network name to ``{"class": <allow-listed name>, "args": {...}}``. One bundle may hold
+several networks (the CMB model: candidate U-Net, student and teacher); their weights
+share one safetensors file, each key prefixed by its network name (``"student.fc.weight"``).
+The file's sha256 is kept in the metadata and checked before loading, classes come only
+from the allow-list in :mod:`lesion_core.networks`, and weights are read with safetensors,
+never with pickle. Field names follow the MONAI bundle ``metadata.json`` where they fit.
+
+Models shipped with the repository live in :func:`default_models_dir`; a user's own models
+in :func:`user_models_dir` (``LESION_SUITE_MODELS`` overrides it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from . import __version__
+from .atomic import atomic_write, atomic_write_bytes
+from .device import select_device
+from .errors import ModelBundleError
+from .labels import Code, LesionLabel
+from .networks import get_network_class, name_of_network
+
+METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "model.safetensors"
+TASKS = ("wmh", "wmh_t1", "cmb", "ich")
+FORMAT_VERSION = 1
+USER_MODELS_ENV = "LESION_SUITE_MODELS"
+_NET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class NetworkSpec:
+    """How to rebuild one network: a registry name and its keyword arguments."""
+
+    class_name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BundleMetadata:
+    """Everything ``metadata.json`` holds. ``folder`` is set when read from disk.
+
+    ``labels`` are the catalogue entries of :mod:`lesion_core.labels` (value, name, colour,
+    SNOMED CT category/type codes) for the values of the label map the model writes.
+    """
+
+    name: str
+    task: str
+    version: str
+    input_modality: str
+    spacing_mm: tuple[float, float, float]
+    networks: dict[str, NetworkSpec]
+    intensity_normalisation: dict[str, Any] = field(default_factory=dict)
+    labels: list[LesionLabel] = field(default_factory=list)
+    description: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+    lesion_suite_version: str = ""
+    monai_version: str = ""
+    pytorch_version: str = ""
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+    folder: Path | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written to ``metadata.json``."""
+        out = dataclasses.asdict(self)
+        out.pop("folder")
+        out["spacing_mm"] = [float(s) for s in self.spacing_mm]
+        out["labels"] = [_label_to_dict(lab) for lab in self.labels]
+        out["networks"] = {n: {"class": s.class_name, "args": s.args}
+                           for n, s in self.networks.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path | None = None) -> "BundleMetadata":
+        """Validate and build; :class:`ModelBundleError` names the first bad field."""
+        def bad(what: str) -> ModelBundleError:
+            return ModelBundleError(f"metadata is invalid: {what}",
+                                    "Re-copy the model folder, or save the model again with "
+                                    "LesionSuite", source=source)
+
+        if not isinstance(data, dict):
+            raise bad("not a JSON object")
+        for key in ("name", "task", "version", "input_modality", "spacing_mm", "networks"):
+            if key not in data:
+                raise bad(f"'{key}' is missing")
+        if not isinstance(data.get("format_version", 1), int):
+            raise bad("'format_version' must be an integer")
+        if data.get("format_version", 1) > FORMAT_VERSION:
+            raise ModelBundleError("the model was saved by a newer LesionSuite",
+                                   "Update LesionSuite to use this model", source=source)
+        if data["task"] not in TASKS:
+            raise bad(f"task {data['task']!r} is not one of {', '.join(TASKS)}")
+        spacing = data["spacing_mm"]
+        if not (isinstance(spacing, list) and len(spacing) == 3 and all(
+                isinstance(s, (int, float)) and s > 0 for s in spacing)):
+            raise bad("'spacing_mm' must be three positive numbers")
+        nets = data["networks"]
+        if not isinstance(nets, dict) or not nets:
+            raise bad("'networks' must name at least one network")
+        specs = {}
+        for net, spec in nets.items():
+            if not (_NET_NAME_RE.match(net) and isinstance(spec, dict)
+                    and isinstance(spec.get("class"), str)
+                    and isinstance(spec.get("args", {}), dict)):
+                raise bad(f"network {net!r} needs a 'class' name and an 'args' object")
+            specs[net] = NetworkSpec(spec["class"], dict(spec.get("args", {})))
+        try:
+            labels = [_label_from_dict(d) for d in data.get("labels", [])]
+        except (TypeError, KeyError, ValueError) as exc:
+            raise bad(f"a label entry is malformed ({exc})") from exc
+        known = {f.name for f in dataclasses.fields(cls)} - {"folder", "networks", "labels",
+                                                             "spacing_mm"}
+        rest = {k: v for k, v in data.items() if k in known}
+        for key in ("name", "version", "input_modality"):
+            rest[key] = str(rest[key])
+        return cls(spacing_mm=tuple(float(s) for s in spacing), networks=specs,
+                   labels=labels, **rest)
+
+
+def _code_to_dict(code: Code | None) -> dict | None:
+    return None if code is None else {"scheme": code.scheme, "value": code.value,
+                                      "meaning": code.meaning}
+
+
+def _code(d: dict | None) -> Code | None:
+    return None if d is None else Code(str(d["scheme"]), str(d["value"]), str(d["meaning"]))
+
+
+def _label_to_dict(label: LesionLabel) -> dict[str, Any]:
+    """JSON form of a :class:`~lesion_core.labels.LesionLabel` (colour in 0..1)."""
+    return {"value": int(label.value), "name": label.name,
+            "color": [float(c) for c in label.color],
+            "category": _code_to_dict(label.category), "type": _code_to_dict(label.type),
+            "region": _code_to_dict(label.region), "description": label.description}
+
+
+def _label_from_dict(d: dict) -> LesionLabel:
+    return LesionLabel(value=int(d["value"]), name=str(d["name"]),
+                       color=tuple(float(c) for c in d["color"]),
+                       category=_code(d["category"]), type=_code(d["type"]),
+                       region=_code(d.get("region")), description=str(d.get("description", "")))
+
+
+@dataclass
+class LoadedBundle:
+    """A bundle ready for inference: its metadata and its networks in eval mode."""
+
+    metadata: BundleMetadata
+    networks: dict[str, torch.nn.Module]
+    device: torch.device
+
+
+def read_metadata(folder: str | Path) -> BundleMetadata:
+    """Read and validate ``metadata.json`` of a model folder (weights are not checked)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelBundleError("the model folder does not exist",
+                               "Check the path; a model folder holds metadata.json and "
+                               "model.safetensors", source=folder)
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise ModelBundleError("there is no metadata.json in the model folder",
+                               "Copy the whole model folder (metadata.json and "
+                               "model.safetensors), or choose another folder", source=folder)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise ModelBundleError(f"metadata.json cannot be read ({exc})",
+                               "Re-copy the model folder", source=path) from exc
+    meta = BundleMetadata.from_dict(data, source=path)
+    meta.folder = folder
+    return meta
+
+
+def save_bundle(folder: str | Path, metadata: BundleMetadata,
+                networks: dict[str, torch.nn.Module], overwrite: bool = False) -> BundleMetadata:
+    """Write ``networks`` and ``metadata`` as a model folder; return the stored metadata.
+
+    Each network (DDP / compiled wrappers are unwrapped) must be an instance of the class
+    its spec names, and the spec's arguments must rebuild the same parameters, so a bundle
+    that saves also loads. Weights are written first, then ``metadata.json`` with their
+    checksum, both atomically; an existing bundle is replaced only with ``overwrite=True``.
+    """
+    folder = Path(folder)
+    meta_path = folder / METADATA_FILE
+    if set(networks) != set(metadata.networks):
+        raise ModelBundleError(
+            f"networks {sorted(networks)} do not match metadata networks "
+            f"{sorted(metadata.networks)}", "Pass one module per network named in the "
+            "metadata", source=folder)
+    if meta_path.exists() and not overwrite:
+        raise ModelBundleError("a model is already saved in this folder",
+                               "Choose a new folder, or pass overwrite=True", source=folder)
+    tensors: dict[str, torch.Tensor] = {}
+    for net, module in networks.items():
+        module = _unwrap(module)
+        spec = metadata.networks[net]
+        _check_rebuildable(net, spec, module, folder)
+        for key, value in module.state_dict().items():
+            tensors[f"{net}.{key}"] = value.detach().to("cpu").contiguous().clone()
+    import monai
+    from safetensors.torch import save_file
+
+    stored = dataclasses.replace(metadata, lesion_suite_version=__version__,
+                                 monai_version=monai.__version__,
+                                 pytorch_version=torch.__version__.split("+")[0],
+                                 created=_now_utc(), format_version=FORMAT_VERSION)
+    try:
+        text = json.dumps(stored.to_dict(), indent=2, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ModelBundleError(f"the metadata cannot be stored as JSON ({exc})",
+                               "Use only strings, numbers, lists and dicts in args, "
+                               "training, evaluation and extra", source=folder) from exc
+    stored = BundleMetadata.from_dict(json.loads(text), source=meta_path)  # validate first
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS_FILE
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp),
+                                                metadata={"format": "pt"}))
+    stored.weights_sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+    atomic_write_bytes(meta_path, json.dumps(stored.to_dict(), indent=2,
+                                             ensure_ascii=False).encode("utf-8"))
+    stored.folder = folder
+    return stored
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The plain network inside DataParallel / DistributedDataParallel / torch.compile."""
+    while True:
+        if isinstance(module, (torch.nn.DataParallel,
+                               torch.nn.parallel.DistributedDataParallel)):
+            module = module.module
+        elif isinstance(getattr(module, "_orig_mod", None), torch.nn.Module):
+            module = module._orig_mod
+        else:
+            return module
+
+
+def _check_rebuildable(net: str, spec: NetworkSpec, module: torch.nn.Module,
+                       folder: Path) -> None:
+    """Refuse to save what :func:`load_bundle` could not rebuild."""
+    actual = name_of_network(module)
+    if actual != spec.class_name:
+        raise ModelBundleError(
+            f"network {net!r} is a {type(module).__name__} (allow-list name {actual}), but "
+            f"the metadata says {spec.class_name!r}",
+            "Set the metadata class to the network's registered name, or register the "
+            "class with lesion_core.networks.register_network", source=folder)
+    try:
+        with torch.device("meta"):  # no memory, no init cost
+            rebuilt = _build(net, spec, folder)
+    except (NotImplementedError, RuntimeError):  # a constructor that needs real tensors
+        rebuilt = _build(net, spec, folder)
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    if want != got:
+        raise ModelBundleError(f"the arguments of network {net!r} rebuild a different "
+                               "network", "Store the exact arguments the network was "
+                               "built with", source=folder)
+
+
+def _build(net: str, spec: NetworkSpec, source: Path) -> torch.nn.Module:
+    cls = get_network_class(spec.class_name, source=str(source))
+    try:
+        return cls(**spec.args)
+    except (TypeError, ValueError, KeyError, AssertionError) as exc:
+        raise ModelBundleError(f"network {net!r} cannot be built from its arguments ({exc})",
+                               "Re-copy the model folder or retrain the model",
+                               source=source) from exc
+
+
+def load_bundle(folder: str | Path, device: str | torch.device | None = None,
+                only: Iterable[str] | None = None) -> LoadedBundle:
+    """Verify, rebuild and load a model folder.
+
+    Args:
+        folder: the model folder.
+        device: where to put the networks; ``None`` means CPU (pass
+            :func:`lesion_core.device.select_device` for the GPU).
+        only: load just these networks (e.g. the CMB student without its teacher).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
+    meta = read_metadata(folder)
+    folder = Path(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelBundleError("there is no model.safetensors in the model folder",
+                               "Copy the whole model folder, or retrain the model",
+                               source=folder)
+    data = weights.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.weights_sha256:
+        raise ModelBundleError("the weights do not match the checksum in metadata.json (the "
+                               "file was changed or copied incompletely)",
+                               "Re-copy the model folder or retrain the model", source=weights)
+    try:
+        tensors = load_safetensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ModelBundleError(f"the weights file cannot be read ({exc})",
+                               "Re-copy the model folder or retrain the model",
+                               source=weights) from exc
+    names = list(meta.networks) if only is None else list(only)
+    unknown = [n for n in names if n not in meta.networks]
+    if unknown:
+        raise ModelBundleError(f"the model has no network {', '.join(unknown)}",
+                               f"Choose from {', '.join(meta.networks)}", source=folder)
+    stray = {k.split(".", 1)[0] for k in tensors} - set(meta.networks)
+    if stray:
+        raise ModelBundleError(f"the weights hold networks {sorted(stray)} that the metadata "
+                               "does not describe", "Re-copy the model folder", source=weights)
+    dev = select_device(device) if device is not None else torch.device("cpu")
+    loaded: dict[str, torch.nn.Module] = {}
+    for net in names:
+        module = _build(net, meta.networks[net], folder / METADATA_FILE)
+        state = {k[len(net) + 1:]: v for k, v in tensors.items() if k.startswith(net + ".")}
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelBundleError(f"the weights of network {net!r} do not fit its "
+                                   f"architecture ({str(exc).splitlines()[0]})",
+                                   "Re-copy the model folder or retrain the model",
+                                   source=weights) from exc
+        loaded[net] = module.eval().to(dev)
+    return LoadedBundle(meta, loaded, dev)
+
+
+def list_bundles(root: str | Path, task: str | None = None,
+                 problems: list[ModelBundleError] | None = None) -> list[BundleMetadata]:
+    """The models in the sub-folders of ``root`` (sorted by folder name).
+
+    Folders with neither bundle file are ignored; a folder that looks like a model but
+    cannot be read is skipped with a warning and its error appended to ``problems``.
+    Weights are not hashed here (that happens in :func:`load_bundle`).
+    """
+    root = Path(root)
+    found: list[BundleMetadata] = []
+    for sub in sorted(root.iterdir()) if root.is_dir() else []:
+        if not sub.is_dir() or sub.name.startswith(".") or not (
+                (sub / METADATA_FILE).exists() or (sub / WEIGHTS_FILE).exists()):
+            continue
+        try:
+            meta = read_metadata(sub)
+            if not (sub / WEIGHTS_FILE).is_file():
+                raise ModelBundleError("there is no model.safetensors in the model folder",
+                                       "Copy the whole model folder", source=sub)
+        except ModelBundleError as exc:
+            warnings.warn(f"skipping model folder: {exc}", stacklevel=2)
+            if problems is not None:
+                problems.append(exc)
+            continue
+        if task is None or meta.task == task:
+            found.append(meta)
+    return found
+
+
+def default_models_dir() -> Path:
+    """The ``Models`` folder shipped in the repository beside ``lesion_core`` (may not exist)."""
+    return Path(__file__).resolve().parent.parent / "Models"
+
+
+def user_models_dir() -> Path:
+    """A user's own models: ``$LESION_SUITE_MODELS``, else ``~/.lesion-suite/models``."""
+    env = os.environ.get(USER_MODELS_ENV, "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".lesion-suite" / "models"
+
+
+def available_bundles(task: str | None = None) -> list[BundleMetadata]:
+    """Shipped models first, then the user's; broken folders skipped with a warning."""
+    return [m for root in (default_models_dir(), user_models_dir())
+            for m in list_bundles(root, task=task)]
