@@ -1,0 +1,106 @@
+"""Acquisition of a rendered subject: bias field, noise, resolution and orientation.
+
+The rendered image lives on the subject's isotropic RAS grid. Acquisition turns it into
+what a scanner would store: a smooth multiplicative bias field (MR), Rician (MR) or
+Gaussian (CT) noise, thick slices averaged over their slice profile, a voxel order and
+orientation (RAS, LPS, LAS or oblique) and an arbitrary intensity scale (MR). Label maps
+are carried onto the same acquired grid with nearest-neighbour sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from ..volume import Volume
+
+ORIENTATIONS = ("RAS", "LPS", "LAS", "oblique")
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    """How one image is acquired. Lengths in mm; ``None`` fields are drawn at random."""
+
+    in_plane_mm: float | None = None       # voxel size within the slice
+    slice_thickness_mm: float | None = None  # 1 mm = 3D; up to 5-6 mm = 2D thick slices
+    slice_axis: int = 2                     # 0 sagittal, 1 coronal, 2 axial slices
+    orientation: str | None = None          # one of ORIENTATIONS
+    bias_strength: float | None = None      # RMS of log bias field (MR)
+    noise_fraction: float | None = None     # noise SD / white-matter signal (MR)
+    ct_noise_hu: float | None = None        # noise SD in HU (CT)
+    intensity_scale: float | None = None    # MR: stored = signal * scale
+
+
+def _draw(value, rng, low, high):
+    return float(value) if value is not None else float(rng.uniform(low, high))
+
+
+def bias_field(shape, spacing: float, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """exp(smooth field), correlation length ~ 60 mm, RMS of the log = ``strength``."""
+    coarse = ndimage.gaussian_filter(rng.standard_normal([max(int(n * spacing / 30), 2) + 2 for n in shape]), 1.0)
+    coarse *= strength / max(coarse.std(), 1e-6)
+    field = ndimage.zoom(coarse, [n / c for n, c in zip(shape, coarse.shape)], order=3,
+                         mode="nearest", grid_mode=True)
+    return np.exp(field[tuple(slice(0, n) for n in shape)]).astype(np.float32)
+
+
+def acquisition_grid(subject_grid: Volume, in_plane: float, thickness: float, slice_axis: int,
+                     orientation: str, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(affine, shape) of the scanner's grid covering the subject's field of view."""
+    spacing = np.full(3, in_plane)
+    spacing[slice_axis] = thickness
+    if orientation == "oblique":
+        axes = Rotation.from_rotvec(rng.uniform(-1, 1, 3) * np.deg2rad(15) / np.sqrt(3)).as_matrix()
+    else:
+        flips = {"RAS": (1, 1, 1), "LPS": (-1, -1, 1), "LAS": (-1, 1, 1)}[orientation]
+        axes = np.diag(np.asarray(flips, float))
+    centre = subject_grid.world_bounds().mean(axis=1)
+    extent = np.ptp(subject_grid.world_bounds(), axis=1) + subject_grid.spacing
+    # Rotated grids need a larger box to hold the same field of view.
+    box = np.abs(axes.T) @ extent
+    shape = np.maximum(np.ceil(box / spacing).astype(int), 1)
+    affine = np.eye(4)
+    affine[:3, :3] = axes * spacing
+    affine[:3, 3] = centre - affine[:3, :3] @ ((shape - 1) / 2.0)
+    return affine, tuple(int(n) for n in shape)
+
+
+def acquire(image: Volume, labels: dict[str, Volume], modality: str, config: AcquisitionConfig,
+            rng: np.random.Generator) -> tuple[Volume, dict[str, Volume], dict]:
+    """Scanner view of a rendered image and its label maps; returns (image, labels, facts)."""
+    is_ct = modality == "CT"
+    thickness = _draw(config.slice_thickness_mm, rng, 1.0, 5.0)
+    in_plane = _draw(config.in_plane_mm, rng, 0.9, 1.2)
+    orientation = config.orientation or str(rng.choice(ORIENTATIONS))
+    data = image.array.astype(np.float32)
+    spacing = float(image.spacing[0])
+    if not is_ct:
+        data = data * bias_field(data.shape, spacing, _draw(config.bias_strength, rng, 0.05, 0.2), rng)
+    # Slice profile: a Gaussian of FWHM = thickness along the slice axis (and the in-plane
+    # voxel size across it) before sampling, so thick slices carry partial volume.
+    fwhm = np.full(3, in_plane)
+    fwhm[config.slice_axis] = thickness
+    sigma_vox = np.sqrt(np.maximum(fwhm ** 2 - spacing ** 2, 0)) / (2.3548 * spacing)
+    smoothed = image.with_array(ndimage.gaussian_filter(data, sigma_vox))
+    affine, shape = acquisition_grid(image, in_plane, thickness, config.slice_axis, orientation, rng)
+    acquired = smoothed.resample_to_grid(affine, shape, order=1,
+                                         fill=-1000.0 if is_ct else 0.0).array
+    if is_ct:
+        acquired = acquired + rng.normal(0, _draw(config.ct_noise_hu, rng, 3.0, 6.0), acquired.shape)
+        acquired = np.round(acquired).astype(np.int16)
+    else:
+        sd = _draw(config.noise_fraction, rng, 0.01, 0.05)
+        real = acquired + rng.normal(0, sd, acquired.shape)
+        imaginary = rng.normal(0, sd, acquired.shape)
+        magnitude = np.sqrt(real ** 2 + imaginary ** 2)  # Rician
+        scale = _draw(config.intensity_scale, rng, 200.0, 2000.0)
+        acquired = (magnitude * scale).astype(np.float32)
+    out_labels = {name: label.resample_to_grid(affine, shape, order=0, fill=0)
+                  for name, label in labels.items()}
+    facts = {"modality": modality, "orientation": orientation, "in_plane_mm": in_plane,
+             "slice_thickness_mm": thickness, "slice_axis": config.slice_axis}
+    return Volume(acquired, affine, meta={"modality": "CT" if is_ct else "MR",
+                                          "sequence": modality}), out_labels, facts

@@ -1,0 +1,158 @@
+"""Synthetic subjects with known ground truth: the demo, test and benchmark data.
+
+``make_subject(kind, seed)`` draws an anatomy, inserts the kind's lesions (and mimics),
+renders each modality and acquires it. Everything is reproducible from ``(kind, seed,
+config)``. Kinds and their images:
+
+- ``"wmh"``: FLAIR + 3D T1 with white-matter hyperintensities and their ARWMC rating;
+- ``"cmb"``: SWI (or T2*-GRE) with microbleeds and mimics;
+- ``"ich"``: non-contrast CT in HU with haemorrhage, subtypes and per-slice labels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..io import write_volume
+from ..progress import Progress, ensure_progress
+from ..volume import Volume
+from .acquisition import AcquisitionConfig, acquire
+from .anatomy import AnatomyConfig, SubjectAnatomy, make_anatomy
+from .contrast import render
+from .lesions import LesionInsertion
+
+KINDS = ("wmh", "cmb", "ich")
+
+
+@dataclass(frozen=True)
+class SubjectConfig:
+    """What to generate. ``acquisition[modality]`` overrides the random acquisition."""
+
+    kind: str = "wmh"
+    anatomy: AnatomyConfig = AnatomyConfig()
+    acquisition: dict[str, AcquisitionConfig] = field(default_factory=dict)
+    severity: float | None = None       # wmh: 0-1 lesion load; ich: haemorrhage size scale
+    lesion_count: int | None = None     # cmb: number of microbleeds
+    ich_probability: float = 0.8        # ich: fraction of subjects with haemorrhage
+    swi_variant: str | None = None      # cmb: "SWI" or "T2star" (random when None)
+
+
+@dataclass
+class SyntheticSubject:
+    """One generated subject.
+
+    ``images[modality]``: the acquired image; ``labels[modality][name]``: ground truth on
+    that image's grid; ``targets``: weak labels and facts (JSON-able); ``anatomy``: the
+    subject-grid tissues and the dense map to MNI (for registration tests).
+    """
+
+    subject_id: str
+    kind: str
+    seed: int
+    images: dict[str, Volume]
+    labels: dict[str, dict[str, Volume]]
+    targets: dict
+    acquisition: dict[str, dict]
+    anatomy: SubjectAnatomy
+
+
+def _insert(kind: str, anatomy: SubjectAnatomy, rng: np.random.Generator,
+            config: SubjectConfig) -> LesionInsertion:
+    if kind == "wmh":
+        from .wmh import insert_wmh
+        return insert_wmh(anatomy, rng, config.severity)
+    if kind == "cmb":
+        from .cmb import insert_cmbs
+        return insert_cmbs(anatomy, rng, config.lesion_count)
+    from .ich import insert_ich
+    return insert_ich(anatomy, rng, config.severity, config.ich_probability)
+
+
+def _modalities(kind: str, config: SubjectConfig, rng: np.random.Generator) -> dict[str, str]:
+    """Stored name -> contrast used to render it."""
+    if kind == "wmh":
+        return {"FLAIR": "FLAIR", "T1": "T1"}
+    if kind == "cmb":
+        variant = config.swi_variant or str(rng.choice(["SWI", "T2star"]))
+        return {variant: "SWI"}
+    return {"CT": "CT"}
+
+
+def _default_acquisition(kind: str, name: str) -> AcquisitionConfig:
+    if name == "T1":
+        return AcquisitionConfig(slice_thickness_mm=1.0)
+    if name == "CT":
+        return AcquisitionConfig(in_plane_mm=0.9, slice_thickness_mm=5.0)
+    if name in ("SWI", "T2star"):
+        return AcquisitionConfig(slice_thickness_mm=None if name == "T2star" else 1.5)
+    return AcquisitionConfig()
+
+
+def make_subject(seed: int, config: SubjectConfig = SubjectConfig()) -> SyntheticSubject:
+    """Generate one subject of ``config.kind`` (reproducible from ``seed``)."""
+    if config.kind not in KINDS:
+        raise ValueError(f"unknown kind {config.kind!r}; choose from {KINDS}")
+    rng = np.random.default_rng([seed, KINDS.index(config.kind)])
+    anatomy = make_anatomy(int(rng.integers(2 ** 31)), config.anatomy)
+    insertion = _insert(config.kind, anatomy, rng, config)
+    images, labels, facts = {}, {}, {}
+    subject_labels = {name: anatomy.grid.with_array(array) for name, array in insertion.labels.items()}
+    for name, contrast in _modalities(config.kind, config, rng).items():
+        rendered = anatomy.grid.with_array(render(anatomy, contrast, insertion.layers, rng))
+        acq = config.acquisition.get(name, _default_acquisition(config.kind, name))
+        if contrast == "SWI" and name == "T2star":
+            acq = replace(acq, slice_thickness_mm=acq.slice_thickness_mm or float(rng.uniform(2, 4)))
+        image, label_maps, facts[name] = acquire(rendered, subject_labels, name, acq, rng)
+        image.meta["sequence"] = name
+        images[name], labels[name] = image, label_maps
+    targets = dict(insertion.targets)
+    if config.kind == "ich":
+        from .ich import slice_labels
+        targets["slices"] = slice_labels(labels["CT"]["ich"], facts["CT"]["slice_axis"])
+    targets.update({"age_years": round(anatomy.age_years, 1), "atrophy": round(anatomy.atrophy, 3)})
+    return SyntheticSubject(f"{config.kind}_{seed:05d}", config.kind, seed, images, labels,
+                            targets, facts, anatomy)
+
+
+def save_subject(subject: SyntheticSubject, folder: str | Path) -> dict:
+    """Write images, label maps and ``targets.json``; returns the manifest row (paths)."""
+    folder = Path(folder) / subject.subject_id
+    folder.mkdir(parents=True, exist_ok=True)
+    row = {"subject": subject.subject_id, "kind": subject.kind, "seed": subject.seed}
+    for name, image in subject.images.items():
+        row[name.lower()] = str(write_volume(image, folder / f"{name.lower()}.nii.gz"))
+        for label, volume in subject.labels[name].items():
+            row[f"{name.lower()}_{label}"] = str(write_volume(volume, folder / f"{name.lower()}_{label}_truth.nii.gz"))
+    (folder / "targets.json").write_text(json.dumps(
+        {"targets": subject.targets, "acquisition": subject.acquisition}, indent=1, default=_json))
+    row["targets"] = str(folder / "targets.json")
+    return row
+
+
+def _json(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value))
+
+
+def make_cohort(kind: str, seeds: list[int], out: str | Path, config: SubjectConfig | None = None,
+                progress: Progress | None = None) -> Path:
+    """Generate and save ``seeds`` subjects; writes ``<out>/<kind>_cohort.csv``."""
+    progress = ensure_progress(progress)
+    config = replace(config or SubjectConfig(), kind=kind)
+    rows = []
+    for index, seed in enumerate(seeds):
+        progress.update(index / max(len(seeds), 1), f"subject {index + 1}/{len(seeds)}")
+        rows.append(save_subject(make_subject(seed, config), out))
+    progress.update(1.0, "done")
+    path = Path(out) / f"{kind}_cohort.csv"
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
