@@ -53,10 +53,13 @@ def test_shipped_requirements_file_is_valid_and_met_in_the_test_environment(logi
     path = MODULE_DIR / "Resources" / "requirements.txt"
     lines = read_requirements(path)
     names = {line.split(">")[0].split("=")[0].split("<")[0].strip().lower() for line in lines}
-    assert {"nibabel", "pynrrd", "safetensors", "monai", "scikit-image", "highdicom",
-            "pylibjpeg", "tqdm"} <= names
-    # Slicer ships these, or the PyTorch extension installs them: never pip-install them.
-    assert not names & {"torch", "numpy", "pydicom", "simpleitk"}
+    # The same packages as pyproject.toml's dependencies, less what Slicer ships (numpy,
+    # scipy, pydicom, SimpleITK) or the PyTorch extension installs (torch).
+    import tomllib
+    project = tomllib.loads((MODULE_DIR.parent / "pyproject.toml").read_text())["project"]
+    wanted = {d.split(">")[0].split("=")[0].split("<")[0].strip().lower()
+              for d in project["dependencies"]}
+    assert names == wanted - {"torch", "numpy", "scipy", "pydicom", "simpleitk"}
     assert logic.requirements() == lines  # the default file is the shipped one
     # The test environment installs lesion-suite's dependencies, so nothing is missing.
     assert logic.missing_requirements() == []
