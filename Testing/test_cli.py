@@ -82,3 +82,64 @@ def test_progress_lines_mode_prints_parseable_progress(tmp_path):
     events = [parse_progress_line(line) for line in out.splitlines()]
     fractions = [e[0] for e in events if e is not None]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+
+
+def _bad_inputs(tmp_path, real_t1_path):
+    """(path, --modality, expected fragment) for every kind of bad input."""
+    import nibabel as nib
+    from lesion_core.volume import Volume
+
+    def nifti(name, array, affine=np.eye(4)):
+        return write_volume(Volume(np.asarray(array), affine), tmp_path / name)
+
+    rng = np.random.default_rng(0)
+    mr = rng.uniform(0, 500, (12, 12, 12)).astype(np.float32)
+    with_nan = mr.copy()
+    with_nan[1, 2, 3] = np.nan
+    ct = np.where(rng.uniform(size=(12, 12, 12)) > 0.5, -1000.0, 40.0).astype(np.float32)
+    huge = nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4))
+    huge.header.set_data_shape((4096, 4096, 64))
+    (tmp_path / "huge.nii").write_bytes(huge.header.binaryblock + b"\0" * 4)
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(real_t1_path.read_bytes()[:4000])
+    (tmp_path / "notes.txt").write_text("not an image")
+    return [
+        (tmp_path / "notes.txt", None, "not a supported image file"),
+        (truncated, None, "truncated or corrupt"),
+        (nifti("slice.nii.gz", mr[:, :, :1]), None, "single slice"),
+        (nifti("series.nii.gz", np.stack([mr, mr], -1)), None, "4D"),
+        (nifti("nan.nii.gz", with_nan), None, "NaN or infinite"),
+        (nifti("flat.nii.gz", np.ones((8, 8, 8), np.float32)), None, "constant"),
+        (nifti("tiny.nii.gz", mr, np.diag([0.01, 0.01, 0.01, 1])), None, "outside 0.1-10 mm"),
+        (tmp_path / "huge.nii", None, "crop it to the head"),
+        (nifti("ct.nii.gz", ct), "MR", "looks like CT"),
+        (nifti("mr.nii.gz", mr), "CT", "does not look like CT"),
+    ]
+
+
+def test_every_bad_input_exits_2_with_its_one_line_error(tmp_path, real_t1_path):
+    for path, modality, fragment in _bad_inputs(tmp_path, real_t1_path):
+        args = ["validate", path] + (["--modality", modality] if modality else [])
+        code, _, err = run_cli(*args)
+        assert code == 2, (path, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert str(path) in err and fragment.lower() in err.lower(), err
+
+
+def test_validate_accepts_the_real_t1_as_mr(real_t1_path, capsys):
+    assert main(["validate", str(real_t1_path), "--modality", "MR"]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_info_on_dicom_file_and_series_folder(capsys):
+    from pathlib import Path
+    from pydicom.data import get_testdata_file
+
+    assert main(["info", get_testdata_file("CT_small.dcm"), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["format"] == "dicom" and facts["metadata"]["modality"] == "CT"
+    assert facts["intensity"]["min"] < -500  # rescaled to HU
+    series = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests" / "98892001" / "CT5N"
+    assert main(["info", str(series), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["shape"] == [16, 16, 5] and facts["spacing_mm"][2] == pytest.approx(2.5)

@@ -84,7 +84,7 @@ def _check_geometry(volume: Volume) -> None:
     if np.any(spacing < MIN_SPACING_MM) or np.any(spacing > MAX_SPACING_MM):
         raise InvalidImageError(
             f"voxel spacing {np.round(spacing, 4).tolist()} mm is outside "
-            f"{MIN_SPACING_MM}-{MAX_SPACING_MM} mm",
+            f"{MIN_SPACING_MM:g}-{MAX_SPACING_MM:g} mm",
             "the header's spacing is wrong (units in m or um?); fix it in the converter",
             volume.source)
 
@@ -92,14 +92,15 @@ def _check_geometry(volume: Volume) -> None:
 def guess_modality(volume: Volume) -> str:
     """``"CT"`` (Hounsfield units), ``"CT-unscaled"``, ``"MR"`` or ``"unknown"``.
 
-    CT in HU has air near -1000 around the head and bone above +300. CT stored without
+    CT in HU has air near -1000 around the head (MR has nothing below -500) and soft
+    tissue above 0. CT stored without
     rescaling has air at 0 and water near +1000 with a long bone tail. MR has no
     meaningful negative values. A DICOM modality tag, when present, is believed first.
     """
     tagged = str(volume.meta.get("modality", "")).upper()
     sample = np.asarray(volume.array, dtype=np.float32).ravel()[:: max(1, volume.array.size // 200_000)]
     p01, p50, p99 = np.percentile(sample, [1, 50, 99.5])
-    if p01 <= -500 and p99 >= 100:
+    if p01 <= -500 and p99 >= 0:
         return "CT"
     if tagged == "CT" or (p01 >= 0 and 700 <= np.percentile(sample, 90) and p99 >= 1300
                           and _near_water_peak(sample)):

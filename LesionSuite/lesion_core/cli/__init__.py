@@ -13,11 +13,11 @@ import sys
 
 from .. import __version__
 from ..errors import LesionSuiteError, OperationCancelled
-from . import demo, info
+from . import demo, info, validate
 
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
-_COMMANDS = (info, demo)
+_COMMANDS = (info, validate, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
