@@ -13,11 +13,11 @@ import sys
 
 from .. import __version__
 from ..errors import LesionSuiteError, OperationCancelled
-from . import demo, info, validate
+from . import demo, info, synth, validate
 
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
-_COMMANDS = (info, validate, demo)
+_COMMANDS = (info, validate, synth, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,84 @@
+"""The synthetic cohort's anatomy, acquisition and seed splits (lesions: test_synth_*.py)."""
+
+import numpy as np
+import pytest
+
+from lesion_core.synth.acquisition import AcquisitionConfig, acquire
+from lesion_core.synth.anatomy import AnatomyConfig, make_anatomy
+from lesion_core.synth.splits import BENCHMARK_SEEDS, TRAIN_SEEDS, VALIDATION_SEEDS, seeds, split_of
+from lesion_core.synth.template import load_template
+
+COARSE = AnatomyConfig(spacing_mm=3.0)
+
+
+@pytest.fixture(scope="module")
+def anatomy():
+    return make_anatomy(7, COARSE)
+
+
+def test_template_maps_are_plausible():
+    template = load_template()
+    ml = {name: float(m.sum()) / 1000 for name, m in template.maps.items()}  # 1 mm voxels
+    assert 1300 < template.brain.sum() / 1000 < 2000          # brain volume in mL
+    assert 500 < ml["gm"] < 1100 and 350 < ml["wm"] < 800
+    assert 8 < ml["ventricles"] < 60 and ml["skull"] > 300 and ml["air"] > 0.5
+
+
+def test_anatomy_is_reproducible_and_seed_dependent(anatomy):
+    again = make_anatomy(7, COARSE)
+    other = make_anatomy(8, COARSE)
+    assert np.array_equal(again.tissues["wm"], anatomy.tissues["wm"])
+    assert anatomy.grid.shape != other.grid.shape or not np.array_equal(
+        anatomy.tissues["wm"], other.tissues["wm"])
+
+
+def test_subject_tissues_are_the_template_carried_by_the_known_map(anatomy):
+    template = load_template()
+    carried = anatomy.sample_mni_map(template.maps["wm"], template.affine, order=1)
+    assert np.allclose(carried, anatomy.tissues["wm"], atol=1e-4)
+    # to_mni agrees with the dense map at voxel centres.
+    ijk = np.array([[5, 6, 7], [10, 12, 9]])
+    assert np.allclose(anatomy.to_mni(ijk), anatomy.mni_coordinates[tuple(ijk.T)], atol=1e-4)
+
+
+def test_older_subjects_have_larger_ventricles():
+    young = make_anatomy(3, AnatomyConfig(spacing_mm=3.0, age_years=52))
+    old = make_anatomy(3, AnatomyConfig(spacing_mm=3.0, age_years=89))
+    assert old.atrophy > young.atrophy
+    assert old.tissues["ventricles"].sum() > 1.1 * young.tissues["ventricles"].sum()
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "LPS", "LAS", "oblique"])
+def test_acquisition_grid_orientation_and_thick_slices(anatomy, orientation):
+    rng = np.random.default_rng(0)
+    image = anatomy.grid.with_array(anatomy.tissues["wm"] * 100)
+    labels = {"wm": anatomy.grid.with_array((anatomy.tissues["wm"] > 0.5).astype(np.uint8) * 3)}
+    config = AcquisitionConfig(in_plane_mm=3.0, slice_thickness_mm=6.0, orientation=orientation)
+    acquired, acquired_labels, facts = acquire(image, labels, "FLAIR", config, rng)
+    assert np.allclose(acquired.spacing, [3.0, 3.0, 6.0])
+    if orientation == "oblique":
+        assert acquired.is_oblique
+    else:
+        assert acquired.orientation == orientation
+    assert acquired.array.min() >= 0  # Rician magnitude
+    assert set(np.unique(acquired_labels["wm"].array)) == {0, 3}
+    assert acquired_labels["wm"].shape == acquired.shape
+    assert facts["slice_thickness_mm"] == 6.0
+
+
+def test_ct_acquisition_is_int16_hounsfield(anatomy):
+    rng = np.random.default_rng(1)
+    from lesion_core.synth.contrast import render
+    ct = anatomy.grid.with_array(render(anatomy, "CT", [], rng))
+    acquired, _, _ = acquire(ct, {}, "CT", AcquisitionConfig(in_plane_mm=3.0, slice_thickness_mm=5.0,
+                                                              orientation="RAS"), rng)
+    assert acquired.array.dtype == np.int16 and acquired.meta["modality"] == "CT"
+    assert acquired.array.min() < -900 and acquired.array.max() > 500
+
+
+def test_seed_splits_are_disjoint():
+    assert not set(TRAIN_SEEDS) & set(VALIDATION_SEEDS)
+    assert max(VALIDATION_SEEDS) < min(BENCHMARK_SEEDS)
+    assert split_of(5) == "train" and split_of(900_001) == "benchmark"
+    assert split_of(500_000) == "unassigned"
+    assert seeds("benchmark", 3) == [900_000, 900_001, 900_002]
