@@ -61,13 +61,15 @@ class SyntheticSubject:
 
 
 def _insert(kind: str, anatomy: SubjectAnatomy, rng: np.random.Generator,
-            config: SubjectConfig) -> LesionInsertion:
+            config: SubjectConfig, modalities: dict[str, str]) -> LesionInsertion:
     if kind == "wmh":
         from .wmh import insert_wmh
         return insert_wmh(anatomy, rng, config.severity)
     if kind == "cmb":
-        from .cmb import insert_cmbs
-        return insert_cmbs(anatomy, rng, config.lesion_count)
+        from .cmb import draw_blooming, insert_cmbs
+        # T2*-GRE (longer TE) blooms more than SWI: the variant sets the blooming factor.
+        variant = next(iter(modalities))
+        return insert_cmbs(anatomy, rng, config.lesion_count, blooming=draw_blooming(rng, variant))
     from .ich import insert_ich
     return insert_ich(anatomy, rng, config.severity, config.ich_probability)
 
@@ -98,10 +100,11 @@ def make_subject(seed: int, config: SubjectConfig = SubjectConfig()) -> Syntheti
         raise ValueError(f"unknown kind {config.kind!r}; choose from {KINDS}")
     rng = np.random.default_rng([seed, KINDS.index(config.kind)])
     anatomy = make_anatomy(int(rng.integers(2 ** 31)), config.anatomy)
-    insertion = _insert(config.kind, anatomy, rng, config)
+    modalities = _modalities(config.kind, config, rng)
+    insertion = _insert(config.kind, anatomy, rng, config, modalities)
     images, labels, facts = {}, {}, {}
     subject_labels = {name: anatomy.grid.with_array(array) for name, array in insertion.labels.items()}
-    for name, contrast in _modalities(config.kind, config, rng).items():
+    for name, contrast in modalities.items():
         rendered = anatomy.grid.with_array(render(anatomy, contrast, insertion.layers, rng))
         acq = config.acquisition.get(name, _default_acquisition(config.kind, name))
         if contrast == "SWI" and name == "T2star":
