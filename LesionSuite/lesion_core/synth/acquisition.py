@@ -42,7 +42,7 @@ def bias_field(shape, spacing: float, strength: float, rng: np.random.Generator)
     """exp(smooth field), correlation length ~ 60 mm, RMS of the log = ``strength``."""
     coarse = ndimage.gaussian_filter(rng.standard_normal([max(int(n * spacing / 30), 2) + 2 for n in shape]), 1.0)
     coarse *= strength / max(coarse.std(), 1e-6)
-    field = ndimage.zoom(coarse, [n / c for n, c in zip(shape, coarse.shape)], order=3,
+    field = ndimage.zoom(coarse, [n / c for n, c in zip(shape, coarse.shape)], order=1,
                          mode="nearest", grid_mode=True)
     return np.exp(field[tuple(slice(0, n) for n in shape)]).astype(np.float32)
 
