@@ -66,22 +66,23 @@ def test_corrupt_nifti_from_cli(tmp_path, real_t1_path):
     assert code == 2 and "Traceback" not in err and "truncated or corrupt" in err
 
 
-def test_demo_runs_on_bundled_t1(tmp_path):
-    code, out, err = run_cli("demo", "--out", tmp_path / "demo")
-    assert code == 0, err
-    assert (tmp_path / "demo" / "t1_ras_1mm.nii.gz").exists()
-    report = json.loads((tmp_path / "demo" / "report.json").read_text())
-    assert report["resampled"]["orientation"] == "RAS"
-    assert report["resampled"]["spacing_mm"] == [1.0, 1.0, 1.0]
-
-
-def test_progress_lines_mode_prints_parseable_progress(tmp_path):
+def test_demo_runs_every_pipeline_and_reports_progress_lines(tmp_path):
+    """The README's main job, once (it generates three synthetic subjects: ~1 min)."""
     from lesion_core.progress import parse_progress_line
-    code, out, _ = run_cli("--progress-lines", "demo", "--out", tmp_path / "demo")
-    assert code == 0
+    code, out, err = run_cli("--progress-lines", "demo", "--out", tmp_path / "demo", "--spacing", "3")
+    assert code == 0, err
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["real_t1"]["resampled"]["orientation"] == "RAS"
+    assert report["real_t1"]["resampled"]["spacing_mm"] == [1.0, 1.0, 1.0]
+    assert report["wmh"]["arwmc_total_truth"] > 0 and report["wmh"]["dice"] is not None
+    assert report["cmb"]["cmb_count_truth"] == 8
+    assert report["ich"]["ich_ml_truth"] > 0
+    subject = tmp_path / "demo" / "synthetic" / report["wmh"]["subject"]
+    assert (subject / "flair.nii.gz").exists() and (subject / "wmh_baseline.nii.gz").exists()
     events = [parse_progress_line(line) for line in out.splitlines()]
     fractions = [e[0] for e in events if e is not None]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert any(line.startswith("wmh (") for line in out.splitlines())
 
 
 def _bad_inputs(tmp_path, real_t1_path):

@@ -25,9 +25,11 @@ TISSUE_MEANS: dict[str, dict[str, tuple[float, float]]] = {
     "FLAIR": {"wm": (1.0, 0), "cortex": (1.22, 0.05), "deep_gm": (1.15, 0.05),
               "csf": (0.12, 0.04), "ventricles": (0.1, 0.03), "skull": (0.05, 0.02),
               "scalp": (0.9, 0.15), "air": (0.0, 0), "background": (0.0, 0)},
-    # T1 (MPRAGE-like): GM/WM ~0.6-0.7, CSF dark, scalp fat bright.
-    "T1": {"wm": (1.0, 0), "cortex": (0.66, 0.04), "deep_gm": (0.78, 0.04),
-           "csf": (0.22, 0.05), "ventricles": (0.2, 0.04), "skull": (0.1, 0.03),
+    # T1 (MPRAGE-like): GM/WM ~0.6-0.7, CSF dark, scalp fat bright. Tuned so that the
+    # brain histogram's GM/WM and CSF/WM peak ratios match those of a real 3D T1
+    # (lesion_core.synth.realism; docs/synthetic_cohort.md).
+    "T1": {"wm": (1.0, 0), "cortex": (0.63, 0.04), "deep_gm": (0.75, 0.04),
+           "csf": (0.12, 0.04), "ventricles": (0.1, 0.03), "skull": (0.1, 0.03),
            "scalp": (0.85, 0.1), "air": (0.0, 0), "background": (0.0, 0)},
     # SWI / T2*-GRE magnitude: CSF bright, iron-rich deep grey matter dark.
     "SWI": {"wm": (1.0, 0), "cortex": (1.12, 0.04), "deep_gm": (0.72, 0.06),
