@@ -1,6 +1,6 @@
 """Realism of the synthetic cohort, measured: tissue contrasts and T1 histograms.
 
-Three tools, used by ``scripts/make_synth_figures.py``, ``docs/synthetic_cohort.md`` and
+Two tools, used by ``scripts/make_synth_figures.py``, ``docs/synthetic_cohort.md`` and
 ``Testing/test_synth_realism.py``:
 
 - :func:`histogram_peaks`: where the CSF, grey- and white-matter intensity classes of a
@@ -11,9 +11,9 @@ Three tools, used by ``scripts/make_synth_figures.py``, ``docs/synthetic_cohort.
 - :func:`tissue_contrast_table`: tissue medians of every acquired image of a synthetic
   subject, measured inside its ground-truth tissue maps, and the lesion/normal ratios,
   next to :data:`LITERATURE_RANGES`.
-- :func:`template_brain_mask`: a brain mask for a real, not skull-stripped T1 (the MNI
-  template registered to it with SimpleITK, its brain mask carried back, then trimmed by
-  intensity). SimpleITK is needed only here and imported only when it is called.
+
+The brain mask of the real T1 comes from :func:`lesion_core.registration.brain_mask`
+(see ``scripts/measure_real_t1.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..errors import LesionSuiteError
 from ..volume import Volume
 from .contrast import tissue_mixture
 
@@ -199,108 +198,3 @@ def tissue_contrast_table(subject) -> dict:
                 ratios["cmb/brain"] = core / brain if core is not None and brain else None
         table[name] = {"medians": medians, "ratios": ratios, "modality": "CT" if is_ct else "MR"}
     return table
-
-
-# ------------------------------------------------------------------ real T1 brain mask
-def _to_sitk(sitk, array: np.ndarray, affine: np.ndarray):
-    """numpy ``[i, j, k]`` + RAS affine -> SimpleITK image (LPS physical space)."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0)), dtype=np.float32))
-    to_lps = np.diag([-1.0, -1.0, 1.0])
-    matrix = to_lps @ affine[:3, :3]
-    spacing = np.sqrt((matrix ** 2).sum(0))
-    image.SetSpacing(spacing.tolist())
-    image.SetDirection((matrix / spacing).ravel().tolist())
-    image.SetOrigin((to_lps @ affine[:3, 3]).tolist())
-    return image
-
-
-def _register(sitk, fixed, moving, moving_mask, transform, shrink, sigmas, iterations):
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.15, seed=1)
-    method.SetMetricMovingMask(moving_mask)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-3, iterations, relaxationFactor=0.6,
-                                                    gradientMagnitudeTolerance=1e-6)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel(shrink)
-    method.SetSmoothingSigmasPerLevel(sigmas)
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInitialTransform(transform, inPlace=True)
-    method.Execute(fixed, moving)
-    return method.GetMetricValue()
-
-
-def template_brain_mask(volume: Volume, template=None) -> tuple[np.ndarray, dict]:
-    """Brain mask of a real T1-weighted head image (not skull-stripped), on its grid.
-
-    Method: the skull-stripped MNI template T1 (smoothed to 2 mm) is registered to the
-    image by maximising Mattes mutual information inside the template's brain mask dilated
-    by 4 mm (so the scalp, face and neck of the real image, which the template lacks, do
-    not pull): a similarity transform from the best of 9 starts (shifts of the field-of-view
-    centre by 0 and +-20 mm superior, 0 and +-15 mm anterior), refined, then a full affine.
-    The template brain mask (cerebrum, cerebellum, brainstem, with their CSF) is carried
-    back (trilinear, > 0.5). Refinement by intensity: voxels within 5 mm of the mask's edge
-    that are brighter than the 99.5th percentile of the deep brain (fat, marrow) are dropped
-    and the largest connected component kept, holes filled. Returns ``(mask, info)``.
-    """
-    try:
-        import SimpleITK as sitk
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise LesionSuiteError("template registration needs SimpleITK", "pip install SimpleITK") from exc
-    from .template import load_template
-
-    template = template or load_template()
-    t1 = ndimage.gaussian_filter(template.t1, 0.85)[::2, ::2, ::2]
-    brain2 = template.brain[::2, ::2, ::2]
-    affine2 = template.affine.copy()
-    affine2[:3, :3] *= 2.0
-    fixed = _to_sitk(sitk, np.asarray(volume.array, np.float32), volume.affine)
-    moving = _to_sitk(sitk, t1, affine2)
-    moving_mask = sitk.Cast(_to_sitk(sitk, ndimage.binary_dilation(brain2, iterations=2)
-                                     .astype(np.float32), affine2), sitk.sitkUInt8)
-    base = sitk.CenteredTransformInitializer(fixed, moving, sitk.Similarity3DTransform(),
-                                             sitk.CenteredTransformInitializerFilter.GEOMETRY)
-    best = None
-    for dz in (-20.0, 0.0, 20.0):
-        for dy in (-15.0, 0.0, 15.0):
-            start = sitk.Similarity3DTransform(base)
-            # The transform maps fixed (image) points to template points, in LPS.
-            start.SetTranslation((np.asarray(start.GetTranslation()) + [0.0, -dy, dz]).tolist())
-            value = _register(sitk, fixed, moving, moving_mask, start, [4], [3.0], 30)
-            if best is None or value < best[0]:
-                best = (value, start)
-    similarity = best[1]
-    _register(sitk, fixed, moving, moving_mask, similarity, [4, 2], [3.0, 1.5], 100)
-    affine = sitk.AffineTransform(3)
-    affine.SetCenter(similarity.GetCenter())
-    affine.SetMatrix(similarity.GetMatrix())
-    affine.SetTranslation(similarity.GetTranslation())
-    metric = _register(sitk, fixed, moving, moving_mask, affine, [2, 1], [1.5, 0.0], 100)
-    carried = sitk.Resample(_to_sitk(sitk, template.brain.astype(np.float32), template.affine),
-                            fixed, affine, sitk.sitkLinear, 0.0)
-    mask = np.transpose(sitk.GetArrayFromImage(carried), (2, 1, 0)) > 0.5
-    # Intensity refinement at the edge.
-    data = np.asarray(volume.array, np.float32)
-    spacing = float(np.mean(volume.spacing))
-    depth = ndimage.distance_transform_edt(mask, sampling=volume.spacing)
-    deep = depth > 15.0
-    if np.any(deep):
-        bright = np.percentile(data[deep], 99.5)
-        mask &= ~((depth <= 5.0) & (data > bright))
-    labels, count = ndimage.label(mask)
-    if count > 1:
-        mask = labels == (np.argmax(ndimage.sum(mask, labels, range(1, count + 1))) + 1)
-    mask = ndimage.binary_fill_holes(mask)
-    # Image RAS -> template (MNI) RAS: SimpleITK's y = A (x - c) + c + t, in LPS.
-    flip = np.diag([-1.0, -1.0, 1.0])
-    a = np.asarray(affine.GetMatrix()).reshape(3, 3)
-    c, t = np.asarray(affine.GetCenter()), np.asarray(affine.GetTranslation())
-    ras_to_mni = np.eye(4)
-    ras_to_mni[:3, :3] = flip @ a @ flip
-    ras_to_mni[:3, 3] = flip @ (c + t - a @ c)
-    info = {"method": "MNI template registration (SimpleITK, Mattes MI, similarity then affine)",
-            "metric": float(metric), "ras_to_mni": ras_to_mni.round(5).tolist(),
-            "volume_ml": float(mask.sum() * volume.voxel_volume_ml), "spacing_mm": spacing}
-    return mask, info
