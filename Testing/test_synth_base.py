@@ -82,3 +82,26 @@ def test_seed_splits_are_disjoint():
     assert split_of(5) == "train" and split_of(900_001) == "benchmark"
     assert split_of(500_000) == "unassigned"
     assert seeds("benchmark", 3) == [900_000, 900_001, 900_002]
+
+
+@pytest.mark.parametrize("kind, weak", [("wmh", "arwmc_frontal_left"), ("cmb", "cmb_count"),
+                                        ("ich", "ich_subdural")])
+def test_synth_cli_writes_images_truth_and_weak_labels(tmp_path, kind, weak):
+    import csv
+    import json
+
+    from lesion_core.cli import main
+    from lesion_core.io import read_volume
+
+    assert main(["synth", kind, "--n", "1", "--seed", "11", "--size", "small", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / f"{kind}_labels.csv").open()))
+    assert len(rows) == 1 and rows[0]["seed"] == "11" and weak in rows[0]
+    truth_columns = [c for c in rows[0] if c.endswith("_truth")]
+    assert truth_columns  # ground truth is there, and named as such
+    image_column = {"wmh": "flair", "cmb": None, "ich": "ct"}[kind] or \
+        next(c for c in ("swi", "t2star") if c in rows[0])
+    image = read_volume(rows[0][image_column])
+    assert max(image.shape) <= 80  # "small": about 64 voxels a side
+    targets = json.loads(open(rows[0]["targets"]).read())["targets"]
+    if kind == "ich":
+        assert "slices" in targets and len(targets["slices"]) == image.shape[2]

@@ -9,6 +9,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OperationCancelled, KeyboardInterrupt):
         print("lesion-suite: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

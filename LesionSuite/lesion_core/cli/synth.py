@@ -1,36 +1,56 @@
-"""``lesion-suite synth``: generate synthetic subjects with known ground truth."""
+"""``lesion-suite synth {wmh,cmb,ich,all} --n N --seed S --out DIR [--size small|full]``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..synth import KINDS, SubjectConfig, make_cohort
+from ..synth.acquisition import AcquisitionConfig
 from ..synth.anatomy import AnatomyConfig
-from ..synth.splits import seeds
+from ..synth.splits import split_of
 from .progress_bar import ProgressBar
+
+#: ``small``: about 64 voxels a side (3.5 mm), for tests and quick looks; ``full``: 1 mm
+#: anatomy with the kind's usual acquisitions (thick FLAIR/CT slices, 1 mm T1).
+SMALL_SPACING_MM = 3.5
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("synth", help="generate a synthetic cohort (FLAIR+T1 / SWI / CT)")
-    parser.add_argument("--kind", choices=KINDS + ("all",), default="all",
-                        help="which subjects: wmh (FLAIR + T1), cmb (SWI), ich (CT), or all")
-    parser.add_argument("--n", type=int, default=3, help="subjects per kind (default %(default)s)")
-    parser.add_argument("--split", choices=("train", "validation", "benchmark"), default="train",
-                        help="seed range to draw from (kept apart so splits never overlap)")
-    parser.add_argument("--offset", type=int, default=0, help="first seed within the split")
-    parser.add_argument("--spacing", type=float, default=1.0,
-                        help="voxel size (mm) of the subject grid before acquisition")
+    parser = sub.add_parser("synth", help="generate synthetic subjects with known ground truth")
+    parser.add_argument("kind", choices=KINDS + ("all",),
+                        help="wmh (FLAIR + T1), cmb (SWI or T2*-GRE), ich (CT), or all")
+    parser.add_argument("--n", type=int, default=3, help="number of subjects (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="first seed; subjects use seeds S..S+N-1. Seeds < 100000 are the "
+                             "training range, 100000-199999 validation, 900000+ benchmark")
+    parser.add_argument("--size", choices=("small", "full"), default="full",
+                        help="small: ~64 voxels a side (3.5 mm); full: 1 mm (default)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(run=run)
 
 
+def small_config(kind: str) -> SubjectConfig:
+    """Coarse anatomy and acquisition: every image about 64 voxels a side."""
+    coarse = AcquisitionConfig(in_plane_mm=SMALL_SPACING_MM, slice_thickness_mm=SMALL_SPACING_MM)
+    names = {"wmh": ("FLAIR", "T1"), "cmb": ("SWI", "T2star"), "ich": ("CT",)}[kind]
+    return SubjectConfig(anatomy=AnatomyConfig(spacing_mm=SMALL_SPACING_MM),
+                         acquisition={name: coarse for name in names})
+
+
 def run(args: argparse.Namespace) -> int:
     kinds = KINDS if args.kind == "all" else (args.kind,)
-    subject_seeds = seeds(args.split, args.n, args.offset)
-    config = SubjectConfig(anatomy=AnatomyConfig(spacing_mm=args.spacing))
+    seeds = list(range(args.seed, args.seed + args.n))
+    splits = sorted({split_of(s) for s in seeds})
+    if "benchmark" in splits:
+        print("lesion-suite: note: these seeds are in the benchmark range; do not train on them",
+              file=sys.stderr)
     with ProgressBar(args, "synth") as progress:
         for index, kind in enumerate(kinds):
+            config = small_config(kind) if args.size == "small" else SubjectConfig()
+            out = args.out if len(kinds) == 1 else f"{args.out}/{kind}"
             stage = progress.sub(index / len(kinds), (index + 1) / len(kinds))
-            csv = make_cohort(kind, subject_seeds, args.out, config, progress=stage)
-            print(f"{kind}: {len(subject_seeds)} subjects -> {csv}")
+            table = make_cohort(kind, seeds, out, config, progress=stage)
+            print(f"{kind}: {len(seeds)} subjects (seeds {seeds[0]}-{seeds[-1]}, "
+                  f"{'/'.join(splits)}) -> {table}")
     return 0

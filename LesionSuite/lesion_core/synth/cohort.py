@@ -11,6 +11,7 @@ config)``. Kinds and their images:
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -129,11 +130,37 @@ def save_subject(subject: SyntheticSubject, folder: str | Path) -> dict:
     for name, image in subject.images.items():
         row[name.lower()] = str(write_volume(image, folder / f"{name.lower()}.nii.gz"))
         for label, volume in subject.labels[name].items():
-            row[f"{name.lower()}_{label}"] = str(write_volume(volume, folder / f"{name.lower()}_{label}_truth.nii.gz"))
+            key = f"{name.lower()}_{label}_truth"
+            row[key] = str(write_volume(volume, folder / f"{key}.nii.gz"))
     (folder / "targets.json").write_text(json.dumps(
         {"targets": subject.targets, "acquisition": subject.acquisition}, indent=1, default=_json))
     row["targets"] = str(folder / "targets.json")
+    row.update(weak_labels(subject))
     return row
+
+
+def weak_labels(subject: SyntheticSubject) -> dict:
+    """The labels a clinic has without voxel masks, plus ground-truth figures (``truth_*``).
+
+    wmh: ARWMC total and per region-side, Fazekas scores; cmb: count per MARS category;
+    ich: scan-level presence and subtypes, number of positive slices. Per-slice ICH labels
+    are in ``targets.json`` (``targets.slices``).
+    """
+    t = subject.targets
+    if subject.kind == "wmh":
+        row = {"arwmc_total": t["arwmc_total"], **{f"arwmc_{r}": v for r, v in t["arwmc"].items()},
+               "fazekas_periventricular": t["fazekas_periventricular"],
+               "fazekas_deep": t["fazekas_deep"]}
+        return {**row, "truth_wmh_ml": round(float(t["wmh_volume_ml"]), 3)}
+    if subject.kind == "cmb":
+        return {"cmb_count": t["cmb_count"],
+                **{f"cmb_{c}": n for c, n in t.get("cmb_by_location", {}).items()}}
+    from .ich import SUBTYPE_KEYS
+    present = set(t.get("subtypes", []))
+    return {"ich_present": int(bool(t.get("ich_present"))),
+            **{f"ich_{key}": int(key in present) for key in SUBTYPE_KEYS.values()},
+            "ich_positive_slices": sum(s["ich"] for s in t.get("slices", [])),
+            "truth_ich_ml": round(float(t.get("total_volume_ml", 0.0)), 3)}
 
 
 def _json(value):
@@ -146,7 +173,11 @@ def _json(value):
 
 def make_cohort(kind: str, seeds: list[int], out: str | Path, config: SubjectConfig | None = None,
                 progress: Progress | None = None) -> Path:
-    """Generate and save ``seeds`` subjects; writes ``<out>/<kind>_cohort.csv``."""
+    """Generate and save ``seeds`` subjects; writes ``<out>/<kind>_labels.csv``.
+
+    One row per subject: image paths, ground-truth label map paths (``*_truth.nii.gz``),
+    the weak labels of :func:`weak_labels` and ``targets.json`` (everything known).
+    """
     progress = ensure_progress(progress)
     config = replace(config or SubjectConfig(), kind=kind)
     rows = []
@@ -154,8 +185,9 @@ def make_cohort(kind: str, seeds: list[int], out: str | Path, config: SubjectCon
         progress.update(index / max(len(seeds), 1), f"subject {index + 1}/{len(seeds)}")
         rows.append(save_subject(make_subject(seed, config), out))
     progress.update(1.0, "done")
-    path = Path(out) / f"{kind}_cohort.csv"
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
-    path.write_text("\n".join(lines) + "\n")
+    path = Path(out) / f"{kind}_labels.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+        writer.writeheader()
+        writer.writerows(rows)
     return path
