@@ -103,6 +103,9 @@ def make_subject(seed: int, config: SubjectConfig = SubjectConfig()) -> Syntheti
     anatomy = make_anatomy(int(rng.integers(2 ** 31)), config.anatomy)
     modalities = _modalities(config.kind, config, rng)
     insertion = _insert(config.kind, anatomy, rng, config, modalities)
+    # Normal structures and artefacts that mimic lesions (they carry no label).
+    from .confounders import confounder_layers
+    insertion.layers.extend(confounder_layers(config.kind, anatomy, rng))
     images, labels, facts = {}, {}, {}
     subject_labels = {name: anatomy.grid.with_array(array) for name, array in insertion.labels.items()}
     for name, contrast in modalities.items():
