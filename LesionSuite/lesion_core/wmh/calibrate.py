@@ -1,0 +1,133 @@
+"""Segmentation from the activation map, with thresholds calibrated on *ratings*.
+
+The published inference keeps a voxel when the activation is high **and** the FLAIR is
+hyperintense. Both are percentile thresholds (:class:`SegmentThresholds`):
+
+- activation: the ``activation_percentile`` of the activations inside the brains of the
+  calibration set, pooled, kept as a fixed level (``activation_level``), so a subject
+  with little activation gets few voxels;
+- FLAIR: the ``flair_percentile`` of the normalised FLAIR inside each subject's brain.
+
+:func:`calibrate_thresholds` tries a grid of percentile pairs and keeps the pair whose
+segmented volumes best explain the ratings: the mean of the Spearman correlations of
+(a) segmented total volume vs rated total over subjects and (b) segmented regional volume
+vs regional rating over the rated (subject, region) pairs, whichever are available. Only
+ratings enter; voxel truth is neither an argument nor read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from .config import SegmentThresholds
+
+ACTIVATION_PERCENTILES = (90.0, 93.0, 95.0, 97.0, 98.0, 99.0, 99.5)
+FLAIR_PERCENTILES = (50.0, 70.0, 80.0, 85.0, 90.0, 95.0)
+
+
+@dataclass
+class CalibrationCase:
+    """One calibration subject on the working grid (arrays ``[I, J, K]``).
+
+    ``activation`` in [0, 1], ``flair`` normalised, ``brain`` bool, ``regions`` labels
+    (0 = none), ``total`` rated total (``NaN`` unknown), ``region_ratings`` ``[R]``
+    (``NaN`` unknown).
+    """
+
+    activation: np.ndarray
+    flair: np.ndarray
+    brain: np.ndarray
+    regions: np.ndarray
+    total: float
+    region_ratings: np.ndarray
+
+
+def segment(activation: np.ndarray, flair_normalised: np.ndarray, brain: np.ndarray,
+            thresholds: SegmentThresholds) -> np.ndarray:
+    """WMH mask (bool ``[I, J, K]``): inside ``brain``, activation above the level (or its
+    per-image percentile when ``thresholds.activation_level`` is ``None``) and FLAIR above
+    its per-image brain percentile."""
+    brain = np.asarray(brain) > 0
+    activation = np.asarray(activation, dtype=np.float32)
+    flair = np.asarray(flair_normalised, dtype=np.float32)
+    if not brain.any():
+        return np.zeros(brain.shape, bool)
+    level = thresholds.activation_level
+    if level is None:
+        level = float(np.percentile(activation[brain], thresholds.activation_percentile))
+    flair_level = float(np.percentile(flair[brain], thresholds.flair_percentile))
+    return brain & (activation > level) & (flair > flair_level)
+
+
+def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return -1.0
+    rho = spearmanr(x, y).statistic
+    return float(rho) if np.isfinite(rho) else -1.0
+
+
+def rating_agreement(cases: Sequence[CalibrationCase], thresholds: SegmentThresholds,
+                     voxel_ml: float) -> float:
+    """How well the segmented volumes explain the ratings (mean Spearman rho, -1..1)."""
+    volumes, totals, regional, rated = [], [], [], []
+    for case in cases:
+        mask = segment(case.activation, case.flair, case.brain, thresholds)
+        if math.isfinite(case.total):
+            volumes.append(mask.sum() * voxel_ml)
+            totals.append(case.total)
+        for index, rating in enumerate(case.region_ratings):
+            if math.isfinite(rating):
+                regional.append((mask & (case.regions == index + 1)).sum() * voxel_ml)
+                rated.append(rating)
+    scores = [_spearman(v, r) for v, r in ((volumes, totals), (regional, rated)) if len(v) >= 3]
+    return float(np.mean(scores)) if scores else -1.0
+
+
+def calibrate_thresholds(cases: Sequence[CalibrationCase], voxel_ml: float,
+                         activation_percentiles: Sequence[float] = ACTIVATION_PERCENTILES,
+                         flair_percentiles: Sequence[float] = FLAIR_PERCENTILES,
+                         ) -> tuple[SegmentThresholds, list[dict]]:
+    """The percentile pair that best explains the ratings of ``cases`` (see the module
+    notes), with ``activation_level`` resolved on the pooled brains; and every pair's score
+    (``{"activation_percentile", "flair_percentile", "activation_level", "score"}``)."""
+    if not cases:
+        raise ValueError("calibration needs rated cases")
+    pooled = np.concatenate([c.activation[c.brain > 0].ravel() for c in cases])
+    table, best, best_score = [], None, -math.inf
+    for p_act in activation_percentiles:
+        level = float(np.percentile(pooled, p_act))
+        for p_flair in flair_percentiles:
+            candidate = SegmentThresholds(float(p_act), float(p_flair), level)
+            score = rating_agreement(cases, candidate, voxel_ml)
+            table.append({"activation_percentile": float(p_act), "flair_percentile": float(p_flair),
+                          "activation_level": level, "score": score})
+            if score > best_score + 1e-9:
+                best, best_score = candidate, score
+    return best, table
+
+
+@torch.no_grad()
+def calibration_cases(net, samples, device: str | torch.device = "cpu") -> list[CalibrationCase]:
+    """Run ``net`` on :class:`~lesion_core.wmh.data.RatingSample` items -> cases."""
+    net = net.to(device).eval()
+    cases = []
+    for sample in samples:
+        data = sample.data
+        out = net(data.image[None].to(device), data.regions[None].to(device))
+        cases.append(CalibrationCase(out["activation"][0, 0].cpu().numpy(),
+                                     data.image[0].numpy(), data.brain.numpy(),
+                                     data.regions.numpy(), float(sample.total),
+                                     sample.region_ratings.numpy()))
+    return cases
+
+
+def per_image(thresholds: SegmentThresholds) -> SegmentThresholds:
+    """The same percentiles with the activation level taken per image."""
+    return replace(thresholds, activation_level=None)

@@ -1,0 +1,122 @@
+"""The DualTasker network: a lesion activation map whose regional loads explain the rating.
+
+``DualTaskerNet(image, regions)``:
+
+- a MONAI ``UNet`` maps the normalised FLAIR ``[B, 1, I, J, K]`` to logits; a sigmoid gives
+  the **activation** ``a(x)`` in [0, 1] per voxel (the WMH map; no voxel labels ever
+  train it);
+- the **regional load** of region-side ``r`` is ``L_r = sum_{x in r} a(x) * v`` (mL, with
+  ``v`` the working voxel volume), i.e. the soft lesion volume the map puts there;
+- an **ordinal head** per region-side turns the load into a rating 0-3:
+  ``P(rating_r > k) = sigmoid(s_r * (log(L_r + eps) - theta_{r,k}))`` for k = 0, 1, 2, with
+  ``theta_{r,0} < theta_{r,1} < theta_{r,2}`` guaranteed by building them as a learnable
+  base plus cumulative softplus steps, and ``s_r > 0`` (softplus). The expected rating is
+  ``E_r = sum_k P(rating_r > k)`` (0-3, increasing in ``L_r``) and the total is
+  ``sum_r E_r`` (0-30).
+
+The only way to raise a predicted rating is to put activation into that region, which is
+what makes the map a segmentation. Constructor arguments are plain JSON values so a model
+bundle can rebuild the network from ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..networks import register_network
+from .config import N_LEVELS
+
+#: Initial cut points of the ordinal head, regional load in mL: rating > 0 from ~0.1 mL
+#: (a few foci of 5 mm), > 1 from ~1 mL (beginning confluence), > 2 from ~5 mL (diffuse).
+INITIAL_CUTS_ML = (0.1, 1.0, 5.0)[:N_LEVELS]
+
+
+def _inverse_softplus(y: float) -> float:
+    return float(y + math.log(-math.expm1(-y)))
+
+
+@register_network("lesion_suite.DualTaskerNet")
+class DualTaskerNet(nn.Module):
+    """WMH-DualTasker: activation map + ordinal ARWMC head (see the module notes).
+
+    Args:
+        features: channels per U-Net level (strides 2 between levels).
+        res_units: residual units per U-Net block.
+        n_regions: number of region-sides (10 for ARWMC).
+        voxel_ml: volume of one input voxel (mL).
+        load_eps_ml: added to the load before the log (mL).
+        init_activation: activation everywhere at initialisation.
+    """
+
+    def __init__(self, features: list[int] | tuple[int, ...] = (8, 16, 32, 64),
+                 res_units: int = 2, n_regions: int = 10, voxel_ml: float = 0.027,
+                 load_eps_ml: float = 0.05, init_activation: float = 0.002):
+        super().__init__()
+        from monai.networks.nets import UNet
+
+        features = tuple(int(f) for f in features)
+        if len(features) < 2:
+            raise ValueError("features needs at least two levels")
+        if not 0.0 < init_activation < 1.0:
+            raise ValueError("init_activation must be in (0, 1)")
+        self.n_regions = int(n_regions)
+        self.voxel_ml = float(voxel_ml)
+        self.load_eps_ml = float(load_eps_ml)
+        self.backbone = UNet(spatial_dims=3, in_channels=1, out_channels=1, channels=features,
+                             strides=(2,) * (len(features) - 1), num_res_units=int(res_units))
+        self.activation_bias = nn.Parameter(torch.tensor(math.log(init_activation /
+                                                                  (1.0 - init_activation))))
+        logs = [math.log(c + self.load_eps_ml) for c in INITIAL_CUTS_ML]
+        self.cut_base = nn.Parameter(torch.full((self.n_regions,), logs[0]))
+        steps = [_inverse_softplus(b - a) for a, b in zip(logs[:-1], logs[1:])]
+        self.cut_steps = nn.Parameter(torch.tensor(steps).repeat(self.n_regions, 1))
+        self.raw_slope = nn.Parameter(torch.full((self.n_regions,), _inverse_softplus(2.0)))
+
+    # ------------------------------------------------------------------ parts
+    def activation(self, image: torch.Tensor) -> torch.Tensor:
+        """Activation map ``[B, 1, I, J, K]`` in [0, 1] of an image ``[B, 1, I, J, K]``."""
+        return torch.sigmoid(self.backbone(image) + self.activation_bias)
+
+    def cut_points(self) -> torch.Tensor:
+        """Ordered cut points ``theta`` ``[R, 3]`` (log mL), strictly increasing along k."""
+        increments = torch.cat([self.cut_base[:, None], F.softplus(self.cut_steps)], dim=1)
+        return torch.cumsum(increments, dim=1)
+
+    def slopes(self) -> torch.Tensor:
+        """Positive slopes ``s_r`` ``[R]``."""
+        return F.softplus(self.raw_slope)
+
+    def regional_loads(self, activation: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """Loads ``[B, R]`` (mL): activation ``[B, 1, I, J, K]`` summed per region-side of
+        ``regions`` ``[B, I, J, K]`` (0 = none, 1..R) times the voxel volume."""
+        act = activation.flatten(1)
+        labels = regions.flatten(1)
+        loads = [(act * (labels == r + 1).to(act.dtype)).sum(dim=1) for r in range(self.n_regions)]
+        return torch.stack(loads, dim=1) * self.voxel_ml
+
+    def rate(self, loads: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Ordinal head on loads ``[B, R]`` (mL): cumulative ``P(rating > k)`` ``[B, R, 3]``,
+        expected ratings ``[B, R]`` and total ``[B]``."""
+        log_load = torch.log(loads.clamp_min(0.0) + self.load_eps_ml)
+        logits = self.slopes()[None, :, None] * (log_load[:, :, None] - self.cut_points()[None])
+        cumulative = torch.sigmoid(logits)
+        expected = cumulative.sum(dim=2)
+        return {"cumulative_logits": logits, "cumulative": cumulative, "expected": expected,
+                "total": expected.sum(dim=1)}
+
+    def forward(self, image: torch.Tensor, regions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``image`` ``[B, 1, I, J, K]``, ``regions`` ``[B, I, J, K]`` int ->
+        ``{"activation", "loads", "cumulative_logits", "cumulative", "expected", "total"}``."""
+        if image.ndim != 5 or image.shape[1] != 1:
+            raise ValueError(f"image must be [B, 1, I, J, K], got {tuple(image.shape)}")
+        if regions.shape != image.shape[:1] + image.shape[2:]:
+            raise ValueError(f"regions {tuple(regions.shape)} do not match image "
+                             f"{tuple(image.shape)}")
+        activation = self.activation(image)
+        loads = self.regional_loads(activation, regions)
+        return {"activation": activation, "loads": loads, **self.rate(loads)}
+

@@ -1,0 +1,296 @@
+"""WMH-DualTasker core: transforms, consistency, ordinal head, rating loss, rating-only data
+loading and a short training run on a tiny synthetic cohort (3 mm, CPU, seeded)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lesion_core.synth.acquisition import AcquisitionConfig
+from lesion_core.synth.anatomy import AnatomyConfig
+from lesion_core.synth.arwmc import LABELS, REGIONS
+from lesion_core.wmh.calibrate import CalibrationCase, calibrate_thresholds, segment
+from lesion_core.wmh.config import DualTaskerConfig, SegmentThresholds, TrainConfig
+from lesion_core.wmh.consistency import Intensity, Transform, consistency_loss, random_transform
+from lesion_core.wmh.data import (RatingsDataset, RatingsTableError, known_transform_masks,
+                                  parse_rows, read_ratings_table, table_from_synthetic_cohort,
+                                  write_ratings_table)
+from lesion_core.wmh.losses import rating_loss
+from lesion_core.wmh.network import DualTaskerNet
+from lesion_core.wmh.train import train
+
+SMALL = DualTaskerConfig(spacing_mm=3.0, shape=(64, 72, 64), features=(8, 16, 32), res_units=1)
+
+
+class Pointwise(nn.Module):
+    """A 'network' whose map is a pointwise function of the image: equivariant to any
+    voxel permutation."""
+
+    def forward(self, image, regions):
+        return {"activation": torch.sigmoid(4.0 * (image - 1.0))}
+
+
+class Skewed(nn.Module):
+    """A map from an asymmetric convolution: not equivariant to flips."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(1, 1, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.arange(27.0).reshape(1, 1, 3, 3, 3) / 27.0)
+
+    def forward(self, image, regions):
+        return {"activation": torch.sigmoid(self.conv(image))}
+
+
+def _swap_sides(labels):
+    return torch.where(labels > 0, ((labels - 1) ^ 1) + 1, labels)
+
+
+def _exact_transforms():
+    for n in range(4):
+        for flips in itertools.combinations(range(3), n):
+            for swap, turns in ((None, 0), ((0, 2), 0), (None, 1), ((0, 2), 3), (None, 2)):
+                yield Transform(flips=flips, swap=swap, quarter_turns=turns)
+
+
+def test_voxel_moves_are_exact_inverses():
+    x = torch.randn(2, 1, 6, 6, 6)
+    labels = torch.randint(0, 11, (2, 6, 6, 6))
+    for t in _exact_transforms():
+        assert t.exact
+        assert torch.equal(t.inverse_map(t.map(x)), x)
+        assert t.map(x).shape == x.shape
+        assert torch.equal(t.valid(x.shape), torch.ones(1, 1, 6, 6, 6))
+        moved_back = t.inverse_map(t.regions(labels)[:, None])[:, 0]
+        assert torch.equal(_swap_sides(moved_back) if t.swaps_sides else moved_back, labels)
+    with pytest.raises(ValueError):
+        Transform(swap=(0, 1)).map(torch.zeros(1, 1, 4, 6, 4))
+
+
+def test_affine_inverse_is_approximate_and_valid_mask_marks_the_field_of_view():
+    gen = torch.Generator().manual_seed(3)
+    t = random_transform((16, 16, 16), TrainConfig(affine_probability=1.0, flip_probability=0.0),
+                         gen, intensity=False)
+    assert not t.exact
+    grid = torch.meshgrid(*[torch.linspace(-1, 1, 16)] * 3, indexing="ij")
+    smooth = (grid[0] + 0.5 * grid[1] - grid[2] ** 2)[None, None]
+    back = t.inverse_map(t.map(smooth))
+    inside = (t.inverse_map(t.valid(smooth.shape)) > 0.999) & (smooth.abs() < 10)
+    assert 0 < (back - smooth)[inside].abs().max() < 0.1
+    assert 0.5 < float(t.valid(smooth.shape).mean()) < 1.0
+
+
+def test_left_right_flip_relabels_regions_and_ratings():
+    labels = torch.zeros(1, 8, 4, 4, dtype=torch.long)
+    labels[:, :4] = LABELS["frontal_left"]        # low i = left (RAS working grid)
+    labels[:, 4:] = LABELS["frontal_right"]
+    labels[:, :4, 0, 0] = LABELS["basal_ganglia_left"]
+    flip = Transform(flips=(0,))
+    moved = flip.regions(labels)
+    assert torch.equal(moved[:, :4, 1:], labels[:, :4, 1:])   # left side is still "left"
+    assert int(moved[0, 7, 0, 0]) == LABELS["basal_ganglia_right"]
+    assert int(moved[0, 0, 0, 0]) == LABELS["frontal_left"]
+    ratings = torch.arange(10.0)[None]
+    swapped = flip.ratings(ratings)
+    assert swapped[0, LABELS["frontal_left"] - 1] == ratings[0, LABELS["frontal_right"] - 1]
+    assert torch.equal(flip.ratings(swapped), ratings)
+    assert not Transform(flips=(0, 1)).swaps_sides and Transform(flips=(1,)).swaps_sides
+    assert torch.equal(Transform(quarter_turns=1).ratings(ratings), ratings)
+
+
+def _loss(*args):
+    return consistency_loss(*args).detach()
+
+
+def test_consistency_zero_for_equivariant_map_positive_otherwise():
+    torch.manual_seed(0)
+    image = torch.rand(2, 1, 8, 8, 8) * 2
+    regions = torch.randint(0, 11, (2, 8, 8, 8))
+    for t in _exact_transforms():
+        assert float(_loss(Pointwise(), image, regions, t)) == 0.0
+    skewed = float(_loss(Skewed(), image, regions, Transform(flips=(0, 2))))
+    assert skewed > 1e-4
+    intensity = Transform(flips=(1,), intensity=Intensity(gamma=1.2, scale=0.9))
+    assert float(_loss(Pointwise(), image, regions, intensity)) > 1e-4
+
+
+def test_ordinal_head_is_ordered_and_monotone():
+    torch.manual_seed(1)
+    net = DualTaskerNet(features=(4, 8), res_units=0, voxel_ml=0.027)
+    with torch.no_grad():
+        net.cut_steps.normal_(0, 3)
+        net.cut_base.normal_(0, 2)
+    cuts = net.cut_points()
+    assert cuts.shape == (10, 3) and bool((cuts[:, 1:] > cuts[:, :-1]).all())
+    loads = torch.logspace(-3, 2, 60)[:, None].repeat(1, 10)
+    with torch.no_grad():
+        out = net.rate(loads)
+    expected = out["expected"]
+    assert bool((expected[1:] > expected[:-1]).all())
+    assert bool((out["cumulative"][..., 1:] <= out["cumulative"][..., :-1]).all())
+    assert torch.allclose(out["total"], expected.sum(1))
+    assert 0 <= float(expected.min()) and float(expected.max()) <= 3
+
+
+def test_rating_loss_masks_missing_ratings():
+    net = DualTaskerNet(features=(4, 8), res_units=0)
+    loads = torch.full((3, 10), 0.5, requires_grad=True)
+    nan = math.nan
+    regional = torch.tensor([[nan] * 10,                    # total only
+                             [1, 0, nan, nan, 2, 0, 0, 0, 3, nan],  # partial regions
+                             [nan] * 10])                   # nothing rated
+    total = torch.tensor([12.0, nan, nan])
+    result = rating_loss(net.rate(loads), regional, total)
+    assert result.n_totals == 1 and result.n_region_ratings == 7
+    result.loss.backward()
+    grad = loads.grad
+    assert bool((grad[0] != 0).all())                 # the total trains every region
+    known = torch.isfinite(regional[1])
+    assert bool((grad[1][known] != 0).all()) and bool((grad[1][~known] == 0).all())
+    assert bool((grad[2] == 0).all())
+    changed = regional.clone()
+    changed[1, 2] = nan
+    changed[1, 3] = nan
+    assert torch.equal(rating_loss(net.rate(loads), changed, total).loss, result.loss)
+    full = torch.zeros(1, 10)      # all regions rated: the total adds nothing
+    a = rating_loss(net.rate(loads[:1]), full, torch.tensor([30.0]))
+    assert a.n_totals == 0 and float(a.total) == 0.0
+
+
+def test_ratings_table_schema_refuses_labels(tmp_path):
+    good = {"subject": "s1", "image": "flair.nii.gz", "total": "4", "frontal_left": "2"}
+    rows = parse_rows([good])
+    assert rows[0].total == 4 and rows[0].regions[REGIONS.index("frontal_left")] == 2
+    for bad in ({**good, "flair_wmh": "x_wmh_truth.nii.gz"}, {**good, "label": "seg.nii.gz"},
+                {**good, "image": "flair_wmh_truth.nii.gz"}, {**good, "total": "31"},
+                {"subject": "s2", "image": "f.nii.gz"}):
+        with pytest.raises(RatingsTableError):
+            parse_rows([bad])
+    path = write_ratings_table(rows, tmp_path / "ratings.csv")
+    again = read_ratings_table(path)
+    assert again[0].total == 4 and again[0].image == str(tmp_path / "flair.nii.gz")
+
+
+# ------------------------------------------------------------ a tiny synthetic cohort
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """6 wmh subjects at 3 mm written by make_cohort; their in-memory subjects are kept
+    (captured) only to supply brain masks and atlases from the known transform."""
+    from lesion_core.synth import cohort as cohort_module
+
+    folder = tmp_path_factory.mktemp("wmh_cohort")
+    captured = {}
+    original = cohort_module.make_subject
+
+    def capture(seed, config):
+        subject = original(seed, config)
+        captured[subject.subject_id] = subject
+        return subject
+
+    config = cohort_module.SubjectConfig(
+        kind="wmh", anatomy=AnatomyConfig(spacing_mm=3.0),
+        acquisition={"FLAIR": AcquisitionConfig(in_plane_mm=3.0, slice_thickness_mm=3.0),
+                     "T1": AcquisitionConfig(in_plane_mm=6.0, slice_thickness_mm=6.0)})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cohort_module, "make_subject", capture)
+        cohort_module.make_cohort("wmh", [3, 4, 5, 6, 7, 8], folder, config)
+    masks = {sid: known_transform_masks(s) for sid, s in captured.items()}
+    return folder, masks, captured
+
+
+def _dataset(cohort, config=SMALL):
+    folder, masks, _ = cohort
+    rows = table_from_synthetic_cohort(folder)
+    return RatingsDataset(rows, lambda image, subject: masks[subject], config)
+
+
+def test_loader_never_reads_voxel_labels(cohort, monkeypatch):
+    import lesion_core.io as lesion_io
+
+    folder = cohort[0]
+    assert list(folder.rglob("*_truth*"))          # the truth exists beside the images
+    opened = []
+    real = lesion_io.read_volume
+    monkeypatch.setattr(lesion_io, "read_volume",
+                        lambda path, *a, **k: (opened.append(str(path)), real(path, *a, **k))[1])
+    dataset = _dataset(cohort)
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        assert sample.data.image.shape == (1, 64, 72, 64)
+    assert len(opened) == len(dataset)
+    assert all("_truth" not in p for p in opened)
+    assert sorted(opened) == sorted(row.image for row in dataset.rows)
+
+
+def test_working_grid_maps_back_to_the_input(cohort):
+    dataset = _dataset(cohort)
+    _, masks, subjects = cohort
+    sample = dataset[0]
+    image = subjects[sample.subject].images["FLAIR"]
+    back = sample.data.to_input_grid(sample.data.brain.numpy().astype(np.uint8), order=0)
+    assert back.shape == image.shape and np.allclose(back.affine, image.affine)
+    brain = masks[sample.subject][0].resample_to_grid(image.affine, image.shape, order=0).array > 0
+    dice = 2 * (brain & (back.array > 0)).sum() / (brain.sum() + (back.array > 0).sum())
+    assert dice > 0.97
+    # a left-right mirror of the atlas, relabelled, is again (nearly) an atlas
+    regions = sample.data.regions[None]
+    flipped = Transform(flips=(0,)).regions(regions)
+    both = (regions > 0) & (flipped > 0)
+    assert float((regions[both] == flipped[both]).float().mean()) > 0.8
+
+
+def test_training_lowers_the_rating_loss(cohort):
+    dataset = _dataset(cohort)
+    settings = TrainConfig(steps=24, batch_size=2, lr=3e-3, seed=0, affine_probability=0.5)
+    net, history = train(dataset, SMALL, settings)
+    rating = np.asarray(history["rating_loss"])
+    assert len(rating) == 24 and np.isfinite(history["consistency_loss"]).all()
+    assert rating[-5:].mean() < 0.9 * rating[:5].mean(), rating.round(3)
+    _, again = train(dataset, SMALL, TrainConfig(steps=2, batch_size=2, seed=0))
+    _, twice = train(dataset, SMALL, TrainConfig(steps=2, batch_size=2, seed=0))
+    assert again == twice                          # seeded and deterministic
+    out = net(dataset[0].data.image[None], dataset[0].data.regions[None])
+    assert out["activation"].shape == (1, 1, 64, 72, 64) and out["expected"].shape == (1, 10)
+
+
+def test_calibration_uses_ratings_only():
+    rng = np.random.default_rng(0)
+    cases = []
+    for index in range(8):
+        rating = index % 4
+        flair = rng.normal(1.0, 0.05, (20, 20, 20)).astype(np.float32)
+        flair[2:2 + 3 * rating, 5:9, 5:9] += 1.0            # lesion grows with the rating
+        regions = np.ones(flair.shape, np.int64)
+        activation = np.clip(flair - 1.0, 0, 1)
+        cases.append(CalibrationCase(activation, flair, np.ones(flair.shape, bool), regions,
+                                     float(rating), np.array([rating] + [np.nan] * 9)))
+    best, table = calibrate_thresholds(cases, voxel_ml=0.027)
+    assert len(table) > 10 and best.activation_level is not None
+    assert max(row["score"] for row in table) > 0.9
+    mask = segment(cases[3].activation, cases[3].flair, cases[3].brain, best)
+    assert 0 < mask.sum() <= 200
+    assert segment(cases[0].activation, cases[0].flair, cases[0].brain, best).sum() < mask.sum()
+    assert SegmentThresholds().activation_level is None
+
+
+def test_network_rebuilds_from_a_bundle(tmp_path):
+    from lesion_core.bundle import BundleMetadata, NetworkSpec, load_bundle, save_bundle
+
+    torch.manual_seed(0)
+    net = DualTaskerNet(**SMALL.network_args()).eval()
+    meta = BundleMetadata(name="wmh-test", task="wmh", version="0.0.1", input_modality="FLAIR",
+                          spacing_mm=(3.0, 3.0, 3.0),
+                          networks={"dualtasker": NetworkSpec("lesion_suite.DualTaskerNet",
+                                                              SMALL.network_args())})
+    save_bundle(tmp_path / "model", meta, {"dualtasker": net})
+    loaded = load_bundle(tmp_path / "model").networks["dualtasker"]
+    image = torch.rand(1, 1, 16, 16, 16)
+    regions = torch.randint(0, 11, (1, 16, 16, 16))
+    with torch.no_grad():
+        assert torch.equal(loaded(image, regions)["total"], net(image, regions)["total"])
