@@ -182,7 +182,14 @@ def test_acquired_ct_densities(acquired):
         for value, key in ich.SUBTYPE_KEYS.items():
             if (label == value).sum() >= 20:
                 seen.add(key)
-                assert 45 <= np.median(ct[label == value]) <= 95, key
+                # Thin extra-axial blood lies against the inner table: 5 mm slices average
+                # bone into many of its voxels (tangential skull at the vertex), as on
+                # real CT. The density of blood is checked where no bone is averaged in.
+                near_bone = ndimage.binary_dilation(_tissue_on(subject, "skull") > 0.5,
+                                                    np.ones((5, 5, 3), bool))  # +-1 slice
+                clear = (label == value) & ~near_bone
+                assert clear.sum() >= 20, key
+                assert 45 <= np.median(ct[clear]) <= 95, key
         if (label == ich.OEDEMA_VALUE).sum() >= 20:
             assert 10 <= np.median(ct[label == ich.OEDEMA_VALUE]) <= 25
         normal = label == 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -42,9 +44,39 @@ def bias_field(shape, spacing: float, strength: float, rng: np.random.Generator)
     """exp(smooth field), correlation length ~ 60 mm, RMS of the log = ``strength``."""
     coarse = ndimage.gaussian_filter(rng.standard_normal([max(int(n * spacing / 30), 2) + 2 for n in shape]), 1.0)
     coarse *= strength / max(coarse.std(), 1e-6)
-    field = ndimage.zoom(coarse, [n / c for n, c in zip(shape, coarse.shape)], order=1,
-                         mode="nearest", grid_mode=True)
-    return np.exp(field[tuple(slice(0, n) for n in shape)]).astype(np.float32)
+    # Trilinear with pixel edges aligned (scipy's zoom with grid_mode=True, edges clamped).
+    field = F.interpolate(torch.from_numpy(coarse.astype(np.float32))[None, None], size=tuple(shape),
+                          mode="trilinear", align_corners=False)[0, 0]
+    return field.exp_().numpy()
+
+
+def _resample_labels(label: Volume, affine: np.ndarray, shape) -> Volume:
+    """Nearest-neighbour resampling of a label map onto (``affine``, ``shape``), computed
+    only in the part of the target grid that can see a non-zero label (the rest is 0)."""
+    data = label.array
+    out = np.zeros(tuple(shape), data.dtype)
+    nonzero = [np.flatnonzero(data.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if any(n.size == 0 for n in nonzero):
+        return Volume(out, affine, label.source, dict(label.meta))
+    target_to_source = np.linalg.inv(label.affine) @ np.asarray(affine, float)
+    snapped = np.round(target_to_source)
+    near = np.abs(target_to_source - snapped) < 1e-9
+    target_to_source[near] = snapped[near]
+    corners = np.array([[a, b, c] for a in (nonzero[0][0] - 1, nonzero[0][-1] + 1)
+                        for b in (nonzero[1][0] - 1, nonzero[1][-1] + 1)
+                        for c in (nonzero[2][0] - 1, nonzero[2][-1] + 1)], float)
+    source_to_target = np.linalg.inv(target_to_source)
+    target = corners @ source_to_target[:3, :3].T + source_to_target[:3, 3]
+    lo = np.clip(np.floor(target.min(0)).astype(int) - 1, 0, shape)
+    hi = np.clip(np.ceil(target.max(0)).astype(int) + 2, 0, shape)
+    if np.any(hi <= lo):
+        return Volume(out, affine, label.source, dict(label.meta))
+    matrix = target_to_source[:3, :3]
+    offset = target_to_source[:3, 3] + matrix @ lo
+    out[tuple(slice(a, b) for a, b in zip(lo, hi))] = ndimage.affine_transform(
+        data, matrix, offset=offset, output_shape=tuple(int(v) for v in hi - lo), order=0,
+        mode="constant", cval=0, prefilter=False)
+    return Volume(out, affine, label.source, dict(label.meta))
 
 
 def acquisition_grid(subject_grid: Volume, in_plane: float, thickness: float, slice_axis: int,
@@ -78,7 +110,7 @@ def acquire(image: Volume, labels: dict[str, Volume], modality: str, config: Acq
     data = image.array.astype(np.float32)
     spacing = float(image.spacing[0])
     if not is_ct:
-        data = data * bias_field(data.shape, spacing, _draw(config.bias_strength, rng, 0.05, 0.2), rng)
+        data *= bias_field(data.shape, spacing, _draw(config.bias_strength, rng, 0.05, 0.2), rng)
     # Slice profile: a Gaussian of FWHM = thickness along the slice axis (and the in-plane
     # voxel size across it) before sampling, so thick slices carry partial volume.
     fwhm = np.full(3, in_plane)
@@ -88,18 +120,23 @@ def acquire(image: Volume, labels: dict[str, Volume], modality: str, config: Acq
     affine, shape = acquisition_grid(image, in_plane, thickness, config.slice_axis, orientation, rng)
     acquired = smoothed.resample_to_grid(affine, shape, order=1,
                                          fill=-1000.0 if is_ct else 0.0).array
+    # Noise: float64 standard normals, as drawn by earlier versions (same random stream).
     if is_ct:
-        acquired = acquired + rng.normal(0, _draw(config.ct_noise_hu, rng, 3.0, 6.0), acquired.shape)
-        acquired = np.round(acquired).astype(np.int16)
+        sd = _draw(config.ct_noise_hu, rng, 3.0, 6.0)
+        noise = rng.standard_normal(acquired.shape).astype(np.float32)
+        noise *= sd
+        acquired = np.round(noise + acquired).astype(np.int16)
     else:
         sd = _draw(config.noise_fraction, rng, 0.01, 0.05)
-        real = acquired + rng.normal(0, sd, acquired.shape)
-        imaginary = rng.normal(0, sd, acquired.shape)
-        magnitude = np.sqrt(real ** 2 + imaginary ** 2)  # Rician
-        scale = _draw(config.intensity_scale, rng, 200.0, 2000.0)
-        acquired = (magnitude * scale).astype(np.float32)
-    out_labels = {name: label.resample_to_grid(affine, shape, order=0, fill=0)
-                  for name, label in labels.items()}
+        real = rng.standard_normal(acquired.shape).astype(np.float32)
+        real *= sd
+        real += acquired
+        imaginary = rng.standard_normal(acquired.shape).astype(np.float32)
+        imaginary *= sd
+        magnitude = np.hypot(real, imaginary, out=real)  # Rician
+        magnitude *= _draw(config.intensity_scale, rng, 200.0, 2000.0)
+        acquired = magnitude
+    out_labels = {name: _resample_labels(label, affine, shape) for name, label in labels.items()}
     facts = {"modality": modality, "orientation": orientation, "in_plane_mm": in_plane,
              "slice_thickness_mm": thickness, "slice_axis": config.slice_axis}
     return Volume(acquired, affine, meta={"modality": "CT" if is_ct else "MR",

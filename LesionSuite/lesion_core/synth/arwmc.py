@@ -39,13 +39,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
-from .template import load_template
+from .template import cached_arrays, load_template
 
 REGION_NAMES = ("frontal", "parieto_occipital", "temporal", "infratentorial", "basal_ganglia")
 #: Region-side names; label value = index + 1.
@@ -71,7 +72,15 @@ def _piecewise_sylvian(y: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def arwmc_atlas_mni() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """ARWMC region-side labels on the template grid (``uint8``, ``[i, j, k]``), its
-    voxel-to-MNI affine (mm) and the names (``names[label - 1]``). Built once (~1 s)."""
+    voxel-to-MNI affine (mm) and the names (``names[label - 1]``). Built once (~1 s) and
+    cached on disk beside the template maps."""
+    stored = cached_arrays("arwmc_atlas", _build_atlas, Path(__file__).read_text())
+    labels = stored["labels"]
+    labels.setflags(write=False)
+    return labels, stored["affine"], REGIONS
+
+
+def _build_atlas() -> dict[str, np.ndarray]:
     from skimage.morphology import convex_hull_image
 
     template = load_template()
@@ -108,8 +117,7 @@ def arwmc_atlas_mni() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     labels = (2 * (regions.astype(np.int16) - 1) + 1 + (~left)).astype(np.uint8)
     labels[~brain] = 0
     # Region order in the label values: frontal, parieto-occipital, temporal, infra, BG.
-    labels.setflags(write=False)
-    return labels, affine.copy(), REGIONS
+    return {"labels": labels, "affine": affine.copy()}
 
 
 @dataclass

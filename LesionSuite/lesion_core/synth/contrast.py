@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from .anatomy import SubjectAnatomy
@@ -77,28 +78,72 @@ def draw_tissue_means(modality: str, rng: np.random.Generator) -> dict[str, floa
     return {t: float(m + rng.uniform(-s, s)) for t, (m, s) in TISSUE_MEANS[modality].items()}
 
 
+def _box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """Bounding box (slices, ``margin`` voxels wider) of a mask's True voxels; None if empty."""
+    plane = mask.any(axis=2)
+    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    if rows.size == 0:
+        return None
+    depth = np.flatnonzero(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].any(axis=(0, 1)))
+    return tuple(slice(max(lo - margin, 0), min(hi + 1 + margin, n))
+                 for lo, hi, n in zip((rows[0], cols[0], depth[0]), (rows[-1], cols[-1], depth[-1]),
+                                      mask.shape))
+
+
+def _mixed(anatomy: SubjectAnatomy, means: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Partial-volume mix of the tissue means, and the brain fraction (wm + gm), exactly as
+    :func:`tissue_mixture` defines the fractions, without building them one by one."""
+    t = {n: torch.from_numpy(np.asarray(a, np.float32)) for n, a in anatomy.tissues.items()}
+    csf = torch.clamp(t["csf"] - t["ventricles"], min=0)
+    deep = torch.minimum(t["deep_gm"], t["gm"])
+    total = t["wm"] + t["gm"]
+    brain = total.clone()
+    image = t["wm"] * means["wm"]
+    image.add_(t["gm"], alpha=means["cortex"]).add_(deep, alpha=means["deep_gm"] - means["cortex"])
+    image.add_(csf, alpha=means["csf"])
+    total.add_(csf)
+    for name in ("ventricles", "skull", "scalp", "air"):
+        image.add_(t[name], alpha=means[name])
+        total.add_(t[name])
+    scale = torch.reciprocal(total.clamp(min=1.0))  # fractions summing over 1 are rescaled
+    image.mul_(scale)
+    brain.mul_(scale)
+    if means["background"] != 0:
+        image.add_(torch.clamp(1 - total.mul_(scale), 0, 1), alpha=means["background"])
+    return image, brain
+
+
 def render(anatomy: SubjectAnatomy, modality: str, layers: list[LesionLayer],
            rng: np.random.Generator, texture: float = 0.03) -> np.ndarray:
     """Noise-free image on the subject grid (float32): tissues, texture, then lesions."""
     if modality not in TISSUE_MEANS:
         raise ValueError(f"unknown modality {modality!r}; choose from {MODALITIES}")
     means = draw_tissue_means(modality, rng)
-    mixture = tissue_mixture(anatomy)
-    image = sum(mixture[t] * means[t] for t in mixture)
-    # Smooth tissue texture (a few percent, 3 mm) so that flat regions are not flat.
+    image, brain = _mixed(anatomy, means)
+    # Smooth tissue texture (a few percent, 3 mm) so that flat regions are not flat; the
+    # noise is drawn for the whole grid (the random stream stays that of earlier versions)
+    # but filtered only in the brain's bounding box (it is weighted by the brain fraction).
     spacing = anatomy.grid.spacing[0]
-    brain = mixture["wm"] + mixture["cortex"] + mixture["deep_gm"]
-    wobble = ndimage.gaussian_filter(rng.standard_normal(image.shape).astype(np.float32), 3.0 / spacing)
-    wobble /= max(float(wobble.std()), 1e-6)
-    scale = means["wm"] if modality != "CT" else 10.0
-    image = image + texture * scale * brain * wobble
+    sigma = 3.0 / spacing
+    noise = rng.standard_normal(image.shape)
+    box = _box(brain.numpy() > 0, margin=int(np.ceil(4 * sigma)))
+    if box is not None:
+        wobble = ndimage.gaussian_filter(noise[box].astype(np.float32), sigma)
+        wobble *= 1.0 / max(float(wobble.std()), 1e-6)
+        scale = means["wm"] if modality != "CT" else 10.0
+        image[box].addcmul_(brain[box], torch.from_numpy(wobble), value=texture * scale)
     for layer in layers:
         if modality not in layer.values:
             continue
         value = layer.values[modality]
-        f = layer.fraction.astype(np.float32)
+        fraction = np.asarray(layer.fraction)
+        box = _box(fraction > 0)
+        if box is None:
+            continue
+        f = torch.from_numpy(fraction[box].astype(np.float32))
+        part = image[box]
         if layer.relative.get(modality, False):
-            image = image * (1 - f + f * value)
+            part.mul_(f.mul_(value - 1).add_(1))     # 1 - f + f * value
         else:
-            image = image * (1 - f) + f * value
-    return image.astype(np.float32)
+            part.add_(f.mul_(value - part))          # (1 - f) * image + f * value
+    return image.numpy()

@@ -8,7 +8,9 @@ RAS grid (arrays indexed ``[i, j, k]``), so it does not depend on the voxel size
 Shapes and places (the brain is not displaced: blood is painted over whatever tissue lies
 there, brain, CSF or both):
 
-- intraparenchymal: an irregular ovoid (ellipsoid perturbed by smooth noise), 2-60 mL,
+- intraparenchymal: an irregular ovoid (ellipsoid perturbed by smooth noise), log-uniform
+  between 0.2 + 1.8 severity and 0.2 + 59.8 severity mL (small bleeds of 0.2-0.5 mL at low
+  severity, up to 60 mL),
   in the deep grey matter (hypertensive: basal ganglia, thalamus) or lobar white matter,
   clipped to parenchyma, with a perihaematomal oedema rim (10-18 HU) that grows
   with the haematoma (thickness ~ 3 + volume_mL ** (1/3) mm, 4-8 mm);
@@ -22,7 +24,10 @@ there, brain, CSF or both):
   10-25 mm thick at its centre, at most 45 mm from centre to edge (sutures limit it).
 
 Acute blood is 50-90 HU: each haemorrhage draws its mean, and a smooth texture of about
-+-7 % gives internal heterogeneity. MR values (relative to white matter) are given too.
++-7 % gives internal heterogeneity. A fraction :data:`SUBACUTE_FRACTION` (25 %) of the
+haemorrhages of randomly drawn subjects is subacute instead, 40-60 HU (days old, partly
+lysed; the label is unchanged, ``stage`` says which). MR values (relative to white matter)
+are given too.
 
 Label map ``"ich"`` (uint8): 1-5 the subtypes of :data:`lesion_core.labels.ICH_SUBTYPES`
 where a haemorrhage's fraction exceeds 0.5 (where two overlap, the later-painted one wins,
@@ -57,6 +62,9 @@ COUNT_PROBABILITIES = (0.55, 0.3, 0.15)
 #: Range of the per-haemorrhage mean density (HU), acute blood.
 BLOOD_HU = {"intraparenchymal": (60.0, 85.0), "intraventricular": (55.0, 78.0),
             "subarachnoid": (60.0, 82.0), "subdural": (55.0, 82.0), "epidural": (60.0, 88.0)}
+#: Subacute blood (HU) and the share of haemorrhages drawn subacute.
+SUBACUTE_HU = (40.0, 60.0)
+SUBACUTE_FRACTION = 0.25
 #: Perihaematomal oedema density range (HU).
 OEDEMA_HU = (10.0, 18.0)
 #: Acute blood and oedema on MR (relative to white matter; SWI multiplies the tissue).
@@ -139,7 +147,8 @@ def _full(head: _Head, box, part: np.ndarray) -> np.ndarray:
 def _intraparenchymal(head: _Head, rng, scale: float):
     """Irregular ovoid haematoma and its oedema fraction, or None."""
     t = head.anatomy.tissues
-    volume_ml = float(np.exp(rng.uniform(np.log(2.0), np.log(2.0 + 58.0 * scale))))
+    smallest = 0.2 + 1.8 * scale
+    volume_ml = float(np.exp(rng.uniform(np.log(smallest), np.log(0.2 + 59.8 * scale))))
     r0 = (3 * volume_ml * 1000 / (4 * np.pi)) ** (1 / 3)
     deep = rng.random() < 0.5
     if deep:
@@ -266,7 +275,8 @@ def _place(key: str, head: _Head, rng, scale: float):
 
 # ------------------------------------------------------------------------- public API
 def insert_ich(anatomy: SubjectAnatomy, rng: np.random.Generator, severity: float | None = None,
-               probability: float = 0.8, subtypes: list[str] | None = None) -> LesionInsertion:
+               probability: float = 0.8, subtypes: list[str] | None = None,
+               subacute_fraction: float | None = None) -> LesionInsertion:
     """Insert 0-3 acute haemorrhages into one subject.
 
     Args:
@@ -278,13 +288,17 @@ def insert_ich(anatomy: SubjectAnatomy, rng: np.random.Generator, severity: floa
             is given).
         subtypes: force exactly these subtypes (keys of :data:`SUBTYPE_VALUES`), painted in
             this order; ``[]`` forces none. None: 1-3 random subtypes.
+        subacute_fraction: chance that a haemorrhage is subacute (40-60 HU); None means
+            :data:`SUBACUTE_FRACTION` for randomly drawn subtypes and 0 (all acute) when
+            ``subtypes`` is forced.
 
     Returns:
         layers (oedema layers first, then blood in painting order, then one relative texture
         layer), labels ``{"ich": uint8 map, values 1-6}`` and JSON-able targets:
         ``ich_present``, ``subtypes`` (sorted keys), ``volume_ml`` per subtype,
         ``total_volume_ml`` (blood, 1-5), ``oedema_volume_ml`` and ``haemorrhages``
-        (``subtype``, ``site``, ``centre_subject_ras`` in mm, ``volume_ml``, ``mean_hu``).
+        (``subtype``, ``site``, ``stage`` "acute" or "subacute", ``centre_subject_ras`` in mm,
+        ``volume_ml``, ``mean_hu``).
     """
     if subtypes is not None:
         unknown = [s for s in subtypes if s not in SUBTYPE_VALUES]
@@ -299,6 +313,8 @@ def insert_ich(anatomy: SubjectAnatomy, rng: np.random.Generator, severity: floa
     else:
         chosen = []
     scale = float(np.clip(severity, 0, 1)) if severity is not None else float(rng.uniform(0.15, 1.0))
+    if subacute_fraction is None:
+        subacute_fraction = 0.0 if subtypes is not None else SUBACUTE_FRACTION
 
     head = _Head(anatomy)
     label = np.zeros(head.shape, np.uint8)
@@ -309,7 +325,9 @@ def insert_ich(anatomy: SubjectAnatomy, rng: np.random.Generator, severity: floa
         if placed is None or not (placed[0] > 0.5).any():
             continue
         blood, oedema, info = placed
-        mean_hu = float(rng.uniform(*BLOOD_HU[key]))
+        subacute = bool(subacute_fraction > 0 and rng.random() < subacute_fraction)
+        mean_hu = float(rng.uniform(*(SUBACUTE_HU if subacute else BLOOD_HU[key])))
+        info = {**info, "stage": "subacute" if subacute else "acute"}
         values = {"CT": mean_hu / (1 + _TEXTURE / 2), **_BLOOD_MR}
         blood_layers.append(LesionLayer(f"ich_{key}", blood, values, {"SWI": True}))
         box = _bbox(blood > 0)
@@ -339,7 +357,7 @@ def _targets(label: np.ndarray, head: _Head, drawn: list) -> dict:
         if len(voxels) == 0:
             continue
         centre = head.to_ras(voxels.mean(0))
-        haemorrhages.append({"subtype": key, "site": info["site"],
+        haemorrhages.append({"subtype": key, "site": info["site"], "stage": info["stage"],
                              "centre_subject_ras": [round(float(c), 2) for c in centre],
                              "volume_ml": volume[key], "mean_hu": round(mean_hu, 1)})
     return {"ich_present": bool(volume), "subtypes": sorted(volume),

@@ -9,7 +9,9 @@ skull, scalp and the air spaces of the paranasal sinuses and mastoids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import os
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -18,6 +20,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ..atomic import atomic_write
 from ..errors import LesionSuiteError
 
 _TEMPLATE_FILES = {name: f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz"
@@ -26,6 +29,13 @@ _TEMPLATE_FILES = {name: f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz"
 _PAD_MM = 18
 #: Tissue names, in the order of :attr:`MNITemplate.maps` channels.
 TISSUES = ("gm", "wm", "csf", "ventricles", "skull", "scalp", "air", "deep_gm")
+#: Environment variable naming the folder of derived-data caches (default
+#: ``~/.cache/lesion-suite``).
+CACHE_ENV = "LESION_SUITE_CACHE"
+#: Channel order of :attr:`MNITemplate.stack`: the channels that are non-zero only in and
+#: next to the brain first (``brain`` is the brain mask as 0/1), then those reaching the scalp.
+BRAIN_CHANNELS = ("gm", "wm", "deep_gm", "ventricles", "brain")
+HEAD_CHANNELS = ("csf", "skull", "scalp", "air")
 
 
 @dataclass(frozen=True)
@@ -34,12 +44,18 @@ class MNITemplate:
 
     ``maps[name]`` are arrays indexed ``[i, j, k]``; ``affine`` maps voxels to MNI mm.
     ``brain`` is the binary brain mask (cerebrum, cerebellum, brainstem).
+    For fast sampling, :func:`load_template` also gives ``stack``: every map and the brain
+    mask as channels ``BRAIN_CHANNELS + HEAD_CHANNELS`` of one float32 array (``maps``
+    are views of it), and ``zone``: 2 within one voxel (26-neighbourhood) of a non-zero
+    brain channel, 1 within one voxel of a non-zero head channel, else 0.
     """
 
     maps: dict[str, np.ndarray]
     brain: np.ndarray
     t1: np.ndarray
     affine: np.ndarray
+    stack: np.ndarray | None = field(default=None, repr=False, compare=False)
+    zone: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -72,9 +88,86 @@ def _distance_outside_mm(mask: np.ndarray, step: int = 2) -> np.ndarray:
     return np.maximum(ndimage.zoom(distance, factors, order=1, grid_mode=True, mode="nearest"), 0)
 
 
+def cache_folder() -> Path:
+    """Where derived data (the template maps, atlases) are cached between processes."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lesion-suite")
+
+
+def cache_key(*sources: str) -> str:
+    """Hash of this module, the given extra source texts and the template files' sizes:
+    a cache entry is rebuilt when the code or the nilearn template changes."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for text in sources:
+        digest.update(text.encode())
+    folder = template_folder()
+    for fname in sorted(_TEMPLATE_FILES.values()):
+        path = folder / fname
+        digest.update(f"{fname}:{path.stat().st_size if path.exists() else -1}".encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_arrays(name: str, build, *sources: str) -> dict[str, np.ndarray]:
+    """``build()`` -> dict of arrays, cached as ``<cache>/<name>_<key>.npz``; an
+    unreadable or corrupt entry is rebuilt, and a failed write only costs the rebuild."""
+    path = cache_folder() / f"{name}_{cache_key(*sources)}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {k: stored[k] for k in stored.files}
+    except Exception:  # missing, truncated or corrupt: build it again
+        pass
+    arrays = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: np.savez_compressed(str(tmp), **arrays))
+    except OSError:
+        pass
+    return arrays
+
+
+def _quantised() -> dict[str, np.ndarray]:
+    """The template's maps as ``uint8`` (0-255): lossless, every map is k/255 or binary."""
+    template = build_template()
+    out = {f"map_{n}": np.round(m * 255).astype(np.uint8) for n, m in template.maps.items()}
+    out.update(t1=np.round(template.t1 * 255).astype(np.uint8), brain=template.brain,
+               affine=template.affine, zone=sampling_zone(template.maps, template.brain))
+    return out
+
+
+def sampling_zone(maps: dict[str, np.ndarray], brain: np.ndarray) -> np.ndarray:
+    """``uint8`` zone map (see :class:`MNITemplate`): outside zone 2 the brain channels,
+    outside zones 1-2 all channels, are exactly 0 under trilinear interpolation."""
+    cube = np.ones((3, 3, 3), bool)
+    inner = brain.copy()
+    for name in BRAIN_CHANNELS[:-1]:
+        inner |= maps[name] > 0
+    outer = inner.copy()
+    for name in HEAD_CHANNELS:
+        outer |= maps[name] > 0
+    return (ndimage.binary_dilation(outer, cube).astype(np.uint8)
+            + ndimage.binary_dilation(inner, cube))
+
+
 @lru_cache(maxsize=1)
 def load_template() -> MNITemplate:
-    """Build (once per process, ~2 s) the tissue maps of the MNI template."""
+    """The tissue maps of the MNI template: built once (~5 s) and cached on disk
+    (:func:`cache_folder`); a new process then loads them in a fraction of a second."""
+    stored = cached_arrays("mni_template", _quantised)
+    scale = np.float32(255)
+    brain = stored["brain"].astype(bool)
+    names = BRAIN_CHANNELS + HEAD_CHANNELS
+    stack = np.empty((len(names),) + brain.shape, np.float32)
+    for index, name in enumerate(names):
+        if name == "brain":
+            stack[index] = brain
+        else:
+            np.divide(stored[f"map_{name}"], scale, out=stack[index], dtype=np.float32)
+    maps = {n: stack[names.index(n)] for n in TISSUES}
+    return MNITemplate(maps=maps, brain=brain, t1=stored["t1"].astype(np.float32) / scale,
+                       affine=stored["affine"], stack=stack, zone=stored["zone"])
+
+
+def build_template() -> MNITemplate:
+    """Build the tissue maps of the MNI template from nilearn's files (~5 s)."""
     folder = template_folder()
     images = {name: nib.load(str(folder / fname)) for name, fname in _TEMPLATE_FILES.items()}
     pad = [(_PAD_MM, _PAD_MM)] * 3
