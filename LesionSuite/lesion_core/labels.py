@@ -87,11 +87,13 @@ _HAEMORRHAGE = Code("SCT", "50960005", "Hemorrhage")
 _INTRACRANIAL = Code("SCT", "1386000", "Intracranial hemorrhage")
 # 274100004 is "Cerebral hemorrhage" (seen in a public SNOMED CT code list).
 _INTRAPARENCHYMAL = Code("SCT", "274100004", "Cerebral hemorrhage")
-# Intraventricular: 274110009 "Intraventricular hemorrhage" after one public FHIR code
-# set only (uncertain). Note that 230706003 is "Hemorrhagic cerebral infarction", not IVH.
+# Intraventricular: 274110009 "Intraventricular hemorrhage (disorder)", found in two
+# independent public code sets (a FHIR set and a stroke-registry concept list); still to
+# be checked in a SNOMED CT browser. 230706003 is "Hemorrhagic cerebral infarction", not IVH.
 _INTRAVENTRICULAR = Code("SCT", "274110009", "Intraventricular hemorrhage")
 _SUBARACHNOID = Code("SCT", "21454007", "Subarachnoid intracranial hemorrhage")
-# Subdural 35486000 and extradural 68752002: widely used; not re-checked against a browser.
+# Subdural 35486000 (also in a public ICH export code list) and extradural 68752002: widely
+# used; not re-checked against a SNOMED CT browser.
 _SUBDURAL = Code("SCT", "35486000", "Subdural intracranial hemorrhage")
 _EPIDURAL = Code("SCT", "68752002", "Extradural hemorrhage")
 # 2032001 "Cerebral edema"; uncertain (from memory, not found in a public listing here).
