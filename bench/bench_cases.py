@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lesion_core.synth import SubjectConfig, make_subject
+from lesion_core.jsonable import json_safe
+from lesion_core.synth import SubjectConfig, SyntheticSubject, make_subject
 from lesion_core.synth.anatomy import AnatomyConfig
 from lesion_core.volume import Volume
 
@@ -38,30 +38,9 @@ def benchmark_seeds(n: int) -> range:
     return range(BENCHMARK_SEED_START, BENCHMARK_SEED_START + int(n))
 
 
-@dataclass
-class Case:
-    """One benchmark subject, shaped like ``lesion_core.synth.SyntheticSubject``.
-
-    ``images[modality]``: Volume (array ``[i, j, k]`` + voxel-to-RAS affine in mm);
-    ``labels[modality][name]``: ground truth on that image's grid; ``targets``: weak labels
-    and facts; ``acquisition[modality]``: how it was acquired (e.g. ``slice_axis``).
-    """
-
-    subject_id: str
-    kind: str
-    seed: int
-    images: dict[str, Volume]
-    labels: dict[str, dict[str, Volume]]
-    targets: dict
-    acquisition: dict = field(default_factory=dict)
-
-    @property
-    def modality(self) -> str:
-        """The image the kind is evaluated on: FLAIR (wmh), SWI or T2star (cmb), CT (ich)."""
-        for name in ("FLAIR", "SWI", "T2star", "CT"):
-            if name in self.images:
-                return name
-        return next(iter(self.images))
+#: A benchmark case is a ``SyntheticSubject`` read back from the cache (no anatomy);
+#: ``case.primary_modality`` names the image it is evaluated on.
+Case = SyntheticSubject
 
 
 def code_fingerprint() -> str:
@@ -78,14 +57,6 @@ def cache_folder(kind: str, spacing_mm: float, root: Path = CACHE_DIR) -> Path:
     return Path(root) / f"{kind}_{spacing_mm:g}mm_{code_fingerprint()}"
 
 
-def _json(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(type(value))
-
-
 def save_case(case: Case, path: Path) -> None:
     """Write a case as one ``.npz`` (arrays uncompressed-exact, facts as JSON)."""
     arrays = {}
@@ -97,7 +68,7 @@ def save_case(case: Case, path: Path) -> None:
         meta["images"][name] = {"meta": image.meta, "labels": list(case.labels.get(name, {}))}
         for label, volume in case.labels.get(name, {}).items():
             arrays[f"label__{name}__{label}"] = volume.array
-    arrays["meta_json"] = np.array(json.dumps(meta, default=_json))
+    arrays["meta_json"] = np.array(json.dumps(json_safe(meta)))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part.npz")
     np.savez_compressed(tmp, **arrays)
@@ -119,8 +90,8 @@ def load_case(path: Path) -> Case:
 
 def generate_case(kind: str, seed: int, spacing_mm: float) -> Case:
     subject = make_subject(seed, SubjectConfig(kind=kind, anatomy=AnatomyConfig(spacing_mm=spacing_mm)))
-    return Case(subject.subject_id, kind, seed, subject.images, subject.labels, subject.targets,
-                subject.acquisition)
+    subject.anatomy = None  # not cached, and large
+    return subject
 
 
 def case_path(kind: str, seed: int, spacing_mm: float, root: Path = CACHE_DIR) -> Path:

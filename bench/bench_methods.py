@@ -2,7 +2,7 @@
 
 A method is a callable ``predict(case) -> Prediction`` for one kind (``"wmh"``, ``"cmb"``
 or ``"ich"``), where ``case`` is a :class:`bench_cases.Case` (shaped like a
-``SyntheticSubject``: ``case.images[modality]``, ``case.modality``, ``case.acquisition``).
+``SyntheticSubject``: ``case.images[modality]``, ``case.primary_modality``, ``case.acquisition``).
 It must use only the images, never ``case.labels`` or ``case.targets`` (ground truth).
 
 Adding a method (e.g. a learned model of a later issue)::
@@ -36,7 +36,7 @@ class Prediction:
     """What a method returns for one case.
 
     Attributes:
-        labels: mask / label map on the evaluated image's grid (``case.modality``);
+        labels: mask / label map on the evaluated image's grid (``case.primary_modality``);
             WMH and ICH: lesion where >= 0.5; CMB: one positive id per detection.
         points_ras_mm: CMB: detection centres (N x 3, RAS mm) for the distance rule;
             ``None`` = centroids of ``labels``' ids.
@@ -101,7 +101,7 @@ def _wmh_threshold(case) -> Prediction:
           description="Laplacian-of-Gaussian blob detector on SWI/T2*, lesion_core.baselines")
 def _cmb_log(case) -> Prediction:
     from lesion_core.baselines import detect_cmb_log
-    labels, candidates = detect_cmb_log(case.images[case.modality])
+    labels, candidates = detect_cmb_log(case.images[case.primary_modality])
     points = np.array([c.centre_ras_mm for c in candidates], dtype=np.float64).reshape(-1, 3)
     return Prediction(labels=labels, points_ras_mm=points,
                       point_scores=np.array([c.score for c in candidates]))

@@ -44,7 +44,7 @@ def _wmh_case(case, prediction) -> dict:
 
 
 def _cmb_case(case, prediction) -> dict:
-    name = case.modality
+    name = case.primary_modality
     truth, mimics = case.labels[name]["cmb"], case.labels[name].get("mimics")
     pred = prediction.labels
     overlap = detect_by_overlap(pred, truth, relabel=False)

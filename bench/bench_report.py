@@ -62,7 +62,7 @@ def _fmt(value) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
-        mean, sd, n = value.get("mean"), value.get("sd"), value.get("n")
+        mean, sd = value.get("mean"), value.get("sd")
         if mean is None:
             return "n/a"
         return f"{mean:.3g} ± {sd:.2g}" if sd is not None else f"{mean:.3g}"

@@ -80,7 +80,7 @@ def run_worker(args: argparse.Namespace) -> int:
         row.update({"subject": case.subject_id, "seed": case.seed, "seconds": times[-1],
                     "extra": prediction.extra})
         per_case.append(row)
-        facts.append(case.acquisition.get(case.modality, {}))
+        facts.append(case.acquisition.get(case.primary_modality, {}))
         seeds.append(case.seed)
         print(f"  {method.name} {index + 1}/{len(paths)} {case.subject_id}: {times[-1]:.2f} s",
               flush=True)

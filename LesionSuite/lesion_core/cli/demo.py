@@ -14,10 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from ..feedback import FeedbackStore
 from ..io import read_volume, write_volume
+from ..jsonable import json_safe
 from ..validation import Modality, validate_image
 from .info import describe_volume
 from .progress_bar import ProgressBar
@@ -52,7 +51,7 @@ def _wmh_step(subject) -> tuple[dict, dict]:
 def _cmb_step(subject) -> tuple[dict, dict]:
     from ..baselines import detect_cmb_log
     from ..metrics import detect_by_overlap
-    name = next(iter(subject.images))
+    name = subject.primary_modality
     predicted, candidates = detect_cmb_log(subject.images[name])
     counts = detect_by_overlap(predicted.array, subject.labels[name]["cmb"].array, relabel=False)
     return {"cmb_baseline": predicted}, {
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             predictions, scores = step(subject)
             for name, volume in predictions.items():
                 write_volume(volume, out / "synthetic" / subject.subject_id / f"{name}.nii.gz")
-            report[kind] = {"subject": subject.subject_id, **_plain(scores)}
+            report[kind] = {"subject": subject.subject_id, **json_safe(scores)}
         progress.update(0.75, "real T1: validate, reorient, resample")
         volume = validate_image(read_volume(args.input), Modality.MR)
         resampled = volume.to_ras().resample_to_spacing(1.0)
@@ -113,15 +112,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"real T1: {volume.orientation} {volume.shape} -> {out / 't1_ras_1mm.nii.gz'}")
     print(f"report: {out / 'report.json'}; feedback store: {out / 'feedback'}")
     return 0
-
-
-def _plain(scores: dict) -> dict:
-    """JSON-safe scalars (NaN -> None, numpy -> Python)."""
-    clean = {}
-    for key, value in scores.items():
-        if isinstance(value, (float, np.floating)):
-            value = None if not np.isfinite(value) else round(float(value), 4)
-        elif isinstance(value, np.integer):
-            value = int(value)
-        clean[key] = value
-    return clean

@@ -6,13 +6,13 @@ spacing is the voxel size in mm along i, j, k. Nothing here computes a metric.
 
 from __future__ import annotations
 
-import math
 from dataclasses import fields
 from typing import Any, Sequence
 
 import numpy as np
 from scipy import ndimage
 
+from ..jsonable import json_safe
 from ..volume import Volume
 
 #: Largest difference (mm) two affines may have and still count as the same grid.
@@ -20,27 +20,6 @@ AFFINE_TOLERANCE_MM = 1e-3
 
 #: ``scipy.ndimage.label`` structures by the number of neighbours that connect voxels.
 _CONNECTIVITY_RANK = {6: 1, 18: 2, 26: 3}
-
-
-def json_safe(value: Any) -> Any:
-    """Convert numpy scalars, tuples and non-finite floats into plain JSON values.
-
-    ``nan`` and ``+-inf`` become ``None`` (JSON has no such numbers); tuples become lists.
-    """
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 def dataclass_dict(obj: Any, extra: Sequence[str] = ()) -> dict:

@@ -44,7 +44,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..volume import Volume
-from ._common import as_mask, dataclass_dict, json_safe, on_one_grid, structure
+from ..jsonable import json_safe
+from ._common import as_mask, dataclass_dict, on_one_grid, structure
 
 ImageLike = np.ndarray | Volume
 

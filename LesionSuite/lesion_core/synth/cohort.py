@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..io import write_volume
+from ..jsonable import json_safe
 from ..progress import Progress, ensure_progress
 from ..volume import Volume
 from .acquisition import AcquisitionConfig, acquire
@@ -58,7 +59,12 @@ class SyntheticSubject:
     labels: dict[str, dict[str, Volume]]
     targets: dict
     acquisition: dict[str, dict]
-    anatomy: SubjectAnatomy
+    anatomy: SubjectAnatomy | None = None  # None for subjects read back from disk
+
+    @property
+    def primary_modality(self) -> str:
+        """The image the kind is evaluated on: FLAIR (wmh), SWI or T2star (cmb), CT (ich)."""
+        return next(iter(self.images))
 
 
 def _insert(kind: str, anatomy: SubjectAnatomy, rng: np.random.Generator,
@@ -136,7 +142,7 @@ def save_subject(subject: SyntheticSubject, folder: str | Path) -> dict:
             key = f"{name.lower()}_{label}_truth"
             row[key] = str(write_volume(volume, folder / f"{key}.nii.gz"))
     (folder / "targets.json").write_text(json.dumps(
-        {"targets": subject.targets, "acquisition": subject.acquisition}, indent=1, default=_json))
+        json_safe({"targets": subject.targets, "acquisition": subject.acquisition}), indent=1))
     row["targets"] = str(folder / "targets.json")
     row.update(weak_labels(subject))
     return row
@@ -164,14 +170,6 @@ def weak_labels(subject: SyntheticSubject) -> dict:
             **{f"ich_{key}": int(key in present) for key in SUBTYPE_KEYS.values()},
             "ich_positive_slices": sum(s["ich"] for s in t.get("slices", [])),
             "truth_ich_ml": round(float(t.get("total_volume_ml", 0.0)), 3)}
-
-
-def _json(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(type(value))
 
 
 def make_cohort(kind: str, seeds: list[int], out: str | Path, config: SubjectConfig | None = None,
