@@ -7,11 +7,19 @@ skipped where the wheel is not installed. ``real_t1_path`` is the real T1 exampl
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 DATA_DIR = Path(__file__).parent / "Data"
+REPO = Path(__file__).resolve().parent.parent
+
+# Task modules' Lib packages (e.g. WMHDualTaskerLib) are imported from their module folder,
+# which Slicer puts on sys.path; LesionSuite's own folder is on it through the install.
+for _module in ("WMHDualTasker",):
+    if str(REPO / _module) not in sys.path:
+        sys.path.append(str(REPO / _module))
 
 
 @pytest.fixture

@@ -183,7 +183,8 @@ def test_module_classes_follow_the_slicer_naming(module):
     text = (REPO / module / f"{module}.py").read_text(encoding="utf-8")
     if module != "LesionSuite":
         assert 'self.parent.dependencies = ["LesionSuite"]' in text
-        assert "not available yet" in text  # honest about the missing pipeline
+        if not (REPO / module / f"{module}Lib").is_dir():
+            assert "not available yet" in text  # honest about a missing pipeline
 
 
 def test_model_files_count_as_resources(tmp_path, monkeypatch):

@@ -105,3 +105,23 @@ def test_synth_cli_writes_images_truth_and_weak_labels(tmp_path, kind, weak):
     targets = json.loads(open(rows[0]["targets"]).read())["targets"]
     if kind == "ich":
         assert "slices" in targets and len(targets["slices"]) == image.shape[2]
+
+
+def test_region_names_and_the_command_line_load_without_torch():
+    """The Slicer modules list the ARWMC regions before torch is installed, and the command
+    line checks its input before importing torch: neither import may pull it in, while the
+    cohort builders stay importable from the package."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from lesion_core.synth.arwmc import REGIONS\n"
+            "from lesion_core.synth import KINDS\n"
+            "import lesion_core.cli\n"
+            "assert REGIONS and KINDS == ('wmh', 'cmb', 'ich')\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "from lesion_core.synth import SubjectConfig, make_subject\n"
+            "assert callable(make_subject) and 'torch' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr

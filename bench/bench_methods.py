@@ -24,6 +24,8 @@ imported before methods are looked up) and run
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -95,6 +97,47 @@ def _wmh_threshold(case) -> Prediction:
     from lesion_core.baselines import segment_wmh_threshold
     mask = segment_wmh_threshold(case.images["FLAIR"])
     return Prediction(labels=mask, extra={"threshold_normalised": mask.meta.get("threshold_normalised")})
+
+
+# ------------------------------------------------------------------ WMH models
+REFERENCE_MODELS = Path(__file__).resolve().parent / "models"
+
+
+@lru_cache(maxsize=None)
+def _wmh_model(folder: str | None, t1: bool):
+    from lesion_core.wmh.model import load_wmh_model
+    return load_wmh_model(folder, t1=t1)
+
+
+def _wmh_learned(case, folder: str | None = None, t1: bool = False,
+                 rates: bool = True) -> Prediction:
+    """A WMH bundle through ``lesion_core.wmh.predict`` (registration to MNI included);
+    ``rates``: whether the model's ARWMC head was trained (not the voxel reference's)."""
+    from lesion_core.wmh.predict import predict
+    modality = "T1" if t1 else "FLAIR"
+    result = predict(case.images[modality], _wmh_model(folder, t1))
+    return Prediction(labels=result.labels, rating=result.total if rates else None,
+                      extra={"modality": modality, "levels": result.levels if rates else None})
+
+
+@register("wmh_dualtasker", kind="wmh",
+          description="WMH-DualTasker, shipped FLAIR model trained from ARWMC ratings only")
+def _wmh_dualtasker(case) -> Prediction:
+    return _wmh_learned(case)
+
+
+@register("wmh_t1_mode", kind="wmh",
+          description="deep-T1-WMH mode, shipped T1 model trained from 5 mm thick-slice FLAIR "
+                      "labels; scored on the T1 grid against the T1 truth")
+def _wmh_t1_mode(case) -> Prediction:
+    return _wmh_learned(case, t1=True)
+
+
+@register("wmh_voxel_reference", kind="wmh",
+          description="upper reference: the DualTasker network trained with voxel labels "
+                      "(bench/train_wmh_reference.py; not shipped)")
+def _wmh_voxel_reference(case) -> Prediction:
+    return _wmh_learned(case, str(REFERENCE_MODELS / "wmh_voxel_reference"), rates=False)
 
 
 @register("cmb_log", kind="cmb",

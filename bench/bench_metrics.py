@@ -21,6 +21,7 @@ import numpy as np
 from lesion_core.metrics import (classification_scores, detect_by_distance, detect_by_overlap,
                                  rating_agreement, segmentation_scores, summarize_detections)
 from lesion_core.metrics.detection import DetectionCounts
+from lesion_core.wmh.evaluate import case_scores
 
 
 def _stat(values) -> dict:
@@ -36,10 +37,15 @@ def case_metrics(kind: str, case, prediction) -> dict:
 
 
 def _wmh_case(case, prediction) -> dict:
-    truth = case.labels["FLAIR"]["wmh"]
-    out = segmentation_scores(prediction.labels, truth).as_dict()
-    out["rating_true"] = case.targets.get("arwmc_total")
-    out["rating_pred"] = None if prediction.rating is None else float(prediction.rating)
+    # The same scoring as `lesion-suite wmh evaluate` (one definition of a WMH case); a
+    # T1-mode prediction is scored on the T1 grid against the T1 truth.
+    modality = prediction.extra.get("modality", "FLAIR")
+    out = case_scores(prediction.labels, case.labels[modality]["wmh"],
+                      case.targets.get("arwmc_total"), prediction.rating).as_dict()
+    levels = prediction.extra.get("levels")
+    if levels:
+        truth = case.targets.get("arwmc", {})
+        out["region_levels"] = [[truth[r], levels[r]] for r in levels if r in truth]
     return out
 
 
@@ -105,6 +111,11 @@ def _wmh_summary(rows: list[dict]) -> list:
         out += [("ARWMC total MAE", agreement.mae, "pooled"),
                 ("ARWMC total kappa (quadratic)", agreement.kappa, "pooled"),
                 ("ARWMC total Pearson r", agreement.pearson_r, "pooled")]
+    pairs = [p for r in rows for p in r.get("region_levels") or []]
+    if pairs:
+        regional = rating_agreement([t for t, _ in pairs], [p for _, p in pairs], max_rating=3)
+        out += [("ARWMC region MAE", regional.mae, f"pooled over {len(pairs)} region-sides"),
+                ("ARWMC region kappa (quadratic)", regional.kappa, "pooled region-sides")]
     return out
 
 

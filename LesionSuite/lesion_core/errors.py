@@ -2,13 +2,22 @@
 
 A ``LesionSuiteError`` message always has three parts: the file (or object) concerned,
 what is wrong with it, and what the user should do. The CLI prints it as one line and
-exits with code 2; the Slicer widgets show it in a dialog. Anything else that escapes is
-a bug of ours, not of the input.
+exits with code 2 (:data:`EXIT_USER_ERROR`); the Slicer widgets show it in a dialog.
+Anything else that escapes is a bug of ours, not of the input.
+
+A parent process that runs the CLI gets the error back whole: ``--error-json FILE`` makes
+the CLI write :func:`error_to_json`, and :func:`error_from_json` rebuilds the same class
+(or its nearest base defined here) with the same parts.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+#: Exit codes of the ``lesion-suite`` command (0: done): a user error, and Cancel (Ctrl-C).
+EXIT_USER_ERROR = 2
+EXIT_CANCELLED = 130
 
 
 class LesionSuiteError(Exception):
@@ -45,3 +54,24 @@ class FeedbackStoreError(LesionSuiteError):
 
 class OperationCancelled(Exception):
     """Raised inside long work when the user pressed Cancel; not a user error."""
+
+
+def error_to_json(exc: LesionSuiteError) -> str:
+    """The error's class and parts as JSON: ``{"type", "problem", "fix", "source"}``.
+
+    ``type`` is the nearest class of this module in the error's ancestry (a command's own
+    error class is known to no other process)."""
+    known = next(c for c in type(exc).__mro__ if c.__module__ == __name__)
+    return json.dumps({"type": known.__name__, "problem": exc.problem, "fix": exc.fix,
+                       "source": exc.source})
+
+
+def error_from_json(text: str) -> LesionSuiteError:
+    """The error :func:`error_to_json` described, as its class (``LesionSuiteError`` when
+    the name is unknown here)."""
+    body = json.loads(text)
+    cls = globals().get(str(body.get("type")))
+    if not (isinstance(cls, type) and issubclass(cls, LesionSuiteError)):
+        cls = LesionSuiteError
+    return cls(body.get("problem") or "the command failed", body.get("fix") or "see the log",
+               source=body.get("source"))

@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from ..intensity import local_mean_field
 from ..volume import Volume
-from .masks import mr_brain_mask, remove_small_components, sigma_voxels, smooth_mm
+from .masks import mr_brain_mask, remove_small_components, smooth_mm
 
 
 @dataclass(frozen=True)
@@ -56,19 +56,6 @@ class WMHThresholdConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
 
-def _bias_corrected(image: np.ndarray, brain: np.ndarray, sigma_mm: float,
-                    spacing: np.ndarray) -> np.ndarray:
-    """``image`` divided by its brain-only local mean (normalised convolution)."""
-    sigma = sigma_voxels(sigma_mm, spacing)
-    weight = ndimage.gaussian_filter(brain.astype(np.float32), sigma, mode="constant")
-    local = ndimage.gaussian_filter(np.where(brain, image, 0).astype(np.float32), sigma,
-                                    mode="constant")
-    local = np.divide(local, weight, out=np.ones_like(local), where=weight > 1e-3)
-    reference = float(np.median(image[brain]))
-    local = np.where(local > 0, local, reference)
-    return image / local * reference
-
-
 def segment_wmh_threshold(flair: Volume, config: WMHThresholdConfig = WMHThresholdConfig()
                           ) -> Volume:
     """Threshold a FLAIR image into a WMH mask.
@@ -94,7 +81,7 @@ def segment_wmh_threshold(flair: Volume, config: WMHThresholdConfig = WMHThresho
         return flair.with_array(out, threshold_normalised=None, brain_median=None, **meta)
     image = smooth_mm(array, config.smooth_sigma_mm, spacing)
     if config.bias_sigma_mm > 0:
-        image = _bias_corrected(image, brain, config.bias_sigma_mm, spacing)
+        image = image / local_mean_field(image, brain, config.bias_sigma_mm, spacing)
     median = float(np.median(image[brain]))
     normalised = image / median if median > 0 else image
     values = normalised[brain]

@@ -2,10 +2,11 @@
 
 The demo runs every pipeline that exists. Today that is, for one synthetic subject of
 each kind (FLAIR + T1 with WMH, SWI with microbleeds, CT with haemorrhage): generate it
-with its ground truth, run the task's classical baseline, score it with the papers'
-metrics, and write images, label maps and a report. Then the image layer on the bundled
-real T1 (validate, reorient, resample), and a reader note in a feedback store. The
-learned models join here as their issues land.
+with its ground truth, run the task's classical baseline and the shipped learned models
+(WMH: DualTasker on FLAIR with ARWMC ratings, and the T1 mode), score them with the
+papers' metrics, and write images, label maps and a report. Then the bundled real T1
+(validate, reorient, resample, T1-mode WMH with volumes per zone), and a reader's
+rating in a feedback store. The other learned models join here as their issues land.
 """
 
 from __future__ import annotations
@@ -38,14 +39,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _wmh_step(subject) -> tuple[dict, dict]:
+    """Baseline, then the shipped DualTasker (FLAIR, ratings) and T1-mode models."""
     from ..baselines import segment_wmh_threshold
     from ..metrics import segmentation_scores
-    predicted = segment_wmh_threshold(subject.images["FLAIR"])
+    from ..wmh.model import load_wmh_model
+    from ..wmh.predict import predict
     truth = subject.labels["FLAIR"]["wmh"]
-    scores = segmentation_scores(predicted, truth).as_dict()
+    baseline = segment_wmh_threshold(subject.images["FLAIR"])
+    flair = predict(subject.images["FLAIR"], load_wmh_model())
+    t1 = predict(subject.images["T1"], load_wmh_model(t1=True))
+    t1_dice = segmentation_scores(t1.labels, subject.labels["T1"]["wmh"]).dice
     facts = {"arwmc_total_truth": subject.targets["arwmc_total"],
-             "wmh_ml_truth": round(subject.targets["wmh_volume_ml"], 2)}
-    return {"wmh_baseline": predicted}, {**facts, **scores}
+             "arwmc_total_dualtasker": flair.total,
+             "wmh_ml_truth": round(subject.targets["wmh_volume_ml"], 2),
+             "wmh_ml_dualtasker": round(flair.lesion_ml, 2),
+             "dice_baseline": segmentation_scores(baseline, truth).dice,
+             "dice_dualtasker": segmentation_scores(flair.labels, truth).dice,
+             "dice_t1_mode": t1_dice,
+             "arwmc_levels_dualtasker": flair.levels,
+             "arwmc_levels_truth": subject.targets["arwmc"]}
+    return {"wmh_baseline": baseline, "wmh_dualtasker": flair.labels,
+            "wmh_dualtasker_activation": flair.activation, "wmh_t1_mode": t1.labels}, facts
 
 
 def _cmb_step(subject) -> tuple[dict, dict]:
@@ -75,6 +89,19 @@ def _ich_step(subject) -> tuple[dict, dict]:
 _STEPS = {"wmh": _wmh_step, "cmb": _cmb_step, "ich": _ich_step}
 
 
+def _real_t1_wmh(volume, out: Path) -> dict:
+    """The T1 mode on the real T1 (no labels: volumes per zone are what there is to show)."""
+    from ..wmh.model import load_wmh_model
+    from ..wmh.predict import predict, write_prediction
+    prediction = predict(volume, load_wmh_model(t1=True))
+    write_prediction(prediction, out)
+    summary = prediction.summary()
+    return {"wmh_ml_t1_mode": round(summary["lesion_ml"], 2),
+            "brain_ml": round(summary["brain_ml"], 1),
+            "wmh_ml_per_zone": {k: round(v, 2) for k, v in summary["zone_ml"].items()},
+            "outputs": str(out)}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..synth import SubjectConfig, make_subject, save_subject
     from ..synth.anatomy import AnatomyConfig
@@ -95,20 +122,33 @@ def run(args: argparse.Namespace) -> int:
             for name, volume in predictions.items():
                 write_volume(volume, out / "synthetic" / subject.subject_id / f"{name}.nii.gz")
             report[kind] = {"subject": subject.subject_id, **json_safe(scores)}
-        progress.update(0.75, "real T1: validate, reorient, resample")
+        progress.update(0.75, "real T1: validate, reorient, resample, T1-mode WMH")
         volume = validate_image(read_volume(args.input), Modality.MR)
         resampled = volume.to_ras().resample_to_spacing(1.0)
         write_volume(resampled, out / "t1_ras_1mm.nii.gz")
-        report["real_t1"] = {"input": describe_volume(volume), "resampled": describe_volume(resampled)}
-        store = FeedbackStore(out / "feedback")
-        store.case("demo_t1").record(kind="note", target="case", payload={"text": "demo run"},
-                                     reader="demo", model_id="none", model_version="0")
+        report["real_t1"] = {"input": describe_volume(volume), "resampled": describe_volume(resampled),
+                             **_real_t1_wmh(volume, out / "real_t1_wmh")}
+        # A reader corrects one regional rating: written at once to the feedback store,
+        # where `lesion-suite wmh train --feedback` finds it.
+        from ..wmh.reader_ratings import ensure_case_image, record_rating
+        case = FeedbackStore(out / "feedback").case("demo_wmh")
+        ensure_case_image(case, out / "synthetic" / report["wmh"]["subject"] / "flair.nii.gz",
+                          "FLAIR")
+        record_rating(case, "frontal_left", report["wmh"]["arwmc_levels_truth"]["frontal_left"],
+                      reader="demo", model_id="wmh_flair_dualtasker", model_version="demo")
         (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
         progress.update(1.0, "done")
     for kind in _STEPS:
         shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in report[kind].items() if k != "subject")
-        print(f"{kind} ({report[kind]['subject']}, baseline): {shown}")
-    print(f"real T1: {volume.orientation} {volume.shape} -> {out / 't1_ras_1mm.nii.gz'}")
+                          for k, v in report[kind].items()
+                          if k != "subject" and not isinstance(v, dict))
+        print(f"{kind} ({report[kind]['subject']}): {shown}")
+    wmh = report["wmh"]
+    print("wmh ARWMC per region (truth / DualTasker): " + ", ".join(
+        f"{r} {wmh['arwmc_levels_truth'][r]}/{wmh['arwmc_levels_dualtasker'][r]}"
+        for r in wmh["arwmc_levels_truth"]))
+    real = report["real_t1"]
+    print(f"real T1: {volume.orientation} {volume.shape}, brain {real['brain_ml']:.0f} mL, "
+          f"T1-mode WMH {real['wmh_ml_t1_mode']:.1f} mL -> {real['outputs']}")
     print(f"report: {out / 'report.json'}; feedback store: {out / 'feedback'}")
     return 0

@@ -3,8 +3,26 @@
 Subjects are built from the MNI152 2009 template shipped inside the nilearn wheel, warped
 by a known random transform, with lesions inserted and contrast synthesised per modality;
 see :mod:`lesion_core.synth.cohort`. Synthetic data are not evidence of clinical accuracy.
+
+Importing this package is light: the cohort builders (which use torch) are loaded on first
+use, so e.g. ``lesion_core.synth.arwmc.REGIONS`` is available before torch is installed.
 """
 
-from .cohort import KINDS, SubjectConfig, SyntheticSubject, make_cohort, make_subject, save_subject
+from __future__ import annotations
 
-__all__ = ["KINDS", "SubjectConfig", "SyntheticSubject", "make_cohort", "make_subject", "save_subject"]
+from importlib import import_module
+
+#: The kinds of subject :func:`make_subject` builds (see :mod:`.cohort`).
+KINDS = ("wmh", "cmb", "ich")
+_FROM_COHORT = ("SubjectConfig", "SyntheticSubject", "make_cohort", "make_subject",
+                "save_subject")
+
+__all__ = ["KINDS", *_FROM_COHORT]
+
+
+def __getattr__(name: str):
+    # Module-level attribute hook: ``from lesion_core.synth import make_subject`` imports
+    # the cohort module only then.
+    if name in _FROM_COHORT:
+        return getattr(import_module(".cohort", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,12 +22,14 @@ from ..io import write_volume
 from ..jsonable import json_safe
 from ..progress import Progress, ensure_progress
 from ..volume import Volume
+from . import KINDS  # defined in the package: listing the kinds needs no torch
 from .acquisition import AcquisitionConfig, acquire
 from .anatomy import AnatomyConfig, SubjectAnatomy, make_anatomy
 from .contrast import render
 from .lesions import LesionInsertion
 
-KINDS = ("wmh", "cmb", "ich")
+#: Slice thickness (mm) of the simulated thick-slice FLAIR rater labels of WMH subjects.
+THICK_LABEL_MM = 5.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def make_subject(seed: int, config: SubjectConfig = SubjectConfig()) -> Syntheti
 
 def save_subject(subject: SyntheticSubject, folder: str | Path) -> dict:
     """Write images, label maps and ``targets.json``; returns the manifest row (paths)."""
-    folder = Path(folder) / subject.subject_id
+    folder = Path(folder).resolve() / subject.subject_id  # absolute: the table works from anywhere
     folder.mkdir(parents=True, exist_ok=True)
     row = {"subject": subject.subject_id, "kind": subject.kind, "seed": subject.seed}
     for name, image in subject.images.items():
@@ -141,6 +143,11 @@ def save_subject(subject: SyntheticSubject, folder: str | Path) -> dict:
         for label, volume in subject.labels[name].items():
             key = f"{name.lower()}_{label}_truth"
             row[key] = str(write_volume(volume, folder / f"{key}.nii.gz"))
+    if subject.kind == "wmh":
+        # The T1 mode's weak label: a rater's mask on a 5 mm axial FLAIR (slice profile).
+        from ..wmh.t1_fit import thick_label_from_mask
+        thick = thick_label_from_mask(subject.labels["FLAIR"]["wmh"], THICK_LABEL_MM)
+        row["flair_wmh_thick_label"] = str(write_volume(thick, folder / "flair_wmh_thick_label.nii.gz"))
     (folder / "targets.json").write_text(json.dumps(
         json_safe({"targets": subject.targets, "acquisition": subject.acquisition}), indent=1))
     row["targets"] = str(folder / "targets.json")

@@ -6,7 +6,9 @@ hyperintense. Both are percentile thresholds (:class:`SegmentThresholds`):
 - activation: the ``activation_percentile`` of the activations inside the brains of the
   calibration set, pooled, kept as a fixed level (``activation_level``), so a subject
   with little activation gets few voxels;
-- FLAIR: the ``flair_percentile`` of the normalised FLAIR inside each subject's brain.
+- FLAIR: the ``flair_percentile`` of the normalised FLAIR inside the calibration brains,
+  pooled, also kept as a fixed level (``flair_level``; the FLAIR is bias-corrected and
+  divided by its brain median, so one level means the same contrast in every subject).
 
 :func:`calibrate_thresholds` tries a grid of percentile pairs and keeps the pair whose
 segmented volumes best explain the ratings: the mean of the Spearman correlations of
@@ -28,7 +30,7 @@ from scipy.stats import spearmanr
 from .config import SegmentThresholds
 
 ACTIVATION_PERCENTILES = (90.0, 93.0, 95.0, 97.0, 98.0, 99.0, 99.5)
-FLAIR_PERCENTILES = (50.0, 70.0, 80.0, 85.0, 90.0, 95.0)
+FLAIR_PERCENTILES = (80.0, 90.0, 95.0, 97.0, 98.0, 99.0, 99.5)
 
 
 @dataclass
@@ -50,9 +52,8 @@ class CalibrationCase:
 
 def segment(activation: np.ndarray, flair_normalised: np.ndarray, brain: np.ndarray,
             thresholds: SegmentThresholds) -> np.ndarray:
-    """WMH mask (bool ``[I, J, K]``): inside ``brain``, activation above the level (or its
-    per-image percentile when ``thresholds.activation_level`` is ``None``) and FLAIR above
-    its per-image brain percentile."""
+    """WMH mask (bool ``[I, J, K]``): inside ``brain``, activation above its level and FLAIR
+    above its level (each a per-image brain percentile when the level is ``None``)."""
     brain = np.asarray(brain) > 0
     activation = np.asarray(activation, dtype=np.float32)
     flair = np.asarray(flair_normalised, dtype=np.float32)
@@ -61,7 +62,9 @@ def segment(activation: np.ndarray, flair_normalised: np.ndarray, brain: np.ndar
     level = thresholds.activation_level
     if level is None:
         level = float(np.percentile(activation[brain], thresholds.activation_percentile))
-    flair_level = float(np.percentile(flair[brain], thresholds.flair_percentile))
+    flair_level = thresholds.flair_level
+    if flair_level is None:
+        flair_level = float(np.percentile(flair[brain], thresholds.flair_percentile))
     return brain & (activation > level) & (flair > flair_level)
 
 
@@ -100,14 +103,18 @@ def calibrate_thresholds(cases: Sequence[CalibrationCase], voxel_ml: float,
     if not cases:
         raise ValueError("calibration needs rated cases")
     pooled = np.concatenate([c.activation[c.brain > 0].ravel() for c in cases])
+    pooled_flair = np.concatenate([c.flair[c.brain > 0].ravel() for c in cases])
+    flair_levels = {p: float(np.percentile(pooled_flair, p)) for p in flair_percentiles}
     table, best, best_score = [], None, -math.inf
     for p_act in activation_percentiles:
         level = float(np.percentile(pooled, p_act))
         for p_flair in flair_percentiles:
-            candidate = SegmentThresholds(float(p_act), float(p_flair), level)
+            candidate = SegmentThresholds(float(p_act), float(p_flair), level,
+                                          flair_levels[p_flair])
             score = rating_agreement(cases, candidate, voxel_ml)
             table.append({"activation_percentile": float(p_act), "flair_percentile": float(p_flair),
-                          "activation_level": level, "score": score})
+                          "activation_level": level, "flair_level": flair_levels[p_flair],
+                          "score": score})
             if score > best_score + 1e-9:
                 best, best_score = candidate, score
     return best, table
@@ -129,5 +136,5 @@ def calibration_cases(net, samples, device: str | torch.device = "cpu") -> list[
 
 
 def per_image(thresholds: SegmentThresholds) -> SegmentThresholds:
-    """The same percentiles with the activation level taken per image."""
-    return replace(thresholds, activation_level=None)
+    """The same percentiles with both levels taken per image."""
+    return replace(thresholds, activation_level=None, flair_level=None)

@@ -221,7 +221,11 @@ def consistency_pair(net, image: torch.Tensor, regions: torch.Tensor, transform:
     (with ``T(regions)``), and the mean squared difference between ``act(T(x))`` and
     ``T(act(x))`` over the valid voxels of T-space."""
     outputs = net(image, regions)
-    moved = net(transform.image(image), transform.regions(regions))
+    moved_inputs = (transform.image(image), transform.regions(regions))
+    if hasattr(net, "gate"):   # the gate follows the voxels, not the intensity changes
+        moved = net(*moved_inputs, gate=transform.map(net.gate(image)))
+    else:
+        moved = net(*moved_inputs)
     target = transform.map(outputs["activation"])
     diff = (moved["activation"] - target) ** 2
     valid = transform.valid(tuple(image.shape), image.device).expand_as(diff)

@@ -222,13 +222,12 @@ def known_transform_masks(subject) -> tuple[Volume, Volume]:
 
 
 def registration_masker(modality: str = "FLAIR") -> Masker:
-    """A masker that registers each image to MNI (affine, mutual information), carries the
-    ARWMC atlas back and takes the registration-based brain mask."""
+    """A masker that registers each image to MNI (affine, mutual information) through
+    :func:`lesion_core.wmh.atlases.subject_atlases`: the same brain mask and filled ARWMC
+    atlas that prediction uses."""
     def masker(image: Volume, subject: str) -> tuple[Volume, Volume]:
-        from .. import registration
+        from .atlases import subject_atlases
 
-        result = registration.register_to_mni(image, modality)
-        labels, affine, _ = arwmc_atlas_mni()
-        atlas = result.carry_mni_map(labels, affine, order=0, grid=image)
-        return registration.brain_mask(image, result, modality), atlas
+        atlases = subject_atlases(image, modality)
+        return atlases.brain, atlases.arwmc
     return masker

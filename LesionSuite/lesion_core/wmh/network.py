@@ -5,8 +5,14 @@
 - a MONAI ``UNet`` maps the normalised FLAIR ``[B, 1, I, J, K]`` to logits; a sigmoid gives
   the **activation** ``a(x)`` in [0, 1] per voxel (the WMH map; no voxel labels ever
   train it);
-- the **regional load** of region-side ``r`` is ``L_r = sum_{x in r} a(x) * v`` (mL, with
-  ``v`` the working voxel volume), i.e. the soft lesion volume the map puts there;
+- the **regional load** of region-side ``r`` is ``L_r = sum_{x in r} a(x) g(x) v`` (mL, with
+  ``v`` the working voxel volume) where ``g(x) = sigmoid((I(x) - gate_level) / gate_width)``
+  is a soft FLAIR-hyperintensity gate on the normalised image ``I``: the soft volume of
+  activated *and* hyperintense tissue, the same two conditions the published inference
+  applies (activation high and FLAIR hyperintense), so training and inference agree. The
+  gate also gives the weak rating signal a place to look: without it a ratings-only
+  network can explain the ratings by spreading activation over the regions (it did, in
+  our first runs: activation in lesions below the brain average, Dice 0);
 - an **ordinal head** per region-side turns the load into a rating 0-3:
   ``P(rating_r > k) = sigmoid(s_r * (log(L_r + eps) - theta_{r,k}))`` for k = 0, 1, 2, with
   ``theta_{r,0} < theta_{r,1} < theta_{r,2}`` guaranteed by building them as a learnable
@@ -50,11 +56,14 @@ class DualTaskerNet(nn.Module):
         voxel_ml: volume of one input voxel (mL).
         load_eps_ml: added to the load before the log (mL).
         init_activation: activation everywhere at initialisation.
+        gate_level, gate_width: the hyperintensity gate (normalised FLAIR units, where the
+            brain median is 1); ``gate_width=0`` switches the gate off.
     """
 
     def __init__(self, features: list[int] | tuple[int, ...] = (8, 16, 32, 64),
                  res_units: int = 2, n_regions: int = 10, voxel_ml: float = 0.027,
-                 load_eps_ml: float = 0.05, init_activation: float = 0.002):
+                 load_eps_ml: float = 0.05, init_activation: float = 0.002,
+                 gate_level: float = 1.2, gate_width: float = 0.05):
         super().__init__()
         from monai.networks.nets import UNet
 
@@ -66,6 +75,8 @@ class DualTaskerNet(nn.Module):
         self.n_regions = int(n_regions)
         self.voxel_ml = float(voxel_ml)
         self.load_eps_ml = float(load_eps_ml)
+        self.gate_level = float(gate_level)
+        self.gate_width = float(gate_width)
         self.backbone = UNet(spatial_dims=3, in_channels=1, out_channels=1, channels=features,
                              strides=(2,) * (len(features) - 1), num_res_units=int(res_units))
         self.activation_bias = nn.Parameter(torch.tensor(math.log(init_activation /
@@ -90,9 +101,20 @@ class DualTaskerNet(nn.Module):
         """Positive slopes ``s_r`` ``[R]``."""
         return F.softplus(self.raw_slope)
 
-    def regional_loads(self, activation: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
-        """Loads ``[B, R]`` (mL): activation ``[B, 1, I, J, K]`` summed per region-side of
-        ``regions`` ``[B, I, J, K]`` (0 = none, 1..R) times the voxel volume."""
+    def gate(self, image: torch.Tensor) -> torch.Tensor:
+        """Soft hyperintensity gate ``[B, 1, I, J, K]`` in [0, 1] of the normalised image
+        (all ones when ``gate_width`` is 0)."""
+        if self.gate_width <= 0:
+            return torch.ones_like(image)
+        return torch.sigmoid((image - self.gate_level) / self.gate_width)
+
+    def regional_loads(self, activation: torch.Tensor, regions: torch.Tensor,
+                       gate: torch.Tensor | None = None) -> torch.Tensor:
+        """Loads ``[B, R]`` (mL): activation ``[B, 1, I, J, K]`` (times ``gate`` when given)
+        summed per region-side of ``regions`` ``[B, I, J, K]`` (0 = none, 1..R) times the
+        voxel volume."""
+        if gate is not None:
+            activation = activation * gate
         act = activation.flatten(1)
         labels = regions.flatten(1)
         loads = [(act * (labels == r + 1).to(act.dtype)).sum(dim=1) for r in range(self.n_regions)]
@@ -108,15 +130,22 @@ class DualTaskerNet(nn.Module):
         return {"cumulative_logits": logits, "cumulative": cumulative, "expected": expected,
                 "total": expected.sum(dim=1)}
 
-    def forward(self, image: torch.Tensor, regions: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, regions: torch.Tensor,
+                gate: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``image`` ``[B, 1, I, J, K]``, ``regions`` ``[B, I, J, K]`` int ->
-        ``{"activation", "loads", "cumulative_logits", "cumulative", "expected", "total"}``."""
+        ``{"activation", "loads", "cumulative_logits", "cumulative", "expected", "total"}``.
+
+        ``gate``: the hyperintensity gate to use (default ``self.gate(image)``). Training
+        passes the gate of the *untransformed* image, moved by the spatial transform only:
+        an intensity augmentation (x 1.15) must not decide which voxels count as
+        hyperintense, or it would pull normal tissue into the loads."""
         if image.ndim != 5 or image.shape[1] != 1:
             raise ValueError(f"image must be [B, 1, I, J, K], got {tuple(image.shape)}")
         if regions.shape != image.shape[:1] + image.shape[2:]:
             raise ValueError(f"regions {tuple(regions.shape)} do not match image "
                              f"{tuple(image.shape)}")
         activation = self.activation(image)
-        loads = self.regional_loads(activation, regions)
+        loads = self.regional_loads(activation, regions,
+                                    self.gate(image) if gate is None else gate)
         return {"activation": activation, "loads": loads, **self.rate(loads)}
 

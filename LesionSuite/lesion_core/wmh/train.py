@@ -85,7 +85,10 @@ def train(data: RatingsDataset | Sequence[RatingSample] | str | Path,
     torch.manual_seed(train_config.seed)
     gen = torch.Generator().manual_seed(train_config.seed)
     net = (net or build_network(config)).to(device).train()
-    optimiser = torch.optim.Adam(net.parameters(), lr=train_config.lr)
+    head = {"cut_base", "cut_steps", "raw_slope"}
+    params = [p for n, p in net.named_parameters()
+              if not (train_config.freeze_rating_head and n in head)]
+    optimiser = torch.optim.Adam(params, lr=train_config.lr)
     history: dict[str, list[float]] = {k: [] for k in ("loss", "rating_loss", "consistency_loss",
                                                        "ordinal", "total")}
     batch_size = min(train_config.batch_size, len(samples))

@@ -1,0 +1,71 @@
+"""From a ratings table (or a reader's ratings in the feedback store) to a saved model.
+
+:func:`fit_dualtasker` = read the images the rows name (nothing else), train from the
+ratings (:func:`lesion_core.wmh.train.train`), calibrate the segmentation thresholds on
+the same subjects' *ratings* (:mod:`lesion_core.wmh.calibrate`), and save the bundle with
+what it was trained on. Fine-tuning starts from a loaded model (``init``) and keeps its
+configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..bundle import BundleMetadata
+from ..progress import Progress, ensure_progress
+from .calibrate import calibrate_thresholds, calibration_cases
+from .config import DualTaskerConfig, TrainConfig
+from .data import Masker, RatingRow, RatingsDataset, registration_masker
+from .model import WMHModel, save_wmh_model
+from .train import train
+
+
+def fit_dualtasker(rows: Sequence[RatingRow], out: str | Path,
+                   config: DualTaskerConfig = DualTaskerConfig(),
+                   train_config: TrainConfig = TrainConfig(), masker: Masker | None = None,
+                   init: WMHModel | None = None, progress: Progress | None = None,
+                   version: str = "1.0", description: str = "", data_note: str = "",
+                   overwrite: bool = False) -> BundleMetadata:
+    """Train a DualTasker from ``rows`` and save it in ``out``.
+
+    Args:
+        rows: ratings-table rows (subject, image, total and/or per-region ratings).
+        out: the new model folder.
+        config: model configuration (ignored when ``init`` is given: its own is kept).
+        masker: brain mask and region atlas per image (default: registration to MNI).
+        init: a model to fine-tune (e.g. the shipped one, from a reader's ratings).
+        data_note: free text stored in the model card (where the rows came from).
+    """
+    progress = ensure_progress(progress)
+    if not rows:
+        raise ValueError("no rated subjects to train from")
+    if init is not None:
+        config = init.config
+    dataset = RatingsDataset(rows, masker or registration_masker("FLAIR"), config)
+    samples = [dataset[i] for i in range(len(dataset))]
+    net, history = train(samples, config, train_config, progress.sub(0.0, 0.9),
+                         net=None if init is None else init.net)
+    progress.update(0.9, "calibrating the thresholds on the ratings")
+    thresholds, table = calibrate_thresholds(calibration_cases(net, samples),
+                                             config.voxel_ml)
+    config = dataclasses.replace(config, thresholds=thresholds)
+    last = max(len(history["rating_loss"]) // 10, 1)
+    training = {
+        "subjects": len(samples), "data": data_note,
+        "per_region_ratings": int(sum(np.isfinite(s.region_ratings.numpy()).all()
+                                      for s in samples)),
+        "supervision": "ARWMC ratings only (no voxel labels)",
+        "train_config": dataclasses.asdict(train_config),
+        "fine_tuned_from": None if init is None else f"{init.model_id} {init.version}",
+        "rating_loss_first": float(np.mean(history["rating_loss"][:last])),
+        "rating_loss_last": float(np.mean(history["rating_loss"][-last:])),
+        "calibration_score": max(row["score"] for row in table)}
+    meta = save_wmh_model(out, net, config, version=version, description=description,
+                          name=None if init is None else init.model_id,
+                          training=training, overwrite=overwrite)
+    progress.update(1.0, f"model saved in {out}")
+    return meta

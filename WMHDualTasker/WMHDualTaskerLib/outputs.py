@@ -1,0 +1,138 @@
+"""What one WMH prediction produced, whether it ran in this process or in a child process.
+
+:class:`WMHOutputs` holds the images (on the input image's voxel grid) and the summary of
+:meth:`lesion_core.wmh.predict.WMHPrediction.summary`. It is built either from a
+``WMHPrediction`` (in-process run) or from the files that
+:func:`lesion_core.wmh.predict.write_prediction` wrote in the child's output folder, so the
+node builder of :mod:`.logic` has one input whatever way the prediction ran.
+
+Table rows (:func:`rating_rows`): one per ARWMC region-side in
+:data:`lesion_core.synth.arwmc.REGIONS` order, then the ``total`` row (ARWMC 0-30).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lesion_core.synth.arwmc import REGIONS
+from lesion_core.volume import Volume
+
+TOTAL = "total"  # the ARWMC total's target name, as in lesion_core.wmh.reader_ratings
+#: Columns of the ARWMC table node, in order (``rating``: expected 0-3 from the ordinal
+#: head; ``level``: most probable rating; ``lesion_ml``: WMH volume in mL).
+TABLE_COLUMNS = ("region", "side", "rating", "level", "lesion_ml", "reader_rating")
+READER_COLUMN = "reader_rating"
+#: Largest geometry difference (mm, any affine entry) between the input and an image read
+#: back from NIfTI; the header stores the affine in float32, so a few micrometres differ.
+GRID_TOLERANCE_MM = 1e-3
+
+
+def region_targets() -> tuple[str, ...]:
+    """The ARWMC region-sides, in table row order."""
+    return tuple(REGIONS)
+
+
+def rating_targets() -> tuple[str, ...]:
+    """Every target a reader can rate, in table row order: the region-sides, then total."""
+    return region_targets() + (TOTAL,)
+
+
+@dataclass
+class WMHOutputs:
+    """Images on the input grid and the prediction summary.
+
+    Attributes:
+        labels: ``uint8`` WMH mask (1 = WMH).
+        activation: ``float32`` map in [0, 1].
+        regions: ``uint8`` ARWMC region-side atlas (value = ``REGIONS`` index + 1).
+        summary: ``WMHPrediction.summary()``: model, model_version, modality, arwmc_total,
+            ratings, levels, lesion_ml, brain_ml, region_ml, zone_ml, seconds.
+    """
+
+    labels: Volume
+    activation: Volume
+    regions: Volume
+    summary: dict[str, Any]
+
+    @classmethod
+    def from_prediction(cls, prediction) -> "WMHOutputs":
+        """From a :class:`lesion_core.wmh.predict.WMHPrediction`."""
+        return cls(prediction.labels, prediction.activation, prediction.atlases.arwmc,
+                   prediction.summary())
+
+    @classmethod
+    def read(cls, folder: str | Path, grid: Volume, stem: str = "wmh") -> "WMHOutputs":
+        """Read what ``write_prediction(prediction, folder, stem)`` wrote.
+
+        The images are put back on ``grid`` (the input image) exactly: NIfTI keeps the
+        affine in float32, and the outputs must share the input's geometry bit for bit.
+        """
+        from lesion_core import io as lesion_io
+
+        folder = Path(folder)
+        images = {}
+        for key, suffix in (("labels", "labels"), ("activation", "activation"),
+                            ("regions", "arwmc_regions")):
+            volume = lesion_io.read_volume(folder / f"{stem}_{suffix}.nii.gz")
+            if volume.shape[:3] != grid.shape[:3] or not np.allclose(
+                    volume.affine, grid.affine, rtol=0, atol=GRID_TOLERANCE_MM):
+                raise RuntimeError(f"{key} came back on another grid than the input "
+                                   f"({volume.shape} vs {grid.shape})")
+            images[key] = grid.with_array(np.asarray(volume.array))
+        summary = json.loads((folder / f"{stem}_summary.json").read_text(encoding="utf-8"))
+        labels = images["labels"].with_array(images["labels"].array.astype(np.uint8))
+        activation = images["activation"].with_array(
+            images["activation"].array.astype(np.float32))
+        regions = images["regions"].with_array(images["regions"].array.astype(np.uint8))
+        return cls(labels, activation, regions, summary)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def model_id(self) -> str:
+        return str(self.summary.get("model", ""))
+
+    @property
+    def model_version(self) -> str:
+        return str(self.summary.get("model_version", ""))
+
+    @property
+    def modality(self) -> str:
+        return str(self.summary.get("modality", ""))
+
+    @property
+    def total(self) -> int | None:
+        """ARWMC total 0-30 (sum of the per-region levels); None in the T1 mode."""
+        total = self.summary.get("arwmc_total")
+        return None if total is None else int(total)
+
+    def rating_rows(self) -> list[dict[str, Any]]:
+        """Rows of the ARWMC table (see :data:`TABLE_COLUMNS`); reader ratings empty.
+
+        ``rating`` is rounded to 0.01 and ``lesion_ml`` to 0.001 mL (a microlitre is far
+        below one voxel); in the T1 mode, which predicts no rating, both rating columns
+        are None.
+        """
+        ratings = self.summary.get("ratings")
+        levels = self.summary.get("levels")
+        region_ml = self.summary.get("region_ml") or {}
+        rows = []
+        for name in region_targets():
+            region, side = name.rsplit("_", 1)
+            rows.append({
+                "region": region, "side": side,
+                "rating": None if ratings is None else round(float(ratings[name]), 2),
+                "level": None if levels is None else int(levels[name]),
+                "lesion_ml": round(float(region_ml.get(name, 0.0)), 3),
+                READER_COLUMN: ""})
+        rows.append({
+            "region": TOTAL, "side": "",
+            "rating": None if ratings is None else round(float(sum(ratings.values())), 2),
+            "level": self.total,
+            "lesion_ml": round(float(self.summary.get("lesion_ml", 0.0)), 3),
+            READER_COLUMN: ""})
+        return rows
