@@ -218,3 +218,18 @@ def test_registry() -> None:
         registry.register_network("monai.Mine")
     with pytest.raises(ModelBundleError, match="not one LesionSuite allows"):
         registry.get_network_class("builtins.eval")
+
+
+def test_record_evaluation_keeps_weights_loadable(saved) -> None:
+    from lesion_core.bundle import record_evaluation
+
+    folder, meta, nets = saved
+    weights = (folder / "model.safetensors").read_bytes()
+    updated = record_evaluation(folder, {"figures": {"Dice": 0.61}, "cases": 10})
+    assert updated.evaluation == {"figures": {"Dice": 0.61}, "cases": 10}
+    assert updated.weights_sha256 == meta.weights_sha256 and updated.training == meta.training
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert load_bundle(folder).metadata.evaluation["cases"] == 10
+    with pytest.raises(ModelBundleError, match="JSON"):
+        record_evaluation(folder, {"bad": object()})
+    assert read_metadata(folder).evaluation["cases"] == 10       # a refused update changes nothing

@@ -74,11 +74,18 @@ def test_demo_runs_every_pipeline_and_reports_progress_lines(tmp_path):
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["real_t1"]["resampled"]["orientation"] == "RAS"
     assert report["real_t1"]["resampled"]["spacing_mm"] == [1.0, 1.0, 1.0]
-    assert report["wmh"]["arwmc_total_truth"] > 0 and report["wmh"]["dice"] is not None
+    wmh = report["wmh"]
+    assert wmh["arwmc_total_truth"] > 0 and wmh["dice_baseline"] is not None
+    assert 0 <= wmh["arwmc_total_dualtasker"] <= 30 and wmh["dice_dualtasker"] is not None
+    assert set(wmh["arwmc_levels_dualtasker"]) == set(wmh["arwmc_levels_truth"])
+    assert 0 <= wmh["dice_t1_mode"] <= 1
+    assert 800 < report["real_t1"]["brain_ml"] < 2200
+    assert (tmp_path / "demo" / "feedback" / "demo_wmh" / "records.jsonl").is_file()
     assert report["cmb"]["cmb_count_truth"] == 8
     assert report["ich"]["ich_ml_truth"] > 0
     subject = tmp_path / "demo" / "synthetic" / report["wmh"]["subject"]
     assert (subject / "flair.nii.gz").exists() and (subject / "wmh_baseline.nii.gz").exists()
+    assert (subject / "wmh_dualtasker.nii.gz").exists()
     events = [parse_progress_line(line) for line in out.splitlines()]
     fractions = [e[0] for e in events if e is not None]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)

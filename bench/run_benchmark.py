@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes generating missing cases (default 2)")
     parser.add_argument("--plugin", action="append", default=[],
                         help="module to import that registers more methods (repeatable)")
+    parser.add_argument("--record-model", metavar="DIR",
+                        help="also store the summary in this model bundle's metadata "
+                             "(its model card's evaluation entry)")
     parser.add_argument("--list", action="store_true", help="list registered methods and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -169,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         result = run_method(name, args, machine)
         bench_report.update_document(out, {name: bench_report.render_section(result)})
         print(bench_report.render_section(result), flush=True)
+        if args.record_model:
+            from lesion_core.bundle import record_evaluation
+            record_evaluation(args.record_model, {
+                "benchmark": name, "cases": result["n_cases"], "seeds": result["seeds"],
+                "anatomy_mm": result["spacing_mm"], "machine": machine, "date": result["date"],
+                "median_seconds": result["timing"]["median_s"],
+                "peak_memory_mb": result["peak_rss_mb"],
+                "figures": {metric: value for metric, value, _ in result["summary"]}})
     return 0
 
 

@@ -22,7 +22,7 @@ import torch
 
 from lesion_core import io as lesion_io
 from lesion_core.wmh.config import DualTaskerConfig, SegmentThresholds, TrainConfig
-from lesion_core.wmh.data import registration_masker
+from lesion_core.wmh.evaluate import known_transform_masker
 from lesion_core.wmh.model import save_wmh_model
 from lesion_core.wmh.preprocess import preprocess
 from lesion_core.wmh.train import build_network
@@ -30,7 +30,9 @@ from lesion_core.wmh.train import build_network
 
 def load_pairs(cohort: Path, config: DualTaskerConfig) -> list[tuple[torch.Tensor, ...]]:
     """(image, regions, truth fraction) on the working grid for every cohort subject."""
-    masker = registration_masker("FLAIR")
+    # The known synthetic transform supplies brain mask and atlas (a reference needs no
+    # registration; the truth masks are its supervision anyway).
+    masker = known_transform_masker(cohort, "FLAIR")
     pairs = []
     with (cohort / "wmh_labels.csv").open(newline="") as handle:
         for row in csv.DictReader(handle):

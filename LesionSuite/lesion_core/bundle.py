@@ -247,6 +247,21 @@ def save_bundle(folder: str | Path, metadata: BundleMetadata,
     return stored
 
 
+def record_evaluation(folder: str | Path, evaluation: dict[str, Any]) -> BundleMetadata:
+    """Replace the ``evaluation`` entry of a saved bundle's metadata (e.g. the benchmark's
+    figures after it ran), atomically; the weights and their checksum are untouched."""
+    meta = read_metadata(folder)
+    meta.evaluation = dict(evaluation)
+    try:
+        text = json.dumps(meta.to_dict(), indent=2, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ModelBundleError(f"the evaluation cannot be stored as JSON ({exc})",
+                               "Pass only strings, numbers, lists and dicts",
+                               source=folder) from exc
+    atomic_write_bytes(Path(folder) / METADATA_FILE, text.encode("utf-8"))
+    return read_metadata(folder)
+
+
 def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
     """The plain network inside DataParallel / DistributedDataParallel / torch.compile."""
     while True:

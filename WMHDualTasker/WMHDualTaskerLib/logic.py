@@ -36,7 +36,7 @@ from LesionSuiteLib.hub_logic import _HeadlessLogicBase
 
 from . import training
 from .background import ERROR_FILE, OUT_DIR, BackgroundPrediction
-from .outputs import TABLE_COLUMNS, WMHOutputs, region_targets
+from .outputs import TABLE_COLUMNS, SummaryFacts, WMHOutputs, region_targets
 from .training import child_env, default_feedback_root
 
 try:
@@ -54,7 +54,7 @@ _REGION_COLOURS = {"frontal": (0.36, 0.62, 0.95), "parieto_occipital": (0.40, 0.
 
 
 @dataclass
-class WMHResultNodes:
+class WMHResultNodes(SummaryFacts):
     """The nodes of one run and what produced them.
 
     Attributes:
@@ -78,24 +78,6 @@ class WMHResultNodes:
     def nodes(self) -> list:
         """The output nodes (not the input)."""
         return [self.segmentation, self.activation, self.table, self.regions]
-
-    @property
-    def model_id(self) -> str:
-        return str(self.summary.get("model", ""))
-
-    @property
-    def model_version(self) -> str:
-        return str(self.summary.get("model_version", ""))
-
-    @property
-    def modality(self) -> str:
-        return str(self.summary.get("modality", ""))
-
-    @property
-    def total(self) -> int | None:
-        """Predicted ARWMC total 0-30; None in the T1 mode."""
-        value = self.summary.get("arwmc_total")
-        return None if value is None else int(value)
 
 
 class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):

@@ -42,8 +42,34 @@ def rating_targets() -> tuple[str, ...]:
     return region_targets() + (TOTAL,)
 
 
+class SummaryFacts:
+    """Model and rating facts read from a prediction's ``summary`` dict (see
+    :meth:`lesion_core.wmh.predict.WMHPrediction.summary`); mixed into the classes that
+    carry one."""
+
+    summary: dict
+
+    @property
+    def model_id(self) -> str:
+        return str(self.summary.get("model", ""))
+
+    @property
+    def model_version(self) -> str:
+        return str(self.summary.get("model_version", ""))
+
+    @property
+    def modality(self) -> str:
+        return str(self.summary.get("modality", ""))
+
+    @property
+    def total(self) -> int | None:
+        """ARWMC total 0-30 (sum of the per-region levels); None in the T1 mode."""
+        total = self.summary.get("arwmc_total")
+        return None if total is None else int(total)
+
+
 @dataclass
-class WMHOutputs:
+class WMHOutputs(SummaryFacts):
     """Images on the input grid and the prediction summary.
 
     Attributes:
@@ -90,25 +116,6 @@ class WMHOutputs:
             images["activation"].array.astype(np.float32))
         regions = images["regions"].with_array(images["regions"].array.astype(np.uint8))
         return cls(labels, activation, regions, summary)
-
-    # ------------------------------------------------------------------ facts
-    @property
-    def model_id(self) -> str:
-        return str(self.summary.get("model", ""))
-
-    @property
-    def model_version(self) -> str:
-        return str(self.summary.get("model_version", ""))
-
-    @property
-    def modality(self) -> str:
-        return str(self.summary.get("modality", ""))
-
-    @property
-    def total(self) -> int | None:
-        """ARWMC total 0-30 (sum of the per-region levels); None in the T1 mode."""
-        total = self.summary.get("arwmc_total")
-        return None if total is None else int(total)
 
     def rating_rows(self) -> list[dict[str, Any]]:
         """Rows of the ARWMC table (see :data:`TABLE_COLUMNS`); reader ratings empty.

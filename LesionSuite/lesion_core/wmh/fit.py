@@ -46,9 +46,10 @@ def fit_dualtasker(rows: Sequence[RatingRow], out: str | Path,
     if init is not None:
         config = init.config
     dataset = RatingsDataset(rows, masker or registration_masker("FLAIR"), config)
-    samples = [dataset[i] for i in range(len(dataset))]
-    net, history = train(samples, config, train_config, progress.sub(0.0, 0.9),
+    # train() reads (and reports) the subjects; the dataset caches them for calibration.
+    net, history = train(dataset, config, train_config, progress.sub(0.0, 0.9),
                          net=None if init is None else init.net)
+    samples = [dataset[i] for i in range(len(dataset))]
     progress.update(0.9, "calibrating the thresholds on the ratings")
     thresholds, table = calibrate_thresholds(calibration_cases(net, samples),
                                              config.voxel_ml)
