@@ -23,7 +23,7 @@ import torch
 from lesion_core import io as lesion_io
 from lesion_core.wmh.config import DualTaskerConfig, SegmentThresholds, TrainConfig
 from lesion_core.wmh.evaluate import known_transform_masker
-from lesion_core.wmh.model import save_wmh_model
+from lesion_core.wmh.model import load_wmh_model, save_wmh_model
 from lesion_core.wmh.preprocess import preprocess
 from lesion_core.wmh.train import build_network
 
@@ -47,12 +47,13 @@ def load_pairs(cohort: Path, config: DualTaskerConfig) -> list[tuple[torch.Tenso
     return pairs
 
 
-def train_reference(pairs, config: DualTaskerConfig, settings: TrainConfig) -> torch.nn.Module:
+def train_reference(pairs, config: DualTaskerConfig, settings: TrainConfig,
+                    net: torch.nn.Module | None = None) -> torch.nn.Module:
     from monai.losses import DiceLoss
 
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
-    net = build_network(config).train()
+    net = (net or build_network(config)).train()
     optimiser = torch.optim.Adam(net.backbone.parameters(), lr=settings.lr)
     dice = DiceLoss(batch=True)
     for step in range(settings.steps):
@@ -70,24 +71,46 @@ def train_reference(pairs, config: DualTaskerConfig, settings: TrainConfig) -> t
     return net.eval()
 
 
+@torch.no_grad()
+def calibrate_level(net, pairs, levels=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)) -> float:
+    """The activation level with the best pooled Dice against the training truth (the
+    reference is voxel-supervised, so its threshold may be too)."""
+    overlap, total = np.zeros(len(levels)), np.zeros(len(levels))
+    for image, _, target in pairs:
+        activation = net.activation(image[None])[0].numpy()
+        truth = target.numpy() >= 0.5
+        for index, level in enumerate(levels):
+            mask = activation > level
+            overlap[index] += 2 * np.sum(mask & truth)
+            total[index] += mask.sum() + truth.sum()
+    return float(levels[int(np.argmax(overlap / np.maximum(total, 1)))])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, help="continue this reference model")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     config = DualTaskerConfig()
     settings = TrainConfig(steps=args.steps, seed=args.seed, lr=3e-3, batch_size=2)
-    net = train_reference(load_pairs(args.cohort, config), config, settings)
+    pairs = load_pairs(args.cohort, config)
+    start = load_wmh_model(args.init).net if args.init else None
+    net = train_reference(pairs, config, settings, start)
+    level = calibrate_level(net, pairs)
+    print(f"activation level {level}", flush=True)
     config = dataclasses.replace(config, thresholds=SegmentThresholds(
-        activation_percentile=0.0, flair_percentile=0.0, activation_level=0.5))
+        activation_percentile=0.0, flair_percentile=0.0, activation_level=level))
     save_wmh_model(args.out, net, config, name="wmh_voxel_reference", overwrite=True,
                    description="Benchmark upper reference: DualTasker network trained with "
                                "voxel labels (not shipped).",
                    training={"supervision": "synthetic voxel truth (reference only)",
                              "cohort": args.cohort.name, "steps": args.steps,
+                             "continued_from": str(args.init) if args.init else None,
+                             "activation_level": level,
                              "seed": args.seed})
     return 0
 

@@ -183,9 +183,6 @@ def _check_train_options(args: argparse.Namespace) -> None:
     if args.t1 and args.feedback:
         raise WMHCommandError("the T1 mode learns from thick-slice labels, not ratings",
                               "give --table with subject, image, thick_label columns")
-    if args.t1 and args.init:
-        raise WMHCommandError("fine-tuning is not available for the T1 mode",
-                              "leave out --init")
     # Refused now rather than after the training run that would then fail to save.
     if (Path(args.out) / "metadata.json").exists() and not args.overwrite:
         raise WMHCommandError("a model is already saved in this folder",
@@ -283,9 +280,14 @@ def _train_t1(args, config, train_config):
             masker = known_transform_masker(folder, "T1")
     _check_files([p for row in rows for p in (row.image, row.thick_label)],
                  args.table or args.synthetic)
+    init = None
+    if args.init:
+        init = _load_model(args.init, t1=True, device="cpu",
+                           fix="the T1 mode continues a T1 model; choose one")
     with ProgressBar(args, "wmh train --t1") as progress:
         return t1_fit.fit_t1(rows, args.out, config, train_config, masker=masker,
-                             progress=progress, data_note=note, overwrite=args.overwrite)
+                             progress=progress, data_note=note, overwrite=args.overwrite,
+                             init=init)
 
 
 # ----------------------------------------------------------------------- evaluate

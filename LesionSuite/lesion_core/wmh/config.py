@@ -47,6 +47,7 @@ class DualTaskerConfig:
         features: channels per U-Net level (MONAI ``UNet``); 4 levels of (8, 16, 32, 64)
             keep the model about 1.2 MB.
         res_units: residual units per U-Net block.
+        norm: normalisation layers of the U-Net ("batch"; see the network's notes).
         load_eps_ml: added to regional loads (mL) before the log in the ordinal head.
         init_activation: activation everywhere at initialisation (0-1). With the gate,
             0.3 starts the loads near the middle of the rating scale, where the sigmoid
@@ -65,6 +66,7 @@ class DualTaskerConfig:
     shape: tuple[int, int, int] = (64, 72, 64)
     features: tuple[int, ...] = (8, 16, 32, 64)
     res_units: int = 2
+    norm: str = "batch"
     load_eps_ml: float = 0.05
     init_activation: float = 0.3
     normalisation_percentile: float = 50.0
@@ -93,7 +95,8 @@ class DualTaskerConfig:
                 "n_regions": len(self.regions), "voxel_ml": self.voxel_ml,
                 "load_eps_ml": float(self.load_eps_ml),
                 "init_activation": float(self.init_activation),
-                "gate_level": float(self.gate_level), "gate_width": float(self.gate_width)}
+                "gate_level": float(self.gate_level), "gate_width": float(self.gate_width),
+                "norm": str(self.norm)}
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,8 @@ def t1_network_args(config: DualTaskerConfig) -> dict[str, Any]:
     """Arguments of the T1 mode's MONAI ``UNet`` (one channel in, one logit out)."""
     return {"spatial_dims": 3, "in_channels": 1, "out_channels": 1,
             "channels": [int(f) for f in config.features],
-            "strides": [2] * (len(config.features) - 1), "num_res_units": int(config.res_units)}
+            "strides": [2] * (len(config.features) - 1), "num_res_units": int(config.res_units),
+            "norm": str(config.norm)}
 
 
 def build_t1_network(config: DualTaskerConfig) -> torch.nn.Module:

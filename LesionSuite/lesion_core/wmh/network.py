@@ -58,12 +58,17 @@ class DualTaskerNet(nn.Module):
         init_activation: activation everywhere at initialisation.
         gate_level, gate_width: the hyperintensity gate (normalised FLAIR units, where the
             brain median is 1); ``gate_width=0`` switches the gate off.
+        norm: the U-Net's normalisation layers. Batch norm, not MONAI's default instance
+            norm: with residual units the U-Net's last up-sampling layer instance-normalises
+            its single output channel, so every image gets the same output distribution
+            and a scan without lesions cannot have a uniformly low map (our first
+            voxel-supervised reference saturated at its initial activation, 0.3).
     """
 
     def __init__(self, features: list[int] | tuple[int, ...] = (8, 16, 32, 64),
                  res_units: int = 2, n_regions: int = 10, voxel_ml: float = 0.027,
                  load_eps_ml: float = 0.05, init_activation: float = 0.002,
-                 gate_level: float = 1.2, gate_width: float = 0.05):
+                 gate_level: float = 1.2, gate_width: float = 0.05, norm: str = "batch"):
         super().__init__()
         from monai.networks.nets import UNet
 
@@ -78,7 +83,8 @@ class DualTaskerNet(nn.Module):
         self.gate_level = float(gate_level)
         self.gate_width = float(gate_width)
         self.backbone = UNet(spatial_dims=3, in_channels=1, out_channels=1, channels=features,
-                             strides=(2,) * (len(features) - 1), num_res_units=int(res_units))
+                             strides=(2,) * (len(features) - 1), num_res_units=int(res_units),
+                             norm=norm)
         self.activation_bias = nn.Parameter(torch.tensor(math.log(init_activation /
                                                                   (1.0 - init_activation))))
         logs = [math.log(c + self.load_eps_ml) for c in INITIAL_CUTS_ML]
