@@ -1,0 +1,1 @@
+"""CMBDetector (issue 6, in progress): candidate clean-up rules and the distillation loss."""
