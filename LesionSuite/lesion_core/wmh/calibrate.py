@@ -20,7 +20,7 @@ ratings enter; voxel truth is neither an argument nor read.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -133,8 +133,3 @@ def calibration_cases(net, samples, device: str | torch.device = "cpu") -> list[
                                      data.regions.numpy(), float(sample.total),
                                      sample.region_ratings.numpy()))
     return cases
-
-
-def per_image(thresholds: SegmentThresholds) -> SegmentThresholds:
-    """The same percentiles with both levels taken per image."""
-    return replace(thresholds, activation_level=None, flair_level=None)

@@ -100,7 +100,7 @@ def working_grid(image: Volume, brain: Volume, config: DualTaskerConfig) -> np.n
     return affine
 
 
-def _antialiased(image: Volume, spacing_mm: float) -> Volume:
+def antialiased(image: Volume, spacing_mm: float) -> Volume:
     """The image smoothed along axes finer than ``spacing_mm`` (Gaussian, FWHM = the
     difference in quadrature of the two voxel sizes)."""
     data = np.nan_to_num(np.asarray(image.array, dtype=np.float32))
@@ -120,7 +120,7 @@ def preprocess(flair: Volume, brain: Volume, atlas: Volume,
                                 "give one 3D FLAIR volume", source=flair.source)
     affine = working_grid(flair, brain, config)
     shape = tuple(int(n) for n in config.shape)
-    image = _antialiased(flair, float(config.spacing_mm)).resample_to_grid(affine, shape,
+    image = antialiased(flair, float(config.spacing_mm)).resample_to_grid(affine, shape,
                                                                             order=1, fill=0)
     mask = Volume((np.asarray(brain.array) > 0).astype(np.uint8), brain.affine)
     mask = mask.resample_to_grid(affine, shape, order=0, fill=0).array > 0

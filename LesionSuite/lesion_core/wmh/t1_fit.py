@@ -33,9 +33,9 @@ from ..volume import Volume
 from .config import DualTaskerConfig, SegmentThresholds, TrainConfig
 from .data import Masker, registration_masker
 from .model import WMHModel, build_t1_network, save_wmh_model
-from .preprocess import Preprocessed, _antialiased, preprocess
+from .preprocess import Preprocessed, antialiased, preprocess
 from .thick_slice import SliceProfile, thick_slice_average, thick_slice_loss
-from .train import _deterministic
+from .train import deterministic_algorithms
 
 COLUMNS = ("subject", "image", "thick_label")
 
@@ -132,7 +132,7 @@ def thick_sample(subject: str, t1: Volume, label: Volume, brain: Volume, atlas: 
     affine[:3, :3] = direction * spacing
     affine[:3, 3] = label.affine[:3, 3] + direction @ low
     in_plane = label.with_array((np.asarray(label.array) > 0).astype(np.float32))
-    fraction = _antialiased(in_plane, float(config.spacing_mm)).resample_to_grid(
+    fraction = antialiased(in_plane, float(config.spacing_mm)).resample_to_grid(
         affine, shape, order=1, fill=0).array
     return ThickSample(subject, data, torch.from_numpy(np.clip(fraction, 0, 1))[None].float(),
                        affine, axis, float(label.spacing[axis]))
@@ -155,7 +155,7 @@ def train_t1(samples: Sequence[ThickSample], config: DualTaskerConfig,
     history: dict[str, list[float]] = {"loss": []}
     batch_size = min(train_config.batch_size, len(samples))
     order: list[int] = []
-    with _deterministic(train_config.deterministic):
+    with deterministic_algorithms(train_config.deterministic):
         for step in range(train_config.steps):
             progress.update(step / train_config.steps, f"step {step + 1}/{train_config.steps}")
             if len(order) < batch_size:

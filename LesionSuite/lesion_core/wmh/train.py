@@ -28,7 +28,7 @@ from .network import DualTaskerNet
 
 
 @contextlib.contextmanager
-def _deterministic(enabled: bool):
+def deterministic_algorithms(enabled: bool):
     previous = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     if enabled:
@@ -93,7 +93,7 @@ def train(data: RatingsDataset | Sequence[RatingSample] | str | Path,
                                                        "ordinal", "total")}
     batch_size = min(train_config.batch_size, len(samples))
     order: list[int] = []
-    with _deterministic(train_config.deterministic):
+    with deterministic_algorithms(train_config.deterministic):
         for step in range(train_config.steps):
             step_progress.update(step / train_config.steps,
                                  f"step {step + 1}/{train_config.steps}")

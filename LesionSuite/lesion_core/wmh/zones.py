@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from ..synth.arwmc import LABELS as ARWMC_LABELS
 from ..synth.arwmc import arwmc_atlas_mni
+from ..synth import arwmc as arwmc_module
 from ..synth.template import cached_arrays, load_template
 
 PERIVENTRICULAR_MM = 10.0
@@ -35,7 +36,9 @@ ZONES = tuple(f"{kind}_{lobe}_{side}" for kind in ZONE_KINDS
 def zone_atlas_mni() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Zone labels on the template grid (``uint8`` ``[i, j, k]``, ``names[label - 1]``,
     0 outside the brain), its voxel-to-MNI affine (mm) and the names. Cached on disk."""
-    stored = cached_arrays("wmh_zones", _build, Path(__file__).read_text())
+    # Built from the ARWMC atlas too: its source is part of the cache key.
+    stored = cached_arrays("wmh_zones", _build, Path(__file__).read_text(),
+                           Path(arwmc_module.__file__).read_text())
     labels = stored["labels"]
     labels.setflags(write=False)
     return labels, stored["affine"], ZONES
