@@ -150,6 +150,57 @@ def _cmb_log(case) -> Prediction:
                       point_scores=np.array([c.score for c in candidates]))
 
 
+# ------------------------------------------------------------------ CMB detector
+@lru_cache(maxsize=None)
+def _cmb_model():
+    from lesion_core.cmb.model import load_cmb_model
+    return load_cmb_model()
+
+
+def _cmb_stage(case, stage: str) -> Prediction:
+    """The shipped CMB model's output after ``stage`` (lesion_core.cmb.evaluate.STAGES).
+    A T2*-GRE case runs the SWI-trained model anyway (flagged in ``extra``); only the
+    full pipeline registers to MNI (locations and the air rule of the clean-up)."""
+    from lesion_core.cmb.evaluate import labels_of, stage_selections
+    from lesion_core.cmb.predict import predict_cmb
+    sequence = case.primary_modality
+    result = predict_cmb(case.images[sequence], _cmb_model(), sequence,
+                         allow_other_sequence=True, with_teacher=stage == "stage1+2 teacher",
+                         locate=stage == "all stages")
+    chosen = stage_selections(result)[stage]
+    score = (lambda c: c.teacher_probability) if "teacher" in stage else (
+        (lambda c: c.stage1_probability) if stage == "stage1" else (lambda c: c.stage2_probability))
+    return Prediction(labels=labels_of(result, chosen),
+                      points_ras_mm=np.array([c.centre_ras for c in chosen]).reshape(-1, 3),
+                      point_scores=np.array([score(c) for c in chosen]),
+                      extra={"sequence": sequence, "candidates": len(result.candidates),
+                             "trained_on": list(_cmb_model().config.sequences)})
+
+
+@register("cmb_stage1", kind="cmb",
+          description="CMB detector, stage 1 only: U-Net candidates at the high-sensitivity threshold")
+def _cmb_stage1(case) -> Prediction:
+    return _cmb_stage(case, "stage1")
+
+
+@register("cmb_stage12_teacher", kind="cmb",
+          description="CMB detector, stages 1 + 2 with the teacher discriminator (898k parameters)")
+def _cmb_stage12_teacher(case) -> Prediction:
+    return _cmb_stage(case, "stage1+2 teacher")
+
+
+@register("cmb_stage12_student", kind="cmb",
+          description="CMB detector, stages 1 + 2 with the distilled student (14k parameters)")
+def _cmb_stage12_student(case) -> Prediction:
+    return _cmb_stage(case, "stage1+2 student")
+
+
+@register("cmb_detector", kind="cmb",
+          description="CMB detector, all stages (student + clean-up): the shipped pipeline")
+def _cmb_detector(case) -> Prediction:
+    return _cmb_stage(case, "all stages")
+
+
 @register("ich_threshold", kind="ich",
           description="HU window 50-90 inside the CT brain mask, lesion_core.baselines")
 def _ich_threshold(case) -> Prediction:

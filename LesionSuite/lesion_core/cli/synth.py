@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", choices=("small", "medium", "full"), default="full",
                         help="small: ~64 voxels a side (3.5 mm); medium: 2 mm anatomy; "
                              "full: 1 mm (default)")
+    parser.add_argument("--spacing", type=float, metavar="MM",
+                        help="anatomy voxel size in mm (overrides the size's; e.g. 1.5, the "
+                             "benchmark's)")
+    parser.add_argument("--sequence", choices=("SWI", "T2star"),
+                        help="cmb: generate only this sequence (default: either, at random)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(run=run)
 
@@ -49,6 +54,8 @@ def small_config(kind: str) -> SubjectConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from ..synth import SubjectConfig, make_cohort
     from ..synth.anatomy import AnatomyConfig
 
@@ -63,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
             config = {"small": small_config(kind),
                       "medium": SubjectConfig(anatomy=AnatomyConfig(spacing_mm=MEDIUM_SPACING_MM)),
                       "full": SubjectConfig()}[args.size]
+            if args.spacing:
+                config = replace(config, anatomy=AnatomyConfig(spacing_mm=args.spacing))
+            if args.sequence and kind == "cmb":
+                config = replace(config, swi_variant=args.sequence)
             out = args.out if len(kinds) == 1 else f"{args.out}/{kind}"
             stage = progress.sub(index / len(kinds), (index + 1) / len(kinds))
             table = make_cohort(kind, seeds, out, config, progress=stage)

@@ -133,6 +133,18 @@ def preprocess_swi(image: Volume, brain: Volume | None = None,
                   {**image.meta, "normalisation_scale": scale})
 
 
+def normalised_input(image: Volume, config: CandidateConfig = CandidateConfig()
+                     ) -> tuple[Volume, np.ndarray]:
+    """:func:`preprocess_swi` with the intensity brain mask of ``image``
+    (:func:`~lesion_core.baselines.masks.mr_brain_mask`), and that mask (bool) on the new
+    grid: the one way training, prediction and fine-tuning prepare an image."""
+    brain = image.with_array(mr_brain_mask(image.array, image.spacing))
+    pre = preprocess_swi(image, brain, config)
+    inside = Volume(np.asarray(brain.array, np.uint8), brain.affine).resample_to_grid(
+        pre.affine, pre.shape, order=0, fill=0).array > 0
+    return pre, inside
+
+
 def extract_candidates(probability: Volume, config: CandidateConfig = CandidateConfig()
                        ) -> tuple[Volume, list[Candidate]]:
     """Threshold the stage 1 probability map into numbered candidates.

@@ -67,6 +67,17 @@ def component_shape(mask: np.ndarray, spacing: Sequence[float]) -> ComponentShap
                           float(axes.max() / axes.min()))
 
 
+def shape_in_box(component: np.ndarray, box: tuple[slice, ...], spacing: Sequence[float]
+                 ) -> ComponentShape:
+    """:func:`component_shape` of ``component`` (a bool crop taken at ``box`` of a larger
+    grid) with its centre in the larger grid's voxel indices."""
+    shape = component_shape(component, spacing)
+    offset = np.array([s.start for s in box], dtype=np.float64)
+    return ComponentShape(shape.voxels, shape.volume_mm3, shape.diameter_mm,
+                          tuple(float(c) for c in np.asarray(shape.centre_ijk) + offset),
+                          shape.elongation)
+
+
 def rejection_reason(shape: ComponentShape, brain: np.ndarray | None,
                      air_distance_mm: np.ndarray | None,
                      config: CleanupConfig = CleanupConfig()) -> str | None:
@@ -102,11 +113,7 @@ def cleanup(candidates: np.ndarray, spacing: Sequence[float], brain: np.ndarray 
     records = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         component = labels[box] == index
-        shape = component_shape(component, spacing)
-        offset = np.array([s.start for s in box], dtype=np.float64)
-        shape = ComponentShape(shape.voxels, shape.volume_mm3, shape.diameter_mm,
-                               tuple(float(c) for c in np.asarray(shape.centre_ijk) + offset),
-                               shape.elongation)
+        shape = shape_in_box(component, box, spacing)
         reason = rejection_reason(shape, brain, air_distance, config)
         if reason is None:
             kept[box][component] = int(kept.max()) + 1

@@ -168,13 +168,14 @@ def _batches(patches: torch.Tensor, labels: torch.Tensor, config: Stage2TrainCon
 
 
 def train_teacher(patches: torch.Tensor, labels: torch.Tensor,
-                  config: Stage2TrainConfig = Stage2TrainConfig()
-                  ) -> tuple[torch.nn.Module, list[float]]:
-    """Train a teacher with cross-entropy on ``patches`` ``[N, 1, 24, 24, 24]`` and
-    ``labels`` ``[N]``. Returns the network (in eval mode) and the loss of every step."""
+                  config: Stage2TrainConfig = Stage2TrainConfig(),
+                  init: torch.nn.Module | None = None) -> tuple[torch.nn.Module, list[float]]:
+    """Train a teacher (or fine-tune ``init``) with cross-entropy on ``patches``
+    ``[N, 1, 24, 24, 24]`` and ``labels`` ``[N]``. Returns the network (in eval mode) and
+    the loss of every step."""
     _check_data(patches, labels)
     torch.manual_seed(config.seed)  # initial weights
-    net = build_network("teacher")
+    net = init if init is not None else build_network("teacher")
     net.train()
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
@@ -189,15 +190,16 @@ def train_teacher(patches: torch.Tensor, labels: torch.Tensor,
 
 
 def distil_student(patches: torch.Tensor, labels: torch.Tensor, teacher: torch.nn.Module,
-                   config: Stage2TrainConfig = Stage2TrainConfig()
-                   ) -> tuple[torch.nn.Module, list[float]]:
+                   config: Stage2TrainConfig = Stage2TrainConfig(),
+                   init: torch.nn.Module | None = None) -> tuple[torch.nn.Module, list[float]]:
     """Distil a student from ``teacher`` with :func:`.distillation.distillation_loss`
     (``config.distillation``). The teacher sees the same augmented batch as the student, in
     eval mode and without gradients, so its soft targets describe exactly what the student
-    is shown. Returns the student (in eval mode) and the loss of every step."""
+    is shown. ``init``: a student to fine-tune instead of a fresh one. Returns the student
+    (in eval mode) and the loss of every step."""
     _check_data(patches, labels)
     torch.manual_seed(config.seed)
-    student = build_network("student")
+    student = init if init is not None else build_network("student")
     student.train()
     was_training = teacher.training
     teacher.eval()

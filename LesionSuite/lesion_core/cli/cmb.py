@@ -1,0 +1,178 @@
+"""``lesion-suite cmb {predict,train,evaluate}``: cerebral microbleed detection.
+
+* ``predict IMAGE``: the three stages on one SWI / T2*-GRE magnitude image; writes the
+  label map of the kept microbleeds, every candidate's label map, and the candidates as
+  JSON and CSV (probability per stage, the stage that dropped it and why, MARS location);
+  the Slicer module runs this command in a child process;
+* ``train``: all three stages from a labelled cohort table (``--table``, with
+  ``--validation`` for the thresholds), or a fine-tune of stage 2 (and stage 1 with
+  ``--stage1``) from a reader's decisions in a feedback store (``--feedback``);
+* ``evaluate COHORT``: detection figures of a model on a cohort's truth.
+
+Everything runs through :mod:`lesion_core.cmb`; user errors are one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import LesionSuiteError, ModelBundleError
+from .progress_bar import ProgressBar
+
+
+class CMBCommandError(LesionSuiteError):
+    """Options of a ``cmb`` command that do not fit together."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("cmb", help="cerebral microbleeds: predict, train, evaluate "
+                                        "(U-Net candidates, distilled discriminator, clean-up)")
+    commands = parser.add_subparsers(dest="cmb_command", metavar="ACTION", required=True)
+
+    p = commands.add_parser("predict", help="detect microbleeds on one SWI / T2* image")
+    p.add_argument("image", help="SWI or T2*-GRE magnitude: NIfTI, NRRD or DICOM folder")
+    _model_options(p)
+    p.add_argument("--sequence", choices=("SWI", "T2star"), default="SWI",
+                   help="what the image is (default %(default)s)")
+    p.add_argument("--allow-modality-mismatch", action="store_true",
+                   help="run a model on a sequence it was not trained on")
+    p.add_argument("--teacher", action="store_true",
+                   help="also report the teacher's probability of each candidate")
+    p.add_argument("--out", default="cmb_output", help="output folder (default: %(default)s)")
+    p.set_defaults(run=run_predict)
+
+    t = commands.add_parser("train", help="train the three stages, or fine-tune from a "
+                                          "reader's decisions")
+    source = t.add_mutually_exclusive_group(required=True)
+    source.add_argument("--table", help="cohort table (cmb_labels.csv of `synth cmb`)")
+    source.add_argument("--feedback", metavar="STORE_DIR",
+                        help="a feedback store with accept/reject/add decisions: fine-tunes "
+                             "--init or the shipped model")
+    t.add_argument("--validation", help="cohort table for the thresholds (with --table)")
+    t.add_argument("--sequence", choices=("SWI", "T2star"), default="SWI")
+    t.add_argument("--init", metavar="MODEL_DIR", help="model to fine-tune (with --feedback)")
+    t.add_argument("--stage1", action="store_true",
+                   help="with --feedback: fine-tune the candidate U-Net too")
+    t.add_argument("--steps", type=int, help="stage 1 steps (train) or fine-tune steps")
+    t.add_argument("--cache", metavar="DIR", help="keep the prepared training volumes here")
+    t.add_argument("--out", required=True, help="the new model folder")
+    t.add_argument("--overwrite", action="store_true", help="replace a model in --out")
+    t.set_defaults(run=run_train)
+
+    e = commands.add_parser("evaluate", help="score a model on a cohort's truth")
+    e.add_argument("table", help="cohort table (cmb_labels.csv)")
+    _model_options(e)
+    e.add_argument("--sequence", choices=("SWI", "T2star"), default="SWI")
+    e.add_argument("--json", metavar="OUT", help="also write per-case results and the summary")
+    e.set_defaults(run=run_evaluate)
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="DIR", help="model folder (default: the shipped one)")
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu, cuda, cuda:N or mps (default %(default)s)")
+
+
+def load_model(folder: str | None, device: str = "auto"):
+    """The model to run (the shipped one by default), with a clear error when absent."""
+    from ..cmb.model import default_model_folder, load_cmb_model
+
+    if folder is None and not default_model_folder().is_dir():
+        raise ModelBundleError("the shipped CMB model is not installed",
+                               "pass --model DIR (a model trained with `lesion-suite cmb "
+                               "train`)", source=default_model_folder())
+    return load_cmb_model(folder, device=device)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ..io import read_volume
+    from ..validation import Modality, validate_image
+
+    image = validate_image(read_volume(args.image), Modality.MR)
+    model = load_model(args.model, args.device)
+    model.check_sequence(args.sequence, args.allow_modality_mismatch, args.image)
+    from ..cmb.predict import predict_cmb, write_prediction
+
+    with ProgressBar(args, "cmb predict") as progress:
+        prediction = predict_cmb(image, model, args.sequence, args.allow_modality_mismatch,
+                                 with_teacher=args.teacher, progress=progress)
+        paths = write_prediction(prediction, args.out, str(Path(args.image).resolve()))
+    dropped = {}
+    for c in prediction.candidates:
+        if not c.kept:
+            dropped[c.dropped_by] = dropped.get(c.dropped_by, 0) + 1
+    print(f"{args.image}: model {model.model_id} {model.version} on {args.sequence}")
+    print(f"{len(prediction.kept)} microbleeds kept of {len(prediction.candidates)} candidates"
+          + "".join(f"; {n} dropped by {stage}" for stage, n in sorted(dropped.items())))
+    for c in prediction.kept:
+        print(f"  #{c.id} at RAS ({c.centre_ras[0]:.1f}, {c.centre_ras[1]:.1f}, "
+              f"{c.centre_ras[2]:.1f}) mm, {c.diameter_mm:.1f} mm, {c.location} {c.region}")
+    print("files: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    if (Path(args.out) / "metadata.json").exists() and not args.overwrite:
+        raise CMBCommandError("a model is already saved in this folder",
+                              "choose a new --out folder, or add --overwrite", args.out)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    _check_out(args)
+    if args.table:
+        return _train_all(args)
+    from ..cmb.finetune import finetune_from_feedback
+
+    model = load_model(args.init, "cpu")
+    with ProgressBar(args, "cmb train") as progress:
+        meta, report = finetune_from_feedback(model, args.feedback, args.out,
+                                              stage1=args.stage1, steps=args.steps,
+                                              overwrite=args.overwrite, progress=progress)
+    print(f"fine-tuned {model.model_id} on {report['decisions']} decisions from "
+          f"{report['cases']} cases -> {args.out} (version {meta.version})")
+    return 0
+
+
+def _train_all(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..cmb.fit import CMBTrainConfig, fit_cmb, read_cohort
+    from ..cmb.model import save_cmb_model
+
+    if not args.validation:
+        raise CMBCommandError("--table needs --validation (images that set the thresholds)",
+                              "add --validation TABLE with other subjects than --table")
+    train, validation = read_cohort(args.table, args.sequence), read_cohort(args.validation, args.sequence)
+    config = CMBTrainConfig()
+    if args.steps:
+        config = replace(config, stage1=replace(config.stage1, steps=args.steps))
+    with ProgressBar(args, "cmb train") as progress:
+        networks, model_config, report = fit_cmb(train, validation, config, args.cache, progress)
+    meta = save_cmb_model(args.out, networks["stage1"], networks["student"], networks["teacher"],
+                          model_config, description="SHIVA-CMB-style candidate U-Net, student "
+                          "discriminator distilled from a teacher, morphological clean-up",
+                          training={**report, "table": str(args.table),
+                                    "validation": str(args.validation),
+                                    "stage1_steps": config.stage1.steps},
+                          overwrite=args.overwrite)
+    print(json.dumps(report["calibration"], indent=1))
+    print(f"saved {meta.name} to {args.out}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..cmb.evaluate import evaluate_cohort
+    from ..cmb.fit import read_cohort
+
+    rows = read_cohort(args.table, args.sequence)
+    model = load_model(args.model, args.device)
+    with ProgressBar(args, "cmb evaluate") as progress:
+        result = evaluate_cohort(model, rows, progress=progress)
+    for stage, figures in result["summary"].items():
+        print(f"{stage:>16}: sensitivity {figures['sensitivity']:.2f}  precision "
+              f"{figures['precision']:.2f}  FPavg {figures['fp_avg']:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0

@@ -1,0 +1,148 @@
+"""CMB model bundles: one folder holding the three stages of the detector.
+
+A CMB bundle (task ``"cmb"``) holds three networks, ``"stage1"`` (the candidate U-Net),
+``"student"`` (the distilled discriminator that runs at prediction) and ``"teacher"``
+(kept so that a retrain can distil again and the benchmark can compare the two), and in
+``extra["config"]`` the :class:`CMBConfig`: the stage 1 architecture and candidate
+threshold, the stage 2 threshold, the clean-up rules, and the sequences it was trained on.
+The shipped default lives in ``Models/cmb_shiva_distilled``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..bundle import BundleMetadata, NetworkSpec, default_models_dir, load_bundle, save_bundle
+from ..errors import InvalidImageError, ModelBundleError
+from ..jsonable import json_safe
+from ..labels import CMB
+from .candidates import CandidateConfig
+from .cleanup import CleanupConfig
+from .discriminator import (PATCH_SIZE, STUDENT_NAME, TEACHER_NAME, student_args,
+                            teacher_args)
+from .stage1 import STAGE1_NAME, Stage1Config
+
+TASK = "cmb"
+DEFAULT_MODEL = "cmb_shiva_distilled"
+#: Sequences a CMB model can be trained on (the magnitude image of each).
+SEQUENCES = ("SWI", "T2star")
+
+
+@dataclass(frozen=True)
+class CMBConfig:
+    """Everything prediction needs besides the weights.
+
+    Attributes:
+        stage1: U-Net architecture, tiling and the candidate threshold
+            (``stage1.candidates.threshold``, set for high sensitivity).
+        stage2_threshold: student probability (flip-averaged) at or above which a
+            candidate is kept.
+        cleanup: the stage 3 rules.
+        sequences: the sequences the model was trained on; others are refused unless the
+            caller says otherwise.
+        patch_size: edge (voxels at 1 mm) of the stage 2 patches.
+    """
+
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2_threshold: float = 0.5
+    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
+    sequences: tuple[str, ...] = ("SWI",)
+    patch_size: int = PATCH_SIZE
+
+
+def config_to_dict(config: CMBConfig) -> dict[str, Any]:
+    return json_safe(dataclasses.asdict(config))
+
+
+def config_from_dict(data: dict[str, Any]) -> CMBConfig:
+    """Rebuild a :class:`CMBConfig` from :func:`config_to_dict` output."""
+    data = dict(data)
+    stage1 = dict(data.pop("stage1", {}))
+    candidates = CandidateConfig(**stage1.pop("candidates", {}))
+    stage1["features"] = tuple(stage1.get("features", Stage1Config.features))
+    return CMBConfig(stage1=Stage1Config(candidates=candidates, **stage1),
+                     cleanup=CleanupConfig(**data.pop("cleanup", {})),
+                     sequences=tuple(data.pop("sequences", ("SWI",))), **data)
+
+
+@dataclass
+class CMBModel:
+    """A loaded CMB model: metadata, the three networks (eval mode) and the config.
+    ``teacher`` is None when a bundle was saved without it; ``metadata`` is None for a
+    model still being trained (calibration runs it before it is saved)."""
+
+    metadata: BundleMetadata | None
+    stage1: torch.nn.Module
+    student: torch.nn.Module
+    teacher: torch.nn.Module | None
+    config: CMBConfig
+
+    @property
+    def model_id(self) -> str:
+        return self.metadata.name if self.metadata else "unsaved"
+
+    @property
+    def version(self) -> str:
+        return self.metadata.version if self.metadata else ""
+
+    def check_sequence(self, sequence: str, allow_other: bool = False, source=None) -> None:
+        """Refuse an image of a sequence the model was not trained on (SWI vs T2*-GRE
+        differ in blooming and contrast), unless ``allow_other``."""
+        if sequence not in SEQUENCES:
+            raise InvalidImageError(f"unknown CMB sequence {sequence!r}",
+                                    f"give the sequence as one of {', '.join(SEQUENCES)}",
+                                    source=source)
+        if sequence not in self.config.sequences and not allow_other:
+            raise InvalidImageError(
+                f"the model {self.model_id} was trained on {', '.join(self.config.sequences)}"
+                f" images, not {sequence}",
+                "use a model trained on this sequence, or allow the mismatch explicitly "
+                "(--allow-modality-mismatch) and review every result", source=source)
+
+
+def default_model_folder() -> Path:
+    return default_models_dir() / DEFAULT_MODEL
+
+
+def load_cmb_model(folder: str | Path | None = None,
+                   device: str | torch.device | None = None) -> CMBModel:
+    """Load a CMB bundle (default: the shipped one)."""
+    folder = Path(folder) if folder is not None else default_model_folder()
+    loaded = load_bundle(folder, device=device)
+    meta, nets = loaded.metadata, loaded.networks
+    if meta.task != TASK or not {"stage1", "student"} <= set(nets):
+        raise ModelBundleError(f"this is a {meta.task!r} model, not a CMB model",
+                               "Choose a CMB model folder (task cmb)", source=folder)
+    try:
+        config = config_from_dict(meta.extra["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelBundleError(f"the model's configuration is missing or invalid ({exc})",
+                               "Re-copy the model folder or retrain it", source=folder) from exc
+    return CMBModel(meta, nets["stage1"], nets["student"], nets.get("teacher"), config)
+
+
+def save_cmb_model(folder: str | Path, stage1: torch.nn.Module, student: torch.nn.Module,
+                   teacher: torch.nn.Module | None, config: CMBConfig,
+                   name: str = DEFAULT_MODEL, version: str = "1.0", description: str = "",
+                   training: dict | None = None, evaluation: dict | None = None,
+                   overwrite: bool = False) -> BundleMetadata:
+    """Write a CMB bundle with the three stages and ``config``."""
+    networks = {"stage1": NetworkSpec(STAGE1_NAME, config.stage1.network_args()),
+                "student": NetworkSpec(STUDENT_NAME, student_args())}
+    modules = {"stage1": stage1, "student": student}
+    if teacher is not None:
+        networks["teacher"] = NetworkSpec(TEACHER_NAME, teacher_args())
+        modules["teacher"] = teacher
+    meta = BundleMetadata(
+        name=name, task=TASK, version=version, input_modality="/".join(config.sequences),
+        spacing_mm=(config.stage1.candidates.spacing_mm,) * 3, networks=networks,
+        intensity_normalisation={"method": "divide by brain percentile, clip",
+                                 "percentile": config.stage1.candidates.normalisation_percentile},
+        labels=[CMB], description=description, training=dict(training or {}),
+        evaluation=dict(evaluation or {}), extra={"config": config_to_dict(config)})
+    return save_bundle(folder, meta, modules, overwrite=overwrite)

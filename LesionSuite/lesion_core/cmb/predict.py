@@ -1,0 +1,236 @@
+"""The CMB detector end to end: stage 1 candidates, stage 2 discrimination, stage 3 clean-up.
+
+:func:`predict_cmb` runs the three stages of a :class:`~.model.CMBModel` on one SWI /
+T2*-GRE magnitude image and returns every stage 1 candidate with its probability per stage,
+whether it was kept, which stage dropped it and why, and its MARS location; the kept ones
+also as a label map on the image's own grid (one component per microbleed, value = the
+candidate's id). :func:`write_prediction` writes the files ``lesion-suite cmb predict``
+promises (``cmb_labels.nii.gz``, ``cmb_candidates_labels.nii.gz``, ``cmb_candidates.json``
+and ``.csv``); the Slicer module and the benchmark read the same objects.
+
+Positions are RAS mm; volumes mm^3; locations by the MNI rules of
+:func:`lesion_core.synth.cmb.classify_mni` after affine registration to the template.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..errors import LesionSuiteError
+from ..io import write_volume
+from ..progress import Progress, ensure_progress
+from ..validation import Modality, validate_image
+from ..volume import Volume
+from .candidates import extract_candidates, normalised_input
+from .cleanup import rejection_reason, shape_in_box
+from .discriminator import predict_with_flips
+from .model import CMBModel
+from .patches import extract_patch
+from .stage1 import stage1_probability
+
+#: Candidates classified per forward pass of the discriminator.
+_PATCH_BATCH = 64
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One stage 1 candidate after all stages.
+
+    ``dropped_by``: None (kept), ``"stage2"`` or ``"cleanup"``; ``reason``: None,
+    ``"stage2_below_threshold"`` or a clean-up rule (:data:`.cleanup.REASONS`).
+    ``teacher_probability`` is only filled when the teacher was asked for.
+    ``location``: MARS category (lobar, deep, infratentorial; "outside" off the template
+    brain; "unknown" when registration failed), ``region`` the finer name.
+    """
+
+    id: int
+    centre_ras: tuple[float, float, float]
+    volume_mm3: float
+    diameter_mm: float
+    stage1_probability: float
+    stage2_probability: float
+    kept: bool
+    dropped_by: str | None
+    reason: str | None
+    location: str
+    region: str
+    teacher_probability: float | None = None
+
+
+@dataclass
+class CMBPrediction:
+    """Result of :func:`predict_cmb`: ``labels`` (int32, image grid, kept CMBs),
+    ``candidate_labels`` (every candidate), ``probability`` (stage 1, 1 mm RAS grid)."""
+
+    labels: Volume
+    candidate_labels: Volume
+    probability: Volume
+    candidates: list[CandidateResult]
+    model_id: str
+    model_version: str
+    sequence: str
+    thresholds: dict[str, float]
+
+    @property
+    def kept(self) -> list[CandidateResult]:
+        return [c for c in self.candidates if c.kept]
+
+
+def _locate(image: Volume, centres: np.ndarray, pre: Volume) -> tuple[list, list, np.ndarray | None]:
+    """MARS (category, region) of each centre and the sinus/mastoid air mask on ``pre``'s
+    grid, both through an affine registration of ``image`` to MNI. Registration failure
+    is not fatal: locations become "unknown" and the air rule is skipped."""
+    from ..registration import RegistrationError, register_to_mni
+    from ..synth.cmb import classify_mni
+    from ..synth.template import load_template
+
+    try:
+        registration = register_to_mni(image, "SWI")
+    except RegistrationError:
+        return ["unknown"] * len(centres), [""] * len(centres), None
+    template = load_template()
+    air = registration.carry_mni_map(template.maps["air"] > 0.5, template.affine, 0, pre).array > 0
+    if not len(centres):
+        return [], [], air
+    category, region = classify_mni(registration.to_mni(centres))
+    return [str(c) for c in category], [str(r) for r in region], air
+
+
+def _on_image_grid(labels_1mm: Volume, keep: list[int], centres: np.ndarray, image: Volume
+                   ) -> Volume:
+    """Candidate labels ``keep`` resampled (nearest) to ``image``'s grid; a candidate too
+    small for that grid still gets the voxel holding its centre."""
+    lut = np.zeros(int(labels_1mm.array.max()) + 1, np.int32)
+    lut[keep] = keep
+    selected = labels_1mm.with_array(lut[labels_1mm.array])
+    out = selected.resample_to_grid(image.affine, image.shape[:3], order=0, fill=0).array
+    out = np.asarray(out, np.int32)
+    present = set(np.unique(out).tolist())
+    for ident in keep:
+        if ident not in present:
+            ijk = np.round(image.ras_to_voxel(centres[ident - 1])).astype(int)
+            if np.all(ijk >= 0) and np.all(ijk < np.asarray(out.shape)):
+                out[tuple(ijk)] = ident
+    return image.with_array(out, kind="cmb_labels")
+
+
+def _discriminate(net: torch.nn.Module, pre: Volume, centres: np.ndarray, size: int) -> np.ndarray:
+    if not len(centres):
+        return np.zeros(0, np.float32)
+    probabilities = []
+    for start in range(0, len(centres), _PATCH_BATCH):
+        patches = np.stack([extract_patch(pre, c, size) for c in centres[start:start + _PATCH_BATCH]])
+        probabilities.append(predict_with_flips(net, torch.from_numpy(patches)[:, None]).numpy())
+    return np.concatenate(probabilities)
+
+
+def predict_cmb(image: Volume, model: CMBModel, sequence: str = "SWI",
+                allow_other_sequence: bool = False, with_teacher: bool = False,
+                locate: bool = True, progress: Progress | None = None) -> CMBPrediction:
+    """Detect microbleeds on ``image`` (SWI or T2*-GRE magnitude, any grid and orientation).
+
+    Raises :class:`~lesion_core.errors.InvalidImageError` for an image that is not a usable
+    MR volume or of a sequence the model was not trained on (see
+    :meth:`.model.CMBModel.check_sequence`).
+    """
+    progress = ensure_progress(progress)
+    model.check_sequence(sequence, allow_other_sequence, image.source)
+    image = validate_image(image, Modality.MR)
+    config = model.config
+    progress.update(0.05, "normalising")
+    pre, inside = normalised_input(image, config.stage1.candidates)
+    progress.update(0.15, "stage 1: candidate U-Net")
+    probability = stage1_probability(model.stage1, pre, inside, config.stage1)
+    labels, candidates = extract_candidates(probability, config.stage1.candidates)
+    centres = np.array([c.centre_ras for c in candidates], np.float64).reshape(-1, 3)
+    progress.update(0.6, f"stage 2: {len(candidates)} candidates")
+    student = _discriminate(model.student, pre, centres, config.patch_size)
+    teacher = (_discriminate(model.teacher, pre, centres, config.patch_size)
+               if with_teacher and model.teacher is not None else None)
+    progress.update(0.7, "locating")
+    categories, regions, air = (_locate(image, centres, pre) if locate else
+                                (["unknown"] * len(centres), [""] * len(centres), None))
+    air_distance = (ndimage.distance_transform_edt(~air, sampling=pre.spacing)
+                    if air is not None and air.any() else None)
+    progress.update(0.85, "stage 3: clean-up")
+    results, boxes = [], ndimage.find_objects(labels.array)
+    for index, candidate in enumerate(candidates):
+        passed = bool(student[index] >= config.stage2_threshold)
+        box = boxes[candidate.id - 1]
+        shape = shape_in_box(labels.array[box] == candidate.id, box, labels.spacing)
+        reason = rejection_reason(shape, inside, air_distance, config.cleanup)
+        dropped = None if passed and reason is None else ("stage2" if not passed else "cleanup")
+        results.append(CandidateResult(
+            candidate.id, tuple(round(v, 2) for v in candidate.centre_ras),
+            round(candidate.volume_mm3, 2), round(candidate.diameter_mm, 2),
+            round(candidate.probability, 4), round(float(student[index]), 4),
+            dropped is None, dropped, "stage2_below_threshold" if not passed else reason,
+            categories[index], regions[index],
+            None if teacher is None else round(float(teacher[index]), 4)))
+    keep = [r.id for r in results if r.kept]
+    progress.update(1.0, f"{len(keep)} microbleeds")
+    return CMBPrediction(_on_image_grid(labels, keep, centres, image),
+                         _on_image_grid(labels, [r.id for r in results], centres, image),
+                         probability, results, model.model_id, model.version, sequence,
+                         {"stage1": config.stage1.candidates.threshold,
+                          "stage2": config.stage2_threshold})
+
+
+CSV_FIELDS = ("id", "centre_r", "centre_a", "centre_s", "volume_mm3", "diameter_mm",
+              "stage1_probability", "stage2_probability", "teacher_probability", "kept",
+              "dropped_by", "reason", "location", "region")
+
+
+def prediction_json(prediction: CMBPrediction, image_path: str | None = None) -> dict:
+    """The JSON document of ``cmb_candidates.json``."""
+    return {"model": {"name": prediction.model_id, "version": prediction.model_version},
+            "image": image_path, "modality": prediction.sequence,
+            "count": len(prediction.kept), "thresholds": prediction.thresholds,
+            "candidates": [{**asdict(c), "centre_ras": list(c.centre_ras)}
+                           for c in prediction.candidates]}
+
+
+def write_prediction(prediction: CMBPrediction, out: str | Path,
+                     image_path: str | None = None) -> dict[str, Path]:
+    """Write the label maps, ``cmb_candidates.json`` and ``cmb_candidates.csv`` to ``out``."""
+    from ..atomic import atomic_write_bytes
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"labels": write_volume(prediction.labels, out / "cmb_labels.nii.gz"),
+             "candidate_labels": write_volume(prediction.candidate_labels,
+                                              out / "cmb_candidates_labels.nii.gz")}
+    document = prediction_json(prediction, image_path)
+    paths["json"] = out / "cmb_candidates.json"
+    atomic_write_bytes(paths["json"], json.dumps(document, indent=1).encode("utf-8"))
+    paths["csv"] = out / "cmb_candidates.csv"
+    with open(paths["csv"], "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for c in document["candidates"]:
+            r, a, s = c.pop("centre_ras")
+            writer.writerow({**c, "centre_r": r, "centre_a": a, "centre_s": s})
+    return {k: Path(v) for k, v in paths.items()}
+
+
+def read_candidates_json(path: str | Path) -> dict:
+    """Parse a ``cmb_candidates.json``; a file that is not one raises a clear error."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LesionSuiteError(f"the candidates file cannot be read ({exc})",
+                               "run 'lesion-suite cmb predict' again to rewrite it",
+                               source=path) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("candidates"), list):
+        raise LesionSuiteError("this is not a CMB candidates file (no 'candidates' list)",
+                               "choose the cmb_candidates.json written by 'lesion-suite cmb "
+                               "predict'", source=path)
+    return document

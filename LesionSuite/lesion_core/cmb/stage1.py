@@ -1,0 +1,222 @@
+"""Stage 1 of the CMB detector: a patch-trained 3D U-Net that finds candidate microbleeds.
+
+Following SHIVA-CMB, the network sees the SWI / T2*-GRE magnitude on a 1 mm RAS grid,
+normalised by the brain's 99th percentile (:func:`.candidates.preprocess_swi`). It is
+trained on cubic patches (most centred near a microbleed or a mimic, so that the rare
+positives and the hard negatives are both seen often) and applied to the whole brain with
+MONAI's sliding-window inference. Its output is a probability map; the low threshold of
+:class:`.candidates.CandidateConfig` turns it into candidates.
+
+Layouts: volumes ``[i, j, k]`` along R, A, S at 1 mm; network input ``[N, 1, I, J, K]``,
+output one logit channel ``[N, 1, I, J, K]`` (the probability is its sigmoid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..baselines.masks import dilate_mm
+from ..progress import Progress, ensure_progress
+from ..volume import Volume
+from .candidates import CandidateConfig, normalised_input
+
+STAGE1_NAME = "monai.UNet"
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    """Architecture and training of the stage 1 U-Net.
+
+    Attributes:
+        features: channels per U-Net level (the first is the full-resolution width).
+        res_units: residual units per level.
+        patch_size: edge (voxels = mm) of the cubic training patches.
+        inference_roi: edge (voxels) of the sliding-window tiles at inference.
+        steps, batch_size, lr, seed: Adam updates of ``batch_size`` patches.
+        near_cmb_fraction / near_mimic_fraction: share of patches centred within
+            ``jitter_mm`` of a microbleed / a mimic voxel; the rest are anywhere in the brain.
+    """
+
+    features: tuple[int, ...] = (16, 32, 64)
+    res_units: int = 1
+    patch_size: int = 48
+    inference_roi: int = 96
+    steps: int = 600
+    batch_size: int = 4
+    lr: float = 2e-3
+    seed: int = 0
+    near_cmb_fraction: float = 0.5
+    near_mimic_fraction: float = 0.25
+    jitter_mm: float = 14.0
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+
+    def network_args(self) -> dict[str, Any]:
+        """JSON-able keyword arguments of the MONAI ``UNet``."""
+        return {"spatial_dims": 3, "in_channels": 1, "out_channels": 1,
+                "channels": [int(f) for f in self.features],
+                "strides": [2] * (len(self.features) - 1),
+                "num_res_units": int(self.res_units),
+                # Batch norm: instance norm of the single output path would force every
+                # patch, even one without a bleed, to have the same spread of logits.
+                "norm": "batch"}
+
+
+def build_stage1(config: Stage1Config = Stage1Config()) -> torch.nn.Module:
+    """A freshly initialised stage 1 U-Net (logits out)."""
+    from monai.networks.nets import UNet
+
+    return UNet(**config.network_args())
+
+
+@dataclass
+class TrainingVolume:
+    """One training image on the stage 1 grid (1 mm RAS), cropped to the head.
+
+    ``image`` float32 normalised intensities; ``cmb``, ``mimics``, ``brain`` bool masks of
+    the same shape ``[i, j, k]``; ``affine`` the voxel-to-RAS matrix of the crop.
+    """
+
+    image: np.ndarray
+    cmb: np.ndarray
+    mimics: np.ndarray
+    brain: np.ndarray
+    affine: np.ndarray
+
+
+def _on_grid(label: Volume | None, grid: Volume) -> np.ndarray:
+    if label is None:
+        return np.zeros(grid.shape, bool)
+    as_int = Volume((np.asarray(label.array) > 0).astype(np.uint8), label.affine)
+    return as_int.resample_to_grid(grid.affine, grid.shape, order=0, fill=0).array > 0
+
+
+def training_volume(image: Volume, cmb: Volume, mimics: Volume | None = None,
+                    config: CandidateConfig = CandidateConfig()) -> TrainingVolume:
+    """Put an image and its truth (microbleed and mimic label maps, any grid) on the
+    stage 1 grid. Reads ground truth: training data only."""
+    pre, inside = normalised_input(image, config)
+    cmb_mask, mimic_mask = _on_grid(cmb, pre), _on_grid(mimics, pre)
+    # Crop to the brain plus the patch reach so the cohort fits in memory.
+    box = tuple(slice(max(int(a.min()) - 24, 0), int(a.max()) + 25)
+                for a in np.nonzero(inside | cmb_mask))
+    affine = pre.affine.copy()
+    affine[:3, 3] = pre.voxel_to_ras([s.start for s in box])
+    return TrainingVolume(pre.array[box], cmb_mask[box], mimic_mask[box], inside[box], affine)
+
+
+def _patch(array: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
+    """``size``^3 crop whose centre voxel is ``centre``; zero outside the array."""
+    out = np.zeros((size,) * 3, array.dtype)
+    low = np.asarray(centre, int) - size // 2
+    src = tuple(slice(max(l, 0), min(l + size, n)) for l, n in zip(low, array.shape))
+    dst = tuple(slice(s.start - l, s.stop - l) for s, l in zip(src, low))
+    out[dst] = array[src]
+    return out
+
+
+class PatchSampler:
+    """Draws training patches ``(image, target)`` from :class:`TrainingVolume` s."""
+
+    def __init__(self, volumes: Sequence[TrainingVolume], config: Stage1Config):
+        self.volumes, self.config = list(volumes), config
+        self.cmb_voxels = [np.argwhere(v.cmb) for v in self.volumes]
+        self.mimic_voxels = [np.argwhere(v.mimics) for v in self.volumes]
+        self.brain_voxels = [np.argwhere(v.brain)[::7] for v in self.volumes]
+
+    def centre(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        c = self.config
+        pools = [(c.near_cmb_fraction, self.cmb_voxels[index]),
+                 (c.near_mimic_fraction, self.mimic_voxels[index])]
+        u = rng.uniform()
+        for share, pool in pools:
+            if u < share and len(pool):
+                jitter = rng.uniform(-c.jitter_mm, c.jitter_mm, 3)
+                return pool[rng.integers(len(pool))] + np.round(jitter).astype(int)
+            u -= share
+        pool = self.brain_voxels[index]
+        return pool[rng.integers(len(pool))]
+
+    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        size, images, targets = self.config.patch_size, [], []
+        for _ in range(self.config.batch_size):
+            index = int(rng.integers(len(self.volumes)))
+            volume, centre = self.volumes[index], self.centre(index, rng)
+            image = _patch(volume.image, centre, size)
+            target = _patch(volume.cmb, centre, size).astype(np.float32)
+            flips = tuple(a for a in range(3) if rng.uniform() < 0.5)
+            if flips:  # bleeds have no handedness: flips preserve the label
+                image, target = np.flip(image, flips), np.flip(target, flips)
+            # Scanner gain and the percentile vary: a +-15 % intensity scale.
+            images.append(image * rng.uniform(0.85, 1.15))
+            targets.append(target)
+        to_tensor = lambda arrays: torch.from_numpy(np.ascontiguousarray(np.stack(arrays)[:, None]))
+        return to_tensor(images).float(), to_tensor(targets).float()
+
+
+def train_stage1(volumes: Sequence[TrainingVolume], config: Stage1Config = Stage1Config(),
+                 init: torch.nn.Module | None = None, progress: Progress | None = None
+                 ) -> tuple[torch.nn.Module, list[float]]:
+    """Train (or fine-tune ``init``) the stage 1 U-Net with Dice + focal loss.
+
+    Dice alone ignores patches without a bleed; focal loss alone is swamped by the easy
+    background. Dice is pooled over the batch so a patch without a bleed does not divide
+    by zero. Returns the network in eval mode and the loss of every step.
+    """
+    from monai.losses import DiceFocalLoss
+
+    if not volumes:
+        raise ValueError("no training volumes")
+    progress = ensure_progress(progress)
+    torch.manual_seed(config.seed)
+    net = init if init is not None else build_stage1(config)
+    net.train()
+    loss_fn = DiceFocalLoss(sigmoid=True, batch=True, gamma=2.0)
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(config.steps, 1))
+    sampler, rng = PatchSampler(volumes, config), np.random.default_rng(config.seed)
+    history: list[float] = []
+    for step in range(config.steps):
+        image, target = sampler.batch(rng)
+        optimiser.zero_grad()
+        loss = loss_fn(net(image), target)
+        loss.backward()
+        optimiser.step()
+        scheduler.step()
+        history.append(float(loss.detach()))
+        if step % 20 == 0:
+            progress.update(step / max(config.steps, 1),
+                            f"stage 1 step {step}/{config.steps} loss {np.mean(history[-20:]):.3f}")
+    return net.eval(), history
+
+
+def stage1_probability(net: torch.nn.Module, image: Volume, brain: np.ndarray,
+                       config: Stage1Config = Stage1Config()) -> Volume:
+    """Microbleed probability on the grid of ``image`` (the preprocessed 1 mm volume).
+
+    Only the box around ``brain`` (bool, same grid, dilated 4 mm) is run through the
+    network, in ``inference_roi``^3 tiles with 25 % overlap blended by a Gaussian; voxels
+    outside that box get 0.
+    """
+    from monai.inferers import sliding_window_inference
+
+    probability = np.zeros(image.shape, np.float32)
+    region = dilate_mm(np.asarray(brain, bool), 4.0, image.spacing)
+    if not region.any():
+        return image.with_array(probability, kind="cmb_probability")
+    box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(region))
+    tensor = torch.from_numpy(np.ascontiguousarray(image.array[box], np.float32))[None, None]
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            logits = sliding_window_inference(tensor.to(device), (config.inference_roi,) * 3, 1,
+                                              net, overlap=0.25, mode="gaussian")
+    finally:
+        net.train(was_training)
+    probability[box] = torch.sigmoid(logits)[0, 0].cpu().numpy()
+    return image.with_array(probability, kind="cmb_probability")
