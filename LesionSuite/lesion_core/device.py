@@ -9,6 +9,7 @@ with what to do, instead of a CUDA error from deep inside PyTorch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -113,3 +114,16 @@ def describe_device(device: str | torch.device) -> str:
     memory = _system_memory_gib()
     mem = f", {memory:.1f} GiB memory" if memory else ""
     return f"cpu: {name} ({os.cpu_count() or 1} cores, {torch.get_num_threads()} threads{mem})"
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool):
+    """Ask torch for deterministic kernels inside the block (restored afterwards)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)

@@ -104,7 +104,7 @@ def name_of_network(module: torch.nn.Module) -> str | None:
 
 #: Project modules whose import registers networks with :func:`register_network`. They are
 #: fixed names in code (never read from a file); add a task's network module here.
-PROJECT_NETWORK_MODULES: tuple[str, ...] = ("lesion_core.wmh.network",)
+PROJECT_NETWORK_MODULES: tuple[str, ...] = ("lesion_core.wmh.network", "lesion_core.ich.classifier")
 
 
 def _import_project_networks() -> None:

@@ -35,7 +35,7 @@ from .data import Masker, registration_masker
 from .model import WMHModel, build_t1_network, save_wmh_model
 from .preprocess import Preprocessed, antialiased, preprocess
 from .thick_slice import SliceProfile, thick_slice_average, thick_slice_loss
-from .train import deterministic_algorithms
+from ..device import deterministic_algorithms
 
 COLUMNS = ("subject", "image", "thick_label")
 

@@ -12,31 +12,18 @@ with Adam. No voxel label is ever seen (the data come from :mod:`lesion_core.wmh
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from ..device import select_device
+from ..device import deterministic_algorithms, select_device
 from ..progress import Progress, ensure_progress
 from .config import DualTaskerConfig, TrainConfig
 from .consistency import consistency_pair, random_transform
 from .data import Masker, RatingSample, RatingsDataset, collate, read_ratings_table
 from .losses import rating_loss
 from .network import DualTaskerNet
-
-
-@contextlib.contextmanager
-def deterministic_algorithms(enabled: bool):
-    previous = torch.are_deterministic_algorithms_enabled()
-    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    if enabled:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
 def build_network(config: DualTaskerConfig) -> DualTaskerNet:

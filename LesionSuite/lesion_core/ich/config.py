@@ -1,0 +1,299 @@
+"""Typed configurations of ICHWeakSeg: windows, slice grid, networks, CAM, refinement, training.
+
+Units: Hounsfield units (HU) for intensities, millimetres for lengths, millilitres for
+volumes. The working grid is a stack of axial slices on RAS-aligned axes (see
+:mod:`lesion_core.ich.preprocess`); tensors on it are ``[S, C, H, W]`` with ``S`` the
+axial slice (inferior to superior), ``H`` along R and ``W`` along A.
+
+Per-slice outputs follow :data:`CLASSES`: index 0 is "any haemorrhage", then the five RSNA
+subtypes in label-value order (:data:`lesion_core.synth.ich.SUBTYPE_KEYS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..jsonable import json_safe
+from ..synth.ich import SUBTYPE_KEYS
+
+#: The five RSNA subtypes, in label-value order (1-5 of the ``"ich"`` label map).
+SUBTYPES: tuple[str, ...] = tuple(SUBTYPE_KEYS[v] for v in sorted(SUBTYPE_KEYS))
+#: Per-slice classifier outputs: "any" haemorrhage first, then the subtypes.
+CLASSES: tuple[str, ...] = ("any",) + SUBTYPES
+
+
+@dataclass(frozen=True)
+class Window:
+    """A display window turned into one input channel: HU ``center +- width/2`` -> 0..1."""
+
+    name: str
+    center_hu: float
+    width_hu: float
+
+    def __post_init__(self) -> None:
+        if self.width_hu <= 0:
+            raise ValueError(f"window {self.name!r} needs a positive width")
+
+
+#: Brain (blood stands out from grey/white matter), subdural (thin blood next to the
+#: skull is not saturated by bone) and bone (fractures, calcification, skull partial volume).
+DEFAULT_WINDOWS: tuple[Window, ...] = (Window("brain", 40.0, 80.0), Window("subdural", 80.0, 200.0),
+                                       Window("bone", 600.0, 2800.0))
+
+
+@dataclass(frozen=True)
+class SliceGrid:
+    """The axial working grid.
+
+    Attributes:
+        size: pixels per side in-plane (``H = W``); divisible by 8 for the U-Net.
+        pixel_mm: in-plane pixel size (mm); 128 x 2 mm = 256 mm, a head CT field of view.
+        slice_mm: ``None`` keeps the CT's own axial slices (each working slice is one CT
+            slice, so slice labels map one to one); a number resamples thinner CTs to
+            slabs of this thickness (only when the CT's slices are thinner by 1.5x or more).
+        min_slices: fewer axial slices are refused (the sequence model needs neighbours).
+        head_hu: voxels above this (HU) are head; their centroid centres the field of view.
+        skull_hu: bone threshold (HU) of the intracranial mask.
+    """
+
+    size: int = 128
+    pixel_mm: float = 2.0
+    slice_mm: float | None = None
+    min_slices: int = 3
+    head_hu: float = -300.0
+    skull_hu: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.size % 8 or self.size < 16:
+            raise ValueError(f"grid size {self.size} must be >= 16 and divisible by 8")
+        if self.pixel_mm <= 0 or (self.slice_mm is not None and self.slice_mm <= 0):
+            raise ValueError("pixel_mm and slice_mm must be positive")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """The slice classifier (:class:`lesion_core.ich.classifier.ICHSliceClassifier`).
+
+    Attributes:
+        channels, strides: 2D encoder stages (MONAI residual units); the CAM has the
+            resolution ``size / prod(strides)`` (16 x 16 on the default grid, 16 mm cells).
+        gru_hidden, gru_layers: the bidirectional GRU over the slice sequence.
+        dropout: before the per-slice linear head.
+        context: ``False`` replaces the GRU by a per-slice layer of the same width.
+        pooling: multiple-instance pooling of slice logits into scan logits: ``"lse"``
+            (log-sum-exp, a smooth maximum) or ``"max"``.
+        lse_r: sharpness of the log-sum-exp (large = max, small = mean).
+    """
+
+    channels: tuple[int, ...] = (16, 32, 64, 96)
+    strides: tuple[int, ...] = (2, 2, 2, 1)
+    gru_hidden: int = 64
+    gru_layers: int = 1
+    dropout: float = 0.1
+    context: bool = True
+    pooling: str = "lse"
+    lse_r: float = 5.0
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != len(self.strides) or not self.channels:
+            raise ValueError("channels and strides need the same, non-zero length")
+        if self.pooling not in ("lse", "max"):
+            raise ValueError(f"pooling must be 'lse' or 'max', got {self.pooling!r}")
+
+    def network_args(self, in_channels: int) -> dict[str, Any]:
+        """JSON-able keyword arguments of ``ICHSliceClassifier``."""
+        return {"in_channels": int(in_channels), "n_classes": len(CLASSES),
+                "channels": [int(c) for c in self.channels], "strides": [int(s) for s in self.strides],
+                "gru_hidden": int(self.gru_hidden), "gru_layers": int(self.gru_layers),
+                "dropout": float(self.dropout), "context": bool(self.context)}
+
+
+@dataclass(frozen=True)
+class CAMConfig:
+    """Class activation maps (:mod:`lesion_core.ich.cam`).
+
+    Attributes:
+        target: the class (a name of :data:`CLASSES`) whose map is computed.
+        min_probability: slices whose probability of ``target`` is below this get an
+            all-zero map (the classifier says there is nothing to localise).
+        normalise: ``"slice"`` divides each slice's map by its own maximum, ``"scan"`` by
+            the scan's maximum (keeps weak slices weak).
+        threshold: normalised CAM at or above this is the activated region.
+    """
+
+    target: str = "any"
+    min_probability: float = 0.5
+    normalise: str = "slice"
+    threshold: float = 0.4
+
+    def __post_init__(self) -> None:
+        if self.target not in CLASSES:
+            raise ValueError(f"CAM target {self.target!r} is not one of {CLASSES}")
+        if self.normalise not in ("slice", "scan"):
+            raise ValueError("normalise must be 'slice' or 'scan'")
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Unsupervised refinement of the activated region into a pseudo-mask (HU, mm, mL).
+
+    Attributes:
+        region_margin_mm: the activated region is grown by this much first (a CAM cell is
+            ~16 mm, coarser than a thin subdural).
+        smooth_sigma_mm: Gaussian smoothing of the HU before clustering (noise).
+        dense_hu, dense_margin_mm: denser is bone or calcification; voxels within the
+            margin are its partial-volume edge (neither is blood).
+        fit_range_hu: HU range of the voxels the mixture is fitted to (air, fat and dense
+            voxels would only add components).
+        init_means_hu, init_sd_hu: starting components of the 1-D Gaussian mixture:
+            CSF/oedema, white matter, grey matter, blood.
+        min_sd_hu: floor of a component's standard deviation (keeps EM from collapsing).
+        blood_mean_hu: a component whose fitted mean lies in this range is blood; the
+            lower end is replaced by ``median + blood_contrast_hu`` when that is set.
+        blood_contrast_hu: blood components must lie this far above the median HU of the
+            scan's intracranial voxels (within ``fit_range_hu``); ``None``: absolute range
+            (see :mod:`lesion_core.ich.refine` for why and how it was chosen).
+        blood_window_hu: an absolute window every kept voxel must also lie in.
+        min_posterior: a voxel is blood when its blood posterior is at least this.
+        opening_mm: in-plane opening radius (removes one-pixel partial-volume rims).
+        min_volume_ml: smaller 3D components are dropped.
+        min_fit_voxels: with fewer candidates the blood window alone decides.
+    """
+
+    region_margin_mm: float = 4.0
+    smooth_sigma_mm: float = 1.0
+    dense_hu: float = 120.0
+    dense_margin_mm: float = 2.0
+    fit_range_hu: tuple[float, float] = (-10.0, 120.0)
+    init_means_hu: tuple[float, ...] = (10.0, 28.0, 40.0, 70.0)
+    init_sd_hu: float = 10.0
+    min_sd_hu: float = 3.0
+    blood_mean_hu: tuple[float, float] = (48.0, 100.0)
+    blood_contrast_hu: float | None = 10.0
+    blood_window_hu: tuple[float, float] = (40.0, 100.0)
+    min_posterior: float = 0.5
+    opening_mm: float = 1.0
+    min_volume_ml: float = 0.05
+    min_fit_voxels: int = 30
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """The 2.5D segmenter: a MONAI 2D ``UNet`` on a slice and its neighbours.
+
+    Attributes:
+        context: neighbouring slices on each side given as extra channels (edge slices
+            repeat), so the input has ``len(windows) * (2 * context + 1)`` channels.
+        channels, num_res_units: U-Net levels (strides 2 between levels).
+        threshold: probability at or above which a pixel is haemorrhage.
+    """
+
+    context: int = 1
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    num_res_units: int = 2
+    threshold: float = 0.5
+
+    def network_args(self, n_windows: int) -> dict[str, Any]:
+        """JSON-able keyword arguments of MONAI ``UNet`` (bundle name ``monai.UNet``)."""
+        return {"spatial_dims": 2, "in_channels": int(n_windows * (2 * self.context + 1)),
+                "out_channels": 1, "channels": [int(c) for c in self.channels],
+                "strides": [2] * (len(self.channels) - 1),
+                "num_res_units": int(self.num_res_units), "norm": "batch"}
+
+
+@dataclass(frozen=True)
+class ICHConfig:
+    """The whole model: input windows and grid, networks, CAM and refinement."""
+    windows: tuple[Window, ...] = DEFAULT_WINDOWS
+    grid: SliceGrid = SliceGrid()
+    classifier: ClassifierConfig = ClassifierConfig()
+    cam: CAMConfig = CAMConfig()
+    refine: RefineConfig = RefineConfig()
+    segmenter: SegmenterConfig = SegmenterConfig()
+
+    def __post_init__(self) -> None:
+        levels = 2 ** (len(self.segmenter.channels) - 1)
+        if self.grid.size % levels:
+            raise ValueError(f"grid size {self.grid.size} must be divisible by {levels}")
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    """How the classifier learns from image-level labels.
+
+    Attributes:
+        steps, lr, batch_size: Adam steps, learning rate, scans per step.
+        labels: ``"auto"`` uses slice labels where given and scan labels where given;
+            ``"slice"`` only slice labels; ``"scan"`` only scan labels (multiple-instance
+            learning through the pooling of :class:`ClassifierConfig`).
+        max_slices: slice-labelled scans are cut to a random run of this many contiguous
+            slices per step (memory); scan-labelled ones are always whole (the bleed may
+            be anywhere). ``None``: always whole.
+        scan_weight: weight of the scan-level (MIL) loss next to the slice loss.
+        balance: weight positives by negatives/positives per class (capped at 10).
+        flip_probability: chance of a left-right flip per scan and step.
+        seed, device, deterministic: torch and batch-order seed; device; torch kernels.
+    """
+
+    steps: int = 300
+    lr: float = 1e-3
+    batch_size: int = 2
+    labels: str = "auto"
+    max_slices: int | None = 24
+    scan_weight: float = 1.0
+    balance: bool = True
+    flip_probability: float = 0.5
+    seed: int = 0
+    device: str = "cpu"
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.labels not in ("auto", "slice", "scan"):
+            raise ValueError("labels must be 'auto', 'slice' or 'scan'")
+
+
+@dataclass(frozen=True)
+class SegmenterTrainConfig:
+    """How the segmenter learns from (pseudo-)masks: ``batch_size`` slices per step, a
+    ``positive_fraction`` of them drawn from slices whose mask is not empty."""
+
+    steps: int = 300
+    lr: float = 1e-3
+    batch_size: int = 8
+    positive_fraction: float = 0.5
+    flip_probability: float = 0.5
+    seed: int = 0
+    device: str = "cpu"
+    deterministic: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training stages of :func:`lesion_core.ich.train.train`."""
+    classifier: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
+    segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
+
+
+def config_to_dict(config: ICHConfig) -> dict[str, Any]:
+    """JSON form of an :class:`ICHConfig` (tuples become lists), for model bundles."""
+    return json_safe(dataclasses.asdict(config))
+
+
+def _build(cls, data: dict[str, Any]):
+    # JSON turned every tuple into a list.
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def config_from_dict(data: dict[str, Any]) -> ICHConfig:
+    """Inverse of :func:`config_to_dict`; unknown keys raise ``TypeError``."""
+    data = dict(data)
+    parts = {"grid": SliceGrid, "classifier": ClassifierConfig, "cam": CAMConfig,
+             "refine": RefineConfig, "segmenter": SegmenterConfig}
+    kwargs: dict[str, Any] = {k: _build(cls, data.pop(k)) for k, cls in parts.items() if k in data}
+    if "windows" in data:
+        kwargs["windows"] = tuple(Window(**w) for w in data.pop("windows"))
+    if data:
+        raise TypeError(f"unknown ICH configuration keys: {sorted(data)}")
+    return ICHConfig(**kwargs)

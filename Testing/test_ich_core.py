@@ -1,0 +1,147 @@
+"""ICHWeakSeg library core (``lesion_core.ich``): interslice context, Grad-CAM, HU
+refinement and multiple-instance pooling, on toy data (<= 48 pixels a side, a few dozen
+training steps, seeded), CPU.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ich_toys import TOY, blob_stacks, fit, toy_sample
+from scipy import ndimage
+
+from lesion_core.ich.cam import compute_cam, grad_cam
+from lesion_core.ich.classifier import ICHSliceClassifier, mil_pool
+from lesion_core.ich.config import (CLASSES, SUBTYPES, CAMConfig, ClassifierConfig,
+                                    ClassifierTrainConfig, ICHConfig, RefineConfig,
+                                    config_from_dict, config_to_dict)
+from lesion_core.ich.refine import fit_gmm_1d, refine
+from lesion_core.ich.train import train_classifier
+from lesion_core.networks import get_network_class, name_of_network
+from lesion_core.synth.ich import SUBTYPE_KEYS
+
+
+def test_config_round_trip_and_classes():
+    assert CLASSES == ("any",) + tuple(SUBTYPE_KEYS[v] for v in sorted(SUBTYPE_KEYS))
+    assert len(SUBTYPES) == 5
+    data = json.loads(json.dumps(config_to_dict(TOY)))
+    assert config_from_dict(data) == TOY
+    with pytest.raises(TypeError):
+        config_from_dict({**data, "thresholds": {}})
+
+
+def test_classifier_rebuilds_from_json_args():
+    args = json.loads(json.dumps(TOY.classifier.network_args(len(TOY.windows))))
+    net = get_network_class("lesion_suite.ICHSliceClassifier")(**args)
+    assert name_of_network(net) == "lesion_suite.ICHSliceClassifier"
+    logits = net(torch.zeros(2, 5, 3, 32, 32), torch.tensor([5, 3]))
+    assert logits.shape == (2, 5, len(CLASSES))
+
+
+def test_sequence_model_sees_neighbours():
+    # Label of slice s = a disk on slice s-1: nothing in the slice itself tells.
+    x, present, _ = blob_stacks(64, seed=1)
+    y = torch.zeros(present.shape)
+    y[:, 1:] = torch.from_numpy(present[:, :-1].astype(np.float32))
+    x_test, present_test, _ = blob_stacks(64, seed=2)
+    y_test = torch.zeros(present_test.shape)
+    y_test[:, 1:] = torch.from_numpy(present_test[:, :-1].astype(np.float32))
+    accuracy = {}
+    for context in (True, False):
+        torch.manual_seed(0)
+        net = ICHSliceClassifier(1, 1, channels=(8, 16), strides=(2, 2), gru_hidden=16,
+                                 dropout=0.0, context=context)
+        net = fit(net, x, y, steps=60)
+        with torch.no_grad():
+            accuracy[context] = float(((net(x_test)[..., 0] > 0) == (y_test > 0.5)).float().mean())
+    assert accuracy[True] > 0.9, accuracy
+    assert accuracy[False] < 0.8, accuracy
+
+
+def test_grad_cam_peaks_at_the_blob():
+    x, present, _ = blob_stacks(48, seed=3, slices=6, size=32, radius=3.5)
+    torch.manual_seed(0)
+    net = ICHSliceClassifier(1, 1, channels=(8, 16), strides=(2, 2), gru_hidden=8, dropout=0.0)
+    net = fit(net, x, torch.from_numpy(present.astype(np.float32)), steps=60)
+    stack = torch.from_numpy(np.random.default_rng(4).normal(0, 0.3, (6, 1, 32, 32)).astype(np.float32))
+    yy, xx = np.mgrid[:32, :32]
+    blob = np.hypot(yy - 9, xx - 22) < 3.5
+    stack[3, 0][torch.from_numpy(blob)] += 2.0
+    raw, logits = grad_cam(net, stack, 0)
+    assert logits.shape == (6, 1) and raw.shape == (6, 32, 32)
+    peak = np.unravel_index(int(raw[3].argmax()), (32, 32))
+    assert np.hypot(peak[0] - 9, peak[1] - 22) <= 4.0, peak
+    assert float(raw[3][torch.from_numpy(blob)].mean()) > 3 * float(raw[3][torch.from_numpy(~blob)].mean())
+    result = compute_cam(net, stack, CAMConfig(min_probability=0.5, threshold=0.5))
+    assert result.probabilities[3, 0] > 0.5
+    assert 0.0 <= result.cam.min() and result.cam.max() == pytest.approx(1.0)
+    assert result.region[3][blob].mean() > 0.5 and result.region[3][~blob].mean() < 0.1
+    negatives = result.probabilities[:, 0] < 0.5
+    assert negatives.any() and not result.cam[negatives].any()
+
+
+def test_gmm_separates_brain_and_blood():
+    values = np.concatenate([np.random.default_rng(0).normal(32, 4, 800),
+                             np.random.default_rng(1).normal(70, 5, 300)])
+    gmm = fit_gmm_1d(values, (10.0, 35.0, 70.0), 10.0, 3.0)
+    assert np.abs(np.sort(gmm.means)[-1] - 70) < 3
+    assert gmm.posteriors(np.array([70.0]))[0, int(np.argmax(gmm.means))] > 0.9
+
+
+def test_refinement_keeps_blood_and_drops_bone():
+    rng = np.random.default_rng(0)
+    hu = np.full((6, 48, 48), 32.0, np.float32)
+    blood = np.zeros(hu.shape, bool)
+    blood[2:4, 16:32, 12:25] = True
+    bone = np.zeros(hu.shape, bool)
+    bone[:, 10:40, 25:31] = True
+    hu[blood], hu[bone] = 70.0, 1000.0
+    hu = ndimage.gaussian_filter(hu, (0, 0.7, 0.7)) + rng.normal(0, 3, hu.shape).astype(np.float32)
+    yy, xx = np.mgrid[:48, :48]
+    cam = np.zeros(hu.shape, np.float32)
+    cam[2:4] = np.exp(-((yy - 24) ** 2 + (xx - 25) ** 2) / (2 * 8.0 ** 2))  # over blood and bone
+    out = refine(hu, cam, (5.0, 1.0, 1.0), RefineConfig(), cam_threshold=0.4)
+    mask = out.mask
+    assert not (mask & bone).any() and not (mask & (hu > 120)).any()
+    near_bone = ndimage.distance_transform_edt(~bone, sampling=(5, 1, 1)) <= 3.0
+    core = blood & ~near_bone & (cam >= 0.4)
+    assert mask[core].mean() > 0.9
+    assert not (mask & ~ndimage.binary_dilation(blood, np.ones((1, 3, 3), bool))).any()
+    assert any(60 < out.mixture.means[k] < 80 for k in out.blood_components)
+    # Activation over brain alone gives nothing: no component is blood.
+    calm = refine(np.full((6, 48, 48), 32.0, np.float32) + rng.normal(0, 3, hu.shape), cam,
+                  (5.0, 1.0, 1.0), RefineConfig(), cam_threshold=0.4)
+    assert not calm.mask.any()
+
+
+def test_mil_pooling_trains_from_scan_labels():
+    logits = torch.tensor([[[0.0], [2.0], [-9.0]]])
+    assert float(mil_pool(logits, torch.tensor([2]), "max")) == pytest.approx(2.0)
+    lse = float(mil_pool(logits, torch.tensor([2]), "lse", 5.0))
+    assert 1.0 < lse < 2.0  # between the mean and the max of the two real slices
+    gen = np.random.default_rng(5)
+    samples = []
+    for n in range(16):
+        x = gen.normal(0, 0.3, (8, 1, 16, 16)).astype(np.float32)
+        positive = n % 2 == 0
+        if positive:  # one or two disks somewhere in the scan
+            for s in gen.choice(8, gen.integers(1, 3), replace=False):
+                cy, cx = gen.integers(4, 12, 2)
+                x[s, 0, cy - 2:cy + 2, cx - 2:cx + 2] += 2.0
+        scan = np.full(len(CLASSES), np.nan, np.float32)
+        scan[0] = float(positive)
+        samples.append(toy_sample(torch.from_numpy(x), np.full((8, len(CLASSES)), np.nan), scan))
+    config = ICHConfig(windows=TOY.windows[:1], grid=TOY.grid, segmenter=TOY.segmenter,
+                       classifier=ClassifierConfig(channels=(8, 16), strides=(2, 2), gru_hidden=8,
+                                                   dropout=0.0))
+    net, history = train_classifier(samples, config, ClassifierTrainConfig(
+        steps=40, batch_size=4, labels="scan", lr=5e-3, flip_probability=0.0))
+    assert np.all(np.isnan(history["slice_loss"]))
+    loss = np.asarray(history["scan_loss"])
+    assert loss[-10:].mean() < 0.5 * loss[:10].mean()
+    with torch.no_grad():
+        scores = [float(mil_pool(net(s.stack.image[None]))[0, 0]) for s in samples]
+    assert min(scores[0::2]) > max(scores[1::2])
