@@ -18,10 +18,11 @@ from lesion_core.cmb.discriminator import Stage2TrainConfig, build_network
 from lesion_core.cmb.evaluate import case_counts, labels_of, stage_selections
 from lesion_core.cmb.fit import CMBTrainConfig, fit_cmb, read_cohort
 from lesion_core.cmb.model import CMBConfig, CMBModel, load_cmb_model, save_cmb_model
-from lesion_core.cmb.predict import (predict_cmb, read_candidates_json, write_prediction)
+from lesion_core.cmb.candidates_file import read_candidates
+from lesion_core.cmb.predict import predict_cmb, write_prediction
 from lesion_core.cmb.stage1 import (PatchSampler, Stage1Config, TrainingVolume, build_stage1,
                                     stage1_probability, train_stage1)
-from lesion_core.errors import InvalidImageError, LesionSuiteError
+from lesion_core.errors import InvalidImageError, UnreadableFileError
 from lesion_core.io import read_volume, write_volume
 from lesion_core.synth.cohort import make_cohort
 from lesion_core.cli.synth import small_config
@@ -117,7 +118,7 @@ def test_prediction_finds_dark_bleeds_and_writes_the_promised_files(cohort, dark
     assert counts["stage1"].tp >= 1 and len(result.candidates) > 1
 
     paths = write_prediction(result, tmp_path, str(row.image))
-    document = read_candidates_json(paths["json"])
+    document = read_candidates(paths["json"])
     assert document["count"] == len(kept_ids) and document["modality"] == "SWI"
     first = document["candidates"][0]
     for key in ("id", "centre_ras", "volume_mm3", "diameter_mm", "stage1_probability",
@@ -152,8 +153,8 @@ def test_model_refuses_the_other_sequence_unless_told(dark_model, cohort):
 def test_unreadable_candidates_file_is_one_clear_error(tmp_path):
     path = tmp_path / "cmb_candidates.json"
     path.write_text("{\"candidates\": ")
-    with pytest.raises(LesionSuiteError, match="cannot be read") as error:
-        read_candidates_json(path)
+    with pytest.raises(UnreadableFileError, match="cannot be read") as error:
+        read_candidates(path)
     assert str(path) in str(error.value)
 
 

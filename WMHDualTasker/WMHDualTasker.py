@@ -7,12 +7,10 @@ a timer polls, so the GUI never waits for them.
 """
 
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
 import qt
-import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
@@ -26,6 +24,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from LesionSuiteGUI.task_widget import TaskWidgetMixin
 from WMHDualTaskerLib.logic import WMHDualTaskerLogic, default_feedback_root
 
 __all__ = ["WMHDualTasker", "WMHDualTaskerLogic", "WMHDualTaskerParameterNode",
@@ -37,7 +36,6 @@ SETTINGS_PREFIX = "LesionSuite/WMHDualTasker/"
 RATING_COLUMNS = (_("Region"), _("Side"), _("Predicted"), _("Level"), _("WMH (mL)"),
                   _("Your rating"))
 READER_COLUMN_INDEX = len(RATING_COLUMNS) - 1
-POLL_INTERVAL_MS = 200
 
 
 class WMHDualTasker(ScriptedLoadableModule):
@@ -88,18 +86,18 @@ class WMHDualTaskerParameterNode:
 #
 
 
-class WMHDualTaskerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class WMHDualTaskerWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    settingsPrefix = SETTINGS_PREFIX
+    parameterNodeClass = WMHDualTaskerParameterNode
+    taskName = _("WMH analysis")
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._job = None          # running BackgroundPrediction
-        self._training = None     # running ChildProcess of the training command
-        self._trainedModel = None
-        self._result = None       # WMHResultNodes shown
-        self._review = None       # RatingReview of that result
+        self.initTaskWidget()   # self._result: WMHResultNodes; self._review: RatingReview
+
+    def defaultFeedbackRoot(self):
+        return default_feedback_root()
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -110,47 +108,22 @@ class WMHDualTaskerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = WMHDualTaskerLogic()
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.connect("timeout()", self.onPoll)
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent,
-                         self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
+        self.setupTaskWidget()
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
         self.ui.ratingsTableWidget.connect("itemChanged(QTableWidgetItem*)",
                                            self.onRatingEdited)
 
-        settings = qt.QSettings()
-        self.ui.modelFolderPathLineEdit.currentPath = settings.value(
-            SETTINGS_PREFIX + "modelFolder", "")
-        self.ui.feedbackFolderPathLineEdit.currentPath = settings.value(
-            SETTINGS_PREFIX + "feedbackFolder", os.fspath(default_feedback_root()))
-        self.ui.readerLineEdit.text = settings.value(SETTINGS_PREFIX + "reader", "")
-        for pathLineEdit in (self.ui.modelFolderPathLineEdit, self.ui.feedbackFolderPathLineEdit):
-            pathLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
-        self.ui.readerLineEdit.connect("editingFinished()", self.onSettingsChanged)
-
         table = self.ui.ratingsTableWidget
         table.setColumnCount(len(RATING_COLUMNS))
         table.setHorizontalHeaderLabels(list(RATING_COLUMNS))
         table.horizontalHeader().setStretchLastSection(True)
-        self.ui.progressBar.hide()
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        self._timer.stop()
-        for child in (self._job, self._training):
-            if child is not None:
-                child.cancel()
-        if self._job is not None:
-            self._job.cleanup()
-        self.removeObservers()
+        self.cleanupTaskWidget()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -158,41 +131,10 @@ class WMHDualTaskerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def exit(self) -> None:
         self.setParameterNode(None)
 
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-        if self._job is not None:  # its input volume is about to go
-            self._job.cancel()
-        self._result = self._review = None
+    def onResultCleared(self) -> None:
         self.showRatings()
 
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(WMHDualTaskerParameterNode(self.logic.getParameterNode()))
-        if not self._parameterNode.inputVolume:
-            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolume and not firstVolume.IsA("vtkMRMLLabelMapVolumeNode"):
-                self._parameterNode.inputVolume = firstVolume
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent,
-                                self.updateButtons)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent,
-                             self.updateButtons)
-            self.updateButtons()
-
     # ---------------------------------------------------------------- state
-    def _busy(self) -> bool:
-        return self._job is not None or self._training is not None
-
     def updateButtons(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
         busy = self._busy()
@@ -205,91 +147,18 @@ class WMHDualTaskerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._result is not None and parameters is not None:
             self.logic.set_regions_visible(self._result, parameters.showRegions)
 
-    def onSettingsChanged(self, *args) -> None:
-        settings = qt.QSettings()
-        settings.setValue(SETTINGS_PREFIX + "modelFolder",
-                          self.ui.modelFolderPathLineEdit.currentPath)
-        settings.setValue(SETTINGS_PREFIX + "feedbackFolder",
-                          self.ui.feedbackFolderPathLineEdit.currentPath)
-        settings.setValue(SETTINGS_PREFIX + "reader", self.ui.readerLineEdit.text.strip())
-        if self._review is not None:
-            self._review.reader = self.ui.readerLineEdit.text.strip() or None
-
-    def _modelFolder(self):
-        return self.ui.modelFolderPathLineEdit.currentPath.strip() or None
-
-    def _feedbackFolder(self):
-        folder = self.ui.feedbackFolderPathLineEdit.currentPath.strip()
-        return folder or os.fspath(default_feedback_root())
-
-    def _reader(self):
-        return self.ui.readerLineEdit.text.strip() or None
-
-    def _showProgress(self, fraction: float, message: str) -> None:
-        self.ui.progressBar.show()
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = message
-
-    def _stopped(self, message: str) -> None:
-        self._timer.stop()
-        self.ui.progressBar.hide()
-        self.ui.statusLabel.text = message
-        self.updateButtons()
-
     # ---------------------------------------------------------------- apply
     def onApply(self) -> None:
-        if self._busy():
-            return
-        from LesionSuite import ensure_dependencies, selected_device
+        parameters = self._parameterNode
+        self.startPrediction(lambda device: self.logic.start_prediction(
+            parameters.inputVolume, self._modelFolder(), t1=parameters.modality == "T1",
+            device=device))
 
-        with slicer.util.tryWithErrorDisplay(_("Cannot start the WMH analysis."),
-                                             waitCursor=True):
-            if not ensure_dependencies():
-                return
-            self._job = self.logic.start_prediction(
-                self._parameterNode.inputVolume, self._modelFolder(),
-                t1=self._parameterNode.modality == "T1", device=str(selected_device()))
-            self._showProgress(0.0, _("Starting..."))
-            self.updateButtons()
-            self._timer.start()
-
-    def onPoll(self) -> None:
-        if self._job is not None:
-            self._showProgress(*self._job.poll())
-            if self._job.done:
-                self._finishPrediction()
-        if self._training is not None:
-            self._pollTraining()
-
-    def _finishPrediction(self) -> None:
-        from lesion_core.errors import OperationCancelled
-
-        job, self._job = self._job, None
-        try:
-            result = self.logic.finish_prediction(job)
-        except OperationCancelled:
-            self._stopped(_("Cancelled."))
-            return
-        except Exception as exc:
-            logging.exception("WMH analysis failed")
-            self._stopped(_("Failed."))
-            slicer.util.errorDisplay(_("The WMH analysis failed: {error}").format(error=exc))
-            return
-        # One result per input volume: a re-run replaces the nodes; ratings stay in the store.
-        if self._result is not None and self._result.input is result.input:
-            self.logic.remove_result_nodes(self._result)
-        self._result = result
-        self._stopped(_("Done."))
+    def onPredictionFinished(self, result) -> None:
         slicer.util.setSliceViewerLayers(background=result.input,
                                          foreground=result.activation,
                                          foregroundOpacity=0.4, fit=True)
         self.openReview()
-
-    def onCancel(self) -> None:
-        with slicer.util.WaitCursor():
-            for child in (self._job, self._training):
-                if child is not None:
-                    child.cancel()
 
     # ---------------------------------------------------------------- review
     def openReview(self) -> None:
@@ -360,38 +229,16 @@ class WMHDualTaskerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ---------------------------------------------------------------- training
     def onTrain(self) -> None:
-        if self._busy():
-            return
-        from LesionSuite import ensure_dependencies, selected_device
+        steps = self._parameterNode.trainingSteps or None
+        self.startTraining(lambda: self.logic.start_training(
+            self._feedbackFolder(), self._modelFolder(), steps=steps,
+            device=str(self._device())), _("Training from your ratings..."))
 
-        with slicer.util.tryWithErrorDisplay(_("Cannot start the training."), waitCursor=True):
-            if not ensure_dependencies():
-                return
-            self._training, self._trainedModel = self.logic.start_training(
-                self._feedbackFolder(), self._modelFolder(),
-                steps=self._parameterNode.trainingSteps or None, device=str(selected_device()))
-            self._showProgress(0.0, _("Training from your ratings..."))
-            self.updateButtons()
-            self._timer.start()
+    @staticmethod
+    def _device():
+        from LesionSuite import selected_device
 
-    def _pollTraining(self) -> None:
-        from LesionSuiteLib.child_process import FinishedEvent, ProgressEvent
-
-        for event in self._training.poll():
-            if isinstance(event, ProgressEvent):
-                self._showProgress(event.fraction, event.message)
-            elif isinstance(event, FinishedEvent):
-                training, self._training = self._training, None
-                if event.cancelled:
-                    self._stopped(_("Training cancelled; no model was saved."))
-                elif event.returncode != 0:
-                    self._stopped(_("Training failed."))
-                    slicer.util.errorDisplay(_("Training failed:") + "\n" + training.log_tail(),
-                                             detailedText="\n".join(training.log))
-                else:
-                    self.ui.modelFolderPathLineEdit.currentPath = os.fspath(self._trainedModel)
-                    self._stopped(_("New model saved in {folder} and selected for the next "
-                                    "Apply.").format(folder=self._trainedModel))
+        return selected_device()
 
 
 def _format(value, decimals: int = 0) -> str:

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-${TMPDIR:-/tmp}/lesion-suite-cmb-training}"
 N_SUBJECTS="${N_SUBJECTS:-60}"
-STAGE1_STEPS="${STAGE1_STEPS:-800}"
+STAGE1_STEPS="${STAGE1_STEPS:-1500}"
 
 if [ ! -f "$WORK/train/cmb_labels.csv" ]; then
   lesion-suite synth cmb --n "$N_SUBJECTS" --seed 0 --spacing 1.5 --sequence SWI --out "$WORK/train"

@@ -78,6 +78,28 @@ def lesion_core_command(args: Sequence[str], python: str | None = None) -> list[
     return [python or python_executable(), "-m", "lesion_core", *[str(a) for a in args]]
 
 
+def device_arguments(device) -> list[str]:
+    """``["--device", KIND]`` for a training command, or ``[]`` for None (its default).
+
+    ``device`` is a torch device or its name; training commands take ``auto``, ``cpu`` or
+    ``cuda``, so ``cuda:N`` becomes ``cuda`` and anything else (``mps``) ``auto``.
+    """
+    if device is None:
+        return []
+    kind = str(device).split(":", 1)[0].strip().lower()
+    return ["--device", kind if kind in ("auto", "cpu", "cuda") else "auto"]
+
+
+def child_env() -> dict[str, str]:
+    """``PYTHONPATH`` for child processes, so that they import this ``lesion_core``
+    (Slicer's ``PythonSlicer`` does not put the extension's module folders on its path)."""
+    import lesion_core
+
+    root = str(Path(lesion_core.__file__).resolve().parent.parent)
+    paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+
+
 class ChildProcess:
     """A child process whose output is read in the background and polled for events.
 

@@ -22,8 +22,6 @@ child process (see :mod:`.background` for why).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
 from LesionSuiteLib.child_process import ChildProcess, lesion_core_command
 from LesionSuiteLib.hub_logic import _HeadlessLogicBase
+from LesionSuiteLib.predictions import start_in_work_folder
 
 from . import training
 from .background import ERROR_FILE, OUT_DIR, BackgroundPrediction
@@ -175,36 +174,25 @@ class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):
                          device: str = "cpu", atlases=None) -> BackgroundPrediction:
         """Write the input to a temporary folder and start the prediction in a child
         process; poll the returned job, then call :meth:`finish_prediction`."""
-        from lesion_core import io as lesion_io
         from lesion_core.wmh.atlases import write_atlases
 
         image = self.read_input(input_volume_node)
         if not model_folder:
             self.check_model_installed(t1)
-        work = Path(tempfile.mkdtemp(prefix="lesion-suite-wmh-"))
-        try:
-            lesion_io.write_volume(image, work / "input.nii.gz")
+
+        def start(work: Path, input_path: Path) -> BackgroundPrediction:
             atlases_dir = None if atlases is None else write_atlases(atlases, work / "atlases")
-            argv = self.prediction_command(work / "input.nii.gz", work / OUT_DIR, model_folder,
-                                           t1, device, atlases_dir, work / ERROR_FILE)
+            argv = self.prediction_command(input_path, work / OUT_DIR, model_folder, t1,
+                                           device, atlases_dir, work / ERROR_FILE)
             return BackgroundPrediction(argv, work, image, input_volume_node, env=child_env())
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)  # a full disk must not leave files behind
-            raise
+
+        return start_in_work_folder(image, "lesion-suite-wmh-", start)
 
     def finish_prediction(self, job: BackgroundPrediction) -> WMHResultNodes:
         """Add the nodes of a finished job (GUI thread) and remove its temporary folder.
 
         Raises what :meth:`BackgroundPrediction.outputs` raises (cancel, user error)."""
-        try:
-            outputs = job.outputs()
-            node = job.input_node
-            if node is None or node.GetScene() is None:
-                raise InvalidImageError("the input volume was removed during the run",
-                                        "Load it again and apply")
-            return self.add_result_nodes(node, outputs)
-        finally:
-            job.cleanup()
+        return job.finish(self.add_result_nodes)
 
     def check_model_installed(self, t1: bool = False) -> None:
         """Raise the clear ``ModelBundleError`` when the shipped model is absent."""

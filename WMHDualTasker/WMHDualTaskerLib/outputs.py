@@ -21,15 +21,13 @@ import numpy as np
 
 from lesion_core.synth.arwmc import REGIONS
 from lesion_core.volume import Volume
+from LesionSuiteLib import predictions
 
 TOTAL = "total"  # the ARWMC total's target name, as in lesion_core.wmh.reader_ratings
 #: Columns of the ARWMC table node, in order (``rating``: expected 0-3 from the ordinal
 #: head; ``level``: most probable rating; ``lesion_ml``: WMH volume in mL).
 TABLE_COLUMNS = ("region", "side", "rating", "level", "lesion_ml", "reader_rating")
 READER_COLUMN = "reader_rating"
-#: Largest geometry difference (mm, any affine entry) between the input and an image read
-#: back from NIfTI; the header stores the affine in float32, so a few micrometres differ.
-GRID_TOLERANCE_MM = 1e-3
 
 
 def region_targets() -> tuple[str, ...]:
@@ -42,24 +40,10 @@ def rating_targets() -> tuple[str, ...]:
     return region_targets() + (TOTAL,)
 
 
-class SummaryFacts:
+class SummaryFacts(predictions.SummaryFacts):
     """Model and rating facts read from a prediction's ``summary`` dict (see
     :meth:`lesion_core.wmh.predict.WMHPrediction.summary`); mixed into the classes that
     carry one."""
-
-    summary: dict
-
-    @property
-    def model_id(self) -> str:
-        return str(self.summary.get("model", ""))
-
-    @property
-    def model_version(self) -> str:
-        return str(self.summary.get("model_version", ""))
-
-    @property
-    def modality(self) -> str:
-        return str(self.summary.get("modality", ""))
 
     @property
     def total(self) -> int | None:
@@ -98,18 +82,10 @@ class WMHOutputs(SummaryFacts):
         The images are put back on ``grid`` (the input image) exactly: NIfTI keeps the
         affine in float32, and the outputs must share the input's geometry bit for bit.
         """
-        from lesion_core import io as lesion_io
-
         folder = Path(folder)
-        images = {}
-        for key, suffix in (("labels", "labels"), ("activation", "activation"),
-                            ("regions", "arwmc_regions")):
-            volume = lesion_io.read_volume(folder / f"{stem}_{suffix}.nii.gz")
-            if volume.shape[:3] != grid.shape[:3] or not np.allclose(
-                    volume.affine, grid.affine, rtol=0, atol=GRID_TOLERANCE_MM):
-                raise RuntimeError(f"{key} came back on another grid than the input "
-                                   f"({volume.shape} vs {grid.shape})")
-            images[key] = grid.with_array(np.asarray(volume.array))
+        images = {key: predictions.read_on_grid(folder / f"{stem}_{suffix}.nii.gz", grid)
+                  for key, suffix in (("labels", "labels"), ("activation", "activation"),
+                                      ("regions", "arwmc_regions"))}
         summary = json.loads((folder / f"{stem}_summary.json").read_text(encoding="utf-8"))
         labels = images["labels"].with_array(images["labels"].array.astype(np.uint8))
         activation = images["activation"].with_array(

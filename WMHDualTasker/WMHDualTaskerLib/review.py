@@ -9,20 +9,14 @@ shown are always the store's standing ones (:func:`~lesion_core.wmh.reader_ratin
 standing_ratings`): reopening a case, or running the model again on it, shows the reader's
 ratings again and never erases them.
 
-Case id (:func:`case_id_for_volume`): ``<volume name>-<12 hex digits>``, the digits being
-a SHA-1 digest of the voxel values, data type, dimensions and IJK-to-RAS matrix (rounded
-to 0.001 mm). The digest, not the file path or the node ID, names the image: node IDs
-restart at ``vtkMRMLScalarVolumeNode1`` in every Slicer session (two patients would share
-ratings), and a file path changes when the file is moved or the volume came from DICOM or
-was never saved. The name only makes the store folder readable: if the volume is renamed,
-:func:`find_case_id` still finds the case by its digest.
+Case id: ``<volume name>-<12 hex digits of the image's digest>``, found by
+:func:`LesionSuiteLib.review_cases.open_volume_case` (see
+:mod:`lesion_core.feedback_cases` for why a digest; ``case_id_for_volume``,
+``find_case_id`` and ``case_image`` are re-exported here).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,45 +24,13 @@ from typing import Any
 import numpy as np
 
 from lesion_core.errors import FeedbackStoreError
-from lesion_core.feedback import CaseFeedback, FeedbackStore
+from lesion_core.feedback import CaseFeedback
+from lesion_core.feedback_cases import case_id_for_volume, find_case_id
 from lesion_core.volume import Volume
+from LesionSuiteLib.review_cases import (case_image, open_volume_case, read_noting_damage,
+                                         store_case_image)
 
 from .outputs import READER_COLUMN, TOTAL, rating_targets
-
-_DIGEST_CHARS = 12
-
-
-def case_id_for_volume(name: str, volume: Volume) -> str:
-    """``<name>-<digest>`` for an image (see the module notes); a valid store case id."""
-    digest = hashlib.sha1()
-    array = np.ascontiguousarray(volume.array)
-    digest.update(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(np.round(np.asarray(volume.affine, np.float64), 3).tobytes())
-    digest.update(array.tobytes())
-    safe = re.sub(r"[^A-Za-z0-9._+@=-]+", "_", name or "").strip("._-+@=")[:60] or "volume"
-    return f"{safe}-{digest.hexdigest()[:_DIGEST_CHARS]}"
-
-
-def find_case_id(store: FeedbackStore, case_id: str) -> str:
-    """``case_id`` itself, or the existing case with the same image digest (a volume
-    renamed since it was rated), else ``case_id`` (a new case)."""
-    if (store.root / case_id).is_dir():
-        return case_id
-    suffix = "-" + case_id.rsplit("-", 1)[-1]
-    matches = [c for c in store.cases() if c.endswith(suffix)]
-    return matches[0] if matches else case_id
-
-
-def case_image(node, volume: Volume) -> Volume | Path:
-    """What to store as the case's image: the node's file when it has one and the voxels
-    were not changed since it was read (no copy needed), else the voxels themselves
-    (saved into the case folder with the first rating)."""
-    storage = node.GetStorageNode()
-    path = Path(storage.GetFileName()) if storage is not None and storage.GetFileName() \
-        else None
-    if path is not None and path.is_file() and not node.GetModifiedSinceRead():
-        return path.resolve()
-    return Volume(volume.array, volume.affine)  # no source: it is not a file
 
 
 @dataclass(frozen=True)
@@ -122,12 +84,8 @@ class RatingReview:
     def for_result(cls, result, feedback_root: str | Path, reader: str | None = None
                    ) -> "RatingReview":
         """The review of a :class:`.logic.WMHResultNodes` (case id from its input)."""
-        from LesionSuiteLib.mrml_bridge import node_to_volume
-
-        image = node_to_volume(result.input, world=False)
-        store = FeedbackStore(feedback_root)
-        case_id = find_case_id(store, case_id_for_volume(result.input.GetName(), image))
-        return cls(store.case(case_id), result.table, image=case_image(result.input, image),
+        opened = open_volume_case(feedback_root, result.input)
+        return cls(opened.case, result.table, image=opened.stored_image,
                    modality=result.modality or "FLAIR", reader=reader,
                    model_id=result.model_id, model_version=result.model_version)
 
@@ -153,10 +111,8 @@ class RatingReview:
         """Read the standing ratings from the store and show them in the table."""
         from lesion_core.wmh.reader_ratings import standing_ratings
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            self._ratings = standing_ratings(self.case)
-        self.skipped_lines = [str(w.message) for w in caught]
+        self._ratings, self.skipped_lines = read_noting_damage(
+            lambda: standing_ratings(self.case))
         for target in self.targets:
             self._show(target)
         return self.ratings
@@ -241,14 +197,7 @@ class RatingReview:
         """Name the case's image in the store before its first rating (training needs it)."""
         if self.image is None:
             return
-        from lesion_core.wmh.reader_ratings import ensure_case_image
-
-        try:
-            ensure_case_image(self.case, self.image, self.modality)
-        except OSError as exc:
-            raise FeedbackStoreError(f"cannot store the case's image ({exc})",
-                                     "Check that the feedback folder is writable and the "
-                                     "disk not full", source=self.case.folder) from exc
+        store_case_image(self.case, self.image, self.modality)
         self.image = None  # stored once: later ratings need not check again
 
 
@@ -265,3 +214,6 @@ def _number(value) -> float | None:
 def _whole(value) -> int | None:
     number = _number(value)
     return None if number is None else int(number)
+
+
+__all__ = ["RatingReview", "ReviewRow", "case_id_for_volume", "case_image", "find_case_id"]

@@ -11,12 +11,12 @@ model it started from is never changed.
 
 from __future__ import annotations
 
-import os
-from datetime import datetime
 from pathlib import Path
 
 from lesion_core.errors import LesionSuiteError, ModelBundleError
-from LesionSuiteLib.child_process import ChildProcess, lesion_core_command
+from LesionSuiteLib import user_folders
+from LesionSuiteLib.child_process import (ChildProcess, child_env, device_arguments,
+                                          lesion_core_command)
 
 
 def training_command(feedback_root: str | Path, init_model: str | Path,
@@ -33,10 +33,7 @@ def training_command(feedback_root: str | Path, init_model: str | Path,
             "--init", str(init_model), "--out", str(out_folder)]
     if steps:
         args += ["--steps", str(int(steps))]
-    if device is not None:
-        kind = str(device).split(":", 1)[0].strip().lower()
-        args += ["--device", kind if kind in ("auto", "cpu", "cuda") else "auto"]
-    return lesion_core_command(args, python)
+    return lesion_core_command(args + device_arguments(device), python)
 
 
 def start_training(feedback_root: str | Path, init_model: str | Path | None = None,
@@ -76,30 +73,10 @@ def start_training(feedback_root: str | Path, init_model: str | Path | None = No
 def default_feedback_root() -> Path:
     """Where the reader's ratings are kept unless the user picks another folder:
     ``feedback/wmh`` beside the user models folder (``~/.lesion-suite`` by default)."""
-    from lesion_core.bundle import user_models_dir
-
-    return Path(user_models_dir()).parent / "feedback" / "wmh"
+    return user_folders.default_feedback_root("wmh")
 
 
 def new_model_folder(base: str | Path | None = None) -> Path:
-    """A new, not yet existing folder for a fine-tuned model, named by date and time,
-    in ``base`` (default: the user models folder, where the hub lists models)."""
-    from lesion_core.bundle import user_models_dir
-
-    base = Path(base) if base else Path(user_models_dir())
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder, n = base / f"wmh_flair_reader_{stamp}", 1
-    while folder.exists():
-        n += 1
-        folder = base / f"wmh_flair_reader_{stamp}-{n}"
-    return folder
-
-
-def child_env() -> dict[str, str]:
-    """``PYTHONPATH`` for child processes, so that they import this ``lesion_core``
-    (Slicer's ``PythonSlicer`` does not put the extension's module folders on its path)."""
-    import lesion_core
-
-    root = str(Path(lesion_core.__file__).resolve().parent.parent)
-    paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+    """A new, not yet existing folder ``wmh_flair_reader_<date-time>`` for a fine-tuned
+    model, in ``base`` (default: the user models folder, where the hub lists models)."""
+    return user_folders.new_model_folder("wmh_flair_reader", base)

@@ -170,9 +170,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.device)
     with ProgressBar(args, "cmb evaluate") as progress:
         result = evaluate_cohort(model, rows, progress=progress)
+    def number(value) -> str:  # undefined ratios (no CMB, no detection) are None
+        return "n/a" if value is None else f"{value:.2f}"
+
     for stage, figures in result["summary"].items():
-        print(f"{stage:>16}: sensitivity {figures['sensitivity']:.2f}  precision "
-              f"{figures['precision']:.2f}  FPavg {figures['fp_avg']:.2f}")
+        print(f"{stage:>16}: sensitivity {number(figures['sensitivity'])}  precision "
+              f"{number(figures['precision'])}  FPavg {number(figures['fp_avg'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..errors import LesionSuiteError
 from ..io import write_volume
 from ..progress import Progress, ensure_progress
 from ..validation import Modality, validate_image
 from ..volume import Volume
 from .candidates import extract_candidates, normalised_input
+from .candidates_file import (CANDIDATE_LABELS_FILE, CANDIDATES_CSV, CANDIDATES_FILE,
+                              LABELS_FILE)
 from .cleanup import rejection_reason, shape_in_box
 from .discriminator import predict_with_flips
 from .model import CMBModel
@@ -204,13 +205,13 @@ def write_prediction(prediction: CMBPrediction, out: str | Path,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"labels": write_volume(prediction.labels, out / "cmb_labels.nii.gz"),
+    paths = {"labels": write_volume(prediction.labels, out / LABELS_FILE),
              "candidate_labels": write_volume(prediction.candidate_labels,
-                                              out / "cmb_candidates_labels.nii.gz")}
+                                              out / CANDIDATE_LABELS_FILE)}
     document = prediction_json(prediction, image_path)
-    paths["json"] = out / "cmb_candidates.json"
+    paths["json"] = out / CANDIDATES_FILE
     atomic_write_bytes(paths["json"], json.dumps(document, indent=1).encode("utf-8"))
-    paths["csv"] = out / "cmb_candidates.csv"
+    paths["csv"] = out / CANDIDATES_CSV
     with open(paths["csv"], "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -218,19 +219,3 @@ def write_prediction(prediction: CMBPrediction, out: str | Path,
             r, a, s = c.pop("centre_ras")
             writer.writerow({**c, "centre_r": r, "centre_a": a, "centre_s": s})
     return {k: Path(v) for k, v in paths.items()}
-
-
-def read_candidates_json(path: str | Path) -> dict:
-    """Parse a ``cmb_candidates.json``; a file that is not one raises a clear error."""
-    path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise LesionSuiteError(f"the candidates file cannot be read ({exc})",
-                               "run 'lesion-suite cmb predict' again to rewrite it",
-                               source=path) from exc
-    if not isinstance(document, dict) or not isinstance(document.get("candidates"), list):
-        raise LesionSuiteError("this is not a CMB candidates file (no 'candidates' list)",
-                               "choose the cmb_candidates.json written by 'lesion-suite cmb "
-                               "predict'", source=path)
-    return document

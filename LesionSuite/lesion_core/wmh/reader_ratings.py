@@ -3,26 +3,23 @@
 Each rating is one record written at once: kind :data:`RATING_KIND`, target a region-side
 of :data:`~lesion_core.synth.arwmc.REGIONS` (0-3) or ``"total"`` (0-30), payload
 ``{"rating": value}`` (``None`` clears an earlier rating), with reader, time and model.
-The case's image is named in ``case.json`` (``{"image": path, "modality": ...}``); an
-image that has no file (e.g. made in the Slicer scene) is saved into the case folder
-first, so a later training run can always open it.
+The case's image is named in ``case.json`` by
+:func:`lesion_core.feedback_cases.ensure_case_image` (re-exported here), so a later
+training run can always open it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .. import io as lesion_io
-from ..atomic import atomic_write
 from ..errors import FeedbackStoreError
 from ..feedback import CaseFeedback, FeedbackStore, Record
+from ..feedback_cases import CASE_IMAGE_FILE, ensure_case_image
 from ..synth.arwmc import REGIONS
-from ..volume import Volume
 from .data import RatingRow, parse_rows
 
 RATING_KIND = "wmh.rating"
 TOTAL = "total"
-CASE_IMAGE_FILE = "image.nii.gz"
 
 
 def check_rating(target: str, rating, source=None) -> int | None:
@@ -62,25 +59,6 @@ def standing_ratings(case: CaseFeedback) -> dict[str, int]:
             if r.payload.get("rating") is not None}
 
 
-def ensure_case_image(case: CaseFeedback, image: Volume | str | Path, modality: str) -> Path:
-    """Name the case's image in ``case.json``: a file path as is, a Volume without a file
-    saved as ``image.nii.gz`` in the case folder (atomically). Returns the image path."""
-    info = case.info()
-    if info.get("image") and Path(info["image"]).exists():
-        return Path(info["image"])
-    if isinstance(image, Volume):
-        source = Path(image.source) if image.source else None
-        if source is None or not source.is_file():
-            case.folder.mkdir(parents=True, exist_ok=True)
-            source = case.folder / CASE_IMAGE_FILE
-            atomic_write(source, lambda tmp: lesion_io.write_volume(image, tmp))
-        path = source
-    else:
-        path = Path(image)
-    case.write_info({**info, "image": str(path.resolve()), "modality": modality})
-    return path
-
-
 def rows_from_feedback(root: str | Path, modality: str = "FLAIR") -> list[RatingRow]:
     """Training rows from every case of a store that has standing ratings and an image
     of ``modality``; cases without ratings are left out."""
@@ -95,3 +73,7 @@ def rows_from_feedback(root: str | Path, modality: str = "FLAIR") -> list[Rating
         records.append({"subject": case_id, "image": info["image"],
                         "total": ratings.get(TOTAL), **{r: ratings.get(r) for r in REGIONS}})
     return parse_rows(records, source=Path(root))
+
+
+__all__ = ["CASE_IMAGE_FILE", "RATING_KIND", "TOTAL", "check_rating", "ensure_case_image",
+           "record_rating", "rows_from_feedback", "standing_ratings"]
