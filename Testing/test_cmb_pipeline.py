@@ -206,3 +206,12 @@ def test_cli_predict_writes_outputs_and_refuses_bad_input(cohort, tmp_path, caps
     assert main(["cmb", "predict", str(flat), "--model", str(model_dir), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and str(flat) in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_read_cohorts_takes_every_sequence_a_table_holds(cohort, tmp_path):
+    from lesion_core.cmb.fit import read_cohorts
+    table = cohort[0][0].image.parents[1] / "cmb_labels.csv"
+    rows = read_cohorts([table])
+    assert [r.sequence for r in rows] == ["SWI", "SWI"]
+    with pytest.raises(InvalidImageError, match="no T2star images"):
+        read_cohorts([table], ("T2star",))

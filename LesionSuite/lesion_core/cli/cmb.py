@@ -18,7 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import LesionSuiteError, ModelBundleError
+from ..errors import LesionSuiteError
+from .common import model_options, refuse_saved_model, shipped_or_given
 from .progress_bar import ProgressBar
 
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("predict", help="detect microbleeds on one SWI / T2* image")
     p.add_argument("image", help="SWI or T2*-GRE magnitude: NIfTI, NRRD or DICOM folder")
-    _model_options(p)
+    model_options(p)
     p.add_argument("--sequence", choices=("SWI", "T2star"), default="SWI",
                    help="what the image is (default %(default)s)")
     p.add_argument("--allow-modality-mismatch", action="store_true",
@@ -46,13 +47,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = commands.add_parser("train", help="train the three stages, or fine-tune from a "
                                           "reader's decisions")
     source = t.add_mutually_exclusive_group(required=True)
-    source.add_argument("--table", help="cohort table (cmb_labels.csv of `synth cmb`)")
+    source.add_argument("--table", action="append",
+                        help="cohort table (cmb_labels.csv of `synth cmb`); repeatable")
     source.add_argument("--feedback", metavar="STORE_DIR",
                         help="a feedback store with accept/reject/add decisions: fine-tunes "
                              "--init or the shipped model")
-    t.add_argument("--validation", help="cohort table for the thresholds (with --table)")
-    t.add_argument("--sequence", choices=("SWI", "T2star"), default="SWI")
-    t.add_argument("--init", metavar="MODEL_DIR", help="model to fine-tune (with --feedback)")
+    t.add_argument("--validation", action="append",
+                   help="cohort table for the thresholds (with --table); repeatable")
+    t.add_argument("--sequence", choices=("SWI", "T2star", "all"), default="all",
+                   help="with --table: train on this sequence's images (default: every "
+                        "sequence the tables hold; the model records which)")
+    t.add_argument("--init", metavar="MODEL_DIR",
+                   help="model to fine-tune (--feedback), or whose U-Net training goes on "
+                        "(--table)")
     t.add_argument("--stage1", action="store_true",
                    help="with --feedback: fine-tune the candidate U-Net too")
     t.add_argument("--steps", type=int, help="stage 1 steps (train) or fine-tune steps")
@@ -63,27 +70,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = commands.add_parser("evaluate", help="score a model on a cohort's truth")
     e.add_argument("table", help="cohort table (cmb_labels.csv)")
-    _model_options(e)
+    model_options(e)
     e.add_argument("--sequence", choices=("SWI", "T2star"), default="SWI")
     e.add_argument("--json", metavar="OUT", help="also write per-case results and the summary")
     e.set_defaults(run=run_evaluate)
-
-
-def _model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="DIR", help="model folder (default: the shipped one)")
-    parser.add_argument("--device", default="auto",
-                        help="auto, cpu, cuda, cuda:N or mps (default %(default)s)")
 
 
 def load_model(folder: str | None, device: str = "auto"):
     """The model to run (the shipped one by default), with a clear error when absent."""
     from ..cmb.model import default_model_folder, load_cmb_model
 
-    if folder is None and not default_model_folder().is_dir():
-        raise ModelBundleError("the shipped CMB model is not installed",
-                               "pass --model DIR (a model trained with `lesion-suite cmb "
-                               "train`)", source=default_model_folder())
-    return load_cmb_model(folder, device=device)
+    return shipped_or_given(folder, default_model_folder(), load_cmb_model, device, "CMB",
+                            "lesion-suite cmb train")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -113,14 +111,8 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_out(args: argparse.Namespace) -> None:
-    if (Path(args.out) / "metadata.json").exists() and not args.overwrite:
-        raise CMBCommandError("a model is already saved in this folder",
-                              "choose a new --out folder, or add --overwrite", args.out)
-
-
 def run_train(args: argparse.Namespace) -> int:
-    _check_out(args)
+    refuse_saved_model(args.out, args.overwrite, CMBCommandError)
     if args.table:
         return _train_all(args)
     from ..cmb.finetune import finetune_from_feedback
@@ -138,24 +130,28 @@ def run_train(args: argparse.Namespace) -> int:
 def _train_all(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..cmb.fit import CMBTrainConfig, fit_cmb, read_cohort
-    from ..cmb.model import save_cmb_model
+    from ..cmb.fit import CMBTrainConfig, fit_cmb, read_cohorts
+    from ..cmb.model import SEQUENCES, save_cmb_model
 
     if not args.validation:
         raise CMBCommandError("--table needs --validation (images that set the thresholds)",
                               "add --validation TABLE with other subjects than --table")
-    train, validation = read_cohort(args.table, args.sequence), read_cohort(args.validation, args.sequence)
+    sequences = SEQUENCES if args.sequence == "all" else (args.sequence,)
+    train, validation = read_cohorts(args.table, sequences), read_cohorts(args.validation, sequences)
+    init = load_model(args.init, "cpu").stage1 if args.init else None
     config = CMBTrainConfig()
     if args.steps:
         config = replace(config, stage1=replace(config.stage1, steps=args.steps))
     with ProgressBar(args, "cmb train") as progress:
-        networks, model_config, report = fit_cmb(train, validation, config, args.cache, progress)
+        networks, model_config, report = fit_cmb(train, validation, config, args.cache, progress,
+                                                 init_stage1=init)
     meta = save_cmb_model(args.out, networks["stage1"], networks["student"], networks["teacher"],
                           model_config, description="SHIVA-CMB-style candidate U-Net, student "
                           "discriminator distilled from a teacher, morphological clean-up",
-                          training={**report, "table": str(args.table),
-                                    "validation": str(args.validation),
-                                    "stage1_steps": config.stage1.steps},
+                          training={**report, "tables": [str(t) for t in args.table],
+                                    "validation": [str(t) for t in args.validation],
+                                    "stage1_steps": config.stage1.steps,
+                                    "stage1_initialised_from": args.init},
                           overwrite=args.overwrite)
     print(json.dumps(report["calibration"], indent=1))
     print(f"saved {meta.name} to {args.out}")

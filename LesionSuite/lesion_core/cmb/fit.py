@@ -98,6 +98,25 @@ def read_cohort(table: str | Path, sequence: str = "SWI") -> list[CohortRow]:
     return out
 
 
+def read_cohorts(tables, sequences=SEQUENCES) -> list[CohortRow]:
+    """Rows of every table for each of ``sequences`` it holds (a synthetic cohort holds
+    SWI or T2*-GRE subjects, or both)."""
+    rows = []
+    for table in tables:
+        found = []
+        for sequence in sequences:
+            try:
+                found += read_cohort(table, sequence)
+            except InvalidImageError:
+                continue
+        if not found:
+            raise InvalidImageError(f"the cohort table has no {' or '.join(sequences)} images "
+                                    "with CMB truth", "give a cmb_labels.csv that "
+                                    "'lesion-suite synth cmb' wrote", source=table)
+        rows += found
+    return rows
+
+
 def _prepare(args: tuple) -> TrainingVolume:
     row, config, cache = args
     path = None if cache is None else Path(cache) / f"{row.subject}_{row.sequence}.npz"
@@ -160,8 +179,10 @@ def stage2_examples(stage1: torch.nn.Module, volumes: list[TrainingVolume],
 
 def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
             config: CMBTrainConfig = CMBTrainConfig(), cache: str | Path | None = None,
-            progress: Progress | None = None) -> tuple[dict, CMBConfig, dict]:
-    """Train all three stages and calibrate them.
+            progress: Progress | None = None, init_stage1: torch.nn.Module | None = None
+            ) -> tuple[dict, CMBConfig, dict]:
+    """Train all three stages and calibrate them. ``init_stage1``: a U-Net to go on
+    training (a warm restart of its learning-rate schedule) instead of a fresh one.
 
     Returns ``(networks, model_config, report)``: networks ``{"stage1", "teacher",
     "student"}`` (eval mode), the :class:`.model.CMBConfig` to save with them, and a report
@@ -173,7 +194,8 @@ def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
     sequences = tuple(sorted({r.sequence for r in train}))
     progress.update(0.0, f"preparing {len(train)} training images")
     volumes = prepare_volumes(train, config.stage1.candidates, cache)
-    stage1, history1 = train_stage1(volumes, config.stage1, progress=progress.sub(0.1, 0.55))
+    stage1, history1 = train_stage1(volumes, config.stage1, init=init_stage1,
+                                    progress=progress.sub(0.1, 0.55))
     patches, labels = stage2_examples(stage1, volumes, config, progress.sub(0.55, 0.7))
     del volumes
     progress.update(0.7, f"teacher on {len(labels)} patches ({int(labels.sum())} bleeds)")
