@@ -158,28 +158,31 @@ def extract_candidates(probability: Volume, config: CandidateConfig = CandidateC
         ``(labels, candidates)``: ``labels`` an int32 volume on the probability's grid,
         0 = background and ``candidate.id`` on each candidate's voxels.
     """
-    prob = np.nan_to_num(np.asarray(probability.array, dtype=np.float64))
+    prob = np.nan_to_num(np.asarray(probability.array, dtype=np.float32))
     components, n = ndimage.label(prob >= config.threshold, structure=structure(26))
     labels = np.zeros(prob.shape, dtype=np.int32)
     if n == 0:
         return probability.with_array(labels), []
-    ids = np.arange(1, n + 1)
-    counts = np.bincount(components.ravel(), minlength=n + 1)[1:]
-    peak = ndimage.maximum(prob, components, ids)
-    mean = ndimage.mean(prob, components, ids)
-    # The weighted centroid follows the network's confidence inside a blurry component.
-    centres = np.asarray(ndimage.center_of_mass(prob, components, ids)).reshape(-1, 3)
-    slices = ndimage.find_objects(components)
-    keep = [i for i in range(n) if counts[i] >= config.min_voxels]
-    order = sorted(keep, key=lambda i: (-peak[i], -counts[i], i))
-    relabel = np.zeros(n + 1, dtype=np.int32)
+    # Per-component figures inside each bounding box: the label-wide ndimage reductions
+    # sort the whole volume, which costs seconds on a 1 mm head.
+    facts = []
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        inside = components[box] == index
+        count = int(inside.sum())
+        if count < config.min_voxels:
+            continue
+        values = prob[box][inside].astype(np.float64)
+        # The weighted centroid follows the network's confidence inside a blurry component.
+        local = np.argwhere(inside) + [s.start for s in box]
+        centre = (local * values[:, None]).sum(axis=0) / values.sum()
+        facts.append((index, float(values.max()), float(values.mean()), count, centre, box, inside))
+    facts.sort(key=lambda f: (-f[1], -f[3], f[0]))
     candidates = []
-    for new_id, i in enumerate(order, start=1):
-        relabel[i + 1] = new_id
-        shape = component_shape(components[slices[i]] == i + 1, probability.spacing)
+    for new_id, (index, peak, mean, count, centre, box, inside) in enumerate(facts, start=1):
+        labels[box][inside] = new_id
+        shape = component_shape(inside, probability.spacing)
         candidates.append(Candidate(
-            id=new_id, probability=float(peak[i]), mean_probability=float(mean[i]),
-            centre_ras=tuple(float(c) for c in probability.voxel_to_ras(centres[i])),
+            id=new_id, probability=peak, mean_probability=mean,
+            centre_ras=tuple(float(c) for c in probability.voxel_to_ras(centre)),
             volume_mm3=shape.volume_mm3, diameter_mm=shape.diameter_mm, voxels=shape.voxels))
-    labels = relabel[components]
     return probability.with_array(labels, kind="cmb_candidates"), candidates

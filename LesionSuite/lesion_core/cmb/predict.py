@@ -104,6 +104,20 @@ def _locate(image: Volume, centres: np.ndarray, pre: Volume) -> tuple[list, list
     return [str(c) for c in category], [str(r) for r in region], air
 
 
+def _air_distance(air: np.ndarray | None, spacing, reach_mm: float) -> np.ndarray | None:
+    """Distance (mm) to the nearest air voxel, computed only in the air's bounding box
+    grown by ``reach_mm`` + 2 mm (the rule looks no further); ``inf`` elsewhere."""
+    found = ndimage.find_objects(np.asarray(air, np.uint8)) if air is not None else []
+    if not found:
+        return None
+    margin = np.ceil((reach_mm + 2.0) / np.asarray(spacing)).astype(int)
+    box = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
+                for s, m, n in zip(found[0], margin, air.shape))
+    distance = np.full(air.shape, np.inf, np.float32)
+    distance[box] = ndimage.distance_transform_edt(~air[box], sampling=spacing)
+    return distance
+
+
 def _on_image_grid(labels_1mm: Volume, keep: list[int], centres: np.ndarray, image: Volume
                    ) -> Volume:
     """Candidate labels ``keep`` resampled (nearest) to ``image``'s grid; a candidate too
@@ -158,8 +172,7 @@ def predict_cmb(image: Volume, model: CMBModel, sequence: str = "SWI",
     progress.update(0.7, "locating")
     categories, regions, air = (_locate(image, centres, pre) if locate else
                                 (["unknown"] * len(centres), [""] * len(centres), None))
-    air_distance = (ndimage.distance_transform_edt(~air, sampling=pre.spacing)
-                    if air is not None and air.any() else None)
+    air_distance = _air_distance(air, pre.spacing, config.cleanup.min_air_distance_mm)
     progress.update(0.85, "stage 3: clean-up")
     results, boxes = [], ndimage.find_objects(labels.array)
     for index, candidate in enumerate(candidates):

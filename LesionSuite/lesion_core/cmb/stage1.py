@@ -18,9 +18,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch.nn import functional as F
 
-from ..baselines.masks import dilate_mm
 from ..progress import Progress, ensure_progress
 from ..volume import Volume
 from .candidates import CandidateConfig, normalised_input
@@ -212,17 +212,20 @@ def stage1_probability(net: torch.nn.Module, image: Volume, brain: np.ndarray,
                        config: Stage1Config = Stage1Config()) -> Volume:
     """Microbleed probability on the grid of ``image`` (the preprocessed 1 mm volume).
 
-    Only the box around ``brain`` (bool, same grid, dilated 4 mm) is run through the
+    Only the box around ``brain`` (bool, same grid) grown by 4 mm is run through the
     network, in ``inference_roi``^3 tiles with 25 % overlap blended by a Gaussian; voxels
     outside that box get 0.
     """
     from monai.inferers import sliding_window_inference
 
     probability = np.zeros(image.shape, np.float32)
-    region = dilate_mm(np.asarray(brain, bool), 4.0, image.spacing)
-    if not region.any():
+    found = ndimage.find_objects(np.asarray(brain, np.uint8))
+    if not found:
         return image.with_array(probability, kind="cmb_probability")
-    box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(region))
+    # The brain's bounding box grown by 4 mm (a dilated mask would cost a distance map).
+    margin = np.ceil(4.0 / np.asarray(image.spacing)).astype(int)
+    box = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
+                for s, m, n in zip(found[0], margin, image.shape))
     tensor = torch.from_numpy(np.ascontiguousarray(image.array[box], np.float32))[None, None]
     device = next(net.parameters()).device
     was_training = net.training
