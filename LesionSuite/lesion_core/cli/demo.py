@@ -3,10 +3,11 @@
 The demo runs every pipeline that exists. Today that is, for one synthetic subject of
 each kind (FLAIR + T1 with WMH, SWI with microbleeds, CT with haemorrhage): generate it
 with its ground truth, run the task's classical baseline and the shipped learned models
-(WMH: DualTasker on FLAIR with ARWMC ratings, and the T1 mode), score them with the
-papers' metrics, and write images, label maps and a report. Then the bundled real T1
-(validate, reorient, resample, T1-mode WMH with volumes per zone), and a reader's
-rating in a feedback store. The other learned models join here as their issues land.
+(WMH: DualTasker on FLAIR with ARWMC ratings, and the T1 mode; CMB: the three-stage
+detector), score them with the papers' metrics, and write images, label maps and a
+report. Then the bundled real T1 (validate, reorient, resample, T1-mode WMH with volumes
+per zone), a reader's ARWMC rating and a reader's accept/reject/add decisions on the
+microbleed candidates in a feedback store. ICH joins here when its issue lands.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
 
 from ..feedback import FeedbackStore
 from ..io import read_volume, write_volume
@@ -63,14 +66,58 @@ def _wmh_step(subject) -> tuple[dict, dict]:
 
 
 def _cmb_step(subject) -> tuple[dict, dict]:
+    """LoG baseline, then the shipped three-stage detector; each candidate with the
+    decision a reader who knows the truth would make (accept within 5 mm of a true
+    microbleed, else reject; add what no candidate found)."""
     from ..baselines import detect_cmb_log
+    from ..cmb.evaluate import case_counts, true_centres
+    from ..cmb.model import load_cmb_model
+    from ..cmb.predict import prediction_json, predict_cmb
     from ..metrics import detect_by_overlap
     name = subject.primary_modality
+    truth = subject.labels[name]["cmb"]
     predicted, candidates = detect_cmb_log(subject.images[name])
-    counts = detect_by_overlap(predicted.array, subject.labels[name]["cmb"].array, relabel=False)
-    return {"cmb_baseline": predicted}, {
-        "cmb_count_truth": subject.targets["cmb_count"], "candidates": len(candidates),
-        "tp": counts.tp, "fp": counts.fp, "fn": counts.fn, "sensitivity": counts.sensitivity}
+    counts = detect_by_overlap(predicted.array, truth.array, relabel=False)
+    model = load_cmb_model()
+    result = predict_cmb(subject.images[name], model, name, allow_other_sequence=True)
+    stages = {stage: c.as_dict() for stage, c in case_counts(result, truth).items()}
+    centres = true_centres(truth)
+    document = prediction_json(result)
+    for c in document["candidates"]:
+        near = len(centres) and float(np.min(np.linalg.norm(centres - c["centre_ras"], axis=1))) <= 5
+        c["reader_decision"] = ("accept" if near else "reject") if (
+            c["kept"] or c["dropped_by"] == "stage2") else None
+    return {"cmb_baseline": predicted, "cmb_detector": result.labels}, {
+        "cmb_count_truth": subject.targets["cmb_count"], "baseline_candidates": len(candidates),
+        "baseline_tp": counts.tp, "baseline_fp": counts.fp, "baseline_sensitivity": counts.sensitivity,
+        "detector_kept": len(result.kept), "detector_candidates": len(result.candidates),
+        "detector_tp": stages["all stages"]["tp"], "detector_fp": stages["all stages"]["fp"],
+        "detector_by_stage": stages, "detector_output": document,
+        "true_centres_ras": centres.round(1).tolist()}
+
+
+def _cmb_decisions(report: dict, out: Path) -> dict:
+    """Write the demo reader's CMB decisions to the feedback store, as the Slicer module
+    does; `lesion-suite cmb train --feedback` reads them."""
+    from ..cmb.reader_decisions import record_decision
+    from ..feedback_cases import ensure_case_image
+    cmb = report["cmb"]
+    case = FeedbackStore(out / "feedback").case("demo_cmb")
+    ensure_case_image(case, out / "synthetic" / cmb["subject"] / "swi.nii.gz", "SWI")
+    made = {"accept": 0, "reject": 0, "add": 0}
+    model = cmb["detector_output"]["model"]
+    for c in cmb["detector_output"]["candidates"]:
+        if c["reader_decision"]:
+            record_decision(case, c["reader_decision"], c["centre_ras"], c, reader="demo",
+                            model_id=model["name"], model_version=model["version"])
+            made[c["reader_decision"]] += 1
+    accepted = [c["centre_ras"] for c in cmb["detector_output"]["candidates"]
+                if c["reader_decision"] == "accept"]
+    for centre in cmb["true_centres_ras"]:
+        if not accepted or min(np.linalg.norm(np.subtract(accepted, centre), axis=1)) > 5:
+            record_decision(case, "add", centre, diameter_mm=3.0, reader="demo")
+            made["add"] += 1
+    return made
 
 
 def _ich_step(subject) -> tuple[dict, dict]:
@@ -112,9 +159,11 @@ def run(args: argparse.Namespace) -> int:
     with ProgressBar(args, "demo") as progress:
         for index, (kind, step) in enumerate(_STEPS.items()):
             progress.update(index / 4, f"{kind}: generating a synthetic subject")
-            config = SubjectConfig(kind=kind, anatomy=AnatomyConfig(spacing_mm=args.spacing),
+            # The CMB model is trained on SWI of 1.5 mm anatomy: its demo subject matches.
+            spacing = min(args.spacing, 1.5) if kind == "cmb" else args.spacing
+            config = SubjectConfig(kind=kind, anatomy=AnatomyConfig(spacing_mm=spacing),
                                    severity=0.6 if kind != "cmb" else None, lesion_count=8,
-                                   ich_probability=1.0)
+                                   ich_probability=1.0, swi_variant="SWI")
             subject = make_subject(DEMO_SEED, config)
             save_subject(subject, out / "synthetic")
             progress.update((index + 0.5) / 4, f"{kind}: running the baseline")
@@ -130,23 +179,31 @@ def run(args: argparse.Namespace) -> int:
                              **_real_t1_wmh(volume, out / "real_t1_wmh")}
         # A reader corrects one regional rating: written at once to the feedback store,
         # where `lesion-suite wmh train --feedback` finds it.
-        from ..wmh.reader_ratings import ensure_case_image, record_rating
+        from ..feedback_cases import ensure_case_image
+        from ..wmh.reader_ratings import record_rating
         case = FeedbackStore(out / "feedback").case("demo_wmh")
         ensure_case_image(case, out / "synthetic" / report["wmh"]["subject"] / "flair.nii.gz",
                           "FLAIR")
         record_rating(case, "frontal_left", report["wmh"]["arwmc_levels_truth"]["frontal_left"],
                       reader="demo", model_id="wmh_flair_dualtasker", model_version="demo")
+        report["cmb"]["reader_decisions"] = _cmb_decisions(report, out)
         (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
         progress.update(1.0, "done")
     for kind in _STEPS:
         shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in report[kind].items()
-                          if k != "subject" and not isinstance(v, dict))
+                          if k != "subject" and not isinstance(v, (dict, list)))
         print(f"{kind} ({report[kind]['subject']}): {shown}")
     wmh = report["wmh"]
     print("wmh ARWMC per region (truth / DualTasker): " + ", ".join(
         f"{r} {wmh['arwmc_levels_truth'][r]}/{wmh['arwmc_levels_dualtasker'][r]}"
         for r in wmh["arwmc_levels_truth"]))
+    print("cmb candidates (id, stage 1 p, stage 2 p, kept / dropped by, location, reader):")
+    for c in report["cmb"]["detector_output"]["candidates"]:
+        status = "kept" if c["kept"] else f"dropped by {c['dropped_by']} ({c['reason']})"
+        print(f"  #{c['id']:>3} p1 {c['stage1_probability']:.2f} p2 {c['stage2_probability']:.2f}"
+              f" {status:<34} {c['location']}/{c['region']:<22} {c['reader_decision'] or '-'}")
+    print(f"cmb reader decisions in the store: {report['cmb']['reader_decisions']}")
     real = report["real_t1"]
     print(f"real T1: {volume.orientation} {volume.shape}, brain {real['brain_ml']:.0f} mL, "
           f"T1-mode WMH {real['wmh_ml_t1_mode']:.1f} mL -> {real['outputs']}")
