@@ -1,17 +1,40 @@
-"""ICH WeakSeg: intracranial haemorrhage on CT (weakly supervised).
+"""ICH WeakSeg: intracranial haemorrhage on non-contrast CT, learned from image-level labels,
+with its class activation map and the reader's slice labels.
 
-The weakly supervised ICH segmentation pipeline is not in this version of LesionSuite yet; this module only has its
-place in the Slicer GUI (an input selector and a status line) and runs nothing.
+The logic is :class:`ICHWeakSegLib.logic.ICHWeakSegLogic` (no Qt, tested without the
+application) and the slice review :class:`ICHWeakSegLib.review.ICHSliceReview`; this file
+holds the Qt parts only: the panel, a timer polling the child processes (through
+:class:`LesionSuiteGUI.task_widget.TaskWidgetMixin`) and the buttons, all forwarding to
+the logic and the review.
 """
 
+from typing import Annotated
+
 import slicer
+from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
+
+from LesionSuiteGUI.task_widget import TaskWidgetMixin
+from ICHWeakSegLib.logic import DEFAULT_CAM_OPACITY, ICHWeakSegLogic, default_feedback_root
+
+__all__ = ["ICHWeakSeg", "ICHWeakSegLogic", "ICHWeakSegParameterNode", "ICHWeakSegTest",
+           "ICHWeakSegWidget"]
+
+#: Per-user choices kept in the application settings, not in the scene.
+SETTINGS_PREFIX = "LesionSuite/ICHWeakSeg/"
+#: Subtype key -> its check box in the .ui.
+SUBTYPE_CHECKBOXES = (("intraparenchymal", "intraparenchymalCheckBox"),
+                      ("intraventricular", "intraventricularCheckBox"),
+                      ("subarachnoid", "subarachnoidCheckBox"),
+                      ("subdural", "subduralCheckBox"), ("epidural", "epiduralCheckBox"))
 
 
 class ICHWeakSeg(ScriptedLoadableModule):
@@ -22,18 +45,50 @@ class ICHWeakSeg(ScriptedLoadableModule):
         self.parent.dependencies = ["LesionSuite"]
         self.parent.contributors = ["LesionSuite contributors"]
         self.parent.helpText = _(
-            "This module will provide intracranial haemorrhage (ICH) segmentation on non-contrast "
-            "CT learned from image-level labels only: class activation maps from a classifier "
-            "that looks at neighbouring slices, refined into pseudo-masks that train a "
-            "segmentation network. The weakly supervised ICH segmentation pipeline is not "
-            "available yet in this version of LesionSuite: the module shows only an input "
-            "selector and runs nothing.")
+            "Intracranial haemorrhage (ICH) segmentation on non-contrast head CT, learned "
+            "from image-level labels only: a slice classifier that reads neighbouring slices "
+            "gives class activation maps, refined into pseudo-masks that train a "
+            "segmentation network. Apply gives the segmentation (one segment per subtype), "
+            "the activation map as an overlay and a table with one row per slice. Click a "
+            "row to go to the slice; mark it Haemorrhage (with subtypes) or No haemorrhage: "
+            "each label is saved at once in the labels folder, and 'Retrain classifier from "
+            "my labels' fine-tunes a copy of the model from them in the background. Edit the "
+            "segmentation in the Segment Editor and save it as your reader label; a re-run "
+            "never overwrites it. The shipped model is trained on synthetic images only and "
+            "is not for clinical use.")
         self.parent.acknowledgementText = _(
-            "Part of the LesionSuite extension; see the LesionSuite module for dependencies, "
-            "compute device and installed models.")
+            "Weakly supervised ICH segmentation after Ramananda and Sundaresan (Medical "
+            "Physics 2025). Part of the LesionSuite extension; see the LesionSuite module "
+            "for dependencies, device and installed models.")
 
 
-class ICHWeakSegWidget(ScriptedLoadableModuleWidget):
+@parameterNodeWrapper
+class ICHWeakSegParameterNode:
+    """
+    inputVolume - the non-contrast head CT (Hounsfield units).
+    camOpacity - opacity of the activation map over the CT (0-1).
+    camThreshold - activation below this (0-1) is not drawn.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    camOpacity: Annotated[float, WithinRange(0.0, 1.0)] = DEFAULT_CAM_OPACITY
+    camThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
+
+
+class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    settingsPrefix = SETTINGS_PREFIX
+    parameterNodeClass = ICHWeakSegParameterNode
+    taskName = _("ICH segmentation")
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.initTaskWidget()   # self._result: ICHResultNodes; self._review: ICHSliceReview
+        self._camShown = None   # (opacity, threshold) last applied to the result's CAM
+
+    def defaultFeedbackRoot(self):
+        return default_feedback_root()
+
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ICHWeakSeg.ui"))
@@ -41,17 +96,211 @@ class ICHWeakSegWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
+        self.logic = ICHWeakSegLogic()
+        self.setupTaskWidget()
+        for name, slot in (("applyButton", self.onApply),
+                           ("markHaemorrhageButton", self.onMarkHaemorrhage),
+                           ("markNoHaemorrhageButton", self.onMarkNoHaemorrhage),
+                           ("undoButton", self.onUndo), ("saveMaskButton", self.onSaveMask),
+                           ("trainButton", self.onTrain)):
+            getattr(self.ui, name).connect("clicked(bool)", slot)
+        self.ui.slicesTableView.connect("clicked(QModelIndex)", self.onRowClicked)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.cleanupTaskWidget()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        self.setParameterNode(None)
+
+    def onResultCleared(self) -> None:
+        self.showReview()
+
+    def updateButtons(self, caller=None, event=None) -> None:
+        parameters, review, busy = self._parameterNode, self._review, self._busy()
+        self.ui.applyButton.enabled = bool(parameters and parameters.inputVolume) and not busy
+        self.ui.cancelButton.enabled = busy
+        self.ui.trainButton.enabled = not busy
+        current = bool(review and review.current is not None)
+        self.ui.markHaemorrhageButton.enabled = current
+        self.ui.markNoHaemorrhageButton.enabled = current
+        self.ui.undoButton.enabled = bool(review and review.can_undo)
+        self.ui.saveMaskButton.enabled = review is not None
+        result = self._result
+        if result is None or parameters is None or result.cam.GetScene() is None:
+            return
+        wanted = (parameters.camOpacity, parameters.camThreshold)
+        if wanted != self._camShown:  # only on a change: the reader may set other layers
+            self.logic.show_cam(result, wanted[0])
+            self.logic.set_cam_threshold(result, wanted[1])
+            self._camShown = wanted
+
+    # ---------------------------------------------------------------- apply
+    def onApply(self) -> None:
+        review = self._review
+        if review is not None and review.has_unsaved_edits() and slicer.util.confirmYesNoDisplay(
+                _("You edited the segmentation. Save it as your reader label before the "
+                  "re-run? (A re-run replaces the segmentation shown; a saved one is kept "
+                  "and shown again.)")):
+            self.onSaveMask()
+        parameters = self._parameterNode
+        self.startPrediction(lambda device: self.logic.start_prediction(
+            parameters.inputVolume, self._modelFolder(), device=device,
+            feedback_root=self._feedbackFolder()))
+
+    def onPredictionFinished(self, result) -> None:
+        self._camShown = None
+        self._parameterNode.camThreshold = self.logic.cam_threshold(result)
+        self.updateButtons()  # shows the CAM over the CT
+        slicer.util.resetSliceViews()
+        self._review = None
+        with slicer.util.tryWithErrorDisplay(_("Cannot open your labels of this case.")):
+            self._review = self.logic.open_review(result, self._feedbackFolder(),
+                                                  reader=self._reader())
+        self.showReview(jump=True)
+
+    # ---------------------------------------------------------------- review
+    def showReview(self, jump: bool = False) -> None:
+        """Show the table, select the current row, tick the current label's subtypes."""
+        review, result = self._review, self._result
+        self.ui.slicesTableView.setMRMLTableNode(result.table if result is not None else None)
+        if result is None or review is None:
+            self.ui.resultSummaryLabel.text = _("Apply to see the result.")
+            self.ui.caseLabel.text = ""
+            self.updateButtons()
+            return
+        summary, counts = result.summary, review.counts()
+        self.ui.resultSummaryLabel.text = _(
+            "Haemorrhage {present} (scan probability {p:.2f}); subtypes: {subtypes}; "
+            "{ml:.2f} mL. {predicted} of {slices} slices predicted positive. Your labels: "
+            "{labelled} slices ({haemorrhage} haemorrhage, {no_haemorrhage} none, "
+            "{disagree} differ from the model). Model: {model} {version}.").format(
+            present=_("present") if summary.get("present") else _("absent"),
+            p=float(summary.get("scan_probability", 0.0)),
+            subtypes=", ".join(summary.get("subtypes") or []) or "-",
+            ml=float(summary.get("volume_ml", 0.0)), model=result.model_id,
+            version=result.model_version, **counts)
+        text = _("Case {case}.").format(case=review.case_id)
+        if result.reader_mask_version is not None:
+            text += " " + _("Showing your saved mask (version {n}); the model's result is "
+                            "kept hidden beside it.").format(n=result.reader_mask_version)
+        if review.skipped_lines:
+            text += " " + _("{n} damaged line(s) of the labels file were skipped.").format(
+                n=len(review.skipped_lines))
+        self.ui.caseLabel.text = text
+        if review.current is not None:
+            self.ui.slicesTableView.selectRow(review.current)
+        label = review.current_label
+        for key, name in SUBTYPE_CHECKBOXES:
+            getattr(self.ui, name).checked = bool(label and key in label.subtypes)
+        self.updateButtons()
+        if jump:
+            self._jump()
+
+    def _jump(self) -> None:
+        position = self._review.jump_position() if self._review is not None else None
+        if position is not None:
+            slicer.modules.markups.logic().JumpSlicesToLocation(*position, True)
+
+    def _act(self, method: str, *args, jump: bool = False) -> None:
+        """Forward a click to the review (``method`` of ICHSliceReview), then redraw."""
+        if self._review is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("The label was not saved.")):
+            getattr(self._review, method)(*args)
+        self.showReview(jump=jump)
+
+    def onRowClicked(self, index) -> None:
+        self._act("select", index.row(), jump=True)
+
+    def onMarkHaemorrhage(self) -> None:
+        self._act("mark_haemorrhage", [key for key, name in SUBTYPE_CHECKBOXES
+                                       if getattr(self.ui, name).checked])
+
+    def onMarkNoHaemorrhage(self) -> None:
+        self._act("mark_no_haemorrhage")
+
+    def onUndo(self) -> None:
+        self._act("undo")
+
+    def onSaveMask(self) -> None:
+        if self._review is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Your segmentation was not saved.")):
+            record = self._review.save_reader_mask()
+            self.ui.statusLabel.text = _("Saved as your reader mask, version {n}.").format(
+                n=record.payload["version"])
+        self.showReview()
+
+    # ---------------------------------------------------------------- training
+    def onTrain(self) -> None:
+        self.startTraining(lambda: self.logic.start_training(
+            self._feedbackFolder(), self._modelFolder()),
+            _("Retraining the classifier from your labels..."))
+
 
 class ICHWeakSegTest(ScriptedLoadableModuleTest):
+    """Runs in Slicer (Developer mode: Reload and Test): the panel, then a review round trip
+    on hand-made outputs (no network needed)."""
+
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
         self.test_module_loads()
+        self.setUp()
+        self.test_review_round_trip()
 
     def test_module_loads(self):
         self.assertTrue(hasattr(slicer.modules, "ichweakseg"))
         widget = slicer.util.getModuleWidget("ICHWeakSeg")
-        self.assertIn("not available yet", widget.ui.statusLabel.text)
         self.assertEqual(list(widget.ui.inputSelector.nodeTypes), ["vtkMRMLScalarVolumeNode"])
+        parameters = ICHWeakSegParameterNode(ICHWeakSegLogic().getParameterNode())
+        self.assertAlmostEqual(parameters.camOpacity, DEFAULT_CAM_OPACITY)
+
+    def test_review_round_trip(self):
+        import tempfile
+
+        import numpy as np
+
+        from ICHWeakSegLib.outputs import ICHOutputs
+        from LesionSuiteLib.mrml_bridge import node_ijk_to_ras, volume_to_node
+        from lesion_core.ich.reader_labels import latest_reader_mask
+        from lesion_core.volume import Volume
+
+        ct = Volume(np.full((32, 32, 8), 35.0, np.float32), np.diag([0.9, 0.9, 5.0, 1.0]))
+        ct.array[:2] = -1000.0
+        labels = np.zeros(ct.shape, np.uint8)
+        labels[10:14, 10:14, 3:5] = 4
+        slices = [{"slice": k, "probability": 0.9 if k in (3, 4) else 0.1,
+                   "present": k in (3, 4), "intraparenchymal": 0.1, "intraventricular": 0.1,
+                   "subarachnoid": 0.1, "subdural": 0.8 if k in (3, 4) else 0.1,
+                   "epidural": 0.1, "area_mm2": 12.96 if k in (3, 4) else 0.0}
+                  for k in range(8)]
+        summary = {"model": {"name": "self-test", "version": "0"}, "slice_axis": 2,
+                   "present": True, "scan_probability": 0.9, "subtypes": ["subdural"],
+                   "volume_ml": 0.13, "thresholds": {"cam": 0.3}}
+        node = volume_to_node(slicer.mrmlScene, ct, "SelfTestCT")
+        outputs = ICHOutputs.from_parts(summary, ct.with_array(labels),
+                                        ct.with_array((labels > 0).astype(np.float32)), slices)
+        logic = ICHWeakSegLogic()
+        result = logic.add_result_nodes(node, outputs)
+        np.testing.assert_array_equal(node_ijk_to_ras(result.cam), node_ijk_to_ras(node))
+        self.assertEqual(result.segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        self.assertEqual(result.table.GetNumberOfRows(), 8)
+        with tempfile.TemporaryDirectory() as folder:
+            review = logic.open_review(result, folder, reader="self-test")
+            review.select(3)
+            review.mark_haemorrhage(["subdural"])
+            review.mark_no_haemorrhage(row=0)
+            review.undo()
+            self.assertEqual(sorted(review.labels), [3])
+            self.assertEqual(review.save_reader_mask().payload["version"], 1)
+            self.assertEqual(latest_reader_mask(review.case).meta["version"], 1)
+            reopened = logic.open_review(result, folder)
+            self.assertEqual(reopened.labels[3].subtypes, ("subdural",))
+        logic.remove_result_nodes(result)

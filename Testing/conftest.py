@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Task modules' Lib packages (e.g. WMHDualTaskerLib) are imported from their module folder,
 # which Slicer puts on sys.path; LesionSuite's own folder is on it through the install.
-for _module in ("WMHDualTasker", "CMBDetector"):
+for _module in ("WMHDualTasker", "CMBDetector", "ICHWeakSeg"):
     if str(REPO / _module) not in sys.path:
         sys.path.append(str(REPO / _module))
 

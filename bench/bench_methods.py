@@ -211,3 +211,84 @@ def _ich_threshold(case) -> Prediction:
     # component); slice score: predicted area (mm^2), positive from 1 mm^2.
     return Prediction(labels=mask, scan_score=float(mask.meta["volume_ml"]), scan_threshold=0.1,
                       slice_scores=slice_areas_mm2(mask, axis), slice_threshold=1.0)
+
+
+# ------------------------------------------------------------------ ICHWeakSeg
+@lru_cache(maxsize=None)
+def _ich_model(folder: str | None = None):
+    from lesion_core.ich.model import load_ich_model
+    return load_ich_model(folder)
+
+
+def _ich_prediction(case, result, labels: Volume) -> Prediction:
+    """Scores of an ICH prediction: scan = pooled classifier probability; slices = the
+    classifier's probability per CT slice (the mask's area where the case's slice axis
+    is not the CT's axial one)."""
+    axis = int(case.acquisition.get("CT", {}).get("slice_axis", result.slice_axis))
+    if axis == result.slice_axis:
+        slices = result.slice_probabilities[:, 0].astype(np.float64)
+    else:
+        from lesion_core.baselines import slice_areas_mm2
+        slices = slice_areas_mm2(labels, axis)
+    return Prediction(labels=labels, scan_score=result.scan_probability,
+                      scan_threshold=result.thresholds.scan, slice_scores=slices,
+                      slice_threshold=result.thresholds.slice if axis == result.slice_axis else 1.0,
+                      extra={"subtypes": result.subtypes, "volume_ml": result.volume_ml,
+                             "combination": result.combination})
+
+
+def _ich_stage(case, stage: str) -> Prediction:
+    """One stage of the shipped ICHWeakSeg model (lesion_core.ich.predict.STAGES), each
+    post-processed and subtyped as the final mask is; ``"final"``: the shipped output."""
+    from lesion_core.ich.predict import label_components, predict_ich
+    model, ct = _ich_model(), case.images["CT"]
+    result = predict_ich(ct, model, stages=stage != "final")
+    if stage == "final":
+        return _ich_prediction(case, result, result.labels)
+    labels, _ = label_components(result.stages[stage], result.slice_probabilities[:, 1:],
+                                 result.slice_axis, result.thresholds, ct.voxel_volume_ml,
+                                 ct.spacing, model.config.refine.min_volume_ml)
+    return _ich_prediction(case, result, ct.with_array(labels))
+
+
+@register("ich_cam", kind="ich",
+          description="ICHWeakSeg, class activation map alone (Grad-CAM through the GRU, "
+                      "normalised, >= its threshold)")
+def _ich_cam(case) -> Prediction:
+    return _ich_stage(case, "cam")
+
+
+@register("ich_pseudo_masks", kind="ich",
+          description="ICHWeakSeg, CAM refined in HU (Gaussian mixture, morphology): the "
+                      "pseudo-masks the segmenter learns from, made on the test scan")
+def _ich_pseudo_masks(case) -> Prediction:
+    return _ich_stage(case, "pseudo_mask")
+
+
+@register("ich_weakseg", kind="ich",
+          description="ICHWeakSeg, shipped model: 2.5D U-Net trained on pseudo-masks from "
+                      "image-level labels only (final output)")
+def _ich_weakseg(case) -> Prediction:
+    return _ich_stage(case, "final")
+
+
+@register("ich_supervised_lowdata", kind="ich",
+          description="fully supervised low-data reference: the same 2.5D U-Net trained on "
+                      "voxel labels of 8 subjects (bench/ich_data_fraction.py; not shipped)")
+def _ich_supervised_lowdata(case) -> Prediction:
+    from lesion_core.ich.model import ICHThresholds
+    from lesion_core.ich.predict import label_components, segmenter_mask
+    from lesion_core.ich.preprocess import preprocess
+    model, ct = _ich_model(str(REFERENCE_MODELS / "ich_supervised_lowdata")), case.images["CT"]
+    stack = preprocess(ct, model.config)
+    no_subtypes = np.zeros((ct.shape[stack.input_axis], 5), np.float32)
+    labels, _ = label_components(segmenter_mask(model, stack), no_subtypes, stack.input_axis,
+                                 ICHThresholds(), ct.voxel_volume_ml, ct.spacing,
+                                 model.config.refine.min_volume_ml)
+    mask = ct.with_array(labels)
+    axis = int(case.acquisition.get("CT", {}).get("slice_axis", stack.input_axis))
+    from lesion_core.baselines import slice_areas_mm2
+    # No classifier: scored like the HU baseline (volume in mL, area in mm^2).
+    volume = float((labels > 0).sum()) * ct.voxel_volume_ml
+    return Prediction(labels=mask, scan_score=volume, scan_threshold=0.1,
+                      slice_scores=slice_areas_mm2(mask, axis), slice_threshold=1.0)

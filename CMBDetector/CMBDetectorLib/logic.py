@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lesion_core.errors import InvalidImageError, OperationCancelled
+from lesion_core.errors import InvalidImageError
 from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
 from LesionSuiteLib import predictions
@@ -162,26 +162,9 @@ class CMBDetectorLogic(_LogicBase or _HeadlessLogicBase):
         progress lines; its ``cancel()`` stops the child (``OperationCancelled``).
         ``timeout``: seconds before the child is cancelled (None: no limit).
         """
-        import time
-
         job = self.start_prediction(input_volume_node, model_folder, modality,
                                     allow_modality_mismatch, device)
-        started = time.monotonic()
-        try:
-            while not job.done:
-                fraction, message = job.poll()
-                if progress is not None:
-                    progress.update(fraction, message)
-                    if progress.cancelled:
-                        job.cancel()
-                if timeout is not None and time.monotonic() - started > timeout:
-                    job.cancel()
-                    raise OperationCancelled(f"the CMB prediction ran over {timeout} s")
-                time.sleep(0.05)
-        except BaseException:
-            job.cleanup()
-            raise
-        return self.finish_prediction(job)
+        return predictions.run_to_end(job, self.finish_prediction, progress, timeout)
 
     def load_results(self, input_volume_node, folder: str | Path) -> CMBResultNodes:
         """Add the nodes of a ``lesion-suite cmb predict`` output folder made earlier from

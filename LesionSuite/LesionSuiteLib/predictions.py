@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -66,6 +68,12 @@ class SummaryFacts:
         return str(self.summary.get("modality", ""))
 
 
+def file_stem(name: str) -> str:
+    """A node name made safe as the start of a file name (letters, digits, ``-_.``)."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
+    return stem or "volume"
+
+
 def read_on_grid(path: str | Path, grid: Volume) -> Volume:
     """An output image read from ``path`` and put back on ``grid`` (the input image)
     exactly: NIfTI keeps the affine in float32, and outputs must share the input's
@@ -73,13 +81,19 @@ def read_on_grid(path: str | Path, grid: Volume) -> Volume:
     another grid (outputs made from another image)."""
     from lesion_core import io as lesion_io
 
-    volume = lesion_io.read_volume(path)
+    return put_on_grid(lesion_io.read_volume(path), grid, path)
+
+
+def put_on_grid(volume: Volume, grid: Volume, source=None) -> Volume:
+    """``volume``'s voxels with ``grid``'s geometry exactly, when both lie on the same grid
+    (shape equal, affines within :data:`GRID_TOLERANCE_MM`); ``InvalidImageError`` naming
+    ``source`` otherwise. For images that went through a NIfTI file (float32 affine)."""
     if volume.shape[:3] != grid.shape[:3] or not np.allclose(
             volume.affine, grid.affine, rtol=0, atol=GRID_TOLERANCE_MM):
         raise InvalidImageError(f"this output lies on another voxel grid than the input "
                                 f"({volume.shape[:3]} vs {grid.shape[:3]})",
                                 "Use the outputs computed from this very image, or run the "
-                                "prediction on it again", source=path)
+                                "prediction on it again", source=source)
     return grid.with_array(np.asarray(volume.array))
 
 
@@ -207,3 +221,58 @@ class BackgroundPrediction:
         if self._child.running:
             self._child.cancel()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def run_to_end(job: BackgroundPrediction, finish: Callable[[BackgroundPrediction], T],
+               progress=None, timeout: float | None = None) -> T:
+    """Wait for a started job, then ``finish(job)`` (the Logic's ``finish_prediction``):
+    what a Logic's blocking ``run`` does for scripts and the Python console.
+
+    ``progress``: a :class:`lesion_core.progress.Progress`, updated from the child's
+    progress lines; its ``cancel()`` stops the child (``OperationCancelled``).
+    ``timeout``: seconds before the child is cancelled (None: no limit). The work folder
+    is removed whatever happens.
+    """
+    started = time.monotonic()
+    try:
+        while not job.done:
+            fraction, message = job.poll()
+            if progress is not None:
+                progress.update(fraction, message)
+                if progress.cancelled:
+                    job.cancel()
+            if timeout is not None and time.monotonic() - started > timeout:
+                job.cancel()
+                raise OperationCancelled(f"the {job.task} prediction ran over {timeout} s")
+            time.sleep(0.05)
+    except BaseException:
+        job.cleanup()
+        raise
+    return finish(job)
+
+
+@contextmanager
+def all_or_none(scene):
+    """``with all_or_none(scene) as created:`` append each node added in the block to
+    ``created``; if the block raises, those nodes are removed from ``scene`` again, so a
+    failure half-way leaves the scene as it was."""
+    created: list = []
+    try:
+        yield created
+    except BaseException:
+        for node in created:
+            if node is not None and node.GetScene() is scene:
+                scene.RemoveNode(node)
+        raise
+
+
+def place_with_input(nodes, input_node, attributes: dict[str, str]) -> None:
+    """Tag result ``nodes`` (``attributes``, e.g. the model and the input node ID) and put
+    each transformable one under ``input_node``'s parent transform, so outputs made in the
+    input's local coordinates lie on it and move with it."""
+    parent = input_node.GetParentTransformNode()
+    for node in nodes:
+        for key, value in attributes.items():
+            node.SetAttribute(key, str(value))
+        if parent is not None and node.IsA("vtkMRMLTransformableNode"):
+            node.SetAndObserveTransformNodeID(parent.GetID())

@@ -121,6 +121,13 @@ ICH_SUBTYPES: tuple[LesionLabel, ...] = (
                 _OEDEMA, BRAIN, "Hypodense oedema surrounding an intraparenchymal haematoma."),
 )
 
+#: Short keys of the five RSNA haemorrhage subtypes by label value (1-5 of the ``"ich"``
+#: map): "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "epidural".
+#: The keys name the subtypes in files (prediction CSV and JSON, weak-label tables, reader
+#: labels); this module is light, so readers that must not load torch use it.
+ICH_SUBTYPE_KEYS: dict[int, str] = {label.value: label.name.split()[0].lower()
+                                    for label in ICH_SUBTYPES if label.value <= 5}
+
 #: The catalogue: task name -> its labels, in label-value order.
 LABELS_BY_TASK: dict[str, tuple[LesionLabel, ...]] = {
     "wmh": (WMH,),

@@ -21,9 +21,9 @@ from pathlib import Path
 from .. import __version__
 from ..errors import (EXIT_CANCELLED, EXIT_USER_ERROR, LesionSuiteError, OperationCancelled,
                       error_to_json)
-from . import cmb, demo, info, synth, validate, wmh
+from . import cmb, demo, ich, info, synth, validate, wmh
 
-_COMMANDS = (info, validate, synth, demo, wmh, cmb)
+_COMMANDS = (info, validate, synth, demo, wmh, cmb, ich)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,10 +4,11 @@ The demo runs every pipeline that exists. Today that is, for one synthetic subje
 each kind (FLAIR + T1 with WMH, SWI with microbleeds, CT with haemorrhage): generate it
 with its ground truth, run the task's classical baseline and the shipped learned models
 (WMH: DualTasker on FLAIR with ARWMC ratings, and the T1 mode; CMB: the three-stage
-detector), score them with the papers' metrics, and write images, label maps and a
+detector; ICH: the CAM-based weakly supervised model), score them with the papers' metrics, and write images, label maps and a
 report. Then the bundled real T1 (validate, reorient, resample, T1-mode WMH with volumes
 per zone), a reader's ARWMC rating and a reader's accept/reject/add decisions on the
-microbleed candidates in a feedback store. ICH joins here when its issue lands.
+microbleed candidates in a feedback store. ICH: the weakly supervised segmentation with
+its class activation map.
 """
 
 from __future__ import annotations
@@ -121,16 +122,26 @@ def _cmb_decisions(report: dict, out: Path) -> dict:
 
 
 def _ich_step(subject) -> tuple[dict, dict]:
+    """HU threshold baseline, then the shipped weakly supervised model (classifier with
+    interslice context, CAM, pseudo-mask refinement, segmenter)."""
     from ..baselines import segment_ich_threshold
+    from ..ich.model import load_ich_model
+    from ..ich.predict import predict_ich, summary_json
     from ..metrics import dice
     predicted = segment_ich_threshold(subject.images["CT"])
     truth = subject.labels["CT"]["ich"].array
     blood = (truth >= 1) & (truth <= 5)
-    return {"ich_baseline": predicted}, {
+    result = predict_ich(subject.images["CT"], load_ich_model())
+    summary = summary_json(result)
+    return {"ich_baseline": predicted, "ich_weakseg": result.labels, "ich_cam": result.cam}, {
         "subtypes_truth": subject.targets.get("subtypes", []),
+        "subtypes_predicted": summary.get("subtypes", []),
         "ich_ml_truth": round(float(subject.targets.get("total_volume_ml", 0.0)), 2),
-        "ich_ml_predicted": round(float(predicted.meta.get("volume_ml", 0.0)), 2),
-        "dice": dice(predicted.array, blood)}
+        "ich_ml_baseline": round(float(predicted.meta.get("volume_ml", 0.0)), 2),
+        "ich_ml_weakseg": round(float(summary.get("volume_ml", 0.0)), 2),
+        "dice_baseline": dice(predicted.array, blood),
+        "dice_weakseg": dice(np.asarray(result.labels.array) > 0, blood),
+        "scan_probability": round(float(summary.get("scan_probability", 0.0)), 3)}
 
 
 _STEPS = {"wmh": _wmh_step, "cmb": _cmb_step, "ich": _ich_step}

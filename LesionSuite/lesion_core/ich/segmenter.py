@@ -21,12 +21,24 @@ from ..progress import Progress, ensure_progress
 from .config import ICHConfig, SegmenterTrainConfig
 
 
+#: Initial bias of the output convolution: sigmoid(-4.6) = 1 %, about how often a pixel
+#: is blood. Started at 0 (probability 0.5 everywhere), the U-Net spent its first ~1000
+#: steps pushing the background down and no pixel reached 0.5 after 600 steps (seeds
+#: 0-15, validation 100000-100005); with the prior it segments after 200.
+PRIOR_LOGIT = -4.6
+
+
 def build_segmenter(config: ICHConfig = ICHConfig()) -> torch.nn.Module:
     """A fresh MONAI ``UNet`` (bundle name ``monai.UNet``, args
-    ``config.segmenter.network_args(len(config.windows))``)."""
+    ``config.segmenter.network_args(len(config.windows))``), output bias at the prior."""
     from monai.networks.nets import UNet
 
-    return UNet(**config.segmenter.network_args(len(config.windows)))
+    net = UNet(**config.segmenter.network_args(len(config.windows)))
+    # modules() runs in registration order, which ends with the top level's output layer.
+    last = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][-1]
+    if last.bias is not None:
+        torch.nn.init.constant_(last.bias, PRIOR_LOGIT)
+    return net
 
 
 def context_input(image: torch.Tensor, slices: torch.Tensor | Sequence[int], context: int) -> torch.Tensor:

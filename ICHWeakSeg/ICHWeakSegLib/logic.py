@@ -1,0 +1,335 @@
+"""Logic of the ICH WeakSeg module: MRML nodes in, MRML nodes out (no Qt, no app).
+
+The prediction always runs the command line, ``lesion-suite ich predict``, in a child
+process (:meth:`ICHWeakSegLogic.start_prediction`, polled by the GUI;
+:meth:`ICHWeakSegLogic.run` waits for it, for scripts and the Python console). Its
+outputs (:mod:`.outputs`) become nodes in the input CT's scene:
+
+- ``<name> ICH``: a segmentation with one segment per subtype present (name, colour and
+  SNOMED CT terminology of :data:`lesion_core.labels.ICH_SUBTYPES`), its reference
+  geometry the CT's, editable in the Segment Editor;
+- ``<name> ICH CAM``: the class activation map (float32, 0..1) as a scalar volume with a
+  colour map, values below the CAM threshold not drawn, shown as the slice views'
+  foreground with an opacity (:meth:`ICHWeakSegLogic.show_cam`);
+- ``<name> ICH slices``: a table, one row per axial slice ``k`` (columns
+  :data:`~.outputs.TABLE_COLUMNS`: probability, present, the five subtype probabilities,
+  area in mm² and the reader's label); :meth:`ICHResultNodes.slice_position` is where
+  the slice views go for a row.
+
+A reader's stored mask is never overwritten: when the feedback store holds one for this
+CT (:func:`lesion_core.ich.reader_labels.latest_reader_mask`), it is loaded as the
+segmentation ``<name> ICH (reader vN)`` and the model's own result is kept beside it as
+``<name> ICH (model)``, hidden.
+
+Geometry: the input is written in its *local* coordinates (``world=False``) and every
+output node is put under the input's parent transform, so outputs lie on the CT exactly
+and move with it. Nothing is added before the outputs were read, and if adding fails
+half-way the nodes added so far are removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lesion_core.errors import InvalidImageError
+from lesion_core.volume import Volume
+from LesionSuiteLib import mrml_bridge as mb
+from LesionSuiteLib import predictions
+from LesionSuiteLib.child_process import ChildProcess, child_env, lesion_core_command
+from LesionSuiteLib.hub_logic import _HeadlessLogicBase
+from LesionSuiteLib.predictions import ERROR_FILE, OUT_DIR, SummaryFacts
+
+from . import training
+from .outputs import (ICH_LABELS, READER_MASK_ATTRIBUTE, TABLE_COLUMNS, ICHOutputs,
+                      slice_point, table_row)
+from .training import default_feedback_root
+
+try:
+    from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic as _LogicBase
+except ImportError:  # slicer-core wheel: real MRML, no application
+    _LogicBase = None
+
+#: Node attributes naming what made a result node, and the input it belongs to.
+RESULT_ATTRIBUTE = "LesionSuite.ICH.Result"
+INPUT_ATTRIBUTE = "LesionSuite.ICH.InputNodeID"
+#: CAM values (0..1) below this are not drawn unless the model's summary names its own.
+DEFAULT_CAM_THRESHOLD = 0.4
+#: Opacity (0..1) of the CAM over the CT in the slice views.
+DEFAULT_CAM_OPACITY = 0.4
+
+
+class ICHBackgroundPrediction(predictions.BackgroundPrediction):
+    """One running ``lesion-suite ich predict``; :meth:`outputs` gives
+    :class:`~.outputs.ICHOutputs` on the input grid. ``feedback_root``: the store whose
+    reader mask of this CT, if any, is loaded when the job is finished."""
+
+    task = "ICH"
+
+    def __init__(self, *args, feedback_root: str | Path | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.feedback_root = feedback_root
+
+    def read_outputs(self) -> ICHOutputs:
+        return ICHOutputs.read(self.out_dir, self.grid)
+
+
+@dataclass
+class ICHResultNodes(SummaryFacts):
+    """The nodes of one run and what produced them.
+
+    Attributes:
+        input: the CT volume node that was analysed.
+        segmentation: the segmentation to review and edit: the reader's stored mask when
+            there is one, else the model's.
+        cam: ``vtkMRMLScalarVolumeNode``, the CAM (0..1), colour mapped.
+        table: ``vtkMRMLTableNode``, one row per axial slice (locked: labels go through
+            the review).
+        model_segmentation: the model's segmentation when a reader mask is shown instead,
+            else None (then ``segmentation`` is the model's).
+        labels: the label map of ``segmentation`` as loaded (input's local grid).
+        slices: the rows of ``ich_slices.csv`` (see :mod:`.outputs`).
+        summary: ``ich_summary.json`` with ``model``, ``model_version``, ``modality``.
+        reader_mask_version: the stored mask version shown, or None.
+    """
+
+    input: Any
+    segmentation: Any
+    cam: Any
+    table: Any
+    model_segmentation: Any = None
+    labels: Volume | None = None
+    slices: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    reader_mask_version: int | None = None
+
+    @property
+    def nodes(self) -> list:
+        """The output nodes (not the input)."""
+        return [n for n in (self.segmentation, self.model_segmentation, self.cam, self.table)
+                if n is not None]
+
+    @property
+    def slice_axis(self) -> int:
+        """The CT's axial array axis (0, 1 or 2) the table's ``slice`` counts along."""
+        return int(self.summary.get("slice_axis", 2))
+
+    def slice_position(self, k: int) -> tuple[float, float, float]:
+        """World RAS (mm) to jump the slice views to for axial slice ``k``: the centroid of
+        the haemorrhage on that slice, else the slice's centre (parent transforms
+        applied)."""
+        world = Volume(self.labels.array, mb.node_ijk_to_ras(self.input, world=True))
+        return tuple(float(c) for c in slice_point(world, self.slice_axis, k,
+                                                   self.labels.array))
+
+
+class ICHWeakSegLogic(_LogicBase or _HeadlessLogicBase):
+    """ICH segmentation with CAM, the reader's slice labels and retraining from them."""
+
+    # ------------------------------------------------------------------ input
+    @staticmethod
+    def read_input(input_volume_node) -> Volume:
+        """The node's voxels and local IJK-to-RAS geometry (the command checks the CT)."""
+        if input_volume_node is None or not input_volume_node.IsA("vtkMRMLScalarVolumeNode") \
+                or input_volume_node.IsA("vtkMRMLLabelMapVolumeNode"):
+            raise InvalidImageError("no CT volume is selected", "Select a scalar volume "
+                                    "(not a label map or segmentation) as input")
+        return mb.node_to_volume(input_volume_node, world=False)
+
+    # ------------------------------------------------------------- prediction
+    @staticmethod
+    def prediction_command(image_path: Path, out_dir: Path, model_folder=None,
+                           device: str | None = None, error_file: Path | None = None,
+                           python: str | None = None) -> list[str]:
+        """``[python, -m, lesion_core, --progress-lines(, --error-json, FILE), ich, predict,
+        CT, --out, DIR(, --model, M)(, --device, D)]``; ``device``: auto, cpu, cuda,
+        cuda:N or mps (None: the command's default)."""
+        args = ["--progress-lines"]
+        if error_file is not None:
+            args += ["--error-json", str(error_file)]
+        args += ["ich", "predict", str(image_path), "--out", str(out_dir)]
+        if model_folder:
+            args += ["--model", str(model_folder)]
+        if device is not None:
+            args += ["--device", str(device)]
+        return lesion_core_command(args, python)
+
+    def start_prediction(self, input_volume_node, model_folder=None,
+                         device: str | None = None, feedback_root: str | Path | None = None
+                         ) -> ICHBackgroundPrediction:
+        """Write the CT to a temporary folder and start ``ich predict`` in a child process;
+        poll the returned job, then call :meth:`finish_prediction`. ``feedback_root``:
+        where a stored reader mask of this CT is looked for (default: the user's)."""
+        image = self.read_input(input_volume_node)
+
+        def start(work: Path, input_path: Path) -> ICHBackgroundPrediction:
+            argv = self.prediction_command(input_path, work / OUT_DIR, model_folder, device,
+                                           work / ERROR_FILE)
+            return ICHBackgroundPrediction(argv, work, image, input_volume_node,
+                                           env=child_env(), feedback_root=feedback_root)
+
+        return predictions.start_in_work_folder(image, "lesion-suite-ich-", start)
+
+    def finish_prediction(self, job: ICHBackgroundPrediction) -> ICHResultNodes:
+        """Add the nodes of a finished job (GUI thread) and remove its temporary folder.
+        Raises what the job's ``outputs()`` raises (cancel, the child's user error)."""
+        return job.finish(lambda node, outputs: self.add_result_nodes(
+            node, outputs, self.stored_reader_mask(node, job.feedback_root)))
+
+    def run(self, input_volume_node, model_folder=None, device: str | None = None,
+            feedback_root: str | Path | None = None, progress=None,
+            timeout: float | None = None) -> ICHResultNodes:
+        """:meth:`start_prediction`, wait, :meth:`finish_prediction` (blocks; scripts).
+        ``progress`` (a :class:`lesion_core.progress.Progress`) follows and cancels it;
+        ``timeout``: seconds before the child is cancelled (None: no limit)."""
+        job = self.start_prediction(input_volume_node, model_folder, device, feedback_root)
+        return predictions.run_to_end(job, self.finish_prediction, progress, timeout)
+
+    def load_results(self, input_volume_node, folder: str | Path,
+                     feedback_root: str | Path | None = None) -> ICHResultNodes:
+        """Add the nodes of an ``ich predict`` output folder made earlier from this CT
+        (its maps must lie on the volume's grid)."""
+        image = self.read_input(input_volume_node)
+        outputs = ICHOutputs.read(folder, image)
+        return self.add_result_nodes(input_volume_node, outputs,
+                                     self.stored_reader_mask(input_volume_node, feedback_root))
+
+    @staticmethod
+    def stored_reader_mask(input_volume_node, feedback_root: str | Path | None = None
+                           ) -> Volume | None:
+        """The reader's latest stored mask of this CT on its local grid (``meta["version"]``
+        set), or None when there is none; nothing is written."""
+        from lesion_core.ich.reader_labels import latest_reader_mask
+        from LesionSuiteLib.review_cases import open_volume_case
+
+        opened = open_volume_case(feedback_root or default_feedback_root(), input_volume_node)
+        mask = latest_reader_mask(opened.case)
+        if mask is None:
+            return None
+        on_grid = predictions.put_on_grid(mask, opened.image, mask.source)
+        on_grid.meta["version"] = mask.meta["version"]
+        return on_grid
+
+    # ------------------------------------------------------------------ nodes
+    def add_result_nodes(self, input_volume_node, outputs: ICHOutputs,
+                         reader_mask: Volume | None = None) -> ICHResultNodes:
+        """Create the segmentation(s), CAM and table nodes (all or none); with a
+        ``reader_mask`` (on the input's grid) it is the segmentation shown and the model's
+        is kept beside it, hidden."""
+        scene = input_volume_node.GetScene()
+        name = input_volume_node.GetName()
+        version = None if reader_mask is None else reader_mask.meta.get("version")
+        with predictions.all_or_none(scene) as created:
+            model = mb.labelmap_to_segmentation(
+                scene, outputs.labels, ICH_LABELS, reference_node=input_volume_node,
+                name=f"{name} ICH" if reader_mask is None else f"{name} ICH (model)")
+            created.append(model)
+            shown, labels = model, outputs.labels
+            if reader_mask is not None:
+                model.GetDisplayNode().SetVisibility(False)
+                shown = mb.labelmap_to_segmentation(
+                    scene, reader_mask, ICH_LABELS, reference_node=input_volume_node,
+                    name=f"{name} ICH (reader v{version})")
+                shown.SetAttribute(READER_MASK_ATTRIBUTE, str(version))
+                created.append(shown)
+                labels = outputs.labels.with_array(reader_mask.array)
+            cam = mb.probability_to_node(scene, outputs.cam, name=f"{name} ICH CAM",
+                                         hide_below=outputs.cam_threshold(DEFAULT_CAM_THRESHOLD))
+            created.append(cam)
+            table = mb.rows_to_table(scene, [table_row(r, None) for r in outputs.slices],
+                                     name=f"{name} ICH slices", columns=TABLE_COLUMNS)
+            created.append(table)
+            table.SetLocked(True)  # labels go through the review, which saves them
+            predictions.place_with_input(created, input_volume_node, {
+                RESULT_ATTRIBUTE: f"{outputs.model_id} {outputs.model_version}",
+                INPUT_ATTRIBUTE: input_volume_node.GetID()})
+        return ICHResultNodes(input_volume_node, shown, cam, table,
+                              model if reader_mask is not None else None, labels,
+                              list(outputs.slices), dict(outputs.summary), version)
+
+    @staticmethod
+    def slice_position(result: ICHResultNodes, k: int) -> tuple[float, float, float]:
+        """World RAS (mm) of axial slice ``k`` (see :meth:`ICHResultNodes.slice_position`);
+        ``JumpSlicesToLocation`` at this point shows the slice in the axial view."""
+        return result.slice_position(k)
+
+    @staticmethod
+    def show_cam(result: ICHResultNodes, opacity: float = DEFAULT_CAM_OPACITY) -> None:
+        """Show the CT in the background and the CAM in the foreground of every slice
+        view of the scene, the CAM at ``opacity`` (0 hidden .. 1 opaque)."""
+        if not 0.0 <= float(opacity) <= 1.0:
+            raise InvalidImageError(f"opacity {opacity} is not in 0..1", "Pass 0 to 1")
+        scene = result.input.GetScene()
+        for node in scene.GetNodesByClass("vtkMRMLSliceCompositeNode"):
+            node.SetBackgroundVolumeID(result.input.GetID())
+            node.SetForegroundVolumeID(result.cam.GetID())
+            node.SetForegroundOpacity(float(opacity))
+
+    @staticmethod
+    def set_cam_threshold(result: ICHResultNodes, threshold: float) -> None:
+        """Draw only CAM values at or above ``threshold`` (0..1; 0 draws all)."""
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise InvalidImageError(f"CAM threshold {threshold} is not in 0..1", "Pass 0 to 1")
+        display = result.cam.GetDisplayNode()
+        display.SetThreshold(float(threshold), 1.0e30)
+        display.SetApplyThreshold(float(threshold) > 0.0)
+
+    @staticmethod
+    def cam_threshold(result: ICHResultNodes) -> float:
+        """The CAM threshold drawn now (0 when none is applied)."""
+        display = result.cam.GetDisplayNode()
+        return float(display.GetLowerThreshold()) if display.GetApplyThreshold() else 0.0
+
+    @staticmethod
+    def remove_result_nodes(result: ICHResultNodes) -> None:
+        """Remove a result's output nodes from their scene (the input and the store stay)."""
+        for node in result.nodes:
+            scene = node.GetScene()
+            if scene is not None:
+                scene.RemoveNode(node)
+
+    @staticmethod
+    def save_results(result: ICHResultNodes, folder: str | Path, stem: str | None = None
+                     ) -> dict[str, Path]:
+        """Write the segmentation (``.seg.nrrd``; the model's too when a reader mask is
+        shown), the CAM (``.nrrd``) and the slice table (``.tsv``); returns the paths."""
+        folder = Path(folder)
+        stem = stem or predictions.file_stem(result.input.GetName())
+        paths = {"segmentation": folder / f"{stem}_ich.seg.nrrd",
+                 "cam": folder / f"{stem}_ich_cam.nrrd",
+                 "table": folder / f"{stem}_ich_slices.tsv"}
+        if result.model_segmentation is not None:
+            paths["model_segmentation"] = folder / f"{stem}_ich_model.seg.nrrd"
+        for key, path in paths.items():
+            mb.write_node(getattr(result, key), path)
+        return paths
+
+    # ------------------------------------------------------------------ review
+    @staticmethod
+    def open_review(result: ICHResultNodes, feedback_root: str | Path | None = None,
+                    reader: str | None = None):
+        """The :class:`.review.ICHSliceReview` of a result's case, the table showing the
+        reader's standing slice labels from the feedback store."""
+        from .review import ICHSliceReview
+
+        return ICHSliceReview.for_result(result, feedback_root or default_feedback_root(),
+                                         reader=reader)
+
+    # ---------------------------------------------------------------- training
+    @staticmethod
+    def training_command(feedback_root: str | Path, init_model: str | Path,
+                         out_folder: str | Path, python: str | None = None) -> list[str]:
+        """The retraining command line (see :func:`.training.training_command`)."""
+        return training.training_command(feedback_root, init_model, out_folder, python)
+
+    @staticmethod
+    def start_training(feedback_root: str | Path, init_model: str | Path | None = None,
+                       out_folder: str | Path | None = None) -> tuple[ChildProcess, Path]:
+        """Start it in a child process (see :func:`.training.start_training`); returns the
+        child and the folder the new model will be written to."""
+        return training.start_training(feedback_root, init_model, out_folder)
+
+
+__all__ = ["DEFAULT_CAM_OPACITY", "DEFAULT_CAM_THRESHOLD", "ICHBackgroundPrediction",
+           "ICHResultNodes", "ICHWeakSegLogic", "default_feedback_root"]

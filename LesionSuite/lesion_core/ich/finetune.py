@@ -1,0 +1,80 @@
+"""Fine-tuning the ICH classifier from a reader's slice labels ("Retrain classifier from
+my labels").
+
+The reader's labels reach this module only through
+``lesion_core.ich.reader_labels.weak_scans_from_store(store)``: one
+:class:`~.data.WeakScan` per reviewed CT, slice-level rows for the slices the reader
+marked haemorrhage / no haemorrhage (and subtypes), everything else unknown. The
+classifier is initialised from the model and trained for a few steps at a low learning
+rate on those labels (whole scans, so that a labelled slice is never cropped away), which
+corrects its mistakes without forgetting the rest. **The pseudo-masks and the segmenter
+are kept as they are** (the segmenter learnt from the pseudo-masks of the training
+cohort; a re-derivation would need that cohort), and so are the thresholds. The result is
+saved as a new version of the same model (``1.0`` -> ``1.1``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import FeedbackStoreError
+from ..progress import Progress, ensure_progress
+from .config import ClassifierTrainConfig
+from .data import WeakLabelDataset
+from .model import ICHModel, next_version, save_ich_model
+from .train import load_samples, train_classifier
+
+#: Fine-tuning defaults: few steps, a tenth of the training learning rate.
+FINETUNE = ClassifierTrainConfig(steps=40, lr=1e-4, batch_size=2, max_slices=None)
+
+
+def _labelled(scan) -> bool:
+    return any(v is not None and not math.isnan(v) for v in scan.labels) or any(
+        v is not None and not math.isnan(v) for _, labels in scan.slices for v in labels)
+
+
+def finetune_from_feedback(model: ICHModel, store: str | Path, out: str | Path,
+                           steps: int | None = None, overwrite: bool = False,
+                           progress: Progress | None = None, seed: int = 0):
+    """Fine-tune ``model``'s classifier on the slice labels in ``store``; save to ``out``.
+
+    Returns ``(metadata, report)``. Raises :class:`FeedbackStoreError` when the store
+    holds no usable label (nothing would change).
+    """
+    from .reader_labels import weak_scans_from_store  # written by the review module
+
+    progress = ensure_progress(progress)
+    if model.classifier is None:
+        raise FeedbackStoreError("this model has no slice classifier to fine-tune",
+                                 "choose an ICHWeakSeg model (--init)", source=store)
+    scans = [s for s in weak_scans_from_store(store) if _labelled(s)]
+    if not scans:
+        raise FeedbackStoreError("the feedback store holds no ICH slice labels",
+                                 "mark slices haemorrhage / no haemorrhage in the ICH "
+                                 "module first", source=store)
+    samples = load_samples(WeakLabelDataset(scans, model.config), model.config,
+                           progress.sub(0.0, 0.3))
+    train_config = replace(FINETUNE, steps=int(steps or FINETUNE.steps), seed=seed,
+                           batch_size=min(FINETUNE.batch_size, len(samples)))
+    classifier, history = train_classifier(samples, model.config, train_config,
+                                           progress.sub(0.3, 0.95),
+                                           net=copy.deepcopy(model.classifier))
+    tuned = ICHModel(None, classifier, model.segmenter, model.config, model.thresholds,
+                     model.combination)
+    losses = [v for v in history["loss"] if math.isfinite(v)]
+    report = {"supervision": "reader's slice labels (feedback store); segmenter and "
+                             "thresholds kept",
+              "scans": len(samples), "labelled_slices": sum(len(s.slices) for s in scans),
+              "steps": train_config.steps, "lr": train_config.lr,
+              "loss_first": losses[0] if losses else None,
+              "loss_last": losses[-1] if losses else None,
+              "finetuned_from": f"{model.model_id} {model.version}", "store": str(store),
+              "base_training": model.metadata.training if model.metadata else {}}
+    meta = save_ich_model(out, tuned, name=model.model_id, version=next_version(model.version),
+                          description=model.metadata.description if model.metadata else "",
+                          training=report, overwrite=overwrite)
+    progress.update(1.0, "saved")
+    return meta, report

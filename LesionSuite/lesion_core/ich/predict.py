@@ -1,0 +1,264 @@
+"""ICHWeakSeg end to end on one CT: probabilities, CAM, pseudo-mask, segmentation, subtypes.
+
+:func:`predict_ich` (the CLI, the Slicer module and the benchmark all call it):
+
+1. :func:`~.preprocess.preprocess` (checks first: an MR, a CT not in HU, a single slice or
+   a scout raise the one clear error) -> the working stack of axial slices;
+2. the classifier gives per-slice probabilities of "any" and the five subtypes; the scan's
+   are their multiple-instance pooling (the same log-sum-exp as in training);
+3. Grad-CAM through the sequence model (:func:`~.cam.compute_cam`), normalised to [0, 1];
+4. the segmenter's probability; with the combination ``"segmenter_and_pseudo_mask"`` also
+   the CAM refined in HU into the scan's own pseudo-mask (:func:`~.refine.refine`);
+5. every map goes to the CT's own grid by **linear** interpolation and is thresholded
+   there (the working grid's 2 mm pixels would otherwise show as steps on a 0.5-0.9 mm
+   CT); the final mask is the segmenter's, or its union with the pseudo-mask (the
+   model's ``combination``); CT slices whose any-ICH probability is below the slice
+   threshold are cleared in every mask (the classifier gates the segmenter);
+6. 26-connected components smaller than ``refine.min_volume_ml`` go; each remaining one
+   gets the subtype with the highest classifier probability on its slices among those
+   reaching their threshold (none: "unknown", label value 1);
+7. volumes in mL per subtype on the CT grid; per-slice area in mm^2.
+
+Orientation: everything returned lies on the CT's own grid; per-slice arrays run along
+the CT's axial array axis (``slice_axis``), in the file's voxel order.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..baselines.ich_threshold import slice_areas_mm2
+from ..baselines.masks import remove_small_components
+from ..errors import ModelBundleError
+from ..progress import Progress, ensure_progress
+from ..volume import Volume
+from .cam import compute_cam
+from .classifier import mil_pool
+from .config import SUBTYPES
+from .model import ICHModel, ICHThresholds
+from .outputs_file import CAM_FILE, LABELS_FILE, SLICE_COLUMNS, SLICES_FILE, SUMMARY_FILE
+from .preprocess import SliceStack, preprocess
+from .refine import refine
+from .segmenter import segment_stack
+
+#: The stage masks :func:`predict_ich` can return (``stages=True``), for the evaluation.
+STAGES = ("cam", "pseudo_mask", "segmenter", "segmenter_and_pseudo_mask")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One connected component of the final mask: label ``value`` (1-5), ``subtype`` (a
+    key of :data:`SUBTYPES` or ``"unknown"``), volume (mL) and its first/last CT slice."""
+
+    value: int
+    subtype: str
+    volume_ml: float
+    first_slice: int
+    last_slice: int
+
+
+@dataclass
+class ICHPrediction:
+    """Result of :func:`predict_ich` (CT grid throughout).
+
+    Attributes:
+        labels: uint8 subtype label map; cam: float32 map in [0, 1].
+        slice_probabilities: ``float32 [n_slices, 6]`` (any, then subtypes) per CT slice
+            along ``slice_axis``; scan_probabilities: ``float32 [6]``.
+        stages: with ``stages=True``, bool masks of :data:`STAGES` (CT grid).
+    """
+
+    labels: Volume
+    cam: Volume
+    slice_probabilities: np.ndarray
+    scan_probabilities: np.ndarray
+    slice_axis: int
+    components: list[Component]
+    thresholds: ICHThresholds
+    threshold_dict: dict
+    combination: str
+    model_id: str
+    model_version: str
+    seconds: float = 0.0
+    stages: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def scan_probability(self) -> float:
+        return float(self.scan_probabilities[0])
+
+    @property
+    def present(self) -> bool:
+        return self.scan_probability >= self.thresholds.scan
+
+    @property
+    def subtypes(self) -> list[str]:
+        """Subtypes the scan-level (pooled) probabilities call present (none if the scan is not)."""
+        if not self.present:
+            return []
+        return [k for k, p, t in zip(SUBTYPES, self.scan_probabilities[1:], self.thresholds.subtypes)
+                if p >= t]
+
+    @property
+    def slice_present(self) -> np.ndarray:
+        return self.slice_probabilities[:, 0] >= self.thresholds.slice
+
+    @property
+    def volume_ml_by_subtype(self) -> dict[str, float]:
+        """mL per subtype key (all five, 0 when absent), plus ``"unknown"`` when any."""
+        out = {k: 0.0 for k in SUBTYPES}
+        for c in self.components:
+            out[c.subtype] = out.get(c.subtype, 0.0) + c.volume_ml
+        return {k: round(v, 3) for k, v in out.items()}
+
+    @property
+    def volume_ml(self) -> float:
+        return round(float(np.count_nonzero(self.labels.array)) * self.labels.voxel_volume_ml, 3)
+
+    def area_mm2(self) -> np.ndarray:
+        """Final-mask area (mm^2) in each CT slice along ``slice_axis``."""
+        return slice_areas_mm2(self.labels.with_array(self.labels.array > 0), self.slice_axis)
+
+
+def classify(model: ICHModel, stack: SliceStack):
+    """``(CAMResult, scan probabilities [6])`` of one stack: slice probabilities, CAM and
+    the multiple-instance pooled scan probabilities."""
+    if model.classifier is None:
+        raise ModelBundleError("this model has no slice classifier (a segmentation-only "
+                               "baseline)", "choose an ICHWeakSeg model with a classifier")
+    config = model.config
+    cam = compute_cam(model.classifier, stack.image, config.cam)
+    logits = torch.logit(torch.from_numpy(cam.probabilities), eps=1e-6)[None]
+    pooled = mil_pool(logits, None, config.classifier.pooling, config.classifier.lse_r)
+    return cam, torch.sigmoid(pooled[0]).numpy().astype(np.float32)
+
+
+def on_ct_grid(stack: SliceStack, values: np.ndarray, threshold: float) -> np.ndarray:
+    """A stack map ``[S, H, W]`` (probability, or 0/1 mask) interpolated linearly onto
+    the CT's grid and thresholded there: ``bool`` array of the CT's shape."""
+    mapped = stack.to_input_grid(np.asarray(values, np.float32), order=1).array
+    return np.asarray(mapped) >= threshold
+
+
+def segmenter_mask(model: ICHModel, stack: SliceStack) -> np.ndarray:
+    """The segmenter's mask on the CT's grid (probability interpolated, then thresholded)."""
+    probability = segment_stack(model.segmenter, stack.image, model.config)
+    return on_ct_grid(stack, probability, model.config.segmenter.threshold)
+
+
+def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: int,
+                     thresholds: ICHThresholds, voxel_ml: float, spacing, min_volume_ml: float
+                     ) -> tuple[np.ndarray, list[Component]]:
+    """Subtype label map (uint8) and components of a CT-grid ``mask`` (step 6).
+
+    ``slice_subtypes``: subtype probabilities ``[n_slices, 5]`` along ``slice_axis``."""
+    mask = remove_small_components(np.asarray(mask, bool), min_volume_ml * 1000.0, spacing, 26)
+    ids, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    out = np.zeros(mask.shape, np.uint8)
+    components = []
+    limits = np.asarray(thresholds.subtypes)
+    for index, box in enumerate(ndimage.find_objects(ids), start=1):
+        inside = ids[box] == index
+        other = tuple(a for a in range(3) if a != slice_axis)
+        offset = box[slice_axis].start
+        slices = offset + np.flatnonzero(inside.any(axis=other))
+        peak = slice_subtypes[slices].max(axis=0)
+        allowed = peak >= limits
+        if allowed.any():
+            k = int(np.argmax(np.where(allowed, peak, -1.0)))
+            value, subtype = k + 1, SUBTYPES[k]
+        else:
+            value, subtype = 1, "unknown"
+        out[box][inside] = value
+        components.append(Component(value, subtype, round(float(inside.sum()) * voxel_ml, 3),
+                                    int(slices.min()), int(slices.max())))
+    return out, components
+
+
+def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = None,
+                stages: bool = False) -> ICHPrediction:
+    """Run the model on one head CT in HU (any orientation; steps in the module notes).
+
+    ``stages=True`` also returns the mask of every stage of :data:`STAGES` (evaluation).
+    Raises :class:`~lesion_core.errors.InvalidImageError` for input the model cannot read.
+    """
+    progress = ensure_progress(progress)
+    start = time.perf_counter()
+    config = model.config
+    progress.update(0.02, "checking and resampling the CT")
+    stack = preprocess(volume, config)
+    progress.update(0.2, "classifier and class activation map")
+    cam, scan_probabilities = classify(model, stack)
+    progress.update(0.5, "segmenter")
+    masks = {"segmenter": segmenter_mask(model, stack)}
+    progress.update(0.7, "final mask on the CT grid")
+    if stages or model.combination == "segmenter_and_pseudo_mask":
+        pseudo = refine(stack.hu, cam.cam, stack.spacing_mm, config.refine,
+                        cam_threshold=config.cam.threshold, intracranial=stack.intracranial)
+        masks["pseudo_mask"] = on_ct_grid(stack, pseudo.mask, 0.5)
+        masks["segmenter_and_pseudo_mask"] = masks["segmenter"] | masks["pseudo_mask"]
+    cam_ct = np.clip(np.asarray(stack.to_input_grid(cam.cam, order=1).array, np.float32), 0, 1)
+    if stages:
+        masks["cam"] = cam_ct >= config.cam.threshold
+    per_slice = stack.per_input_slice(cam.probabilities).astype(np.float32)
+    # Step 5b: slices the classifier calls negative hold no haemorrhage (its slice AUC is
+    # far better than the segmenter's own false-positive control; docs/ich.md).
+    shape = [1, 1, 1]
+    shape[stack.input_axis] = -1
+    gate = (per_slice[:, 0] >= model.thresholds.slice).reshape(shape)
+    masks = {k: v & gate for k, v in masks.items()}
+    progress.update(0.85, "components and subtypes")
+    reference = Volume(np.zeros(stack.input_shape, np.uint8), stack.input_affine, stack.source)
+    labels, components = label_components(
+        masks[model.combination], per_slice[:, 1:], stack.input_axis, model.thresholds,
+        reference.voxel_volume_ml, reference.spacing, config.refine.min_volume_ml)
+    progress.update(1.0, f"{len(components)} haemorrhage component(s)")
+    return ICHPrediction(
+        reference.with_array(labels, kind="ich_labels"),
+        reference.with_array(cam_ct, kind="ich_cam"), per_slice, scan_probabilities,
+        stack.input_axis, components, model.thresholds, model.thresholds.as_dict(config),
+        model.combination, model.model_id, model.version, time.perf_counter() - start,
+        {k: v for k, v in masks.items() if stages})
+
+
+def summary_json(prediction: ICHPrediction, image_path: str | None = None) -> dict:
+    """The document of ``ich_summary.json`` (keys of ``outputs_file.SUMMARY_KEYS``)."""
+    return {"model": {"name": prediction.model_id, "version": prediction.model_version},
+            "image": image_path, "slice_axis": int(prediction.slice_axis),
+            "scan_probability": round(prediction.scan_probability, 4),
+            "present": bool(prediction.present), "subtypes": prediction.subtypes,
+            "volume_ml": prediction.volume_ml,
+            "volume_ml_by_subtype": prediction.volume_ml_by_subtype,
+            "thresholds": prediction.threshold_dict, "combination": prediction.combination,
+            "components": [asdict(c) for c in prediction.components],
+            "seconds": round(prediction.seconds, 2)}
+
+
+def write_prediction(prediction: ICHPrediction, out: str | Path,
+                     image_path: str | None = None) -> dict[str, Path]:
+    """Write the four files of :mod:`.outputs_file` into ``out`` (created)."""
+    from ..atomic import atomic_write_bytes
+    from ..io import write_volume
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"labels": write_volume(prediction.labels, out / LABELS_FILE),
+             "cam": write_volume(prediction.cam, out / CAM_FILE),
+             "slices": out / SLICES_FILE, "summary": out / SUMMARY_FILE}
+    areas, present = prediction.area_mm2(), prediction.slice_present
+    with open(paths["slices"], "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SLICE_COLUMNS)
+        for k, row in enumerate(prediction.slice_probabilities):
+            writer.writerow([k] + [f"{row[0]:.4f}", int(present[k])]
+                            + [f"{p:.4f}" for p in row[1:]] + [f"{areas[k]:.2f}"])
+    document = summary_json(prediction, image_path)
+    atomic_write_bytes(paths["summary"], json.dumps(document, indent=1).encode("utf-8"))
+    return {k: Path(v) for k, v in paths.items()}

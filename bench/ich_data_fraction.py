@@ -1,0 +1,180 @@
+"""The low-data experiment of ICHWeakSeg: Dice against the fraction of image-labelled data.
+
+    python bench/ich_data_fraction.py [--n-train 80] [--fractions 0.1 0.25 0.5 1]
+        [--classifier-steps 150] [--segmenter-steps 150] [--supervised-n 8] [--bench-n 10]
+        [--save-supervised]
+
+1. a synthetic training cohort (seeds 0..n-1, 1.5 mm anatomy, the benchmark's) is
+   generated once into ``bench/.cache/ich_fraction_train_<n>/``;
+2. for each fraction, the whole weak pipeline (classifier, pseudo-masks, segmenter) is
+   trained on the nested subset :func:`lesion_core.ich.train.fraction_subset` (seed 0:
+   the 10 % subjects are among the 25 %, and so on) with image-level labels only;
+3. the fully supervised reference: the same 2.5D U-Net trained on the voxel labels of the
+   first ``--supervised-n`` training subjects (:mod:`lesion_core.ich.supervised`), saved
+   to ``bench/models/ich_supervised_lowdata`` with ``--save-supervised``;
+4. every model is scored on the benchmark cases (``ensure_cases("ich", n, 1.5)``, seeds
+   900 000+, never trained on) with :mod:`lesion_core.ich.evaluate`: volume Dice and
+   slice-wise Dice on positive slices, for the final segmenter and the pseudo-masks.
+
+The default budget (150 + 150 steps per fraction: about half the shipped model's) keeps
+the whole run near 20 min on 2 CPU cores; the curve is therefore below the shipped
+model's figures. Writes ``docs/images/ich_data_fraction.json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench_cases import CACHE_DIR, BENCHMARK_SEED_START, ensure_cases, load_case
+from lesion_core.ich.config import (ICHConfig, ClassifierTrainConfig, SegmenterTrainConfig,
+                                    TrainConfig)
+from lesion_core.ich.data import WeakLabelDataset, table_from_synthetic_cohort
+from lesion_core.ich.evaluate import blood_mask, case_figures, slice_dice, summarize
+from lesion_core.ich.model import ICHModel, save_ich_model
+from lesion_core.ich.predict import predict_ich, segmenter_mask
+from lesion_core.ich.preprocess import preprocess
+from lesion_core.ich.supervised import fully_supervised, voxel_labelled_from_synthetic_cohort
+from lesion_core.ich.train import fraction_subset, load_samples, train
+from lesion_core.metrics import dice
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT_JSON = ROOT / "docs" / "images" / "ich_data_fraction.json"
+SUPERVISED_MODEL = Path(__file__).resolve().parent / "models" / "ich_supervised_lowdata"
+
+
+def training_cohort(n: int) -> Path:
+    """Seeds 0..n-1 at 1.5 mm (generated once, cached)."""
+    from lesion_core.synth import SubjectConfig, make_cohort
+    from lesion_core.synth.anatomy import AnatomyConfig
+
+    folder = CACHE_DIR / f"ich_fraction_train_{n}"
+    if not (folder / "ich_labels.csv").exists():
+        print(f"generating {n} training subjects into {folder}", flush=True)
+        make_cohort("ich", list(range(n)), folder, SubjectConfig(anatomy=AnatomyConfig(spacing_mm=1.5)))
+    return folder
+
+
+def score_weak(model: ICHModel, cases) -> dict:
+    figures = []
+    for case in cases:
+        prediction = predict_ich(case.images["CT"], model, stages=True)
+        figures.append(case_figures(prediction, case.labels["CT"]["ich"],
+                                    model.config.refine.min_volume_ml))
+    summary = summarize(figures)
+    return {stage: {"dice": s["dice"], "slice_dice": s["slice_dice"]}
+            for stage, s in summary["stages"].items()}
+
+
+def score_supervised(model: ICHModel, cases) -> dict:
+    dices, slices = [], []
+    for case in cases:
+        truth = case.labels["CT"]["ich"]
+        blood = blood_mask(truth)
+        if not blood.any():
+            continue
+        stack = preprocess(case.images["CT"], model.config)
+        mask = segmenter_mask(model, stack)
+        dices.append(dice(mask, blood))
+        slices += slice_dice(mask, blood, stack.input_axis)
+    stat = lambda v: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)), "n": len(v)}  # noqa: E731
+    return {"segmenter": {"dice": stat(dices), "slice_dice": stat(slices)}}
+
+
+def plot(result: dict, path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no figure", file=sys.stderr)
+        return
+    fractions = [r["fraction"] for r in result["weak"]]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    for stage, style, name in (("segmenter", "o-", "weakly supervised, final segmenter"),
+                               ("pseudo_mask", "s--", "weakly supervised, pseudo-masks")):
+        ax.plot([100 * f for f in fractions],
+                [r["figures"][stage]["dice"]["mean"] for r in result["weak"]], style, label=name)
+    sup = result["supervised"]
+    ax.axhline(sup["figures"]["segmenter"]["dice"]["mean"], color="grey", ls=":",
+               label=f"fully supervised U-Net, {sup['subjects']} voxel-labelled subjects")
+    ax.set_xlabel(f"image-labelled training subjects (% of {result['n_train']})")
+    ax.set_ylabel(f"Dice (mean of {result['bench_positive']} benchmark scans with blood)")
+    ax.set_xscale("log")
+    ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}" for f in fractions])
+    ax.set_ylim(0, 1)
+    ax.set_title(f"each model: {result['classifier_steps']} classifier + "
+                 f"{result['segmenter_steps']} segmenter steps", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"figure: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=80)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0])
+    parser.add_argument("--classifier-steps", type=int, default=150)
+    parser.add_argument("--segmenter-steps", type=int, default=150)
+    parser.add_argument("--supervised-n", type=int, default=8)
+    parser.add_argument("--supervised-steps", type=int, default=150)
+    parser.add_argument("--bench-n", type=int, default=10)
+    parser.add_argument("--save-supervised", action="store_true")
+    parser.add_argument("--out", type=Path, default=OUT_JSON)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the figure from --out")
+    args = parser.parse_args()
+    if args.plot_only:
+        return plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
+    assert args.n_train <= BENCHMARK_SEED_START  # never a benchmark seed in training
+    start = time.perf_counter()
+    config = ICHConfig()
+    folder = training_cohort(args.n_train)
+    scans = table_from_synthetic_cohort(folder)
+    samples = load_samples(WeakLabelDataset(scans, config), config)
+    cases = [load_case(p) for p in ensure_cases("ich", args.bench_n, 1.5)]
+    train_config = TrainConfig(ClassifierTrainConfig(steps=args.classifier_steps),
+                               SegmenterTrainConfig(steps=args.segmenter_steps))
+    result = {"n_train": len(scans), "bench_n": len(cases),
+              "bench_positive": sum(bool(blood_mask(c.labels["CT"]["ich"]).any()) for c in cases),
+              "classifier_steps": args.classifier_steps, "segmenter_steps": args.segmenter_steps,
+              "threads": torch.get_num_threads(), "weak": []}
+    for fraction in sorted(args.fractions):
+        subset = fraction_subset(samples, fraction, seed=0)
+        trained = train(subset, config, train_config)
+        model = ICHModel(None, trained.classifier, trained.segmenter, config)
+        figures = score_weak(model, cases)
+        result["weak"].append({"fraction": fraction, "subjects": len(subset), "figures": figures})
+        print(f"{100 * fraction:g} % ({len(subset)} subjects): Dice "
+              f"{figures['segmenter']['dice']['mean']:.3f}, pseudo-masks "
+              f"{figures['pseudo_mask']['dice']['mean']:.3f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    labelled = voxel_labelled_from_synthetic_cohort(folder)[:args.supervised_n]
+    net, _ = fully_supervised(labelled, config, SegmenterTrainConfig(steps=args.supervised_steps))
+    supervised = ICHModel(None, None, net, config)
+    result["supervised"] = {"subjects": len(labelled), "steps": args.supervised_steps,
+                            "figures": score_supervised(supervised, cases)}
+    print(f"fully supervised ({len(labelled)} voxel-labelled subjects): Dice "
+          f"{result['supervised']['figures']['segmenter']['dice']['mean']:.3f}")
+    if args.save_supervised:
+        save_ich_model(SUPERVISED_MODEL, supervised, name="ich_supervised_lowdata",
+                       description="fully supervised low-data reference (not shipped)",
+                       training={"supervision": "voxel labels", "subjects": len(labelled),
+                                 "seeds": f"0-{len(labelled) - 1}",
+                                 "steps": args.supervised_steps}, overwrite=True)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    plot(result, args.out.with_suffix(".png"))
+    print(f"{result['seconds']:.0f} s; results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
