@@ -29,12 +29,8 @@ from lesion_core.ich import reader_labels as rl  # noqa: E402
 from lesion_core.labels import ICH_SUBTYPES  # noqa: E402
 from LesionSuiteLib import mrml_bridge as mb  # noqa: E402
 from ICHWeakSegLib.logic import ICHWeakSegLogic  # noqa: E402
+from ich_fixtures import ct_node, logic, out_dir, result, store  # noqa: E402,F401
 from ICHWeakSegLib.outputs import TABLE_COLUMNS  # noqa: E402
-
-
-@pytest.fixture
-def logic():
-    return ICHWeakSegLogic()
 
 
 @pytest.fixture(scope="module")
@@ -42,25 +38,6 @@ def image():
     return io_.ct_volume(seed=7)
 
 
-@pytest.fixture
-def ct_node(mrml_scene, image):
-    return mb.volume_to_node(mrml_scene, image, "CT")
-
-
-@pytest.fixture
-def store(tmp_path):
-    return tmp_path / "feedback"
-
-
-@pytest.fixture
-def out_dir(tmp_path, image):
-    io_.write_outputs(tmp_path / "run1", image)
-    return tmp_path / "run1"
-
-
-@pytest.fixture
-def result(logic, ct_node, out_dir, store):
-    return logic.load_results(ct_node, out_dir, feedback_root=store)
 
 
 def _fake_child(script: str) -> list[str]:
