@@ -202,12 +202,9 @@ class CMBDetectorLogic(_LogicBase or _HeadlessLogicBase):
                 scene, kept, [CMB], name=f"{name} CMB", reference_node=input_volume_node,
                 include_empty=True)
             created.append(segmentation)
-            parent = input_volume_node.GetParentTransformNode()
-            for node in created:
-                node.SetAttribute(RESULT_ATTRIBUTE, f"{outputs.model_id} {outputs.model_version}")
-                node.SetAttribute(INPUT_ATTRIBUTE, input_volume_node.GetID())
-                if parent is not None and node.IsA("vtkMRMLTransformableNode"):
-                    node.SetAndObserveTransformNodeID(parent.GetID())
+            predictions.place_with_input(created, input_volume_node, {
+                RESULT_ATTRIBUTE: f"{outputs.model_id} {outputs.model_version}",
+                INPUT_ATTRIBUTE: input_volume_node.GetID()})
         except Exception:
             for node in created:
                 scene.RemoveNode(node)

@@ -31,6 +31,7 @@ from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
 from LesionSuiteLib.child_process import ChildProcess, lesion_core_command
 from LesionSuiteLib.hub_logic import _HeadlessLogicBase
+from LesionSuiteLib import predictions
 from LesionSuiteLib.predictions import start_in_work_folder
 
 from . import training
@@ -228,12 +229,9 @@ class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):
             regions = self._regions_segmentation(scene, outputs.regions, input_volume_node,
                                                  f"{name} ARWMC regions")
             created.append(regions)
-            parent = input_volume_node.GetParentTransformNode()
-            for node in created:
-                node.SetAttribute(RESULT_ATTRIBUTE, f"{outputs.model_id} {outputs.model_version}")
-                node.SetAttribute(INPUT_ATTRIBUTE, input_volume_node.GetID())
-                if parent is not None and node.IsA("vtkMRMLTransformableNode"):
-                    node.SetAndObserveTransformNodeID(parent.GetID())
+            predictions.place_with_input(created, input_volume_node, {
+                RESULT_ATTRIBUTE: f"{outputs.model_id} {outputs.model_version}",
+                INPUT_ATTRIBUTE: input_volume_node.GetID()})
         except Exception:
             for node in created:
                 scene.RemoveNode(node)
