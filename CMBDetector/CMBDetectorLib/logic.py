@@ -224,10 +224,7 @@ class CMBDetectorLogic(_LogicBase or _HeadlessLogicBase):
     @staticmethod
     def remove_result_nodes(result: CMBResultNodes) -> None:
         """Remove a result's output nodes from their scene (the input stays)."""
-        for node in result.nodes:
-            scene = node.GetScene() if node is not None else None
-            if scene is not None:
-                scene.RemoveNode(node)
+        predictions.remove_nodes(result.nodes)
 
     @staticmethod
     def save_results(result: CMBResultNodes, folder: str | Path, stem: str | None = None

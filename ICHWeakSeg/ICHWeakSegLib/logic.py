@@ -284,10 +284,7 @@ class ICHWeakSegLogic(_LogicBase or _HeadlessLogicBase):
     @staticmethod
     def remove_result_nodes(result: ICHResultNodes) -> None:
         """Remove a result's output nodes from their scene (the input and the store stay)."""
-        for node in result.nodes:
-            scene = node.GetScene()
-            if scene is not None:
-                scene.RemoveNode(node)
+        predictions.remove_nodes(result.nodes)
 
     @staticmethod
     def save_results(result: ICHResultNodes, folder: str | Path, stem: str | None = None

@@ -276,3 +276,11 @@ def place_with_input(nodes, input_node, attributes: dict[str, str]) -> None:
             node.SetAttribute(key, str(value))
         if parent is not None and node.IsA("vtkMRMLTransformableNode"):
             node.SetAndObserveTransformNodeID(parent.GetID())
+
+
+def remove_nodes(nodes) -> None:
+    """Remove each of ``nodes`` (None entries skipped) from the scene that holds it."""
+    for node in nodes:
+        scene = node.GetScene() if node is not None else None
+        if scene is not None:
+            scene.RemoveNode(node)

@@ -269,10 +269,7 @@ class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):
     @staticmethod
     def remove_result_nodes(result: WMHResultNodes) -> None:
         """Remove a result's output nodes from their scene (the input stays)."""
-        for node in result.nodes:
-            scene = node.GetScene() if node is not None else None
-            if scene is not None:
-                scene.RemoveNode(node)
+        predictions.remove_nodes(result.nodes)
 
     @staticmethod
     def save_results(result: WMHResultNodes, folder: str | Path, stem: str | None = None
