@@ -198,11 +198,6 @@ class CMBDetectorWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         if jump:
             self._jump()
 
-    def _jump(self) -> None:
-        position = self._review.jump_position() if self._review is not None else None
-        if position is not None:
-            slicer.modules.markups.logic().JumpSlicesToLocation(*position, True)
-
     def _act(self, method: str, *args, jump: bool = True) -> None:
         """Forward a click or key to the review (``method`` of CMBReview), then redraw."""
         if self._review is None:

@@ -200,11 +200,6 @@ class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserva
         if jump:
             self._jump()
 
-    def _jump(self) -> None:
-        position = self._review.jump_position() if self._review is not None else None
-        if position is not None:
-            slicer.modules.markups.logic().JumpSlicesToLocation(*position, True)
-
     def _act(self, method: str, *args, jump: bool = False) -> None:
         """Forward a click to the review (``method`` of ICHSliceReview), then redraw."""
         if self._review is None:

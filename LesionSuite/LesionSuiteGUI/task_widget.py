@@ -135,6 +135,14 @@ class TaskWidgetMixin:
         return self.ui.readerLineEdit.text.strip() or None
 
     # --------------------------------------------------------------- progress
+    def _jump(self) -> None:
+        """Centre the slice views on the review's current item (panels whose review object
+        has ``jump_position()``, RAS mm or None)."""
+        review = getattr(self, "_review", None)
+        position = review.jump_position() if review is not None else None
+        if position is not None:
+            slicer.modules.markups.logic().JumpSlicesToLocation(*position, True)
+
     def _busy(self) -> bool:
         return self._job is not None or self._training is not None
 
