@@ -12,6 +12,7 @@ import torch
 from lesion_core.ich.config import CAMConfig, ClassifierConfig, ICHConfig, SegmenterConfig, SliceGrid
 from lesion_core.ich.data import WeakSample
 from lesion_core.ich.preprocess import SliceStack
+from lesion_core.training import OptimConfig, run_training
 from lesion_core.volume import Volume
 
 _OPENED: list[str] | None = None
@@ -81,13 +82,21 @@ def blob_stacks(n: int, seed: int, slices=8, size=16, p=0.4, radius=2.5):
 
 
 def fit(net, x, y, steps, lr=1e-2, batch=8, seed=0):
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    for step in range(steps):
-        idx = torch.arange(step * batch, (step + 1) * batch) % x.shape[0]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[idx])[..., 0], y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+    """Train a per-slice classifier on stacks ``x`` and slice targets ``y`` with the
+    training engine (fp32, CPU): ``batch`` stacks per step, cycling through ``x`` in order."""
+    def sample(ctx):
+        return _cycle(x, ctx), _cycle(y, ctx)
+
+    def loss(network, batch_xy, ctx):
+        inputs, targets = batch_xy
+        return {"loss": torch.nn.functional.binary_cross_entropy_with_logits(
+            network(inputs)[..., 0], targets)}
+
+    config = OptimConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, device="cpu",
+                         precision="fp32")
+    return run_training(net, sample, loss, config, prefetch=False)[0]
+
+
+def _cycle(data: torch.Tensor, ctx) -> torch.Tensor:
+    return data[torch.arange(ctx.step * ctx.batch_size, (ctx.step + 1) * ctx.batch_size)
+                % data.shape[0]]

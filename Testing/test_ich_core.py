@@ -22,6 +22,7 @@ from lesion_core.ich.refine import fit_gmm_1d, refine
 from lesion_core.ich.train import train_classifier
 from lesion_core.networks import get_network_class, name_of_network
 from lesion_core.synth.ich import SUBTYPE_KEYS
+from lesion_core.training import OptimConfig
 
 
 def test_config_round_trip_and_classes():
@@ -137,10 +138,11 @@ def test_mil_pooling_trains_from_scan_labels():
     config = ICHConfig(windows=TOY.windows[:1], grid=TOY.grid, segmenter=TOY.segmenter,
                        classifier=ClassifierConfig(channels=(8, 16), strides=(2, 2), gru_hidden=8,
                                                    dropout=0.0))
-    net, history = train_classifier(samples, config, ClassifierTrainConfig(
-        steps=40, batch_size=4, labels="scan", lr=5e-3, flip_probability=0.0))
-    assert np.all(np.isnan(history["slice_loss"]))
-    loss = np.asarray(history["scan_loss"])
+    net, result = train_classifier(samples, config, ClassifierTrainConfig(
+        labels="scan", flip_probability=0.0, augment=None,
+        optim=OptimConfig(steps=40, batch_size=4, lr=5e-3, device="cpu", precision="fp32")))
+    assert np.all(np.isnan(result.history["slice_loss"]))
+    loss = np.asarray(result.history["scan_loss"])
     assert loss[-10:].mean() < 0.5 * loss[:10].mean()
     with torch.no_grad():
         scores = [float(mil_pool(net(s.stack.image[None]))[0, 0]) for s in samples]

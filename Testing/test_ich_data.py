@@ -1,6 +1,8 @@
-"""ICHWeakSeg weak-label data and input handling (``lesion_core.ich``): the training path
-never opens a voxel label, the slice grid maps back to the CT, and bad input gets the one
-clear error. Toy CTs (40 x 40 x 8 voxels), CPU.
+"""ICHWeakSeg weak-label data, input handling and training runs (``lesion_core.ich``): the
+training path never opens a voxel label, the slice grid maps back to the CT, bad input
+gets the one clear error, preprocessed stacks come back from the array cache, the HU
+randomization is seeded, and a killed training resumes to the same weights. Toy CTs
+(40 x 40 x 8 voxels), CPU.
 """
 
 from __future__ import annotations
@@ -12,18 +14,27 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from geometry import oblique_lps_affine
 from ich_toys import TOY, recording, toy_ct
 
 from lesion_core import io as lesion_io
 from lesion_core.errors import InvalidImageError, ModalityError, OperationCancelled
-from lesion_core.ich.config import CLASSES, ClassifierTrainConfig, SegmenterTrainConfig, TrainConfig
+from lesion_core.ich.augment import ct_augmenter, training_slices
+from lesion_core.ich.config import (CLASSES, CT_AUGMENT, ClassifierTrainConfig, SegmenterTrainConfig,
+                                    TrainConfig)
 from lesion_core.ich.data import (WeakLabelDataset, WeakLabelTableError, parse_rows,
                                   table_from_synthetic_cohort)
 from lesion_core.ich.preprocess import preprocess
 from lesion_core.ich.train import fraction_subset, train
 from lesion_core.progress import Progress
+from lesion_core.training import OptimConfig
 from lesion_core.volume import Volume
+
+
+def _optim(steps: int, batch_size: int, **kwargs) -> OptimConfig:
+    return OptimConfig(steps=steps, batch_size=batch_size, device="cpu", precision="fp32",
+                       **kwargs)
 
 
 def _toy_cohort(folder, n=4):
@@ -52,8 +63,8 @@ def _toy_cohort(folder, n=4):
 
 def test_training_path_never_reads_voxel_masks(tmp_path):
     rows = _toy_cohort(tmp_path)
-    short = TrainConfig(ClassifierTrainConfig(steps=4, batch_size=2, max_slices=6),
-                        SegmenterTrainConfig(steps=3, batch_size=4))
+    short = TrainConfig(ClassifierTrainConfig(max_slices=6, optim=_optim(4, 2)),
+                        SegmenterTrainConfig(optim=_optim(3, 4)))
     with recording() as opened:
         scans = table_from_synthetic_cohort(tmp_path)
         dataset = WeakLabelDataset(scans, TOY)
@@ -69,7 +80,7 @@ def test_training_path_never_reads_voxel_masks(tmp_path):
     from lesion_core.ich.supervised import fully_supervised, voxel_labelled_from_synthetic_cohort
     with recording() as opened:
         fully_supervised(voxel_labelled_from_synthetic_cohort(tmp_path)[:1], TOY,
-                         SegmenterTrainConfig(steps=1, batch_size=2))
+                         SegmenterTrainConfig(optim=_optim(1, 2)))
     assert any("truth" in p for p in opened)
     # The table reader refuses truth columns and label-map images.
     with pytest.raises(WeakLabelTableError, match="voxel labels"):
@@ -157,3 +168,99 @@ def test_fraction_subsets_nest_and_training_can_be_cancelled(tmp_path):
     progress.cancel()
     with pytest.raises(OperationCancelled):
         train(WeakLabelDataset(table_from_synthetic_cohort(tmp_path), TOY), TOY, progress=progress)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def _cancelling_at(message: str) -> Progress:
+    """A reporter that cancels once a progress message contains ``message`` (the next
+    update then raises, after the engine saved a checkpoint)."""
+    progress = Progress(lambda fraction, text: progress.cancel() if message in text else None)
+    return progress
+
+
+def test_killed_training_resumes_in_its_stage_to_the_same_weights(tmp_path):
+    _toy_cohort(tmp_path / "cohort", n=2)
+    scans = table_from_synthetic_cohort(tmp_path / "cohort")
+    every = dict(checkpoint_every_steps=2, log_every=1)
+    config = TrainConfig(ClassifierTrainConfig(max_slices=6, optim=_optim(6, 2, **every)),
+                         SegmenterTrainConfig(optim=_optim(6, 4, **every)))
+    straight = train(WeakLabelDataset(scans, TOY), TOY, config)
+    checkpoints = tmp_path / "checkpoints"
+    for stage in ("classifier", "segmenter"):  # killed once in each stage
+        with pytest.raises(OperationCancelled):
+            train(WeakLabelDataset(scans, TOY), TOY, config, _cancelling_at(f"{stage} step 4/"),
+                  checkpoint_dir=checkpoints)
+    resumed = train(WeakLabelDataset(scans, TOY), TOY, config, checkpoint_dir=checkpoints)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["classifier", "segmenter"]
+    assert resumed.results["classifier"].resumed_from == 6  # finished: returned at once
+    assert resumed.results["segmenter"].resumed_from == 4
+    assert _same_weights(straight.classifier, resumed.classifier)
+    assert _same_weights(straight.segmenter, resumed.segmenter)
+    assert resumed.results["segmenter"].history["loss"] == straight.results["segmenter"].history["loss"]
+
+
+def test_stack_cache_serves_a_rerun_without_reading_the_ct(tmp_path):
+    rows = _toy_cohort(tmp_path / "cohort", n=2)
+    scans = table_from_synthetic_cohort(tmp_path / "cohort")
+    first = WeakLabelDataset(scans, TOY, cache_dir=tmp_path / "cache")
+    stored = [first[n] for n in range(len(scans))]
+    assert sorted(first.opened) == sorted(r["ct"] for r in rows)
+    again = WeakLabelDataset(scans, TOY, cache_dir=tmp_path / "cache")
+    with recording() as opened:
+        cached = [again[n] for n in range(len(scans))]
+    assert again.opened == [] and not any(r["ct"] in opened for r in rows)
+    plain = preprocess(toy_ct(0, (2, 3, 4)), TOY)
+    for a, b in zip(stored, cached):
+        assert torch.equal(a.stack.image, b.stack.image) and np.array_equal(a.stack.hu, b.stack.hu)
+        assert np.array_equal(a.stack.input_to_working, b.stack.input_to_working)
+        assert torch.equal(a.slice_targets.nan_to_num(-1), b.slice_targets.nan_to_num(-1))
+    assert torch.equal(cached[0].stack.image, plain.image)  # windowing from HU is exact
+
+
+def test_hu_randomization_is_seeded_and_keeps_blood_above_brain():
+    stack = preprocess(toy_ct(0, blood_slices=(3,)), TOY)
+    augmenter = ct_augmenter(CT_AUGMENT, TOY.grid)
+    index = np.arange(2, 6)
+    a = training_slices(stack, index, TOY.windows, augmenter, np.random.default_rng(1))
+    b = training_slices(stack, index, TOY.windows, augmenter, np.random.default_rng(1))
+    assert a.shape == (4, 3, 32, 32) and torch.equal(a, b)
+    assert not torch.equal(a, stack.image[2:6])
+    assert torch.equal(training_slices(stack, index, TOY.windows, None, np.random.default_rng(1)),
+                       stack.image[2:6])
+    # Away from the skull, which a softer kernel (low resolution) smears inwards.
+    inner = ndimage.binary_erosion(stack.intracranial[3], iterations=2)
+    blood = torch.from_numpy((stack.hu[3] > 55) & (stack.hu[3] < 90) & inner)
+    brain = torch.from_numpy((np.abs(stack.hu[3] - 30) < 8) & inner)
+    for seed in range(6):
+        x = training_slices(stack, index, TOY.windows, augmenter, np.random.default_rng(seed))
+        assert x[1, 0][blood].median() > x[1, 0][brain].median() + 0.25  # brain window, slice 3
+
+
+def test_cli_train_checkpoints_caches_and_resumes(tmp_path, capsys):
+    from lesion_core.cli import main
+    from lesion_core.ich.model import load_ich_model
+
+    _toy_cohort(tmp_path / "cohort", n=2)
+    command = ["ich", "train", "--synthetic", str(tmp_path / "cohort"), "--classifier-steps", "2",
+               "--segmenter-steps", "2", "--precision", "fp32", "--device", "cpu",
+               "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "model")]
+    assert main(command) == 0
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"classifier", "segmenter", "cache"}
+    assert len(list((tmp_path / "run" / "cache").glob("*.npz"))) == 2
+    training = load_ich_model(tmp_path / "model").metadata.training
+    assert training["classifier"]["steps"] == 2 and training["classifier"]["precision"] == "fp32"
+    assert training["segmenter"]["optim"]["batch_size"] == 8
+    assert "optim" not in load_ich_model(tmp_path / "model").metadata.extra["config"]
+    assert "classifier step 1/2" in capsys.readouterr().err
+    # The same command again: both stages are finished, so nothing trains.
+    assert main(command + ["--overwrite"]) == 0
+    assert " step 1/2" not in capsys.readouterr().err
+    again = load_ich_model(tmp_path / "model").metadata.training
+    for stage in ("classifier", "segmenter"):
+        assert again[stage]["loss_last50"] == training[stage]["loss_last50"]
+    assert main(command[:3] + [str(tmp_path / "cohort"), "--steps", "5", "--out",
+                               str(tmp_path / "other")]) == 2
+    assert "--classifier-steps" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from lesion_core.ich import outputs_file
 from lesion_core.ich.config import CLASSES, SUBTYPES
 from lesion_core.ich.data import WeakScan
 from lesion_core.ich.evaluate import case_figures, summarize
-from lesion_core.ich.finetune import finetune_from_feedback
+from lesion_core.ich.finetune import FINETUNE, finetune_from_feedback
 from lesion_core.ich.model import ICHModel, ICHThresholds, load_ich_model, save_ich_model
 from lesion_core.ich.predict import (STAGES, ICHPrediction, label_components, predict_ich,
                                      write_prediction)
@@ -185,8 +186,9 @@ def test_finetune_from_a_fake_store_changes_the_classifier(saved, tmp_path, monk
                         lambda store: stores[str(store)], raising=False)
     model = load_ich_model(folder)
     with pytest.raises(FeedbackStoreError):
-        finetune_from_feedback(model, "empty", tmp_path / "none", steps=2)
-    meta, report = finetune_from_feedback(model, "labelled", tmp_path / "tuned", steps=3)
+        finetune_from_feedback(model, "empty", tmp_path / "none")
+    meta, report = finetune_from_feedback(model, "labelled", tmp_path / "tuned",
+                                          replace(FINETUNE.optim, steps=3, precision="fp32"))
     tuned = load_ich_model(tmp_path / "tuned")
     assert meta.version == "1.1" and tuned.version == "1.1" and report["labelled_slices"] == 3
     before, after = model.classifier.state_dict(), tuned.classifier.state_dict()
@@ -195,3 +197,36 @@ def test_finetune_from_a_fake_store_changes_the_classifier(saved, tmp_path, monk
                for k, v in model.segmenter.state_dict().items())
     assert json.loads((tmp_path / "tuned" / "metadata.json").read_text())["training"][
         "finetuned_from"] == "ich_toy 1.0"
+
+
+def _slab_around_blood(seed: int, margin: int = 3) -> Volume:
+    """A synthetic head CT with haemorrhage (2 mm anatomy), cut to the axial slices that
+    hold blood and ``margin`` slices on each side (keeps the bf16 run short on CPUs that
+    emulate bf16)."""
+    from lesion_core.synth.anatomy import AnatomyConfig
+    from lesion_core.synth.cohort import SubjectConfig, make_subject
+
+    subject = make_subject(seed, SubjectConfig(kind="ich", anatomy=AnatomyConfig(spacing_mm=2.0),
+                                               ich_probability=1.0, severity=1.0))
+    ct, truth = subject.images["CT"], subject.labels["CT"]["ich"]
+    slices = np.flatnonzero(np.isin(np.asarray(truth.array), (1, 2, 3, 4, 5)).any(axis=(0, 1)))
+    first, last = max(slices.min() - margin, 0), min(slices.max() + margin + 1, ct.shape[2])
+    affine = ct.affine.copy()
+    affine[:3, 3] += affine[:3, 2] * first
+    return Volume(np.ascontiguousarray(np.asarray(ct.array)[..., first:last]), affine,
+                  meta=dict(ct.meta))
+
+
+def test_shipped_model_agrees_in_bf16_and_fp32():
+    from lesion_core.ich.model import default_model_folder
+    from lesion_core.metrics import dice
+
+    if not default_model_folder().is_dir():
+        pytest.skip("the shipped ICH model is not installed")
+    ct = _slab_around_blood(3)
+    model = load_ich_model(device="cpu")
+    fp32, bf16 = (predict_ich(ct, model, precision=p) for p in ("fp32", "bf16"))
+    masks = [np.asarray(p.labels.array) > 0 for p in (fp32, bf16)]
+    assert masks[0].sum() > 500  # a case with haemorrhage found, so Dice means something
+    assert dice(*masks) >= 0.98
+    assert np.abs(fp32.slice_probabilities - bf16.slice_probabilities).max() < 0.1

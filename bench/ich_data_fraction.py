@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,11 @@ def training_cohort(n: int) -> Path:
         print(f"generating {n} training subjects into {folder}", flush=True)
         make_cohort("ich", list(range(n)), folder, SubjectConfig(anatomy=AnatomyConfig(spacing_mm=1.5)))
     return folder
+
+
+def with_steps(train_config, steps: int):
+    """A stage's default train config with ``steps`` optimiser steps."""
+    return replace(train_config, optim=replace(train_config.optim, steps=steps))
 
 
 def score_weak(model: ICHModel, cases) -> dict:
@@ -138,10 +144,11 @@ def main() -> None:
     config = ICHConfig()
     folder = training_cohort(args.n_train)
     scans = table_from_synthetic_cohort(folder)
-    samples = load_samples(WeakLabelDataset(scans, config), config)
+    samples = load_samples(WeakLabelDataset(scans, config, cache_dir=CACHE_DIR / "ich_stacks"),
+                           config)
     cases = [load_case(p) for p in ensure_cases("ich", args.bench_n, 1.5)]
-    train_config = TrainConfig(ClassifierTrainConfig(steps=args.classifier_steps),
-                               SegmenterTrainConfig(steps=args.segmenter_steps))
+    train_config = TrainConfig(with_steps(ClassifierTrainConfig(), args.classifier_steps),
+                               with_steps(SegmenterTrainConfig(), args.segmenter_steps))
     result = {"n_train": len(scans), "bench_n": len(cases),
               "bench_positive": sum(bool(blood_mask(c.labels["CT"]["ich"]).any()) for c in cases),
               "classifier_steps": args.classifier_steps, "segmenter_steps": args.segmenter_steps,
@@ -157,7 +164,9 @@ def main() -> None:
               f"{figures['pseudo_mask']['dice']['mean']:.3f} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
     labelled = voxel_labelled_from_synthetic_cohort(folder)[:args.supervised_n]
-    net, _ = fully_supervised(labelled, config, SegmenterTrainConfig(steps=args.supervised_steps))
+    net, _ = fully_supervised(labelled, config,
+                              with_steps(SegmenterTrainConfig(), args.supervised_steps),
+                              cache_dir=CACHE_DIR / "ich_stacks")
     supervised = ICHModel(None, None, net, config)
     result["supervised"] = {"subjects": len(labelled), "steps": args.supervised_steps,
                             "figures": score_supervised(supervised, cases)}

@@ -6,7 +6,9 @@
 * ``train``: the whole weakly supervised pipeline from image-level labels (``--table``
   weak-label CSV, or ``--synthetic`` cohort folder: its labels only), thresholds
   calibrated on ``--validation`` labels; or (``--feedback``) a fine-tune of the classifier
-  on a reader's slice labels, the segmenter kept;
+  on a reader's slice labels, the segmenter kept; ``--checkpoint DIR`` makes either
+  resumable (``DIR/classifier``, ``DIR/segmenter``), ``--cache DIR`` keeps the
+  preprocessed stacks;
 * ``evaluate COHORT``: every stage (CAM, pseudo-mask, segmenter, combined) against a
   synthetic cohort's voxel truth.
 
@@ -20,7 +22,8 @@ import json
 from pathlib import Path
 
 from ..errors import LesionSuiteError
-from .common import model_options, refuse_saved_model, shipped_or_given
+from .common import (model_options, optim_config, refuse_saved_model, shipped_or_given,
+                     training_options)
 from .progress_bar import ProgressBar
 
 
@@ -52,18 +55,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--validation", metavar="CSV_OR_DIR",
                    help="weak-label CSV or synthetic cohort whose labels set the thresholds")
     t.add_argument("--init", metavar="MODEL_DIR", help="model to fine-tune (with --feedback)")
-    t.add_argument("--classifier-steps", type=int, default=300, help="default %(default)s")
-    t.add_argument("--segmenter-steps", type=int, default=300, help="default %(default)s")
-    t.add_argument("--steps", type=int, help="with --feedback: fine-tune steps (default 40)")
+    t.add_argument("--classifier-steps", type=int,
+                   help="classifier optimiser steps (default 300)")
+    t.add_argument("--segmenter-steps", type=int, help="segmenter optimiser steps (default 300)")
     t.add_argument("--labels", choices=("auto", "slice", "scan"), default="auto",
                    help="which labels train the classifier: scan = multiple-instance "
                         "learning from scan labels only (default %(default)s)")
     t.add_argument("--combination", choices=("segmenter", "segmenter_and_pseudo_mask"),
                    help="how the final mask is made (default: the measured best, docs/ich.md)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    t.add_argument("--device", default="cpu", help="where to train (default %(default)s)")
+    t.add_argument("--cache", metavar="DIR",
+                   help="keep the preprocessed CT slice stacks here, so a rerun reads no CT "
+                        "again (default: DIR/cache of --checkpoint, else none)")
     t.add_argument("--out", required=True, help="the new model folder")
     t.add_argument("--overwrite", action="store_true", help="replace a model in --out")
+    training_options(t, steps_help="with --feedback only: fine-tune steps; the whole "
+                                   "training takes --classifier-steps and --segmenter-steps")
     t.set_defaults(run=run_train)
 
     e = commands.add_parser("evaluate", help="score every stage on a synthetic cohort's truth")
@@ -95,7 +101,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..ich.predict import predict_ich, write_prediction
 
     with ProgressBar(args, "ich predict") as progress:
-        prediction = predict_ich(ct, model, progress=progress)
+        prediction = predict_ich(ct, model, progress=progress, precision=args.precision)
         paths = write_prediction(prediction, args.out, str(Path(args.ct).resolve()))
     print(f"{args.ct}: model {model.model_id} {model.version}")
     print(f"haemorrhage {'present' if prediction.present else 'absent'} (scan probability "
@@ -121,22 +127,47 @@ def _weak_scans(path: str, option: str):
     return read_weak_table(path)
 
 
+def _checkpoint_and_cache(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """``--checkpoint`` and ``--cache`` (default: the checkpoint's ``cache`` subfolder)."""
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    cache = Path(args.cache) if args.cache else (checkpoint / "cache" if checkpoint else None)
+    return checkpoint, cache
+
+
 def run_train(args: argparse.Namespace) -> int:
     refuse_saved_model(args.out, args.overwrite, ICHCommandError)
     if args.feedback:
-        from ..ich.finetune import finetune_from_feedback
-
-        model = load_model(args.init, "cpu")
-        with ProgressBar(args, "ich train") as progress:
-            meta, report = finetune_from_feedback(model, args.feedback, args.out, args.steps,
-                                                  args.overwrite, progress, seed=args.seed)
-        print(f"fine-tuned the classifier of {model.model_id} {model.version} on "
-              f"{report['labelled_slices']} labelled slices of {report['scans']} scans -> "
-              f"{args.out} (version {meta.version}; segmenter kept)")
-        return 0
-    if min(args.classifier_steps, args.segmenter_steps) < 1:
+        return _finetune(args)
+    if args.steps is not None:
+        raise ICHCommandError("--steps sets the fine-tune steps (with --feedback) only",
+                              "use --classifier-steps and --segmenter-steps")
+    if min(args.classifier_steps or 1, args.segmenter_steps or 1) < 1:
         raise ICHCommandError("the step counts must be positive", "give at least 1 step")
     return _train_all(args)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from ..ich.finetune import FINETUNE, finetune_from_feedback
+
+    model = load_model(args.init, "cpu")
+    checkpoint, _ = _checkpoint_and_cache(args)
+    with ProgressBar(args, "ich train") as progress:
+        meta, report = finetune_from_feedback(model, args.feedback, args.out,
+                                              optim_config(args, FINETUNE.optim),
+                                              args.overwrite, progress, checkpoint)
+    print(f"fine-tuned the classifier of {model.model_id} {model.version} on "
+          f"{report['labelled_slices']} labelled slices of {report['scans']} scans -> "
+          f"{args.out} (version {meta.version}; segmenter kept)")
+    return 0
+
+
+def _stage_config(args: argparse.Namespace, defaults, steps: int | None, **task):
+    """A stage's train config: its defaults, the shared optimisation options (--lr and
+    --batch-size apply to both stages) and its own step count."""
+    from dataclasses import replace
+
+    optim = optim_config(args, defaults.optim)
+    return replace(defaults, optim=replace(optim, steps=steps or optim.steps), **task)
 
 
 def _train_all(args: argparse.Namespace) -> int:
@@ -154,18 +185,18 @@ def _train_all(args: argparse.Namespace) -> int:
             "correct the image paths (relative paths are relative to the table's folder)",
             source)
     train_config = TrainConfig(
-        ClassifierTrainConfig(steps=args.classifier_steps, labels=args.labels, seed=args.seed,
-                              device=args.device),
-        SegmenterTrainConfig(steps=args.segmenter_steps, seed=args.seed, device=args.device))
+        _stage_config(args, ClassifierTrainConfig(), args.classifier_steps, labels=args.labels),
+        _stage_config(args, SegmenterTrainConfig(), args.segmenter_steps))
     combination = args.combination or DEFAULT_COMBINATION
+    checkpoint, cache = _checkpoint_and_cache(args)
     with ProgressBar(args, "ich train") as progress:
         model, report = fit_ich(scans, validation, ICHConfig(), train_config, combination,
-                                progress)
+                                progress, checkpoint, cache)
     # Folder names only: a model card must not carry the machine's paths.
     report.update({"data": f"{'synthetic cohort' if args.synthetic else 'table'} "
                            f"{Path(source).name} ({len(scans)} scans)",
                    "validation": f"{Path(args.validation).name} ({len(validation)} scans)"
-                   if args.validation else None, "seed": args.seed, "device": args.device})
+                   if args.validation else None})
     meta = save_ich_model(args.out, model, description="ICHWeakSeg: slice classifier with a "
                           "bidirectional GRU (image-level labels), Grad-CAM refined in HU "
                           "into pseudo-masks, 2.5D U-Net trained on them", training=report,
@@ -184,7 +215,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     read_cohort(args.cohort)
     model = load_model(args.model, args.device)
     with ProgressBar(args, "ich evaluate") as progress:
-        result = evaluate_cohort(model, args.cohort, progress, limit=args.limit)
+        result = evaluate_cohort(model, args.cohort, progress, limit=args.limit,
+                                 precision=args.precision)
     print(f"model {model.model_id} {model.version} on {len(result['cases'])} subjects of "
           f"{args.cohort}")
     print("\n".join(summary_lines(result["summary"])))
@@ -197,6 +229,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         record_evaluation(model.metadata.folder, {
             "cohort": Path(args.cohort).name, "subjects": len(result["cases"]),
-            "truth": "voxel labels of the cohort (evaluation only)", **result["summary"]})
+            "truth": "voxel labels of the cohort (evaluation only)",
+            "precision": result["precision"], **result["summary"]})
         print(f"recorded in {model.metadata.folder}")
     return 0

@@ -14,6 +14,12 @@ decide which of slice ``s``'s features count as haemorrhage. Only the GRU and th
 differentiated (one small backward pass per slice); the encoder runs once, without
 gradients.
 
+Precision: the encoder (nearly all the arithmetic) runs in bf16 autocast when the
+``precision`` asked for resolves to bf16; the GRU, the head and their gradients always
+run in fp32. They cost little, and the weights ``alpha`` are gradients through a
+recurrent network, which bf16's 8-bit mantissa would quantise (autocast itself works
+there too, but only for the linear layers, so it would buy no speed).
+
 Then (:func:`normalise_cam`): the map is upsampled bilinearly to the slice size, set to 0
 on slices whose predicted probability is below ``min_probability``, divided by its
 maximum (per slice or per scan) so it lies in [0, 1], and thresholded at ``threshold``.
@@ -27,6 +33,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..training import autocast
 from .classifier import ICHSliceClassifier
 from .config import CAMConfig, CLASSES
 
@@ -49,13 +56,14 @@ class CAMResult:
 
 
 def grad_cam(model: ICHSliceClassifier, stack: torch.Tensor, target: int | str = "any",
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+             precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Raw Grad-CAM of one scan.
 
     Args:
         model: the classifier (evaluated in eval mode; its mode is restored).
         stack: one scan's slices ``[S, C, H, W]``.
         target: class index or name of :data:`CLASSES`.
+        precision: of the encoder (module notes); ``auto``, ``fp32`` or ``bf16``.
 
     Returns:
         ``(cam [S, H, W] >= 0, logits [S, K])``, both float32 on the CPU.
@@ -65,8 +73,9 @@ def grad_cam(model: ICHSliceClassifier, stack: torch.Tensor, target: int | str =
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision, device):
             maps = model.feature_maps(stack[None].to(device))[0]         # [S, F, h, w]
+        maps = maps.float()
         with torch.enable_grad():
             pooled = maps.mean(dim=(-2, -1))[None].detach().requires_grad_(True)  # [1, S, F]
             logits = model.sequence_logits(pooled)[0]                       # [S, K]
@@ -93,10 +102,10 @@ def normalise_cam(raw: np.ndarray, probability: np.ndarray,
 
 
 def compute_cam(model: ICHSliceClassifier, stack: torch.Tensor,
-                config: CAMConfig = CAMConfig()) -> CAMResult:
+                config: CAMConfig = CAMConfig(), precision: str = "auto") -> CAMResult:
     """Grad-CAM of ``config.target`` for one scan ``[S, C, H, W]``, normalised and
     thresholded (see the module notes)."""
-    raw, logits = grad_cam(model, stack, config.target)
+    raw, logits = grad_cam(model, stack, config.target, precision)
     probabilities = torch.sigmoid(logits).numpy().astype(np.float32)
     cam = normalise_cam(raw.numpy(), probabilities[:, CLASSES.index(config.target)], config)
     return CAMResult(cam, cam >= config.threshold, raw.numpy(), probabilities)

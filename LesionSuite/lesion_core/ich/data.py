@@ -33,7 +33,7 @@ from .. import io as lesion_io
 from ..errors import LesionSuiteError
 from ..volume import Volume
 from .config import CLASSES, SUBTYPES, ICHConfig
-from .preprocess import SliceStack, preprocess
+from .preprocess import SliceStack, cached_stack
 
 COLUMNS = ("scan", "image", "slice") + CLASSES
 #: File-name fragments of ground-truth and label images, refused as training input.
@@ -197,9 +197,8 @@ class WeakSample:
     scan_targets: torch.Tensor
 
 
-def weak_sample(scan: WeakScan, ct: Volume, config: ICHConfig = ICHConfig()) -> WeakSample:
-    """Preprocess ``ct`` (the image of ``scan``, already read) and map its labels."""
-    stack = preprocess(ct, config)
+def weak_sample(scan: WeakScan, stack: SliceStack) -> WeakSample:
+    """The targets of ``scan`` mapped onto its preprocessed ``stack``."""
     per_slice = stack.slice_targets(dict(scan.slices), len(CLASSES))
     scan_targets = np.array([np.nan if v is None else v for v in scan.labels], np.float32)
     derived = np.where(np.isnan(per_slice).any(axis=0), np.nan, 0.0)
@@ -209,17 +208,21 @@ def weak_sample(scan: WeakScan, ct: Volume, config: ICHConfig = ICHConfig()) -> 
 
 
 class WeakLabelDataset(torch.utils.data.Dataset):
-    """Scans of a weak-label table as :class:`WeakSample` (read once, then cached).
+    """Scans of a weak-label table as :class:`WeakSample` (read once, then kept in memory
+    when ``cache``).
 
     The only file it opens per scan is ``scan.image``, through :meth:`read`, which refuses
-    label-map names and appends each path to :attr:`opened`.
+    label-map names and appends each path to :attr:`opened`. With ``cache_dir``, the
+    preprocessed stacks are kept on disk there (:func:`~.preprocess.cached_stack`), and a
+    later run opens no image whose entry is there.
     """
 
     def __init__(self, scans: Sequence[WeakScan], config: ICHConfig = ICHConfig(),
-                 cache: bool = True):
+                 cache: bool = True, cache_dir: str | Path | None = None):
         self.scans = list(scans)
         self.config = config
         self.cache = cache
+        self.cache_dir = cache_dir
         self.opened: list[str] = []
         self._cached: dict[int, WeakSample] = {}
 
@@ -235,7 +238,9 @@ class WeakLabelDataset(torch.utils.data.Dataset):
         if index in self._cached:
             return self._cached[index]
         scan = self.scans[index]
-        sample = weak_sample(scan, self.read(scan.image), self.config)
+        refuse_truth_file(scan.image)  # also when the stack comes from the disk cache
+        sample = weak_sample(scan, cached_stack(scan.image, self.read, self.config,
+                                                self.cache_dir))
         if self.cache:
             self._cached[index] = sample
         return sample

@@ -35,6 +35,7 @@ from ..errors import LesionSuiteError
 from ..jsonable import json_safe
 from ..metrics import dice, roc_auc
 from ..progress import Progress, ensure_progress
+from ..training import resolve_precision
 from ..volume import Volume
 from .config import SUBTYPES
 from .model import ICHModel
@@ -151,23 +152,30 @@ def read_cohort(folder: str | Path) -> list[dict]:
             raise CohortError(f"the table has no column {exc}", fix, table) from exc
 
 
+def _device(model: ICHModel):
+    return next(model.segmenter.parameters()).device
+
+
 def evaluate_cohort(model: ICHModel, folder: str | Path, progress: Progress | None = None,
-                    limit: int | None = None) -> dict:
+                    limit: int | None = None, precision: str = "auto") -> dict:
     """Run ``model`` on every subject (the first ``limit``) of a synthetic ICH cohort and
-    score every stage against ``ct_ich_truth``: ``{"model", "version", "combination",
-    "summary", "cases"}``."""
+    score every stage against ``ct_ich_truth`` (networks in ``precision``, as
+    :func:`~.predict.predict_ich`): ``{"model", "version", "combination", "precision"
+    (the one used: fp32 or bf16), "summary", "cases"}``."""
     progress = ensure_progress(progress)
     rows = read_cohort(folder)[:limit]
     cases = []
     for n, row in enumerate(rows):
         progress.update(n / max(len(rows), 1), f"{row['subject']} ({n + 1}/{len(rows)})")
-        prediction = predict_ich(lesion_io.read_volume(row["ct"]), model, stages=True)
+        prediction = predict_ich(lesion_io.read_volume(row["ct"]), model, stages=True,
+                                 precision=precision)
         figures = case_figures(prediction, lesion_io.read_volume(row["ct_ich_truth"]),
                                model.config.refine.min_volume_ml)
         cases.append({"subject": row["subject"], **figures})
     progress.update(1.0, "done")
     return json_safe({"model": model.model_id, "version": model.version,
                       "combination": model.combination,
+                      "precision": resolve_precision(precision, _device(model)),
                       "summary": summarize(cases, model.combination), "cases": cases})
 
 

@@ -22,13 +22,19 @@ from pathlib import Path
 
 from ..errors import FeedbackStoreError
 from ..progress import Progress, ensure_progress
+from ..training import OptimConfig
 from .config import ClassifierTrainConfig
 from .data import WeakLabelDataset
 from .model import ICHModel, next_version, save_ich_model
-from .train import load_samples, train_classifier
+from .train import load_samples, stage_folder, stage_report, train_classifier
 
-#: Fine-tuning defaults: few steps, a tenth of the training learning rate.
-FINETUNE = ClassifierTrainConfig(steps=40, lr=1e-4, batch_size=2, max_slices=None)
+#: Fine-tuning defaults: few steps, a tenth of the training learning rate, whole scans,
+#: and no acquisition randomization: the reader's labels are about these very scans, and
+#: a few dozen steps are too few for randomization to add robustness (the model's
+#: training already had it).
+FINETUNE = ClassifierTrainConfig(max_slices=None, augment=None,
+                                 optim=OptimConfig(steps=40, lr=1e-4, batch_size=2,
+                                                   deterministic=True))
 
 
 def _labelled(scan) -> bool:
@@ -37,12 +43,15 @@ def _labelled(scan) -> bool:
 
 
 def finetune_from_feedback(model: ICHModel, store: str | Path, out: str | Path,
-                           steps: int | None = None, overwrite: bool = False,
-                           progress: Progress | None = None, seed: int = 0):
+                           optim: OptimConfig | None = None, overwrite: bool = False,
+                           progress: Progress | None = None,
+                           checkpoint_dir: str | Path | None = None):
     """Fine-tune ``model``'s classifier on the slice labels in ``store``; save to ``out``.
 
-    Returns ``(metadata, report)``. Raises :class:`FeedbackStoreError` when the store
-    holds no usable label (nothing would change).
+    ``optim``: the optimisation settings (default ``FINETUNE.optim``; the batch is cut to
+    the number of labelled scans). ``checkpoint_dir``: resumable, in its ``classifier``
+    subfolder. Returns ``(metadata, report)``. Raises :class:`FeedbackStoreError` when the
+    store holds no usable label (nothing would change).
     """
     from .reader_labels import weak_scans_from_store  # written by the review module
 
@@ -57,20 +66,20 @@ def finetune_from_feedback(model: ICHModel, store: str | Path, out: str | Path,
                                  "module first", source=store)
     samples = load_samples(WeakLabelDataset(scans, model.config), model.config,
                            progress.sub(0.0, 0.3))
-    train_config = replace(FINETUNE, steps=int(steps or FINETUNE.steps), seed=seed,
-                           batch_size=min(FINETUNE.batch_size, len(samples)))
-    classifier, history = train_classifier(samples, model.config, train_config,
-                                           progress.sub(0.3, 0.95),
-                                           net=copy.deepcopy(model.classifier))
+    optim = optim or FINETUNE.optim
+    train_config = replace(FINETUNE, optim=replace(optim, batch_size=min(optim.batch_size,
+                                                                         len(samples))))
+    classifier, result = train_classifier(samples, model.config, train_config,
+                                          progress.sub(0.3, 0.95),
+                                          net=copy.deepcopy(model.classifier),
+                                          checkpoint_dir=stage_folder(checkpoint_dir,
+                                                                      "classifier"))
     tuned = ICHModel(None, classifier, model.segmenter, model.config, model.thresholds,
                      model.combination)
-    losses = [v for v in history["loss"] if math.isfinite(v)]
     report = {"supervision": "reader's slice labels (feedback store); segmenter and "
                              "thresholds kept",
               "scans": len(samples), "labelled_slices": sum(len(s.slices) for s in scans),
-              "steps": train_config.steps, "lr": train_config.lr,
-              "loss_first": losses[0] if losses else None,
-              "loss_last": losses[-1] if losses else None,
+              "classifier": stage_report(train_config, result),
               "finetuned_from": f"{model.model_id} {model.version}", "store": str(store),
               "base_training": model.metadata.training if model.metadata else {}}
     meta = save_ich_model(out, tuned, name=model.model_id, version=next_version(model.version),

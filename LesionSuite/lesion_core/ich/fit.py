@@ -13,7 +13,7 @@ label with fewer than :data:`MIN_POSITIVES` positives or negatives keeps 0.5.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +25,7 @@ from .config import SUBTYPES, ICHConfig, TrainConfig
 from .data import WeakLabelDataset, WeakSample, WeakScan
 from .model import ICHModel, ICHThresholds
 from .predict import classify
-from .train import load_samples, train
+from .train import load_samples, stage_report, train
 
 #: Fewer validation positives (or negatives) than this keep a threshold at 0.5.
 MIN_POSITIVES = 3
@@ -75,33 +75,29 @@ def calibrate_thresholds(model: ICHModel, samples: Sequence[WeakSample]) -> tupl
     return ICHThresholds(slice_t, scan_t, subtypes), report
 
 
-def _ends(values: list[float], n: int = 20) -> tuple[float | None, float | None]:
-    v = np.asarray([x for x in values if np.isfinite(x)], np.float64)
-    return (float(v[:n].mean()), float(v[-n:].mean())) if v.size else (None, None)
-
-
 def fit_ich(scans: Sequence[WeakScan], validation: Sequence[WeakScan] = (),
             config: ICHConfig = ICHConfig(), train_config: TrainConfig = TrainConfig(),
             combination: str = DEFAULT_COMBINATION, progress: Progress | None = None,
+            checkpoint_dir: str | Path | None = None, cache_dir: str | Path | None = None,
             ) -> tuple[ICHModel, dict]:
     """Train on ``scans`` and calibrate on ``validation`` (weak labels only). Returns the
-    unsaved model and its training report (JSON-able)."""
+    unsaved model and its training report (JSON-able). ``checkpoint_dir``: resumable
+    training (:func:`~.train.train`); ``cache_dir``: preprocessed stacks of both sets
+    kept on disk."""
     progress = ensure_progress(progress)
     start = time.perf_counter()
     share = 0.9 if validation else 1.0
-    trained = train(WeakLabelDataset(scans, config), config, train_config,
-                    progress.sub(0.0, share))
+    trained = train(WeakLabelDataset(scans, config, cache_dir=cache_dir), config, train_config,
+                    progress.sub(0.0, share), checkpoint_dir)
     model = ICHModel(None, trained.classifier, trained.segmenter, config,
                      combination=combination)
     calibration: dict = {}
     if validation:
-        samples = load_samples(WeakLabelDataset(validation, config), config,
+        samples = load_samples(WeakLabelDataset(validation, config, cache_dir=cache_dir), config,
                                progress.sub(share, share + 0.05))
         progress.update(0.97, "calibrating thresholds on validation labels")
         model.thresholds, calibration = calibrate_thresholds(model, samples)
     progress.update(1.0, "trained")
-    c_first, c_last = _ends(trained.history["classifier"]["loss"])
-    s_first, s_last = _ends(trained.history["segmenter"]["loss"])
     pseudo = [p.mask for p in trained.pseudo_masks]
     with_labels = [s for s in scans if s.slices]
     report = {
@@ -110,10 +106,8 @@ def fit_ich(scans: Sequence[WeakScan], validation: Sequence[WeakScan] = (),
         "positive_scans": sum(1 for s in scans if s.labels[0] == 1.0
                               or any(lab[0] == 1.0 for _, lab in s.slices)),
         "scans_with_slice_labels": len(with_labels),
-        "classifier": {**asdict(train_config.classifier), "loss_first": c_first,
-                       "loss_last": c_last},
-        "segmenter": {**asdict(train_config.segmenter), "loss_first": s_first,
-                      "loss_last": s_last},
+        "classifier": stage_report(train_config.classifier, trained.results["classifier"]),
+        "segmenter": stage_report(train_config.segmenter, trained.results["segmenter"]),
         "pseudo_masks_non_empty": int(sum(bool(m.any()) for m in pseudo)),
         "calibration": calibration, "thresholds": model.thresholds.as_dict(config),
         "combination": combination, "seconds": round(time.perf_counter() - start, 1),

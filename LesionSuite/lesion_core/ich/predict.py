@@ -127,14 +127,14 @@ class ICHPrediction:
         return slice_areas_mm2(self.labels.with_array(self.labels.array > 0), self.slice_axis)
 
 
-def classify(model: ICHModel, stack: SliceStack):
+def classify(model: ICHModel, stack: SliceStack, precision: str = "auto"):
     """``(CAMResult, scan probabilities [6])`` of one stack: slice probabilities, CAM and
-    the multiple-instance pooled scan probabilities."""
+    the multiple-instance pooled scan probabilities (encoder in ``precision``)."""
     if model.classifier is None:
         raise ModelBundleError("this model has no slice classifier (a segmentation-only "
                                "baseline)", "choose an ICHWeakSeg model with a classifier")
     config = model.config
-    cam = compute_cam(model.classifier, stack.image, config.cam)
+    cam = compute_cam(model.classifier, stack.image, config.cam, precision)
     logits = torch.logit(torch.from_numpy(cam.probabilities), eps=1e-6)[None]
     pooled = mil_pool(logits, None, config.classifier.pooling, config.classifier.lse_r)
     return cam, torch.sigmoid(pooled[0]).numpy().astype(np.float32)
@@ -147,9 +147,9 @@ def on_ct_grid(stack: SliceStack, values: np.ndarray, threshold: float) -> np.nd
     return np.asarray(mapped) >= threshold
 
 
-def segmenter_mask(model: ICHModel, stack: SliceStack) -> np.ndarray:
+def segmenter_mask(model: ICHModel, stack: SliceStack, precision: str = "auto") -> np.ndarray:
     """The segmenter's mask on the CT's grid (probability interpolated, then thresholded)."""
-    probability = segment_stack(model.segmenter, stack.image, model.config)
+    probability = segment_stack(model.segmenter, stack.image, model.config, precision=precision)
     return on_ct_grid(stack, probability, model.config.segmenter.threshold)
 
 
@@ -183,10 +183,12 @@ def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: i
 
 
 def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = None,
-                stages: bool = False) -> ICHPrediction:
+                stages: bool = False, precision: str = "auto") -> ICHPrediction:
     """Run the model on one head CT in HU (any orientation; steps in the module notes).
 
     ``stages=True`` also returns the mask of every stage of :data:`STAGES` (evaluation).
+    ``precision``: ``auto`` (bf16 autocast where the device has bf16 units), ``fp32`` or
+    ``bf16`` for the classifier's encoder and the segmenter (:mod:`lesion_core.training`).
     Raises :class:`~lesion_core.errors.InvalidImageError` for input the model cannot read.
     """
     progress = ensure_progress(progress)
@@ -195,9 +197,9 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     progress.update(0.02, "checking and resampling the CT")
     stack = preprocess(volume, config)
     progress.update(0.2, "classifier and class activation map")
-    cam, scan_probabilities = classify(model, stack)
+    cam, scan_probabilities = classify(model, stack, precision)
     progress.update(0.5, "segmenter")
-    masks = {"segmenter": segmenter_mask(model, stack)}
+    masks = {"segmenter": segmenter_mask(model, stack, precision)}
     progress.update(0.7, "final mask on the CT grid")
     if stages or model.combination == "segmenter_and_pseudo_mask":
         pseudo = refine(stack.hu, cam.cam, stack.spacing_mm, config.refine,

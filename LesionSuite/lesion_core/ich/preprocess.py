@@ -26,7 +26,8 @@ Array layout: the stack is ``[S, C, H, W]``: ``S`` axial slices inferior to supe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from scipy import ndimage
 from ..baselines.ich_threshold import axial_axis
 from ..baselines.masks import fill_holes_slicewise
 from ..errors import InvalidImageError
+from ..training.cache import cached_arrays
 from ..validation import Modality, validate_image
 from ..volume import Volume
 from .config import ICHConfig, SliceGrid, Window
@@ -75,11 +77,12 @@ def check_ct(volume: Volume, grid: SliceGrid = SliceGrid()) -> Volume:
     return volume
 
 
-def window_channels(hu: np.ndarray, windows: Sequence[Window]) -> np.ndarray:
-    """HU array ``[S, H, W]`` -> ``float32 [S, C, H, W]`` in 0..1, one channel per window."""
-    hu = np.asarray(hu, dtype=np.float32)
-    out = [np.clip((hu - (w.center_hu - w.width_hu / 2)) / w.width_hu, 0.0, 1.0) for w in windows]
-    return np.stack(out, axis=1).astype(np.float32)
+def window_channels(hu: np.ndarray | torch.Tensor, windows: Sequence[Window]) -> torch.Tensor:
+    """HU ``[S, H, W]`` -> ``float32`` tensor ``[S, C, H, W]`` in 0..1, one channel per
+    window (torch, so training can window HU it has just randomized)."""
+    hu = torch.as_tensor(hu, dtype=torch.float32)
+    return torch.stack([((hu - (w.center_hu - w.width_hu / 2)) / w.width_hu).clamp(0.0, 1.0)
+                        for w in windows], dim=1)
 
 
 def working_grid(ct: Volume, grid: SliceGrid = SliceGrid()) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -205,7 +208,7 @@ def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
     hu = np.ascontiguousarray(np.moveaxis(hu_grid.array.astype(np.float32), 2, 0))
     skull = hu > config.grid.skull_hu
     inside = (fill_holes_slicewise(skull, 0) | ndimage.binary_fill_holes(skull)) & ~skull
-    image = torch.from_numpy(window_channels(hu, config.windows))
+    image = window_channels(hu, config.windows)
     # The CT slice index of each working slice centre, then for each CT slice the nearest
     # working slice (one to one when the CT's slices are kept).
     axis = axial_axis(ct)
@@ -216,3 +219,40 @@ def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
     input_to_working = np.abs(np.arange(ct.shape[axis])[:, None] - working_pos[None]).argmin(axis=1)
     return SliceStack(image, hu, inside, affine, ct.affine.copy(), tuple(int(n) for n in ct.shape[:3]),
                       axis, input_to_working.astype(np.int64), ct.source)
+
+
+#: Bump when :func:`preprocess` computes something else, so that cached stacks of the
+#: older code are never read (:func:`cached_stack`).
+STACK_VERSION = 1
+
+
+def stack_arrays(stack: SliceStack) -> dict[str, np.ndarray]:
+    """What a stack is made of, as plain arrays (the windowed image is not stored: it is
+    recomputed from the HU, so a cache entry serves any windows)."""
+    return {"hu": stack.hu, "intracranial": stack.intracranial, "affine": stack.affine,
+            "input_affine": stack.input_affine, "input_shape": np.asarray(stack.input_shape),
+            "input_axis": np.asarray(stack.input_axis),
+            "input_to_working": stack.input_to_working}
+
+
+def stack_from_arrays(arrays: Mapping[str, np.ndarray], windows: Sequence[Window],
+                      source: str | None = None) -> SliceStack:
+    """Inverse of :func:`stack_arrays`, windowed with ``windows``."""
+    hu = np.asarray(arrays["hu"], np.float32)
+    return SliceStack(window_channels(hu, windows), hu, np.asarray(arrays["intracranial"], bool),
+                      np.asarray(arrays["affine"], np.float64),
+                      np.asarray(arrays["input_affine"], np.float64),
+                      tuple(int(n) for n in arrays["input_shape"]), int(arrays["input_axis"]),
+                      np.asarray(arrays["input_to_working"], np.int64), source)
+
+
+def cached_stack(path: str | Path, read: Callable[[str], Volume], config: ICHConfig = ICHConfig(),
+                 cache: str | Path | None = None) -> SliceStack:
+    """The stack of the CT file ``path``: from the array cache folder ``cache`` when it
+    holds an entry for this file (same name, size and modification time) and grid, else
+    ``read(path)`` preprocessed (and stored there). ``cache=None``: always preprocessed."""
+    if cache is None:
+        return preprocess(read(str(path)), config)
+    arrays = cached_arrays(cache, ("ich-stack", STACK_VERSION, Path(path), config.grid),
+                           lambda: stack_arrays(preprocess(read(str(path)), config)))
+    return stack_from_arrays(arrays, config.windows, str(path))

@@ -3,7 +3,8 @@
 Input of slice ``s``: the windowed channels of slices ``s - context .. s + context``
 (edge slices repeated), ``[N, C * (2 context + 1), H, W]``; output: one logit per pixel
 (any haemorrhage; the subtype comes from the classifier). :func:`train_segmenter` learns
-from any masks ``[S, H, W]`` on the stack grid: the pseudo-masks of the weak pipeline, or
+(through the training engine, :mod:`lesion_core.training`) from any masks ``[S, H, W]``
+on the stack grid: the pseudo-masks of the weak pipeline, or
 voxel labels in the separate fully supervised baseline (:mod:`lesion_core.ich.supervised`).
 Loss: Dice + binary cross-entropy (MONAI ``DiceCELoss``, Dice over the whole batch so that
 empty slices do not divide by zero).
@@ -11,14 +12,18 @@ empty slices do not divide by zero).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..device import deterministic_algorithms, select_device
-from ..progress import Progress, ensure_progress
+from ..progress import Progress
+from ..training import SampleContext, StepContext, TrainResult, autocast, run_training
+from ..training.augment import Augmenter
+from .augment import ct_augmenter, training_slices
 from .config import ICHConfig, SegmenterTrainConfig
+from .preprocess import SliceStack
 
 
 #: Initial bias of the output convolution: sigmoid(-4.6) = 1 %, about how often a pixel
@@ -53,8 +58,9 @@ def context_input(image: torch.Tensor, slices: torch.Tensor | Sequence[int], con
 
 @torch.no_grad()
 def segment_stack(net: torch.nn.Module, image: torch.Tensor, config: ICHConfig = ICHConfig(),
-                  chunk: int = 16) -> np.ndarray:
-    """Haemorrhage probability ``float32 [S, H, W]`` of one stack ``[S, C, H, W]``."""
+                  chunk: int = 16, precision: str = "auto") -> np.ndarray:
+    """Haemorrhage probability ``float32 [S, H, W]`` of one stack ``[S, C, H, W]``; the
+    network runs in bf16 autocast when ``precision`` resolves to bf16 on its device."""
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()
@@ -63,56 +69,70 @@ def segment_stack(net: torch.nn.Module, image: torch.Tensor, config: ICHConfig =
         for start in range(0, image.shape[0], chunk):
             idx = torch.arange(start, min(start + chunk, image.shape[0]))
             x = context_input(image, idx, config.segmenter.context).to(device)
-            out.append(torch.sigmoid(net(x))[:, 0].float().cpu())
+            with autocast(precision, device):
+                logits = net(x)
+            out.append(torch.sigmoid(logits.float())[:, 0].cpu())
     finally:
         net.train(was_training)
     return torch.cat(out).numpy()
 
 
-def train_segmenter(images: Sequence[torch.Tensor], masks: Sequence[np.ndarray],
+def _context_slices(stack: SliceStack, s: int, config: ICHConfig, augmenter: Augmenter | None,
+                    rng: np.random.Generator) -> torch.Tensor:
+    """Slice ``s`` with its neighbours as channels, ``[C * (2 context + 1), H, W]`` (the
+    layout of :func:`context_input`), randomized in HU when ``augmenter`` is given."""
+    c = config.segmenter.context
+    index = np.clip(np.arange(s - c, s + c + 1), 0, stack.n_slices - 1)
+    x = training_slices(stack, index, config.windows, augmenter, rng)
+    return x.reshape(-1, *x.shape[-2:])
+
+
+def train_segmenter(stacks: Sequence[SliceStack], masks: Sequence[np.ndarray],
                     config: ICHConfig = ICHConfig(),
                     train_config: SegmenterTrainConfig = SegmenterTrainConfig(),
                     progress: Progress | None = None, net: torch.nn.Module | None = None,
-                    ) -> tuple[torch.nn.Module, dict[str, list[float]]]:
-    """Train (or fine-tune ``net``) on stacks ``[S, C, H, W]`` and masks ``[S, H, W]``.
+                    checkpoint_dir: str | Path | None = None,
+                    ) -> tuple[torch.nn.Module, TrainResult]:
+    """Train (or fine-tune ``net``) on stacks and masks ``[S, H, W]`` with the training
+    engine (:func:`~lesion_core.training.run_training`; ``checkpoint_dir``: resumable).
 
-    Each step draws ``batch_size`` slices, ``positive_fraction`` of them from slices whose
-    mask is not empty (haemorrhage is rare), with a random left-right flip. Returns the
-    network (eval mode, CPU) and the history ``{"loss": [...]}``.
+    Each step draws ``optim.batch_size`` slices, ``positive_fraction`` of them from slices
+    whose mask is not empty (haemorrhage is rare), randomized in HU
+    (``train_config.augment``) and flipped left-right at random. Returns the network
+    (eval mode, CPU) and the :class:`~lesion_core.training.TrainResult` (history
+    ``{"loss"}``).
     """
     from monai.losses import DiceCELoss
 
-    progress = ensure_progress(progress)
-    if len(images) != len(masks) or not images:
-        raise ValueError("need the same, non-zero number of images and masks")
-    for image, mask in zip(images, masks):
-        if tuple(np.shape(mask)) != (image.shape[0],) + tuple(image.shape[2:]):
-            raise ValueError(f"mask shape {np.shape(mask)} does not fit stack {tuple(image.shape)}")
-    device = select_device(train_config.device)
-    torch.manual_seed(train_config.seed)
-    gen = torch.Generator().manual_seed(train_config.seed)
+    if len(stacks) != len(masks) or not stacks:
+        raise ValueError("need the same, non-zero number of stacks and masks")
+    for stack, mask in zip(stacks, masks):
+        if tuple(np.shape(mask)) != tuple(stack.hu.shape):
+            raise ValueError(f"mask shape {np.shape(mask)} does not fit stack {stack.hu.shape}")
     targets = [torch.as_tensor(np.asarray(m), dtype=torch.float32) for m in masks]
     every = [(n, s) for n, m in enumerate(targets) for s in range(m.shape[0])]
     positive = [(n, s) for n, s in every if targets[n][s].any()]
-    net = (net or build_segmenter(config)).to(device).train()
-    optimiser = torch.optim.Adam(net.parameters(), lr=train_config.lr)
-    loss_fn = DiceCELoss(sigmoid=True, batch=True)
-    history: dict[str, list[float]] = {"loss": []}
-    n_pos = int(round(train_config.batch_size * train_config.positive_fraction)) if positive else 0
-    with deterministic_algorithms(train_config.deterministic):
-        for step in range(train_config.steps):
-            progress.update(step / train_config.steps, f"segmenter step {step + 1}/{train_config.steps}")
-            picks = [positive[i] for i in torch.randint(len(positive), (n_pos,), generator=gen)] if n_pos else []
-            picks += [every[i] for i in torch.randint(len(every), (train_config.batch_size - n_pos,),
-                                                     generator=gen)]
-            x = torch.cat([context_input(images[n], [s], config.segmenter.context) for n, s in picks])
-            y = torch.stack([targets[n][s] for n, s in picks])[:, None]
-            flip = torch.rand(len(picks), generator=gen) < train_config.flip_probability
-            x[flip], y[flip] = x[flip].flip(-2), y[flip].flip(-2)  # H runs along R: a L-R mirror
-            loss = loss_fn(net(x.to(device)), y.to(device))
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            history["loss"].append(float(loss.detach()))
-    progress.update(1.0, "segmenter trained")
-    return net.eval().to("cpu"), history
+    batch_size = train_config.optim.batch_size
+    n_pos = int(round(batch_size * train_config.positive_fraction)) if positive else 0
+    augmenter = ct_augmenter(train_config.augment, config.grid)
+
+    def sample(ctx: SampleContext):
+        g = ctx.generator
+        picks = [positive[i] for i in torch.randint(len(positive), (n_pos,), generator=g)] if n_pos else []
+        picks += [every[i] for i in torch.randint(len(every), (batch_size - n_pos,), generator=g)]
+        flip = torch.rand(len(picks), generator=g) < train_config.flip_probability
+        x = torch.stack([_context_slices(stacks[n], s, config, augmenter, ctx.rng)
+                         for n, s in picks])
+        y = torch.stack([targets[n][s] for n, s in picks])[:, None]
+        x[flip], y[flip] = x[flip].flip(-2), y[flip].flip(-2)  # H runs along R: a L-R mirror
+        return x, y
+
+    dice_ce = DiceCELoss(sigmoid=True, batch=True)
+
+    def loss(network: torch.nn.Module, batch, ctx: StepContext) -> dict:
+        x, y = batch
+        return {"loss": dice_ce(network(x).float(), y)}
+
+    return run_training(net if net is not None else (lambda: build_segmenter(config)),
+                        sample, loss, train_config.optim, checkpoint_dir=checkpoint_dir,
+                        progress=progress, label="segmenter")

@@ -22,8 +22,9 @@ import torch
 
 from .. import io as lesion_io
 from ..progress import Progress, ensure_progress
+from ..training import TrainResult
 from .config import ICHConfig, SegmenterTrainConfig
-from .preprocess import SliceStack, preprocess
+from .preprocess import SliceStack, cached_stack
 from .segmenter import train_segmenter
 
 #: Label values counted as haemorrhage (the five subtypes).
@@ -47,14 +48,15 @@ def voxel_labelled_from_synthetic_cohort(folder: str | Path) -> list[VoxelLabell
 
 
 def load_voxel_labelled(scans: Sequence[VoxelLabelledScan], config: ICHConfig = ICHConfig(),
-                        progress: Progress | None = None) -> list[tuple[SliceStack, np.ndarray]]:
-    """Each scan as its stack and its mask on the stack grid, ``bool [S, H, W]``
-    (nearest-neighbour resampling)."""
+                        progress: Progress | None = None, cache_dir: str | Path | None = None,
+                        ) -> list[tuple[SliceStack, np.ndarray]]:
+    """Each scan as its stack (kept in the array cache ``cache_dir``, when given) and its
+    mask on the stack grid, ``bool [S, H, W]`` (nearest-neighbour resampling)."""
     progress = ensure_progress(progress)
     out = []
     for n, scan in enumerate(scans):
         progress.update(n / max(len(scans), 1), f"reading labelled scan {n + 1}/{len(scans)}")
-        stack = preprocess(lesion_io.read_volume(scan.image), config)
+        stack = cached_stack(scan.image, lesion_io.read_volume, config, cache_dir)
         label = lesion_io.read_volume(scan.mask)
         blood = label.with_array(np.isin(np.asarray(label.array), BLOOD_VALUES).astype(np.uint8))
         out.append((stack, stack.from_input_grid(blood, order=0) > 0))
@@ -64,15 +66,16 @@ def load_voxel_labelled(scans: Sequence[VoxelLabelledScan], config: ICHConfig = 
 def fully_supervised(scans: Sequence[VoxelLabelledScan] | Sequence[tuple[SliceStack, np.ndarray]],
                      config: ICHConfig = ICHConfig(),
                      train_config: SegmenterTrainConfig = SegmenterTrainConfig(),
-                     progress: Progress | None = None,
-                     ) -> tuple[torch.nn.Module, dict[str, list[float]]]:
-    """Train the segmenter on voxel labels (paths, or already loaded stacks and masks).
-    Returns the network (eval, CPU) and its loss history."""
+                     progress: Progress | None = None, checkpoint_dir: str | Path | None = None,
+                     cache_dir: str | Path | None = None) -> tuple[torch.nn.Module, TrainResult]:
+    """Train the segmenter on voxel labels (paths, or already loaded stacks and masks),
+    resumably with ``checkpoint_dir``. Returns the network (eval, CPU) and its
+    :class:`~lesion_core.training.TrainResult`."""
     progress = ensure_progress(progress)
     scans = list(scans)
     if scans and isinstance(scans[0], VoxelLabelledScan):
-        pairs = load_voxel_labelled(scans, config, progress.sub(0.0, 0.2))
+        pairs = load_voxel_labelled(scans, config, progress.sub(0.0, 0.2), cache_dir)
     else:
         pairs = scans
-    return train_segmenter([s.image for s, _ in pairs], [m for _, m in pairs], config,
-                           train_config, progress.sub(0.2, 1.0))
+    return train_segmenter([s for s, _ in pairs], [m for _, m in pairs], config, train_config,
+                           progress.sub(0.2, 1.0), checkpoint_dir=checkpoint_dir)

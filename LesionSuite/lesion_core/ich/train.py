@@ -9,12 +9,17 @@
    (:func:`~.cam.compute_cam`) refined in HU (:func:`~.refine.refine`) for every scan;
 3. :func:`~.segmenter.train_segmenter` on those pseudo-masks.
 
+Both networks train through :func:`lesion_core.training.run_training` (seeding, bf16
+autocast where it pays, resumable checkpoints: one folder per network), on inputs
+randomized in HU (:mod:`.augment`).
+
 The fully supervised low-data baseline is elsewhere (:mod:`lesion_core.ich.supervised`)
 and is never imported here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +30,16 @@ import torch
 from torch.nn import functional as F
 
 from ..device import select_device
+from ..jsonable import json_safe
 from ..progress import Progress, ensure_progress
+from ..training import SampleContext, StepContext, TrainResult, run_training
+from ..training.augment import Augmenter
+from .augment import ct_augmenter, training_slices
 from .cam import CAMResult, compute_cam
 from .classifier import ICHSliceClassifier, mil_pool
-from .config import CLASSES, ClassifierTrainConfig, ICHConfig, TrainConfig
+from .config import CLASSES, ClassifierTrainConfig, ICHConfig, SegmenterTrainConfig, TrainConfig
 from .data import WeakLabelDataset, WeakSample, read_weak_table
 from .refine import Refined, refine
-from ..device import deterministic_algorithms
 from .segmenter import train_segmenter
 
 
@@ -76,84 +84,104 @@ def _usable(sample: WeakSample, mode: str) -> bool:
     return {"slice": slices, "scan": scan}.get(mode, slices or scan)
 
 
-def _batch(samples: Sequence[WeakSample], mode: str, train_config: ClassifierTrainConfig,
-           gen: torch.Generator):
-    """Pad a batch: ``x [B, S, C, H, W]``, ``lengths [B]``, slice targets ``[B, S, K]`` and
-    scan targets ``[B, K]``. A sample with slice labels is trained on a random run of
-    ``max_slices`` slices and its slice labels; one without on the whole scan (MIL)."""
-    xs, ys, scans = [], [], []
-    for sample in samples:
-        x, y, scan = sample.stack.image, sample.slice_targets.clone(), sample.scan_targets.clone()
-        if mode == "scan":
-            y[:] = math.nan
-        elif mode == "slice":
-            scan[:] = math.nan
-        if not torch.isnan(y).all():
-            scan[:] = math.nan  # slice labels are the stronger signal; a crop breaks MIL
-            n = train_config.max_slices
-            if n and x.shape[0] > n:
-                start = int(torch.randint(x.shape[0] - n + 1, (1,), generator=gen))
-                x, y = x[start:start + n], y[start:start + n]
-        if torch.rand(1, generator=gen).item() < train_config.flip_probability:
-            x = x.flip(-2)  # H runs along R: a left-right mirror
-        xs.append(x), ys.append(y), scans.append(scan)
-    lengths = torch.tensor([x.shape[0] for x in xs])
+class EpochOrder:
+    """The classifier sampler's position: the scans still to come in this epoch (sample
+    indices in a shuffled order, topped up with a new shuffle when too few are left).
+    Saved in training checkpoints, so a resumed run draws the same batches."""
+
+    def __init__(self) -> None:
+        self.order: list[int] = []
+
+    def take(self, n: int, count: int, generator: torch.Generator) -> list[int]:
+        if len(self.order) < n:
+            self.order += torch.randperm(count, generator=generator).tolist()
+        picked, self.order = self.order[:n], self.order[n:]
+        return picked
+
+    def state_dict(self) -> dict:
+        return {"order": list(self.order)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order = [int(i) for i in state["order"]]
+
+
+def _scan_input(sample: WeakSample, mode: str, train_config: ClassifierTrainConfig,
+                config: ICHConfig, augmenter: Augmenter | None, ctx: SampleContext):
+    """One scan's ``(x [S, C, H, W], slice targets [S, K], scan targets [K])`` for a step.
+    A scan with slice labels is trained on a random run of ``max_slices`` slices and its
+    slice labels; one without on the whole scan (MIL). Crop and flip from
+    ``ctx.generator``, the acquisition randomization from ``ctx.rng``."""
+    y, scan = sample.slice_targets.clone(), sample.scan_targets.clone()
+    if mode == "scan":
+        y[:] = math.nan
+    elif mode == "slice":
+        scan[:] = math.nan
+    index = np.arange(sample.stack.n_slices)
+    if not torch.isnan(y).all():
+        scan[:] = math.nan  # slice labels are the stronger signal; a crop breaks MIL
+        n = train_config.max_slices
+        if n and len(index) > n:
+            start = int(torch.randint(len(index) - n + 1, (1,), generator=ctx.generator))
+            index, y = index[start:start + n], y[start:start + n]
+    flip = torch.rand(1, generator=ctx.generator).item() < train_config.flip_probability
+    x = training_slices(sample.stack, index, config.windows, augmenter, ctx.rng)
+    return (x.flip(-2) if flip else x), y, scan  # H runs along R: a left-right mirror
+
+
+def _padded(items: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Pad a batch: ``x [B, S, C, H, W]``, ``lengths [B]``, slice targets ``[B, S, K]``
+    (NaN padding) and scan targets ``[B, K]``."""
+    lengths = torch.tensor([x.shape[0] for x, _, _ in items])
     s = int(lengths.max())
     pad = lambda t, v: F.pad(t, (0, 0) * (t.ndim - 1) + (0, s - t.shape[0]), value=v)  # noqa: E731
-    return (torch.stack([pad(x, 0.0) for x in xs]), lengths,
-            torch.stack([pad(y, math.nan) for y in ys]), torch.stack(scans))
+    return (torch.stack([pad(x, 0.0) for x, _, _ in items]), lengths,
+            torch.stack([pad(y, math.nan) for _, y, _ in items]),
+            torch.stack([scan for _, _, scan in items]))
 
 
 def train_classifier(samples: Sequence[WeakSample], config: ICHConfig = ICHConfig(),
                      train_config: ClassifierTrainConfig = ClassifierTrainConfig(),
                      progress: Progress | None = None, net: ICHSliceClassifier | None = None,
-                     ) -> tuple[ICHSliceClassifier, dict[str, list[float]]]:
-    """Train (or fine-tune ``net``) the slice classifier on weak labels.
+                     checkpoint_dir: str | Path | None = None,
+                     ) -> tuple[ICHSliceClassifier, TrainResult]:
+    """Train (or fine-tune ``net``) the slice classifier on weak labels with the training
+    engine (:func:`~lesion_core.training.run_training`; ``checkpoint_dir``: resumable).
 
-    Loss per step: masked BCE of the slice logits on known slice targets, plus
-    ``scan_weight`` x masked BCE of the MIL-pooled scan logits on known scan targets;
-    positives weighted by the class balance when ``balance``. Returns the network (eval,
-    CPU) and the history ``{"loss", "slice_loss", "scan_loss"}`` (NaN where a term had
-    no labels in that step).
+    Each step draws ``optim.batch_size`` scans in epoch order (:class:`EpochOrder`).
+    Loss: masked BCE of the slice logits on known slice targets, plus ``scan_weight`` x
+    masked BCE of the MIL-pooled scan logits on known scan targets; positives weighted by
+    the class balance when ``balance``. Returns the network (eval, CPU) and the
+    :class:`~lesion_core.training.TrainResult`, whose history has ``loss``,
+    ``slice_loss`` and ``scan_loss`` (NaN where a term had no labels in that step).
     """
-    progress = ensure_progress(progress)
     samples = [s for s in samples if _usable(s, train_config.labels)]
     if not samples:
         raise ValueError(f"no training scan has labels usable with labels={train_config.labels!r}")
-    device = select_device(train_config.device)
-    torch.manual_seed(train_config.seed)
-    gen = torch.Generator().manual_seed(train_config.seed)
-    net = (net or build_classifier(config)).to(device).train()
-    optimiser = torch.optim.Adam(net.parameters(), lr=train_config.lr)
     ones = torch.ones(len(CLASSES))
     slice_w = _pos_weight([s.slice_targets for s in samples]) if train_config.balance else ones
     scan_w = _pos_weight([s.scan_targets for s in samples]) if train_config.balance else ones
-    slice_w, scan_w = slice_w.to(device), scan_w.to(device)
-    history: dict[str, list[float]] = {"loss": [], "slice_loss": [], "scan_loss": []}
-    batch_size = min(train_config.batch_size, len(samples))
-    order: list[int] = []
-    with deterministic_algorithms(train_config.deterministic):
-        for step in range(train_config.steps):
-            progress.update(step / train_config.steps, f"classifier step {step + 1}/{train_config.steps}")
-            if len(order) < batch_size:
-                order += torch.randperm(len(samples), generator=gen).tolist()
-            picked, order = order[:batch_size], order[batch_size:]
-            x, lengths, y, scan = _batch([samples[i] for i in picked], train_config.labels,
-                                         train_config, gen)
-            logits = net(x.to(device), lengths)
-            slice_loss = _masked_bce(logits, y.to(device), slice_w)
-            pooled = mil_pool(logits, lengths, config.classifier.pooling, config.classifier.lse_r)
-            scan_loss = _masked_bce(pooled, scan.to(device), scan_w)
-            # Every sample has a usable label (filtered above), so one term exists.
-            loss = sum(t for t in (slice_loss, None if scan_loss is None else
-                                   train_config.scan_weight * scan_loss) if t is not None)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            for key, value in (("loss", loss), ("slice_loss", slice_loss), ("scan_loss", scan_loss)):
-                history[key].append(math.nan if value is None else float(value.detach()))
-    progress.update(1.0, "classifier trained")
-    return net.eval().to("cpu"), history
+    augmenter = ct_augmenter(train_config.augment, config.grid)
+    order = EpochOrder()
+
+    def sample(ctx: SampleContext):
+        picked = order.take(min(ctx.batch_size, len(samples)), len(samples), ctx.generator)
+        return _padded([_scan_input(samples[i], train_config.labels, train_config, config,
+                                    augmenter, ctx) for i in picked])
+
+    def loss(network: ICHSliceClassifier, batch, ctx: StepContext) -> dict:
+        x, lengths, y, scan = batch
+        logits = network(x, lengths).float()
+        slice_loss = _masked_bce(logits, y, slice_w.to(ctx.device))
+        pooled = mil_pool(logits, lengths, config.classifier.pooling, config.classifier.lse_r)
+        scan_loss = _masked_bce(pooled, scan, scan_w.to(ctx.device))
+        # Every sample has a usable label (filtered above), so one term exists.
+        total = sum(t for t in (slice_loss, None if scan_loss is None else
+                                train_config.scan_weight * scan_loss) if t is not None)
+        return {"loss": total, "slice_loss": slice_loss, "scan_loss": scan_loss}
+
+    return run_training(net if net is not None else (lambda: build_classifier(config)),
+                        sample, loss, train_config.optim, state=order,
+                        checkpoint_dir=checkpoint_dir, progress=progress, label="classifier")
 
 
 @dataclass
@@ -168,15 +196,15 @@ class PseudoMask:
 
 def make_pseudo_masks(classifier: ICHSliceClassifier, samples: Sequence[WeakSample],
                       config: ICHConfig = ICHConfig(), progress: Progress | None = None,
-                      ) -> list[PseudoMask]:
+                      precision: str = "auto") -> list[PseudoMask]:
     """CAM + refinement for every scan (no labels are used: the classifier decides which
-    slices are positive)."""
+    slices are positive). Deterministic: a resumed training recomputes the same masks."""
     progress = ensure_progress(progress)
     out = []
     for n, sample in enumerate(samples):
         progress.update(n / max(len(samples), 1), f"pseudo-mask {n + 1}/{len(samples)}")
         stack = sample.stack
-        cam = compute_cam(classifier, stack.image, config.cam)
+        cam = compute_cam(classifier, stack.image, config.cam, precision)
         refined = refine(stack.hu, cam.cam, stack.spacing_mm, config.refine,
                          cam_threshold=config.cam.threshold, intracranial=stack.intracranial)
         out.append(PseudoMask(sample.scan, refined.mask, cam, refined))
@@ -187,21 +215,24 @@ def make_pseudo_masks(classifier: ICHSliceClassifier, samples: Sequence[WeakSamp
 @dataclass
 class TrainedICH:
     """The result of :func:`train`: both networks (eval, CPU), the config they were built
-    with, the per-stage histories and the pseudo-masks the segmenter learnt from."""
+    with, each stage's :class:`~lesion_core.training.TrainResult` (``"classifier"``,
+    ``"segmenter"``) and the pseudo-masks the segmenter learnt from."""
 
     classifier: ICHSliceClassifier
     segmenter: torch.nn.Module
     config: ICHConfig
-    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    results: dict[str, TrainResult] = field(default_factory=dict)
     pseudo_masks: list[PseudoMask] = field(default_factory=list)
 
 
 def load_samples(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
-                 config: ICHConfig = ICHConfig(), progress: Progress | None = None) -> list[WeakSample]:
-    """Training scans from a weak-label CSV path, a dataset or ready samples."""
+                 config: ICHConfig = ICHConfig(), progress: Progress | None = None,
+                 cache_dir: str | Path | None = None) -> list[WeakSample]:
+    """Training scans from a weak-label CSV path (stacks cached in ``cache_dir``), a
+    dataset or ready samples."""
     progress = ensure_progress(progress)
     if isinstance(data, (str, Path)):
-        data = WeakLabelDataset(read_weak_table(data), config)
+        data = WeakLabelDataset(read_weak_table(data), config, cache_dir=cache_dir)
     samples = []
     for n in range(len(data)):
         progress.update(n / max(len(data), 1), f"reading scan {n + 1}/{len(data)}")
@@ -209,19 +240,45 @@ def load_samples(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
     return samples
 
 
+def stage_report(settings: ClassifierTrainConfig | SegmenterTrainConfig,
+                 result: TrainResult) -> dict:
+    """A model card's record of one network's training: the task settings, the
+    optimisation settings (``optim``) and how the run went (steps, wall time, precision,
+    loss; :meth:`~lesion_core.training.TrainResult.summary`)."""
+    task = {k: v for k, v in dataclasses.asdict(settings).items() if k != "optim"}
+    return json_safe({**task, "optim": dataclasses.asdict(settings.optim), **result.summary()})
+
+
+def stage_folder(checkpoint_dir: str | Path | None, stage: str) -> Path | None:
+    """The checkpoint folder of one network (``DIR/classifier``, ``DIR/segmenter``)."""
+    return None if checkpoint_dir is None else Path(checkpoint_dir) / stage
+
+
 def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
           config: ICHConfig = ICHConfig(), train_config: TrainConfig = TrainConfig(),
-          progress: Progress | None = None) -> TrainedICH:
+          progress: Progress | None = None, checkpoint_dir: str | Path | None = None,
+          cache_dir: str | Path | None = None) -> TrainedICH:
     """The whole weakly supervised method (module notes); cancelling via ``progress``
-    raises ``OperationCancelled`` between steps."""
+    raises ``OperationCancelled``. With ``checkpoint_dir`` each network keeps resumable
+    checkpoints in its own subfolder (:func:`stage_folder`): the same call after a kill
+    resumes in the stage it was in (a finished classifier is returned at once and its
+    pseudo-masks are recomputed, deterministically)."""
     progress = ensure_progress(progress)
-    samples = load_samples(data, config, progress.sub(0.0, 0.1))
+    samples = load_samples(data, config, progress.sub(0.0, 0.1), cache_dir)
     if not samples:
         raise ValueError("no training scans")
-    classifier, c_hist = train_classifier(samples, config, train_config.classifier,
-                                          progress.sub(0.1, 0.5))
-    pseudo = make_pseudo_masks(classifier, samples, config, progress.sub(0.5, 0.6))
-    segmenter, s_hist = train_segmenter([s.stack.image for s in samples], [p.mask for p in pseudo],
-                                        config, train_config.segmenter, progress.sub(0.6, 1.0))
-    return TrainedICH(classifier, segmenter, config, {"classifier": c_hist, "segmenter": s_hist},
-                      pseudo)
+    c_config, s_config = train_config.classifier, train_config.segmenter
+    classifier, c_result = train_classifier(samples, config, c_config, progress.sub(0.1, 0.5),
+                                            checkpoint_dir=stage_folder(checkpoint_dir,
+                                                                        "classifier"))
+    # The CAMs run where the classifier trained (it comes back on the CPU).
+    device = select_device(c_config.optim.device)
+    pseudo = make_pseudo_masks(classifier.to(device), samples, config, progress.sub(0.5, 0.6),
+                               c_config.optim.precision)
+    classifier.to("cpu")
+    segmenter, s_result = train_segmenter([s.stack for s in samples], [p.mask for p in pseudo],
+                                          config, s_config, progress.sub(0.6, 1.0),
+                                          checkpoint_dir=stage_folder(checkpoint_dir,
+                                                                      "segmenter"))
+    return TrainedICH(classifier, segmenter, config,
+                      {"classifier": c_result, "segmenter": s_result}, pseudo)
