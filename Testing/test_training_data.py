@@ -36,7 +36,8 @@ def test_augmenter_is_deterministic_and_keeps_lesions_brighter():
 def test_no_augmentation_is_the_identity_and_2d_works():
     image = _phantom()
     assert torch.equal(Augmenter(AcquisitionAugment.none())(image, np.random.default_rng(0)), image)
-    flat = Augmenter(AcquisitionAugment(noise_p=1, bias_p=1))(image[:, 0], np.random.default_rng(0))
+    flat = Augmenter(AcquisitionAugment(noise_p=1, bias_p=1, lowres_p=1))(
+        image[:, 0], np.random.default_rng(0))
     assert flat.shape == (1, 24, 24)
 
 

@@ -11,32 +11,20 @@ import torch
 
 from lesion_core.errors import OperationCancelled
 from lesion_core.progress import Progress
-from lesion_core.training import (CheckpointError, OptimConfig, load_checkpoint,
+from lesion_core.training import (CheckpointError, EpochOrder, OptimConfig, load_checkpoint,
                                   resolve_precision, run_training)
 from lesion_core.training.engine import _lr_factor
 
 
-class Cursor:
-    """A sampler position of its own (like an epoch order) that checkpoints must carry."""
-
-    def __init__(self):
-        self.order: list[int] = []
-
-    def state_dict(self):
-        return {"order": list(self.order)}
-
-    def load_state_dict(self, state):
-        self.order = list(state["order"])
+Cursor = EpochOrder  # a sampler position of its own that checkpoints must carry
 
 
-def _problem(cursor: Cursor):
+def _problem(cursor: EpochOrder):
     data = torch.randn(40, 6, generator=torch.Generator().manual_seed(5))
     target = data @ torch.arange(6.0) + 1.0
 
     def sample(ctx):
-        if len(cursor.order) < ctx.batch_size:
-            cursor.order += torch.randperm(40, generator=ctx.generator).tolist()
-        picked, cursor.order = cursor.order[:ctx.batch_size], cursor.order[ctx.batch_size:]
+        picked = cursor.take(ctx.batch_size, 40, ctx.generator)
         noise = float(ctx.rng.normal(0, 0.01))
         return data[picked] + noise, target[picked]
 
@@ -123,6 +111,16 @@ def test_other_settings_refuse_the_checkpoint(tmp_path):
         _run(config=other, checkpoint_dir=tmp_path)
     # Settings that do not change the result may differ.
     _run(config=OptimConfig(**{**CONFIG.__dict__, "log_every": 5}), checkpoint_dir=tmp_path)
+    # The task's own settings are part of the run too.
+    with pytest.raises(CheckpointError, match="other settings"):
+        _run(checkpoint_dir=tmp_path, fingerprint={"augment": "strong"})
+
+
+def test_wall_time_is_counted_once(tmp_path):
+    _, result = _run(checkpoint_dir=tmp_path)
+    assert load_checkpoint(tmp_path)["wall_s"] == pytest.approx(result.wall_s, abs=0.05)
+    _, again = _run(checkpoint_dir=tmp_path)
+    assert again.wall_s == pytest.approx(result.wall_s, abs=0.05)
 
 
 def test_corrupt_checkpoint_names_the_file_and_the_fix(tmp_path):

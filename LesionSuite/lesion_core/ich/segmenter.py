@@ -12,6 +12,7 @@ empty slices do not divide by zero).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -135,4 +136,6 @@ def train_segmenter(stacks: Sequence[SliceStack], masks: Sequence[np.ndarray],
 
     return run_training(net if net is not None else (lambda: build_segmenter(config)),
                         sample, loss, train_config.optim, checkpoint_dir=checkpoint_dir,
-                        progress=progress, label="segmenter")
+                        progress=progress, label="segmenter",
+                        fingerprint={"settings": asdict(train_config), "slices": len(every),
+                                     "positive_slices": len(positive)})

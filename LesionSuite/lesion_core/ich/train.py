@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from ..device import select_device
 from ..jsonable import json_safe
 from ..progress import Progress, ensure_progress
-from ..training import SampleContext, StepContext, TrainResult, run_training
+from ..training import EpochOrder, SampleContext, StepContext, TrainResult, run_training
 from ..training.augment import Augmenter
 from .augment import ct_augmenter, training_slices
 from .cam import CAMResult, compute_cam
@@ -84,27 +84,6 @@ def _usable(sample: WeakSample, mode: str) -> bool:
     return {"slice": slices, "scan": scan}.get(mode, slices or scan)
 
 
-class EpochOrder:
-    """The classifier sampler's position: the scans still to come in this epoch (sample
-    indices in a shuffled order, topped up with a new shuffle when too few are left).
-    Saved in training checkpoints, so a resumed run draws the same batches."""
-
-    def __init__(self) -> None:
-        self.order: list[int] = []
-
-    def take(self, n: int, count: int, generator: torch.Generator) -> list[int]:
-        if len(self.order) < n:
-            self.order += torch.randperm(count, generator=generator).tolist()
-        picked, self.order = self.order[:n], self.order[n:]
-        return picked
-
-    def state_dict(self) -> dict:
-        return {"order": list(self.order)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.order = [int(i) for i in state["order"]]
-
-
 def _scan_input(sample: WeakSample, mode: str, train_config: ClassifierTrainConfig,
                 config: ICHConfig, augmenter: Augmenter | None, ctx: SampleContext):
     """One scan's ``(x [S, C, H, W], slice targets [S, K], scan targets [K])`` for a step.
@@ -147,7 +126,7 @@ def train_classifier(samples: Sequence[WeakSample], config: ICHConfig = ICHConfi
     """Train (or fine-tune ``net``) the slice classifier on weak labels with the training
     engine (:func:`~lesion_core.training.run_training`; ``checkpoint_dir``: resumable).
 
-    Each step draws ``optim.batch_size`` scans in epoch order (:class:`EpochOrder`).
+    Each step draws ``optim.batch_size`` scans in epoch order (:class:`~lesion_core.training.EpochOrder`).
     Loss: masked BCE of the slice logits on known slice targets, plus ``scan_weight`` x
     masked BCE of the MIL-pooled scan logits on known scan targets; positives weighted by
     the class balance when ``balance``. Returns the network (eval, CPU) and the
@@ -181,7 +160,9 @@ def train_classifier(samples: Sequence[WeakSample], config: ICHConfig = ICHConfi
 
     return run_training(net if net is not None else (lambda: build_classifier(config)),
                         sample, loss, train_config.optim, state=order,
-                        checkpoint_dir=checkpoint_dir, progress=progress, label="classifier")
+                        checkpoint_dir=checkpoint_dir, progress=progress, label="classifier",
+                        fingerprint={"settings": asdict(train_config),
+                                     "scans": [s.scan for s in samples]})
 
 
 @dataclass

@@ -6,7 +6,8 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .config import OptimConfig
 from .engine import SampleContext, StepContext, TrainResult, run_training
 from .precision import autocast, cpu_has_bf16_units, resolve_precision
+from .sampling import EpochOrder
 
-__all__ = ["CheckpointError", "OptimConfig", "SampleContext", "StepContext", "TrainResult",
+__all__ = ["CheckpointError", "EpochOrder", "OptimConfig", "SampleContext", "StepContext", "TrainResult",
            "autocast", "cpu_has_bf16_units", "load_checkpoint", "resolve_precision",
            "run_training"]

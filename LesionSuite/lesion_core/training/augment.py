@@ -97,7 +97,10 @@ class Augmenter:
         self._histogram = RandHistogramShift(num_control_points=config.histogram_points,
                                              prob=1.0)
         self._gibbs = RandGibbsNoise(alpha=config.gibbs_alpha, prob=1.0)
-        self._lowres = RandSimulateLowResolution(zoom_range=config.lowres_zoom, prob=1.0)
+        # MONAI upsamples with one interpolation mode; 2D images need the bilinear one.
+        self._lowres = {n: RandSimulateLowResolution(zoom_range=config.lowres_zoom, prob=1.0,
+                                                     upsample_mode=mode)
+                        for n, mode in ((2, "bilinear"), (3, "trilinear"))}
         self._gamma = RandAdjustContrast(gamma=config.gamma, prob=1.0)
         # The standard deviation is drawn per image from (0, sd) by MONAI (sample_std).
         self._gaussian = RandGaussianNoise(std=config.noise_sd, prob=1.0)
@@ -119,7 +122,7 @@ class Augmenter:
             spacing = np.broadcast_to(np.asarray(self.spacing, float), (3,))[axis]
             out = thick_slices(out, axis, float(rng.uniform(*c.thick_mm)) / spacing)
         if c.lowres_p and rng.uniform() < c.lowres_p:
-            out = self._monai(self._lowres, out, rng)
+            out = self._monai(self._lowres[spatial], out, rng)
         if c.bias_p and rng.uniform() < c.bias_p:
             out = self._monai(self._bias, out, rng)
         if c.gamma_p and rng.uniform() < c.gamma_p:

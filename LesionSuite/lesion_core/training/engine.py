@@ -91,9 +91,9 @@ class TrainResult:
                 "loss_last50": float(np.mean(tail)) if tail else None}
 
 
-def _fingerprint(config: OptimConfig) -> str:
+def _fingerprint(config: OptimConfig, task: Mapping[str, Any] | None) -> str:
     kept = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_FINGERPRINTED}
-    return json.dumps(kept, sort_keys=True)
+    return json.dumps({"optim": kept, "task": task or {}}, sort_keys=True, default=str)
 
 
 def _lr_factor(config: OptimConfig) -> Callable[[int], float]:
@@ -195,7 +195,8 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
                  parameters: Callable[[torch.nn.Module], Iterable[torch.nn.Parameter]] | None = None,
                  state: Stateful | None = None, checkpoint_dir: str | Path | None = None,
                  progress: Progress | None = None, label: str = "training",
-                 prefetch: bool = True) -> tuple[torch.nn.Module, TrainResult]:
+                 prefetch: bool = True, fingerprint: Mapping[str, Any] | None = None
+                 ) -> tuple[torch.nn.Module, TrainResult]:
     """Train ``model`` (a module to continue, or a factory for a fresh one) for
     ``config.steps`` steps.
 
@@ -207,6 +208,9 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
             the result must match the checkpoint's.
         progress: reporter; a cancel raises ``OperationCancelled`` after saving a checkpoint.
         prefetch: draw the next batch in a thread while the network runs (same result).
+        fingerprint: the task's settings that change the result (data, loss, augmentation;
+            JSON-able): a checkpoint made with others is refused, like other optimiser
+            settings.
 
     Returns:
         the network in eval mode on the CPU and the :class:`TrainResult`.
@@ -224,7 +228,7 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_factor(config))
     sampler = _Sampler(sample, state, config, prefetch)
     result = TrainResult(precision=precision)
-    fingerprint = _fingerprint(config)
+    fingerprint = _fingerprint(config, fingerprint)
 
     saved = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     if saved is not None:
@@ -251,9 +255,10 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
             "fingerprint": fingerprint, "step": step, "model": net.state_dict(),
             "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(), "next_batch": next_batch,
-            "history": result.history, "wall_s": result.wall_s + time.monotonic() - began})
+            "history": result.history, "wall_s": wall_before + time.monotonic() - began})
 
     began = last_saved = time.monotonic()
+    wall_before = result.wall_s
     step = result.steps
     sampler.start(step)
     try:
@@ -281,9 +286,9 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
     finally:
         sampler.close()
     result.steps = step
-    result.wall_s += time.monotonic() - began
     if saved is None or saved["step"] < step:
         checkpoint(step, sampler.snapshot())
+    result.wall_s = wall_before + time.monotonic() - began
     progress.update(1.0, f"{label} done")
     return net.eval().to("cpu"), result
 
