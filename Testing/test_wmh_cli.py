@@ -175,8 +175,11 @@ def test_train_synthetic_writes_a_ratings_only_bundle(cohort, tmp_path, monkeypa
     training = model.metadata.training
     assert model.task == "wmh" and training["subjects"] == 3
     assert training["supervision"] == "ARWMC ratings only (no voxel labels)"
-    assert training["train_config"]["steps"] == 2 and training["train_config"]["seed"] == 1
+    assert training["train_config"]["optim"]["steps"] == 2 == training["steps"]
+    assert training["train_config"]["optim"]["seed"] == 1
+    assert training["precision"] in ("fp32", "bf16") and training["wall_s"] >= 0
     assert model.config.spacing_mm == 6.0 and model.config.shape == (32, 40, 32)
+    assert "optim" not in model.metadata.extra["config"]    # training is not architecture
 
 
 def test_train_feedback_fine_tunes_from_reader_ratings(cohort, models, tmp_path, capsys):
@@ -214,6 +217,29 @@ def test_train_t1_from_thick_slice_labels(cohort, tmp_path, monkeypatch, capsys)
     model = load_wmh_model(out, t1=True)
     assert model.is_t1 and model.metadata.training["subjects"] == 3
     assert "thick-slice" in model.metadata.training["supervision"]
+
+
+def test_train_resumes_from_its_checkpoint_and_reads_the_cache(cohort, tmp_path, monkeypatch,
+                                                               capsys):
+    """--checkpoint: the same command after a finished (or killed) run continues from the
+    checkpoint; --cache: the second run reads no image."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TRAIN_CONFIG))
+    argv = ["wmh", "train", "--t1", "--synthetic", str(cohort), "--known-transform",
+            "--config", str(config), "--steps", "2", "--device", "cpu", "--precision", "fp32",
+            "--checkpoint", str(tmp_path / "ckpt"), "--cache", str(tmp_path / "cache")]
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "ckpt" / "checkpoint.pt").is_file()
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+    seen = _reads(monkeypatch)
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 0
+    assert not seen, "the cached subjects were read again"
+    first, second = (load_wmh_model(tmp_path / n, t1=True).net.state_dict() for n in "ab")
+    assert all(np.array_equal(first[k].numpy(), second[k].numpy()) for k in first)
+    assert "2 steps" in capsys.readouterr().out
+    # Other settings with the same checkpoint folder: refused, not mixed.
+    assert main(argv + ["--lr", "0.01", "--out", str(tmp_path / "c")]) == 2
+    assert "from a run with other settings" in capsys.readouterr().err.splitlines()[-1]
 
 
 # ------------------------------------------------------------------------ evaluate

@@ -15,8 +15,11 @@ from lesion_core.synth.acquisition import AcquisitionConfig
 from lesion_core.synth.anatomy import AnatomyConfig
 from lesion_core.synth.arwmc import LABELS, REGIONS
 from lesion_core.wmh.calibrate import CalibrationCase, calibrate_thresholds, segment
+from lesion_core.errors import OperationCancelled
+from lesion_core.progress import Progress
+from lesion_core.training import OptimConfig
 from lesion_core.wmh.config import DualTaskerConfig, SegmentThresholds, TrainConfig
-from lesion_core.wmh.consistency import Intensity, Transform, consistency_loss, random_transform
+from lesion_core.wmh.consistency import Transform, consistency_loss, random_transform
 from lesion_core.wmh.data import (RatingsDataset, RatingsTableError, known_transform_masks,
                                   parse_rows, read_ratings_table, table_from_synthetic_cohort,
                                   write_ratings_table)
@@ -76,7 +79,7 @@ def test_voxel_moves_are_exact_inverses():
 def test_affine_inverse_is_approximate_and_valid_mask_marks_the_field_of_view():
     gen = torch.Generator().manual_seed(3)
     t = random_transform((16, 16, 16), TrainConfig(affine_probability=1.0, flip_probability=0.0),
-                         gen, intensity=False)
+                         gen)
     assert not t.exact
     grid = torch.meshgrid(*[torch.linspace(-1, 1, 16)] * 3, indexing="ij")
     smooth = (grid[0] + 0.5 * grid[1] - grid[2] ** 2)[None, None]
@@ -116,8 +119,8 @@ def test_consistency_zero_for_equivariant_map_positive_otherwise():
         assert float(_loss(Pointwise(), image, regions, t)) == 0.0
     skewed = float(_loss(Skewed(), image, regions, Transform(flips=(0, 2))))
     assert skewed > 1e-4
-    intensity = Transform(flips=(1,), intensity=Intensity(gamma=1.2, scale=0.9))
-    assert float(_loss(Pointwise(), image, regions, intensity)) > 1e-4
+    flip = Transform(flips=(1,))     # an acquisition change in the transformed branch
+    assert float(_loss(Pointwise(), image, regions, flip, flip.map(image) ** 1.2 * 0.9)) > 1e-4
 
 
 def test_ordinal_head_is_ordered_and_monotone():
@@ -245,18 +248,96 @@ def test_working_grid_maps_back_to_the_input(cohort):
     assert float((regions[both] == flipped[both]).float().mean()) > 0.8
 
 
+def _settings(steps: int, **optim) -> TrainConfig:
+    return TrainConfig(optim=OptimConfig(steps=steps, batch_size=2, lr=3e-3, seed=0,
+                                         device="cpu", precision="fp32", deterministic=True,
+                                         **optim))
+
+
 def test_training_lowers_the_rating_loss(cohort):
     dataset = _dataset(cohort)
-    settings = TrainConfig(steps=24, batch_size=2, lr=3e-3, seed=0, affine_probability=0.5)
-    net, history = train(dataset, SMALL, settings)
+    net, result = train(dataset, SMALL, _settings(24))
+    history = result.history
     rating = np.asarray(history["rating_loss"])
     assert len(rating) == 24 and np.isfinite(history["consistency_loss"]).all()
     assert rating[-5:].mean() < 0.9 * rating[:5].mean(), rating.round(3)
-    _, again = train(dataset, SMALL, TrainConfig(steps=2, batch_size=2, seed=0))
-    _, twice = train(dataset, SMALL, TrainConfig(steps=2, batch_size=2, seed=0))
-    assert again == twice                          # seeded and deterministic
+    assert result.summary()["steps"] == 24 and result.precision == "fp32"
     out = net(dataset[0].data.image[None], dataset[0].data.regions[None])
     assert out["activation"].shape == (1, 1, 64, 72, 64) and out["expected"].shape == (1, 10)
+    # the frozen ordinal head kept its volume meaning
+    fresh = DualTaskerNet(**SMALL.network_args())
+    assert torch.equal(net.cut_base, fresh.cut_base) and torch.equal(net.raw_slope,
+                                                                     fresh.raw_slope)
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                 b.state_dict().values()))
+
+
+def test_a_cancelled_training_resumes_to_the_same_weights(cohort, tmp_path):
+    """Cancelled after 3 of 5 steps, the same call resumes from the checkpoint and ends
+    where an uninterrupted run ends (augmentation, transforms and epoch order included)."""
+    dataset = _dataset(cohort)
+    settings = _settings(5, checkpoint_every_steps=2, log_every=1)
+    straight, straight_result = train(dataset, SMALL, settings)
+
+    def cancel_after_step_3(fraction, message):
+        if "step 3/5" in message:
+            progress.cancel()
+    progress = Progress(cancel_after_step_3)
+    with pytest.raises(OperationCancelled):
+        train(dataset, SMALL, settings, progress=progress, checkpoint_dir=tmp_path)
+    resumed, result = train(dataset, SMALL, settings, checkpoint_dir=tmp_path)
+    assert result.resumed_from == 3 and result.steps == 5
+    assert _same(straight, resumed)
+    assert result.history["loss"] == straight_result.history["loss"]
+
+
+def test_the_array_cache_replaces_reading_and_masking(cohort, tmp_path, monkeypatch):
+    import lesion_core.io as lesion_io
+
+    folder, masks, _ = cohort
+    rows = table_from_synthetic_cohort(folder)[:2]
+
+    def masker(image, subject):
+        return masks[subject]
+    masker.cache_name = "known transform (test)"
+    first = RatingsDataset(rows, masker, SMALL, cache_dir=tmp_path)
+    before = [first[i] for i in range(2)]
+    monkeypatch.setattr(lesion_io, "read_volume", lambda *a, **k: pytest.fail("read again"))
+    again = RatingsDataset(rows, masker, SMALL, cache_dir=tmp_path)
+    for old, new in zip(before, (again[i] for i in range(2))):
+        assert torch.equal(old.data.image, new.data.image)
+        assert torch.equal(old.data.regions, new.data.regions)
+        assert torch.equal(old.data.brain, new.data.brain)
+        assert np.allclose(old.data.affine, new.data.affine) and old.data.scale == new.data.scale
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    # another working grid is another entry, never a stale one
+    other = DualTaskerConfig(spacing_mm=4.0, shape=(48, 56, 48), features=(8, 16, 32))
+    with pytest.raises(pytest.fail.Exception, match="read again"):
+        RatingsDataset(rows, masker, other, cache_dir=tmp_path)[0]
+
+
+def test_acquisition_randomization_keeps_the_brain_median_and_the_outside():
+    from lesion_core.training.augment import Augmenter
+    from lesion_core.wmh.config import WMH_ACQUISITION
+    from lesion_core.wmh.preprocess import randomize_acquisition
+
+    brain = torch.zeros(24, 24, 24, dtype=torch.bool)
+    brain[4:20, 4:20, 4:20] = True
+    image = torch.where(brain, 1.0 + 0.05 * torch.randn(24, 24, 24,
+                                                        generator=torch.Generator().manual_seed(0)),
+                        torch.zeros(()))[None]
+    image[0, 10:13, 10:13, 10:13] = 2.0                     # a lesion
+    augmenter = Augmenter(WMH_ACQUISITION, 3.0)
+    for seed in range(6):
+        out = randomize_acquisition(augmenter, image, brain, np.random.default_rng(seed))
+        assert out.shape == image.shape and bool((out[0][~brain] == 0).all())
+        assert abs(float(out[0][brain].median()) - 1.0) < 0.02
+        assert float(out[0, 11, 11, 11]) > float(out[0][brain].median())
+    again = randomize_acquisition(augmenter, image, brain, np.random.default_rng(5))
+    assert torch.equal(again, out)                          # drawn from the rng only
 
 
 def test_calibration_uses_ratings_only():

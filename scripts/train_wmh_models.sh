@@ -4,28 +4,47 @@
 #
 #   bash scripts/train_wmh_models.sh [WORK_DIR]
 #
-# 1. a training cohort: seeds 0-159 (training range), 2 mm anatomy, usual acquisitions;
+# 1. a training cohort: seeds 0-159 (training range), 2 mm anatomy, randomized domain
+#    (per-subject tissue contrasts and acquisitions), generated once in 2 processes;
 # 2. FLAIR DualTasker from the ARWMC ratings only;
 # 3. T1 mode from the 5 mm thick-slice FLAIR rater labels;
 # 4. the benchmark's upper reference (the same network fitted to voxel truth; not shipped).
-# Models land in LesionSuite/Models/ and bench/models/. CPU, 2 cores: about 1 hour.
+# Every model trains through the one engine with acquisition randomization; each keeps a
+# resumable checkpoint in $WORK/checkpoints/<model>, so the same command rerun after a kill
+# (or on another day) continues where it stopped and reaches the same weights; a model
+# whose run is complete is only saved again. Preprocessed subjects are cached in
+# $WORK/cache, so a rerun neither reads nor resamples an image.
+#
+# Steps: about 60 min of 2-core CPU per model. Measured with this script's settings
+# (--precision auto, which is fp32 on a CPU without bf16 units such as the 2-core machine
+# these were timed on, shared with other jobs, load ~4): DualTasker 4.9 s/step (4
+# subjects, two passes), T1 mode 3.4 s/step (4 subjects), reference 1.7 s/step (2
+# subjects); forcing bf16 there (emulated) is 3.0-3.5x slower. On CPUs with AMX or
+# AVX512-BF16 (auto = bf16) expect about twice as fast.
+# The shipped models had in total (one run each, from scratch): FLAIR 1000 steps, T1 1200
+# steps, reference 2000 steps; metadata.json (training.steps, wall_s, precision) records it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-${TMPDIR:-/tmp}/lesion-suite-wmh-training}"
 N_SUBJECTS="${N_SUBJECTS:-160}"
-FLAIR_STEPS="${FLAIR_STEPS:-800}"
-T1_STEPS="${T1_STEPS:-300}"
-REFERENCE_STEPS="${REFERENCE_STEPS:-500}"
+FLAIR_STEPS="${FLAIR_STEPS:-1000}"
+T1_STEPS="${T1_STEPS:-1200}"
+REFERENCE_STEPS="${REFERENCE_STEPS:-2000}"
+CACHE="$WORK/cache"
 
 if [ ! -f "$WORK/cohort/wmh_labels.csv" ]; then
-  lesion-suite synth wmh --n "$N_SUBJECTS" --seed 0 --size medium --out "$WORK/cohort"
+  lesion-suite synth wmh --n "$N_SUBJECTS" --seed 0 --size medium --domain randomized \
+    --workers 2 --out "$WORK/cohort"
 fi
 # Brain masks and ARWMC atlases of the training subjects come from the cohort's known
 # synthetic transform (--known-transform): registering 160 images costs ~30 min on 2 cores.
 # No lesion label is read either way; prediction and the benchmark register every image.
 lesion-suite wmh train --synthetic "$WORK/cohort" --known-transform --steps "$FLAIR_STEPS" \
-  --seed 0 --out LesionSuite/Models/wmh_flair_dualtasker --overwrite
+  --seed 0 --precision auto --checkpoint "$WORK/checkpoints/wmh_flair" --cache "$CACHE" \
+  --out LesionSuite/Models/wmh_flair_dualtasker --overwrite
 lesion-suite wmh train --t1 --synthetic "$WORK/cohort" --known-transform --steps "$T1_STEPS" \
-  --seed 0 --out LesionSuite/Models/wmh_t1_thickslice --overwrite
+  --seed 0 --precision auto --checkpoint "$WORK/checkpoints/wmh_t1" --cache "$CACHE" \
+  --out LesionSuite/Models/wmh_t1_thickslice --overwrite
 python bench/train_wmh_reference.py --cohort "$WORK/cohort" --steps "$REFERENCE_STEPS" \
+  --seed 0 --precision auto --checkpoint "$WORK/checkpoints/wmh_reference" --cache "$CACHE" \
   --out bench/models/wmh_voxel_reference

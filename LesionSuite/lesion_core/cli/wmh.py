@@ -7,7 +7,9 @@
   a child process;
 * ``train``: a DualTasker from a ratings table, a synthetic cohort's ratings or a reader's
   ratings in a feedback store (fine-tuning a model); with ``--t1`` the T1 mode from a
-  table of T1 images and thick-slice FLAIR labels;
+  table of T1 images and thick-slice FLAIR labels; the shared optimisation options
+  (``--steps``, ``--precision``, ``--checkpoint DIR``: rerunning resumes...) and
+  ``--cache DIR`` (preprocessed subjects kept on disk);
 * ``evaluate COHORT``: a model against the ground truth of a synthetic cohort.
 
 Everything runs through :mod:`lesion_core.wmh` (the Slicer module calls the same
@@ -21,9 +23,9 @@ import json
 from pathlib import Path
 
 from ..errors import LesionSuiteError, ModelBundleError
+from .common import (model_options, optim_config, refuse_saved_model, shipped_or_given,
+                     training_options)
 from .progress_bar import ProgressBar
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class WMHCommandError(LesionSuiteError):
@@ -58,17 +60,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", required=True, help="the new model folder")
     t.add_argument("--init", metavar="MODEL_DIR", help="model to fine-tune (keeps its config)")
     t.add_argument("--t1", action="store_true", help="train the T1 mode (thick-slice labels)")
-    t.add_argument("--steps", type=int, default=400, help="optimiser steps (default %(default)s)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     t.add_argument("--config", metavar="JSON",
                    help="model configuration (the fields of DualTaskerConfig, as stored in a "
                         "model's metadata.json under extra.config); default: the standard one")
-    t.add_argument("--device", choices=DEVICES, default="auto",
-                   help="where to train (default %(default)s)")
+    t.add_argument("--cache", metavar="DIR",
+                   help="keep the preprocessed training subjects here (a rerun reads them "
+                        "instead of the images; default: none)")
     t.add_argument("--known-transform", action="store_true",
                    help="with --synthetic: take brain masks and atlases from the cohort's "
                         "known MNI transform instead of registering (faster; synthetic only)")
     t.add_argument("--overwrite", action="store_true", help="replace a model in --out")
+    training_options(t)
     t.set_defaults(run=run_train)
 
     e = commands.add_parser("evaluate", help="score a model on a synthetic cohort's truth")
@@ -83,23 +85,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t1", action="store_true",
                         help="the T1 mode (a 3D T1 image; segmentation only, no rating)")
-    parser.add_argument("--model", metavar="DIR",
-                        help="model folder (default: the shipped model of the mode)")
-    parser.add_argument("--device", default="auto",
-                        help="where to run the network: auto, cpu, cuda, cuda:N or mps "
-                             "(default %(default)s)")
+    model_options(parser)
 
 
 def _load_model(folder: str | None, t1: bool, device: str, fix: str | None = None):
-    """The model to run; a model of the other mode than ``--t1`` asks for is refused
-    (``fix``: what to do then, when the command's own advice differs)."""
+    """The model to run (``folder`` None: the shipped one of the mode); a model of the
+    other mode than ``--t1`` asks for is refused (``fix``: what to do then, when the
+    command's own advice differs)."""
     from ..wmh.model import default_model_folder, load_wmh_model
 
-    if folder is None and not default_model_folder(t1).is_dir():
-        raise ModelBundleError(f"the shipped {'T1' if t1 else 'FLAIR'} WMH model is not "
-                               "installed", "pass --model DIR (a model trained with "
-                               "`lesion-suite wmh train`)", source=default_model_folder(t1))
-    model = load_wmh_model(folder, t1=t1, device=device)
+    model = shipped_or_given(folder, default_model_folder(t1),
+                             lambda f, device: load_wmh_model(f, t1=t1, device=device),
+                             device, f"{'T1' if t1 else 'FLAIR'} WMH", "lesion-suite wmh train")
     if model.is_t1 != t1:
         have, want = ("T1", "FLAIR") if model.is_t1 else ("FLAIR", "T1")
         raise ModelBundleError(f"this is a {have} model but the {want} mode was asked for",
@@ -123,7 +120,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     model = _load_model(args.model, args.t1, args.device)
     with ProgressBar(args, "wmh predict") as progress:
-        prediction = predict(image, model, atlases, progress=progress)
+        prediction = predict(image, model, atlases, progress=progress,
+                             precision=args.precision)
         paths = write_prediction(prediction, args.out, stem=args.stem)
     total = prediction.total
     print(f"{args.image}: {model.modality} model {model.model_id} {model.version}")
@@ -174,7 +172,7 @@ def _check_files(paths, table: str) -> None:
 
 
 def _check_train_options(args: argparse.Namespace) -> None:
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise WMHCommandError(f"--steps {args.steps} is not a positive number",
                               "give at least 1 step")
     if args.known_transform and not args.synthetic:
@@ -184,9 +182,7 @@ def _check_train_options(args: argparse.Namespace) -> None:
         raise WMHCommandError("the T1 mode learns from thick-slice labels, not ratings",
                               "give --table with subject, image, thick_label columns")
     # Refused now rather than after the training run that would then fail to save.
-    if (Path(args.out) / "metadata.json").exists() and not args.overwrite:
-        raise WMHCommandError("a model is already saved in this folder",
-                              "choose a new --out folder, or add --overwrite", args.out)
+    refuse_saved_model(args.out, args.overwrite, WMHCommandError)
 
 
 def _cohort_rows(read, folder: Path):
@@ -206,11 +202,12 @@ def _cohort_rows(read, folder: Path):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    _check_train_options(args)
     from ..wmh.config import TrainConfig
 
-    _check_train_options(args)
     config = _model_config(args.config)
-    train_config = TrainConfig(steps=args.steps, seed=args.seed, device=args.device)
+    defaults = TrainConfig()
+    train_config = TrainConfig(optim=optim_config(args, defaults.optim))
     meta = (_train_t1 if args.t1 else _train_flair)(args, config, train_config)
     print(f"{meta.input_modality} model saved in {args.out}: {_training_facts(meta.training)}")
     return 0
@@ -219,11 +216,15 @@ def run_train(args: argparse.Namespace) -> int:
 def _training_facts(training: dict) -> str:
     """One line from a model card's ``training`` entry (the facts that are there)."""
     facts = [f"{training.get('subjects', '?')} subjects", str(training.get("supervision", ""))]
-    for key, label in (("rating_loss", "rating loss"), ("loss", "loss")):
-        first, last = training.get(f"{key}_first"), training.get(f"{key}_last")
+    for first_key, last_key, label in (("rating_loss_first", "rating_loss_last", "rating loss"),
+                                       ("loss_first", "loss_last50", "loss")):
+        first, last = training.get(first_key), training.get(last_key)
         if first is not None and last is not None:
             facts.append(f"{label} {first:.3f} -> {last:.3f}")
             break
+    if training.get("steps") is not None:
+        facts.append(f"{training['steps']} steps in {training.get('wall_s', 0):.0f} s "
+                     f"({training.get('precision', 'fp32')})")
     if training.get("calibration_score") is not None:
         facts.append(f"calibration score {training['calibration_score']:.3f}")
     if training.get("fine_tuned_from"):
@@ -260,7 +261,8 @@ def _train_flair(args, config, train_config):
                            fix="ratings fine-tune a FLAIR (DualTasker) model; choose one")
     with ProgressBar(args, "wmh train") as progress:
         return fit_dualtasker(rows, args.out, config, train_config, masker=masker, init=init,
-                              progress=progress, data_note=note, overwrite=args.overwrite)
+                              progress=progress, data_note=note, overwrite=args.overwrite,
+                              checkpoint_dir=args.checkpoint, cache_dir=args.cache)
 
 
 def _train_t1(args, config, train_config):
@@ -287,7 +289,7 @@ def _train_t1(args, config, train_config):
     with ProgressBar(args, "wmh train --t1") as progress:
         return t1_fit.fit_t1(rows, args.out, config, train_config, masker=masker,
                              progress=progress, data_note=note, overwrite=args.overwrite,
-                             init=init)
+                             init=init, checkpoint_dir=args.checkpoint, cache_dir=args.cache)
 
 
 # ----------------------------------------------------------------------- evaluate
@@ -307,7 +309,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.t1, args.device)
     with ProgressBar(args, "wmh evaluate") as progress:
         report = evaluate_cohort(model, folder, use_registration=not args.known_transform,
-                                 progress=progress)
+                                 progress=progress, precision=args.precision)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))

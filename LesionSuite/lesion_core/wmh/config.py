@@ -7,9 +7,13 @@ tensors on it are ``[B, C, I, J, K]`` with ``i`` towards R, ``j`` towards A, ``k
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
 
 from ..synth.arwmc import REGIONS
+from ..training.augment import AcquisitionAugment
+from ..training.config import OptimConfig
 
 #: ARWMC ratings per region-side are 0..3, so the ordinal head has 3 cut points.
 N_LEVELS = 3
@@ -99,52 +103,73 @@ class DualTaskerConfig:
                 "norm": str(self.norm)}
 
 
-@dataclass(frozen=True)
-class IntensityAugment:
-    """Ranges of the intensity transforms (the map must be invariant to them)."""
+#: Acquisition randomization of WMH training (FLAIR and T1 alike), applied to the
+#: normalised working-grid image, which is then renormalised to brain median 1 as
+#: preprocessing does at prediction (so a pure scale is a no-op and ``scale`` stays 1).
+#: Why these ranges: the working grid is 3 mm, so thick slices start at 3 mm and reach
+#: 6 mm (2D FLAIR with its gap); low resolution halves the grid at most (a 6 mm scan);
+#: the bias field is weaker than the shared default because preprocessing already
+#: divides out a 20 mm local-mean field, so only its residual reaches the network; noise
+#: up to SD 0.08 of the brain median is an SNR of about 12, the low end of clinical
+#: FLAIR; gamma 0.7-1.5 over the image's range makes the lesion/white-matter contrast
+#: 0.8x-1.4x of the cohort's, and the histogram shift is rare because a strong one can
+#: squeeze that contrast to nothing. Every transform keeps intensity order, so WMH
+#: stay brighter than white matter on FLAIR (darker on T1).
+WMH_ACQUISITION = AcquisitionAugment(
+    bias_p=0.4, bias_coefficient=0.02, noise_p=0.6, noise_sd=0.08, rician_p=0.5,
+    gamma_p=0.5, gamma=(0.7, 1.5), histogram_p=0.15, histogram_points=(5, 10),
+    gibbs_p=0.2, gibbs_alpha=(0.0, 0.5), lowres_p=0.25, lowres_zoom=(0.5, 1.0),
+    thick_p=0.3, thick_mm=(3.0, 6.0), scale=(1.0, 1.0))
 
-    gamma: tuple[float, float] = (0.8, 1.25)
-    scale: tuple[float, float] = (0.85, 1.15)
-    bias_log_rms: float = 0.1       # RMS of the log of the smooth multiplicative field
-    noise_sd: float = 0.03          # Gaussian noise, in units of the normalised image
+#: Optimisation of a WMH network trained from scratch: Adam 3e-3 (the rate the first
+#: shipped models were trained with), cosine decay to a tenth over the run, 4 subjects
+#: per step (batch norm needs more than one), deterministic kernels.
+WMH_OPTIM = OptimConfig(steps=400, lr=3e-3, schedule="cosine", min_lr_fraction=0.1,
+                        batch_size=4, deterministic=True)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train from ratings.
+    """How to train a WMH network: optimisation (``optim``) and the task's own settings.
 
     Attributes:
-        steps: optimiser steps (one random batch and one random transform each).
-        lr: Adam learning rate.
-        batch_size: subjects per step.
+        optim: steps, learning rate and schedule, subjects per step, seed, device,
+            precision, checkpoint interval (:class:`~lesion_core.training.OptimConfig`).
         consistency_weight: lambda of the consistency term.
         total_weight: weight of the smooth-L1 total-score term (points of ARWMC).
         affine_probability: chance that a step's transform includes a small random
             affine (rotation <= ``max_rotation_deg``, scale within ``scale_range``).
         flip_probability: chance per axis of a flip.
+        acquisition: acquisition randomization of the images the network is trained on
+            (the transformed branch of the consistency pair, whose map must equal the
+            moved map of the clean image; every image of the T1 mode).
         rating_on_transformed: also apply the rating loss to the transformed branch.
         freeze_rating_head: keep the ordinal head's cut points and slopes at their
             initial, volume-meaningful values (0.1 / 1 / 5 mL), so the only way to lower the
             rating loss is to move activation; a free head learns the rating distribution
             first and the map never has to explain anything (predicted totals collapse to
             the cohort mean).
-        seed: seeds torch, the batch order and the transforms.
-        device: "cpu", "cuda" or "auto".
-        deterministic: ask torch for deterministic algorithms during training.
     """
 
-    steps: int = 400
-    lr: float = 3e-3
-    batch_size: int = 4
+    optim: OptimConfig = WMH_OPTIM
     consistency_weight: float = 1.0
     total_weight: float = 0.5
     affine_probability: float = 0.5
     max_rotation_deg: float = 10.0
     scale_range: tuple[float, float] = (0.9, 1.1)
     flip_probability: float = 0.5
-    intensity: IntensityAugment = field(default_factory=IntensityAugment)
+    acquisition: AcquisitionAugment = WMH_ACQUISITION
     rating_on_transformed: bool = True
     freeze_rating_head: bool = True
-    seed: int = 0
-    device: str = "cpu"
-    deterministic: bool = True
+
+
+def task_fingerprint(config: DualTaskerConfig, train_config: TrainConfig,
+                     subjects: Sequence[str], continued: bool) -> dict:
+    """What decides a WMH training run's result besides its optimiser settings: the model
+    configuration, the task's training settings, the subjects and whether it continues a
+    given network. A checkpoint made with other values is refused (see
+    :func:`lesion_core.training.run_training`)."""
+    task = dataclasses.asdict(train_config)
+    task.pop("optim")
+    return {"model": dataclasses.asdict(config), "train": task, "subjects": list(subjects),
+            "continued": bool(continued)}

@@ -1,10 +1,9 @@
 """Transformation-invariant consistency: the map of a transformed image must equal the
 transformed map of the image.
 
-A :class:`Transform` has a spatial part and an intensity part. Tensors are
-``[B, C, I, J, K]`` (images, maps) or ``[B, I, J, K]`` (region labels) on the working grid.
-
-Spatial part, applied in this order (its inverse runs backwards):
+A :class:`Transform` is spatial. Tensors are ``[B, C, I, J, K]`` (images, maps) or
+``[B, I, J, K]`` (region labels) on the working grid. Its parts, applied in this order (the
+inverse runs backwards):
 
 1. **flips** along any of the axes i, j, k, then an optional **swap** of two axes of equal
    size, then **quarter turns** in the axial (i, j) plane when ``I == J``. These only move
@@ -14,8 +13,10 @@ Spatial part, applied in this order (its inverse runs backwards):
    inverse is only approximate: resampling twice smooths, and what left the field of view
    is lost (:meth:`Transform.valid` marks the voxels whose source lies inside it).
 
-Intensity part (spatial maps must be *invariant* to it): ``scale * x**gamma * bias + noise``
-with a smooth multiplicative bias field and Gaussian noise, inside the brain (``x > 0``).
+The acquisition part of the pair (what another scanner does to the same head, to which the
+map must be invariant) is drawn by the training sampler with
+:class:`lesion_core.training.augment.Augmenter` (:func:`~.preprocess.randomize_acquisition`)
+and handed to :func:`consistency_pair` as the transformed image.
 
 Region labels follow the voxels (nearest neighbour for the affine). A transform whose
 voxel permutation is a mirror (determinant -1: an odd number of flips and swaps) turns a
@@ -31,35 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .config import IntensityAugment, TrainConfig
-
-
-@dataclass(frozen=True, eq=False)
-class Intensity:
-    """Intensity transform ``scale * x**gamma * bias + noise`` (on voxels with ``x > 0``).
-
-    ``bias_coarse``: log bias on a coarse ``[1, 1, n, n, n]`` grid (upsampled trilinearly).
-    ``noise_sd`` and ``noise_seed`` make the noise reproducible.
-    """
-
-    gamma: float = 1.0
-    scale: float = 1.0
-    bias_coarse: torch.Tensor | None = None
-    noise_sd: float = 0.0
-    noise_seed: int = 0
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        inside = image > 0
-        out = image.clamp_min(0.0).pow(self.gamma) * self.scale
-        if self.bias_coarse is not None:
-            field = F.interpolate(self.bias_coarse.to(image), size=image.shape[2:],
-                                  mode="trilinear", align_corners=True)
-            out = out * torch.exp(field)
-        if self.noise_sd > 0:
-            gen = torch.Generator(device="cpu").manual_seed(int(self.noise_seed))
-            noise = torch.randn(image.shape, generator=gen).to(image) * self.noise_sd
-            out = out + noise
-        return torch.where(inside, out, image)
+from .config import TrainConfig
 
 
 def _spatial_dims(x: torch.Tensor) -> tuple[int, int, int]:
@@ -79,14 +52,13 @@ def _affine_theta(matrix: torch.Tensor, shape: tuple[int, int, int]) -> torch.Te
 
 @dataclass(frozen=True, eq=False)
 class Transform:
-    """One transform T (see the module notes). ``affine``: 3x3 map from output voxel offsets
-    (about the grid centre) to source offsets, or ``None``."""
+    """One spatial transform T (see the module notes). ``affine``: 3x3 map from output voxel
+    offsets (about the grid centre) to source offsets, or ``None``."""
 
     flips: tuple[int, ...] = ()
     swap: tuple[int, int] | None = None
     quarter_turns: int = 0
     affine: torch.Tensor | None = None
-    intensity: Intensity | None = None
 
     # ------------------------------------------------------------------ facts
     @property
@@ -144,11 +116,6 @@ class Transform:
             x = self._resample(x, torch.linalg.inv(self.affine.double()).float(), "bilinear")
         return self._exact_inverse(x)
 
-    def image(self, x: torch.Tensor) -> torch.Tensor:
-        """Spatial then intensity part on an image ``[B, 1, I, J, K]``."""
-        x = self.map(x)
-        return x if self.intensity is None else self.intensity(x)
-
     def regions(self, labels: torch.Tensor) -> torch.Tensor:
         """Region labels ``[B, I, J, K]`` moved with the voxels (nearest neighbour), left and
         right exchanged for a mirror image."""
@@ -186,43 +153,39 @@ def _uniform(gen: torch.Generator, low: float, high: float) -> float:
     return float(low + (high - low) * torch.rand((), generator=gen, dtype=torch.float64))
 
 
-def random_intensity(gen: torch.Generator, augment: IntensityAugment) -> Intensity:
-    """Draw an :class:`Intensity` from the ranges in ``augment``."""
-    bias = torch.randn((1, 1, 4, 4, 4), generator=gen) * augment.bias_log_rms
-    return Intensity(gamma=_uniform(gen, *augment.gamma), scale=_uniform(gen, *augment.scale),
-                     bias_coarse=bias, noise_sd=augment.noise_sd,
-                     noise_seed=int(torch.randint(0, 2 ** 31 - 1, (), generator=gen)))
-
-
-def random_transform(shape: tuple[int, int, int], config: TrainConfig, gen: torch.Generator,
-                     spatial: bool = True, intensity: bool = True) -> Transform:
+def random_transform(shape: tuple[int, int, int], config: TrainConfig,
+                     gen: torch.Generator) -> Transform:
     """Draw a transform for a working grid of ``shape`` ``(I, J, K)``: flips per axis with
-    ``config.flip_probability``, quarter turns in the axial plane when ``I == J``, a small
-    affine with ``config.affine_probability`` and the intensity transforms."""
-    flips: tuple[int, ...] = ()
+    ``config.flip_probability``, quarter turns in the axial plane when ``I == J`` and a
+    small affine with ``config.affine_probability``."""
+    flips = tuple(a for a in range(3) if torch.rand((), generator=gen) < config.flip_probability)
     turns, affine = 0, None
-    if spatial:
-        flips = tuple(a for a in range(3)
-                      if torch.rand((), generator=gen) < config.flip_probability)
-        if shape[0] == shape[1]:
-            turns = int(torch.randint(0, 4, (), generator=gen))
-        if torch.rand((), generator=gen) < config.affine_probability:
-            axis = torch.randn(3, generator=gen, dtype=torch.float64)
-            angle = math.radians(_uniform(gen, 0.0, config.max_rotation_deg))
-            scales = torch.tensor([_uniform(gen, *config.scale_range) for _ in range(3)],
-                                  dtype=torch.float64)
-            affine = (_rotation(axis, angle) @ torch.diag(1.0 / scales)).float()
-    return Transform(flips=flips, quarter_turns=turns, affine=affine,
-                     intensity=random_intensity(gen, config.intensity) if intensity else None)
+    if shape[0] == shape[1]:
+        turns = int(torch.randint(0, 4, (), generator=gen))
+    if torch.rand((), generator=gen) < config.affine_probability:
+        axis = torch.randn(3, generator=gen, dtype=torch.float64)
+        angle = math.radians(_uniform(gen, 0.0, config.max_rotation_deg))
+        scales = torch.tensor([_uniform(gen, *config.scale_range) for _ in range(3)],
+                              dtype=torch.float64)
+        affine = (_rotation(axis, angle) @ torch.diag(1.0 / scales)).float()
+    return Transform(flips=flips, quarter_turns=turns, affine=affine)
 
 
-def consistency_pair(net, image: torch.Tensor, regions: torch.Tensor, transform: Transform):
-    """``(loss, outputs, transformed_outputs)``: the network on the image and on ``T(image)``
-    (with ``T(regions)``), and the mean squared difference between ``act(T(x))`` and
-    ``T(act(x))`` over the valid voxels of T-space."""
+def consistency_pair(net, image: torch.Tensor, regions: torch.Tensor, transform: Transform,
+                     moved_image: torch.Tensor | None = None):
+    """``(loss, outputs, transformed_outputs)``: the network on ``image`` and on the
+    transformed image ``moved_image`` (default ``T.map(image)``; in training, ``T(image)``
+    with a random acquisition) with ``T(regions)``, and the mean squared difference
+    between ``act(T(x))`` and ``T(act(x))`` over the valid voxels of T-space.
+
+    A network with a hyperintensity gate gets, in the transformed branch, the gate of
+    ``image`` moved by ``T``: an acquisition change must not decide which voxels count as
+    hyperintense."""
+    if moved_image is None:
+        moved_image = transform.map(image)
     outputs = net(image, regions)
-    moved_inputs = (transform.image(image), transform.regions(regions))
-    if hasattr(net, "gate"):   # the gate follows the voxels, not the intensity changes
+    moved_inputs = (moved_image, transform.regions(regions))
+    if hasattr(net, "gate"):
         moved = net(*moved_inputs, gate=transform.map(net.gate(image)))
     else:
         moved = net(*moved_inputs)
@@ -233,8 +196,9 @@ def consistency_pair(net, image: torch.Tensor, regions: torch.Tensor, transform:
     return loss, outputs, moved
 
 
-def consistency_loss(net, image: torch.Tensor, regions: torch.Tensor,
-                     transform: Transform) -> torch.Tensor:
+def consistency_loss(net, image: torch.Tensor, regions: torch.Tensor, transform: Transform,
+                     moved_image: torch.Tensor | None = None) -> torch.Tensor:
     """Scalar consistency loss of ``net`` (returns a dict with ``"activation"``
-    ``[B, 1, I, J, K]``) on ``image`` ``[B, 1, I, J, K]`` under ``transform``."""
-    return consistency_pair(net, image, regions, transform)[0]
+    ``[B, 1, I, J, K]``) on ``image`` ``[B, 1, I, J, K]`` under ``transform`` (see
+    :func:`consistency_pair`)."""
+    return consistency_pair(net, image, regions, transform, moved_image)[0]

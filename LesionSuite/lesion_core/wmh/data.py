@@ -13,17 +13,20 @@ Any other column is refused, and so is an image whose file name marks it as grou
 (``*_truth*``) or a label map: the loader has no way to be given voxel labels, and
 :class:`RatingsDataset` opens nothing but the ``image`` of each row. The brain mask and
 the region atlas come from a *masker* callable (registration to MNI for real data, the
-known transform for synthetic subjects).
+known transform for synthetic subjects). Preprocessed subjects can be kept in an on-disk
+array cache (:func:`lesion_core.training.cache.cached_arrays`), so a rerun neither reads
+nor registers an image again.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -31,16 +34,46 @@ import torch
 from .. import io as lesion_io
 from ..errors import LesionSuiteError
 from ..synth.arwmc import REGIONS, arwmc_atlas_mni
+from ..training import EpochOrder, SampleContext
+from ..training.cache import cached_arrays
 from ..volume import Volume
 from .config import DualTaskerConfig
-from .preprocess import Preprocessed, preprocess
+from .preprocess import Preprocessed, preprocess, preprocessing_settings
 
 COLUMNS = ("subject", "image", "total") + REGIONS
 _LABEL_WORDS = ("truth", "label", "mask", "seg", "lesion", "wmh")
 
 #: ``masker(image, subject_id) -> (brain_mask, region_atlas)``, Volumes in the image's RAS
 #: world (any grid; usually the image grid). Atlas values as in ``REGIONS`` (label = index+1).
+#: A masker with a ``cache_name`` attribute (how it makes its masks, e.g. "registration to
+#: MNI (FLAIR)") lets the training loaders keep their preprocessed subjects on disk; one
+#: without it is never cached, as nothing would tell its masks apart.
 Masker = Callable[[Volume, str], tuple[Volume, Volume]]
+
+T = TypeVar("T")
+
+#: Part of every cache key of preprocessed training subjects: raise it when preprocessing
+#: changes, so no entry made by older code is read.
+PREPROCESS_VERSION = 1
+
+
+def cached_subject(cache_dir: str | Path | None, kind: str, sources: Sequence[str],
+                   masker: Masker, config: DualTaskerConfig,
+                   compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays of one training subject of ``kind``, made from the files ``sources`` by
+    ``compute`` (which applies ``masker`` and ``config``), from ``cache_dir`` when they are
+    there (see :data:`Masker` for when they are cached)."""
+    name = getattr(masker, "cache_name", None)
+    key = [f"wmh {kind} v{PREPROCESS_VERSION}", [Path(s) for s in sources], name,
+           preprocessing_settings(config)]
+    return cached_arrays(cache_dir if name is not None else None, key, compute)
+
+
+def next_batch(order: EpochOrder, items: Sequence[T], ctx: SampleContext) -> list[T]:
+    """The next ``ctx.batch_size`` training subjects (all of them when there are fewer) in
+    epoch order (``order``, the sampler state a checkpoint carries)."""
+    count = len(items)
+    return [items[i] for i in order.take(min(ctx.batch_size, count), count, ctx.generator)]
 
 
 class RatingsTableError(LesionSuiteError):
@@ -171,18 +204,23 @@ class RatingSample:
 
 
 class RatingsDataset(torch.utils.data.Dataset):
-    """Rows of a ratings table as :class:`RatingSample` (read once, then cached).
+    """Rows of a ratings table as :class:`RatingSample` (read once, then kept in memory
+    when ``cache``; on disk in ``cache_dir`` when given and the masker has a
+    ``cache_name``).
 
     Opens only ``row.image`` (through :func:`lesion_core.io.read_volume`); the brain mask
-    and region atlas come from ``masker``.
+    and region atlas come from ``masker``. The samples hold no bias field (prediction
+    needs it, training does not).
     """
 
     def __init__(self, rows: Sequence[RatingRow], masker: Masker,
-                 config: DualTaskerConfig = DualTaskerConfig(), cache: bool = True):
+                 config: DualTaskerConfig = DualTaskerConfig(), cache: bool = True,
+                 cache_dir: str | Path | None = None):
         self.rows = list(rows)
         self.masker = masker
         self.config = config
         self.cache = cache
+        self.cache_dir = cache_dir
         self._cached: dict[int, RatingSample] = {}
 
     def __len__(self) -> int:
@@ -192,9 +230,16 @@ class RatingsDataset(torch.utils.data.Dataset):
         if index in self._cached:
             return self._cached[index]
         row = self.rows[index]
-        image = lesion_io.read_volume(row.image)
-        brain, atlas = self.masker(image, row.subject)
-        sample = RatingSample(row.subject, preprocess(image, brain, atlas, self.config),
+
+        def compute() -> dict[str, np.ndarray]:
+            image = lesion_io.read_volume(row.image)
+            brain, atlas = self.masker(image, row.subject)
+            data = preprocess(image, brain, atlas, self.config)
+            return dataclasses.replace(data, bias=None).to_arrays()
+
+        arrays = cached_subject(self.cache_dir, "ratings sample", [row.image], self.masker,
+                                self.config, compute)
+        sample = RatingSample(row.subject, Preprocessed.from_arrays(arrays),
                               row.region_tensor(), row.total_tensor())
         if self.cache:
             self._cached[index] = sample
@@ -230,4 +275,5 @@ def registration_masker(modality: str = "FLAIR") -> Masker:
 
         atlases = subject_atlases(image, modality)
         return atlases.brain, atlases.arwmc
+    masker.cache_name = f"registration to MNI ({modality})"
     return masker

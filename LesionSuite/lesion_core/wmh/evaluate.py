@@ -161,6 +161,7 @@ def known_transform_masker(folder: str | Path, modality: str = "FLAIR") -> Maske
                               Path(folder) / COHORT_TABLE)
         atlases = known_transform_atlases(image, lesion_io.read_volume(case.regions_truth))
         return atlases.brain, atlases.arwmc
+    masker.cache_name = f"known synthetic transform ({modality})"
     return masker
 
 
@@ -217,7 +218,8 @@ def summarize(cases: list[CaseScores], rows: list[dict]) -> dict:
 
 
 def evaluate_cohort(model: WMHModel, cohort_folder: str | Path, use_registration: bool = True,
-                    progress: Progress | None = None) -> EvaluationReport:
+                    progress: Progress | None = None, precision: str = "auto"
+                    ) -> EvaluationReport:
     """Predict on every subject of a synthetic WMH cohort and score against its truth.
 
     Args:
@@ -226,6 +228,7 @@ def evaluate_cohort(model: WMHModel, cohort_folder: str | Path, use_registration
         use_registration: ``False`` = the known-transform path (module notes): faster,
             exact atlases, synthetic cohorts only.
         progress: reporter; cancelling stops between and inside cases.
+        precision: of the network passes (see :func:`~lesion_core.wmh.predict.predict`).
     """
     progress = ensure_progress(progress)
     cohort = read_cohort(cohort_folder, "T1" if model.is_t1 else "FLAIR")
@@ -243,7 +246,7 @@ def evaluate_cohort(model: WMHModel, cohort_folder: str | Path, use_registration
                                   "evaluate with registration instead",
                                   Path(cohort_folder) / COHORT_TABLE)
             atlases = known_transform_atlases(image, lesion_io.read_volume(case.regions_truth))
-        prediction = predict(image, model, atlases, stage.sub(0.0, 0.9))
+        prediction = predict(image, model, atlases, stage.sub(0.0, 0.9), precision)
         stage.update(0.9, f"{case.subject}: scoring")
         truth = lesion_io.read_volume(case.truth)
         score = case_scores(prediction.labels, truth, case.rated_total, prediction.total)

@@ -3,8 +3,9 @@
 :func:`fit_dualtasker` = read the images the rows name (nothing else), train from the
 ratings (:func:`lesion_core.wmh.train.train`), calibrate the segmentation thresholds on
 the same subjects' *ratings* (:mod:`lesion_core.wmh.calibrate`), and save the bundle with
-what it was trained on. Fine-tuning starts from a loaded model (``init``) and keeps its
-configuration.
+what it was trained on (the training settings and the run's steps, wall time and precision
+go to the model card's ``training`` entry, never into the architecture). Fine-tuning starts
+from a loaded model (``init``) and keeps its configuration.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def fit_dualtasker(rows: Sequence[RatingRow], out: str | Path,
                    train_config: TrainConfig = TrainConfig(), masker: Masker | None = None,
                    init: WMHModel | None = None, progress: Progress | None = None,
                    version: str = "1.0", description: str = "", data_note: str = "",
-                   overwrite: bool = False) -> BundleMetadata:
+                   overwrite: bool = False, checkpoint_dir: str | Path | None = None,
+                   cache_dir: str | Path | None = None) -> BundleMetadata:
     """Train a DualTasker from ``rows`` and save it in ``out``.
 
     Args:
@@ -39,16 +41,21 @@ def fit_dualtasker(rows: Sequence[RatingRow], out: str | Path,
         masker: brain mask and region atlas per image (default: registration to MNI).
         init: a model to fine-tune (e.g. the shipped one, from a reader's ratings).
         data_note: free text stored in the model card (where the rows came from).
+        checkpoint_dir: resumable training checkpoints (the same call resumes).
+        cache_dir: on-disk cache of the preprocessed subjects (see
+            :class:`~lesion_core.wmh.data.RatingsDataset`).
     """
     progress = ensure_progress(progress)
     if not rows:
         raise ValueError("no rated subjects to train from")
     if init is not None:
         config = init.config
-    dataset = RatingsDataset(rows, masker or registration_masker("FLAIR"), config)
-    # train() reads (and reports) the subjects; the dataset caches them for calibration.
-    net, history = train(dataset, config, train_config, progress.sub(0.0, 0.9),
-                         net=None if init is None else init.net)
+    dataset = RatingsDataset(rows, masker or registration_masker("FLAIR"), config,
+                             cache_dir=cache_dir)
+    # train() reads (and reports) the subjects; the dataset keeps them for calibration.
+    net, result = train(dataset, config, train_config, progress.sub(0.0, 0.9),
+                        net=None if init is None else init.net, checkpoint_dir=checkpoint_dir)
+    history = result.history
     samples = [dataset[i] for i in range(len(dataset))]
     progress.update(0.9, "calibrating the thresholds on the ratings")
     thresholds, table = calibrate_thresholds(calibration_cases(net, samples),
@@ -64,7 +71,7 @@ def fit_dualtasker(rows: Sequence[RatingRow], out: str | Path,
         "fine_tuned_from": None if init is None else f"{init.model_id} {init.version}",
         "rating_loss_first": float(np.mean(history["rating_loss"][:last])),
         "rating_loss_last": float(np.mean(history["rating_loss"][-last:])),
-        "calibration_score": max(row["score"] for row in table)}
+        "calibration_score": max(row["score"] for row in table), **result.summary()}
     meta = save_wmh_model(out, net, config, version=version, description=description,
                           name=None if init is None else init.model_id,
                           training=training, overwrite=overwrite)

@@ -95,8 +95,10 @@ class DualTaskerNet(nn.Module):
 
     # ------------------------------------------------------------------ parts
     def activation(self, image: torch.Tensor) -> torch.Tensor:
-        """Activation map ``[B, 1, I, J, K]`` in [0, 1] of an image ``[B, 1, I, J, K]``."""
-        return torch.sigmoid(self.backbone(image) + self.activation_bias)
+        """Activation map ``[B, 1, I, J, K]`` in [0, 1] of an image ``[B, 1, I, J, K]``,
+        float32 even under bf16 autocast (only the U-Net runs in bf16: the regional loads
+        sum ~10^5 voxels and the ordinal head takes their log)."""
+        return torch.sigmoid(self.backbone(image).float() + self.activation_bias)
 
     def cut_points(self) -> torch.Tensor:
         """Ordered cut points ``theta`` ``[R, 3]`` (log mL), strictly increasing along k."""

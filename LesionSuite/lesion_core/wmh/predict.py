@@ -12,7 +12,9 @@ Steps of :func:`predict`:
    labelled voxel and labels outside the brain are 0, so each brain voxel has one
    region-side and one zone;
 3. preprocessing onto the model's working grid, one whole-volume forward pass (the grid
-   is small enough that no sliding window is needed);
+   is small enough that no sliding window is needed), in bf16 autocast where the
+   hardware has it (``precision="auto"``; the maps go back to float32 before anything
+   else);
 4. the map goes back to the image grid (trilinear) and is thresholded there, so the mask
    has the image's own resolution: DualTasker keeps voxels whose activation is above the
    calibrated level **and** whose FLAIR is above the calibrated brain percentile; the T1
@@ -38,6 +40,7 @@ from .. import io as lesion_io
 from ..jsonable import json_safe
 from ..progress import Progress, ensure_progress
 from ..synth.arwmc import REGIONS
+from ..training import autocast
 from ..validation import Modality, validate_image
 from ..volume import Volume
 from .atlases import SubjectAtlases, atlases_on_image, subject_atlases
@@ -111,11 +114,13 @@ def _levels(cumulative: torch.Tensor) -> list[int]:
 
 @torch.no_grad()
 def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = None,
-            progress: Progress | None = None) -> WMHPrediction:
+            progress: Progress | None = None, precision: str = "auto") -> WMHPrediction:
     """Segment, rate and measure WMH on ``image`` (see the module notes).
 
     ``atlases``: give them to skip the registration (e.g. a known synthetic transform);
     on any grid (see :func:`~lesion_core.wmh.atlases.atlases_on_image`).
+    ``precision``: ``auto``, ``fp32`` or ``bf16`` for the network pass
+    (:func:`lesion_core.training.autocast`).
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
@@ -133,13 +138,15 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
     device = next(model.net.parameters()).device
     x, regions = data.image[None].to(device), data.regions[None].to(device)
     ratings = levels = None
-    if model.is_t1:
-        working = torch.sigmoid(model.net(x))[0, 0]
-    else:
-        out = model.net(x, regions)
-        working = out["activation"][0, 0]
-        ratings = dict(zip(REGIONS, out["expected"][0].cpu().tolist()))
-        levels = dict(zip(REGIONS, _levels(out["cumulative"][0].cpu())))
+    with autocast(precision, device):
+        if model.is_t1:
+            working = torch.sigmoid(model.net(x).float())[0, 0]
+        else:
+            out = model.net(x, regions)
+            working = out["activation"][0, 0]
+    if not model.is_t1:
+        ratings = dict(zip(REGIONS, out["expected"][0].float().cpu().tolist()))
+        levels = dict(zip(REGIONS, _levels(out["cumulative"][0].float().cpu())))
     progress.update(0.85, "segmenting on the image grid")
     activation = data.to_input_grid(working.float().cpu(), order=1)
     brain = np.asarray(atlases.brain.array) > 0

@@ -82,6 +82,49 @@ class Preprocessed:
         return self.working_volume(array).resample_to_grid(self.input_affine, self.input_shape,
                                                            order=order, fill=0)
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for the training cache (:meth:`from_arrays` inverts it); the
+        bias field is left out when it is ``None``."""
+        arrays = {"image": self.image.numpy(), "regions": self.regions.numpy().astype(np.int16),
+                  "brain": self.brain.numpy(), "affine": self.affine,
+                  "input_affine": self.input_affine, "input_shape": np.asarray(self.input_shape),
+                  "scale": np.asarray(self.scale), "source": np.asarray(self.source or "")}
+        if self.bias is not None:
+            arrays["bias"] = np.asarray(self.bias, np.float32)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "Preprocessed":
+        """The subject :meth:`to_arrays` stored."""
+        return cls(torch.from_numpy(np.asarray(arrays["image"], np.float32)),
+                   torch.from_numpy(np.asarray(arrays["regions"]).astype(np.int64)),
+                   torch.from_numpy(np.asarray(arrays["brain"], bool)),
+                   np.asarray(arrays["affine"], np.float64),
+                   np.asarray(arrays["input_affine"], np.float64),
+                   tuple(int(n) for n in arrays["input_shape"]), float(arrays["scale"]),
+                   arrays.get("bias"), str(arrays["source"]) or None)
+
+
+def preprocessing_settings(config: DualTaskerConfig) -> dict:
+    """The settings of ``config`` that change :func:`preprocess`'s output (a cache key)."""
+    return {"spacing_mm": float(config.spacing_mm), "shape": [int(n) for n in config.shape],
+            "normalisation_percentile": float(config.normalisation_percentile),
+            "bias_sigma_mm": float(config.bias_sigma_mm)}
+
+
+def randomize_acquisition(augmenter, image: torch.Tensor, brain: torch.Tensor,
+                          rng: np.random.Generator, percentile: float = 50.0) -> torch.Tensor:
+    """A preprocessed ``image`` ``[1, I, J, K]`` as another scanner would have given it:
+    ``augmenter`` (a :class:`lesion_core.training.augment.Augmenter`) draws an acquisition
+    from ``rng``, then, as :func:`preprocess` does at prediction, the brain (``brain``
+    ``[I, J, K]``) is divided by its ``percentile`` and the outside set to 0 again."""
+    inside = brain.bool()[None]
+    out = augmenter(image, rng)
+    values = out[inside]
+    rank = int(round(percentile / 100.0 * (values.numel() - 1))) + 1   # kthvalue: no full sort
+    level = values.kthvalue(rank).values.clamp_min(1e-3)
+    return torch.where(inside, out / level, torch.zeros((), dtype=out.dtype))
+
 
 def working_grid(image: Volume, brain: Volume, config: DualTaskerConfig) -> np.ndarray:
     """4x4 affine of the working grid: RAS-nearest axes, ``config.spacing_mm``, centred on

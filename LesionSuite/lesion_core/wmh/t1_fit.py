@@ -29,13 +29,15 @@ from .. import io as lesion_io
 from ..bundle import BundleMetadata
 from ..errors import LesionSuiteError
 from ..progress import Progress, ensure_progress
+from ..training import EpochOrder, SampleContext, StepContext, TrainResult, run_training
+from ..training.augment import Augmenter
 from ..volume import Volume
-from .config import DualTaskerConfig, SegmentThresholds, TrainConfig
-from .data import Masker, registration_masker
+from .config import DualTaskerConfig, SegmentThresholds, TrainConfig, task_fingerprint
+from .data import Masker, cached_subject, next_batch, registration_masker
 from .model import WMHModel, build_t1_network, save_wmh_model
-from .preprocess import Preprocessed, antialiased, preprocess
-from .thick_slice import SliceProfile, thick_slice_average, thick_slice_loss
-from ..device import deterministic_algorithms
+from .preprocess import Preprocessed, antialiased, preprocess, randomize_acquisition
+from .thick_slice import (SliceProfile, thick_slice_average, thick_slice_grid,
+                          thick_slice_loss)
 
 COLUMNS = ("subject", "image", "thick_label")
 
@@ -113,11 +115,25 @@ class ThickSample:
     axis: int
     thickness_mm: float
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for the training cache (:meth:`from_arrays` inverts it)."""
+        return {**self.data.to_arrays(), "label": self.label.numpy(),
+                "label_affine": self.affine, "axis": np.asarray(self.axis),
+                "thickness_mm": np.asarray(self.thickness_mm)}
+
+    @classmethod
+    def from_arrays(cls, subject: str, arrays: dict[str, np.ndarray]) -> "ThickSample":
+        return cls(subject, Preprocessed.from_arrays(arrays),
+                   torch.from_numpy(np.asarray(arrays["label"], np.float32)),
+                   np.asarray(arrays["label_affine"], np.float64), int(arrays["axis"]),
+                   float(arrays["thickness_mm"]))
+
 
 def thick_sample(subject: str, t1: Volume, label: Volume, brain: Volume, atlas: Volume,
                  config: DualTaskerConfig) -> ThickSample:
-    """Preprocess one subject and bring its thick label to the training grid."""
-    data = preprocess(t1, brain, atlas, config)
+    """Preprocess one subject and bring its thick label to the training grid (the sample
+    holds no bias field: training does not need it)."""
+    data = dataclasses.replace(preprocess(t1, brain, atlas, config), bias=None)
     axis = slice_axis(label)
     spacing = np.full(3, float(config.spacing_mm))
     spacing[axis] = label.spacing[axis]
@@ -138,41 +154,78 @@ def thick_sample(subject: str, t1: Volume, label: Volume, brain: Volume, atlas: 
                        affine, axis, float(label.spacing[axis]))
 
 
+def read_thick_samples(rows: Sequence[ThickLabelRow], masker: Masker, config: DualTaskerConfig,
+                       cache_dir: str | Path | None = None,
+                       progress: Progress | None = None) -> list[ThickSample]:
+    """:func:`thick_sample` of every row: the T1 and the thick label read, masked and
+    resampled, or taken from ``cache_dir`` (see :data:`~lesion_core.wmh.data.Masker`)."""
+    progress = ensure_progress(progress)
+    samples = []
+    for index, row in enumerate(rows):
+        progress.update(index / len(rows), f"reading subject {index + 1}/{len(rows)}")
+
+        def compute(row: ThickLabelRow = row) -> dict[str, np.ndarray]:
+            t1 = lesion_io.read_volume(row.image)
+            brain, atlas = masker(t1, row.subject)
+            return thick_sample(row.subject, t1, lesion_io.read_volume(row.thick_label),
+                                brain, atlas, config).to_arrays()
+
+        arrays = cached_subject(cache_dir, "thick-label sample", [row.image, row.thick_label],
+                                masker, config, compute)
+        samples.append(ThickSample.from_arrays(row.subject, arrays))
+    return samples
+
+
+def _sampler(samples: Sequence[ThickSample], config: DualTaskerConfig,
+             train_config: TrainConfig, order: EpochOrder):
+    """``sample(ctx)``: the next subjects with a random acquisition each, and where the
+    loss samples each prediction (:func:`~.thick_slice.thick_slice_grid`, computed here,
+    ahead of the network). No spatial augmentation: the label lives on another grid,
+    which would have to move too."""
+    augmenter = Augmenter(train_config.acquisition, config.spacing_mm)
+    shape = tuple(int(n) for n in config.shape)
+
+    def sample(ctx: SampleContext) -> dict:
+        picked = next_batch(order, samples, ctx)
+        image = torch.stack([randomize_acquisition(augmenter, s.data.image, s.data.brain,
+                                                   ctx.rng, config.normalisation_percentile)
+                             for s in picked])
+        return {"image": image, "labels": [s.label[None] for s in picked],
+                "grids": [thick_slice_grid(shape, s.data.affine, s.affine,
+                                           tuple(s.label.shape[1:]), s.axis,
+                                           SliceProfile(s.thickness_mm)) for s in picked],
+                "geometry": [(s.data.affine, s.affine, s.axis, s.thickness_mm)
+                             for s in picked]}
+    return sample
+
+
+def _loss(net: torch.nn.Module, batch: dict, ctx: StepContext) -> dict:
+    """Thick-slice loss averaged over the subjects, each against its own thick grid (one
+    forward pass on the stacked images: batch norm needs more than one subject)."""
+    probability = torch.sigmoid(net(batch["image"]).float())
+    terms = [thick_slice_loss(probability[i:i + 1], label, working, thick, axis,
+                              SliceProfile(thickness), grid=grid)
+             for i, (label, grid, (working, thick, axis, thickness))
+             in enumerate(zip(batch["labels"], batch["grids"], batch["geometry"]))]
+    return {"loss": sum(terms) / len(terms)}
+
+
 def train_t1(samples: Sequence[ThickSample], config: DualTaskerConfig,
              train_config: TrainConfig = TrainConfig(), progress: Progress | None = None,
-             net: torch.nn.Module | None = None) -> tuple[torch.nn.Module, dict]:
-    """Adam on the thick-slice loss, ``batch_size`` subjects per step in a seeded order
-    (one forward pass on the stacked images: batch norm needs more than one subject; the
-    loss is averaged over the subjects, each against its own thick grid). Flips of the
-    image are not used (the label lives on another grid), intensity changes are."""
-    from .consistency import random_intensity
-
-    progress = ensure_progress(progress)
-    torch.manual_seed(train_config.seed)
-    gen = torch.Generator().manual_seed(train_config.seed)
-    net = (net or build_t1_network(config)).train()
-    optimiser = torch.optim.Adam(net.parameters(), lr=train_config.lr)
-    history: dict[str, list[float]] = {"loss": []}
-    batch_size = min(train_config.batch_size, len(samples))
-    order: list[int] = []
-    with deterministic_algorithms(train_config.deterministic):
-        for step in range(train_config.steps):
-            progress.update(step / train_config.steps, f"step {step + 1}/{train_config.steps}")
-            if len(order) < batch_size:
-                order += torch.randperm(len(samples), generator=gen).tolist()
-            batch, order = [samples[i] for i in order[:batch_size]], order[batch_size:]
-            image = torch.cat([random_intensity(gen, train_config.intensity)(s.data.image[None])
-                               * s.data.brain[None, None] for s in batch])
-            probability = torch.sigmoid(net(image))
-            loss = sum(thick_slice_loss(probability[i:i + 1], s.label[None], s.data.affine,
-                                        s.affine, s.axis, SliceProfile(s.thickness_mm))
-                       for i, s in enumerate(batch)) / len(batch)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            history["loss"].append(float(loss.detach()))
-    progress.update(1.0, "training done")
-    return net.eval(), history
+             net: torch.nn.Module | None = None, checkpoint_dir: str | Path | None = None
+             ) -> tuple[torch.nn.Module, TrainResult]:
+    """Train (or continue ``net``) on the thick-slice loss with
+    :func:`lesion_core.training.run_training`, ``batch_size`` subjects per step in a seeded
+    epoch order, each with its own random acquisition (``train_config.acquisition``);
+    ``checkpoint_dir``: resumable checkpoints."""
+    order = EpochOrder()
+    return run_training(net if net is not None else (lambda: build_t1_network(config)),
+                        _sampler(samples, config, train_config, order), _loss,
+                        train_config.optim, state=order, checkpoint_dir=checkpoint_dir,
+                        progress=progress, label="T1 mode",
+                        fingerprint=task_fingerprint(config, train_config,
+                                                     [s.subject for s in samples],
+                                                     net is not None))
 
 
 #: Subjects (the first of the table) used to calibrate the threshold: enough to rank 8
@@ -210,34 +263,27 @@ def fit_t1(rows: Sequence[ThickLabelRow], out: str | Path,
            train_config: TrainConfig = TrainConfig(), masker: Masker | None = None,
            progress: Progress | None = None, version: str = "1.0", description: str = "",
            data_note: str = "", overwrite: bool = False,
-           init: WMHModel | None = None) -> BundleMetadata:
+           init: WMHModel | None = None, checkpoint_dir: str | Path | None = None,
+           cache_dir: str | Path | None = None) -> BundleMetadata:
     """Train the T1 mode from ``rows`` (or continue ``init``, keeping its configuration),
-    calibrate its threshold on the thick labels and save it in ``out``."""
+    calibrate its threshold on the thick labels and save it in ``out``.
+    ``checkpoint_dir``: resumable checkpoints; ``cache_dir``: preprocessed subjects."""
     progress = ensure_progress(progress)
     if not rows:
         raise ValueError("no subjects to train from")
     if init is not None:
         config = init.config
-    masker = masker or registration_masker("T1")
-    reading = progress.sub(0.0, 0.1)
-    samples = []
-    for index, row in enumerate(rows):
-        reading.update(index / len(rows), f"reading subject {index + 1}/{len(rows)}")
-        t1 = lesion_io.read_volume(row.image)
-        brain, atlas = masker(t1, row.subject)
-        samples.append(thick_sample(row.subject, t1, lesion_io.read_volume(row.thick_label),
-                                    brain, atlas, config))
-    net, history = train_t1(samples, config, train_config, progress.sub(0.1, 0.95),
-                            net=None if init is None else init.net)
+    samples = read_thick_samples(rows, masker or registration_masker("T1"), config, cache_dir,
+                                 progress.sub(0.0, 0.1))
+    net, result = train_t1(samples, config, train_config, progress.sub(0.1, 0.95),
+                           net=None if init is None else init.net,
+                           checkpoint_dir=checkpoint_dir)
     progress.update(0.95, "calibrating the threshold on the thick labels")
     level, scores = calibrate_threshold(net, samples[:CALIBRATION_SUBJECTS])
     config = dataclasses.replace(config, thresholds=SegmentThresholds(activation_level=level))
-    last = max(len(history["loss"]) // 10, 1)
     training = {"subjects": len(samples), "data": data_note,
                 "supervision": "WMH masks drawn on thick-slice FLAIR (slice-profile loss)",
-                "train_config": dataclasses.asdict(train_config),
-                "loss_first": float(np.mean(history["loss"][:last])),
-                "loss_last": float(np.mean(history["loss"][-last:])),
+                "train_config": dataclasses.asdict(train_config), **result.summary(),
                 "fine_tuned_from": None if init is None else f"{init.model_id} {init.version}",
                 "threshold_thick_dice": {str(t): round(v, 4) for t, v in scores.items()}}
     return save_wmh_model(out, net, config, t1=True, version=version, description=description,

@@ -1,13 +1,19 @@
 """Training WMH-DualTasker from ratings: rating loss + lambda * consistency loss.
 
-Each step draws ``batch_size`` subjects and one random transform T (flips, axial quarter
-turns where the grid allows, a small affine with some probability, intensity changes),
-runs the network on x and on T(x), and minimises
+Each step draws ``batch_size`` subjects (a fresh order per epoch) and one random spatial
+transform T (flips, axial quarter turns where the grid allows, a small affine with some
+probability). The transformed image gets a random acquisition of its own
+(:data:`~lesion_core.wmh.config.WMH_ACQUISITION`: bias, noise, contrast curve, thick
+slices...): ``x'' = A(T(x))``. The network runs on ``x`` and ``x''`` and the loss is
 
-    rating_loss(x) [+ rating_loss(T(x)) with T's regions and ratings, averaged]
-    + consistency_weight * mean_valid (act(T(x)) - T(act(x)))**2
+    rating_loss(x) [+ rating_loss(x'') with T's regions and ratings, averaged]
+    + consistency_weight * mean_valid (act(x'') - T(act(x)))**2
 
-with Adam. No voxel label is ever seen (the data come from :mod:`lesion_core.wmh.data`).
+so the map must follow T and ignore the acquisition (the paper's transformation
+invariance, with the acquisition as part of T). The transformed branch uses the gate of
+``x`` moved by T. The optimisation itself (seeding, Adam, schedule, bf16, checkpoints,
+progress) is :func:`lesion_core.training.run_training`. No voxel label is ever seen (the
+data come from :mod:`lesion_core.wmh.data`).
 """
 
 from __future__ import annotations
@@ -17,13 +23,19 @@ from typing import Sequence
 
 import torch
 
-from ..device import deterministic_algorithms, select_device
 from ..progress import Progress, ensure_progress
-from .config import DualTaskerConfig, TrainConfig
+from ..training import EpochOrder, SampleContext, StepContext, TrainResult, run_training
+from ..training.augment import Augmenter
+from .config import DualTaskerConfig, TrainConfig, task_fingerprint
 from .consistency import consistency_pair, random_transform
-from .data import Masker, RatingSample, RatingsDataset, collate, read_ratings_table
+from .data import (Masker, RatingSample, RatingsDataset, collate, next_batch,
+                   read_ratings_table)
 from .losses import rating_loss
 from .network import DualTaskerNet
+from .preprocess import randomize_acquisition
+
+#: The ordinal head's parameters (left out of the optimiser when the head is frozen).
+RATING_HEAD = ("cut_base", "cut_steps", "raw_slope")
 
 
 def build_network(config: DualTaskerConfig) -> DualTaskerNet:
@@ -46,65 +58,85 @@ def _samples(data, config: DualTaskerConfig, masker: Masker | None,
     return samples
 
 
+def _sampler(samples: Sequence[RatingSample], config: DualTaskerConfig,
+             train_config: TrainConfig, order: EpochOrder):
+    """``sample(ctx)``: subjects, their transform and the randomized transformed images
+    (runs in the engine's prefetch thread; draws only from ``ctx``)."""
+    augmenter = Augmenter(train_config.acquisition, config.spacing_mm)
+    percentile = config.normalisation_percentile
+
+    def sample(ctx: SampleContext) -> dict:
+        picked = next_batch(order, samples, ctx)
+        batch = collate(picked)
+        transform = random_transform(tuple(batch["image"].shape[2:]), train_config,
+                                     ctx.generator)
+        moved_brain = transform.map(batch["brain"][:, None].float())[:, 0] > 0.5
+        batch["moved"] = torch.stack([
+            randomize_acquisition(augmenter, image, brain, ctx.rng, percentile)
+            for image, brain in zip(transform.map(batch["image"]), moved_brain)])
+        batch["transform"] = transform
+        return batch
+    return sample
+
+
+def _loss(train_config: TrainConfig):
+    """``loss(net, batch, ctx)`` of one step (see the module notes)."""
+    weight = train_config.total_weight
+
+    def loss(net: DualTaskerNet, batch: dict, ctx: StepContext) -> dict:
+        transform = batch["transform"]
+        consistency, outputs, moved = consistency_pair(
+            net, batch["image"], batch["regions"], transform, moved_image=batch["moved"])
+        rated = rating_loss(outputs, batch["region_ratings"], batch["total"], weight)
+        rating = rated.loss
+        if train_config.rating_on_transformed:
+            rated_t = rating_loss(moved, transform.ratings(batch["region_ratings"]),
+                                  batch["total"], weight)
+            rating = 0.5 * (rating + rated_t.loss)
+        return {"loss": rating + train_config.consistency_weight * consistency,
+                "rating_loss": rating, "consistency_loss": consistency,
+                "ordinal": rated.ordinal, "total": rated.total}
+    return loss
+
+
+def _trained_parameters(train_config: TrainConfig):
+    """The engine's ``parameters``: all but the ordinal head when it is frozen."""
+    def parameters(net: torch.nn.Module):
+        return [p for n, p in net.named_parameters()
+                if not (train_config.freeze_rating_head and n in RATING_HEAD)]
+    return parameters
+
+
 def train(data: RatingsDataset | Sequence[RatingSample] | str | Path,
           config: DualTaskerConfig = DualTaskerConfig(),
           train_config: TrainConfig = TrainConfig(), progress: Progress | None = None,
           masker: Masker | None = None, net: DualTaskerNet | None = None,
-          ) -> tuple[DualTaskerNet, dict[str, list[float]]]:
+          checkpoint_dir: str | Path | None = None) -> tuple[DualTaskerNet, TrainResult]:
     """Train (or fine-tune ``net``) from ratings.
 
     Args:
         data: a :class:`RatingsDataset`, preprocessed samples, or a ratings CSV path
             (then ``masker`` supplies brain masks and atlases).
         config: model configuration (grid, network size).
-        train_config: optimisation settings.
-        progress: reporter; cancelling raises ``OperationCancelled`` between steps.
+        train_config: optimisation, augmentation and loss settings.
+        progress: reporter; cancelling raises ``OperationCancelled`` between steps (after
+            saving a checkpoint when ``checkpoint_dir`` is given).
         net: a network to continue training (e.g. a loaded bundle's); new when ``None``.
+        checkpoint_dir: resumable checkpoints; a run found there resumes.
 
     Returns:
-        the trained network (eval mode, on CPU) and the history: per step
+        the trained network (eval mode, on CPU) and the run's
+        :class:`~lesion_core.training.TrainResult`, whose history has per step
         ``"loss"``, ``"rating_loss"``, ``"consistency_loss"``, ``"ordinal"``, ``"total"``.
     """
     progress = ensure_progress(progress)
     samples = _samples(data, config, masker, progress.sub(0.0, 0.1))
-    step_progress = progress.sub(0.1, 1.0)
-    device = select_device(train_config.device)
-    torch.manual_seed(train_config.seed)
-    gen = torch.Generator().manual_seed(train_config.seed)
-    net = (net or build_network(config)).to(device).train()
-    head = {"cut_base", "cut_steps", "raw_slope"}
-    params = [p for n, p in net.named_parameters()
-              if not (train_config.freeze_rating_head and n in head)]
-    optimiser = torch.optim.Adam(params, lr=train_config.lr)
-    history: dict[str, list[float]] = {k: [] for k in ("loss", "rating_loss", "consistency_loss",
-                                                       "ordinal", "total")}
-    batch_size = min(train_config.batch_size, len(samples))
-    order: list[int] = []
-    with deterministic_algorithms(train_config.deterministic):
-        for step in range(train_config.steps):
-            step_progress.update(step / train_config.steps,
-                                 f"step {step + 1}/{train_config.steps}")
-            if len(order) < batch_size:
-                order += torch.randperm(len(samples), generator=gen).tolist()
-            picked, order = order[:batch_size], order[batch_size:]
-            batch = {k: v.to(device) for k, v in collate([samples[i] for i in picked]).items()}
-            transform = random_transform(tuple(batch["image"].shape[2:]), train_config, gen)
-            consistency, outputs, moved = consistency_pair(net, batch["image"],
-                                                           batch["regions"], transform)
-            rated = rating_loss(outputs, batch["region_ratings"], batch["total"],
-                                train_config.total_weight)
-            rating = rated.loss
-            if train_config.rating_on_transformed:
-                rated_t = rating_loss(moved, transform.ratings(batch["region_ratings"]),
-                                      batch["total"], train_config.total_weight)
-                rating = 0.5 * (rating + rated_t.loss)
-            loss = rating + train_config.consistency_weight * consistency
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            for key, value in (("loss", loss), ("rating_loss", rating),
-                               ("consistency_loss", consistency), ("ordinal", rated.ordinal),
-                               ("total", rated.total)):
-                history[key].append(float(value.detach()))
-    step_progress.update(1.0, "training done")
-    return net.eval().to("cpu"), history
+    order = EpochOrder()
+    return run_training(net if net is not None else (lambda: build_network(config)),
+                        _sampler(samples, config, train_config, order), _loss(train_config),
+                        train_config.optim, parameters=_trained_parameters(train_config),
+                        state=order, checkpoint_dir=checkpoint_dir,
+                        progress=progress.sub(0.1, 1.0), label="DualTasker",
+                        fingerprint=task_fingerprint(config, train_config,
+                                                     [s.subject for s in samples],
+                                                     net is not None))
