@@ -12,8 +12,17 @@ from lesion_core.cmb.discriminator import (Stage2TrainConfig, build_network, dis
                                            student_args, teacher_args, train_teacher)
 from lesion_core.cmb.distillation import DistillationConfig, distillation_loss
 from lesion_core.networks import get_network_class
+from lesion_core.training import OptimConfig
+from lesion_core.training.augment import AcquisitionAugment
 
 SIZE = disc.PATCH_SIZE
+
+
+def _config(steps: int, batch_size: int, lr: float = 1e-3, seed: int = 0, **kwargs
+            ) -> Stage2TrainConfig:
+    optim = OptimConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, device="cpu",
+                        precision="fp32")
+    return Stage2TrainConfig(optim=optim, **kwargs)
 
 
 def _toy_patches(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,14 +51,12 @@ def trained():
     """A teacher and a student distilled from it on 32 toy patches, plus 16 held-out ones."""
     train_x, train_y = _toy_patches(32, seed=1)
     test_x, test_y = _toy_patches(16, seed=2)
-    teacher, teacher_history = train_teacher(
-        train_x, train_y, Stage2TrainConfig(steps=30, lr=2e-3, batch_size=8, seed=0))
-    config = Stage2TrainConfig(steps=40, lr=3e-3, batch_size=8, seed=0,
-                               distillation=DistillationConfig(temperature=2.0, alpha=0.7))
-    student, student_history = distil_student(train_x, train_y, teacher, config)
+    teacher, teacher_run = train_teacher(train_x, train_y, _config(30, 8, lr=2e-3))
+    config = _config(40, 8, lr=3e-3, distillation=DistillationConfig(temperature=2.0, alpha=0.7))
+    student, student_run = distil_student(train_x, train_y, teacher, config)
     return dict(train=(train_x, train_y), test=(test_x, test_y), teacher=teacher,
-                student=student, teacher_history=teacher_history,
-                student_history=student_history, config=config)
+                student=student, teacher_history=teacher_run.history["loss"],
+                student_history=student_run.history["loss"], config=config)
 
 
 @pytest.mark.parametrize("kind, name, args", [
@@ -118,7 +125,7 @@ def test_student_lowers_its_distillation_loss_and_agrees_with_teacher(trained):
     test_x, _ = trained["test"]
     teacher, student = trained["teacher"], trained["student"]
     config = trained["config"]
-    torch.manual_seed(config.seed)  # the weights distil_student starts from
+    torch.manual_seed(config.optim.seed)  # the weights distil_student starts from
     untrained = build_network("student").eval()
     with torch.no_grad():
         teacher_logits = teacher(train_x)
@@ -136,17 +143,49 @@ def test_student_lowers_its_distillation_loss_and_agrees_with_teacher(trained):
 
 def test_training_is_seeded():
     x, y = _toy_patches(8, seed=3)
-    config = Stage2TrainConfig(steps=2, batch_size=4, seed=5)
+    config = _config(2, 4, seed=5)
     _, first = train_teacher(x, y, config)
     _, second = train_teacher(x, y, config)
-    assert first == second
+    assert first.history == second.history
+
+
+def test_patch_batches_flip_and_augment_from_the_engine_generators():
+    from lesion_core.training import SampleContext
+
+    x, y = _toy_patches(6, seed=4)
+
+    def draw(augment, seed=0):
+        ctx = SampleContext(0, 5, torch.Generator().manual_seed(seed), np.random.default_rng(seed))
+        return disc.PatchBatches(x, y, augment)(ctx)
+
+    plain, labels = draw(AcquisitionAugment.none())
+    assert plain.shape == (5, 1, SIZE, SIZE, SIZE) and labels.shape == (5,)
+    # Without randomization every patch is a flip of a stored one (clipped to [0, 1.5]).
+    stored = x.clamp(0.0, 1.5)
+    for patch in plain[:, None]:  # [1, C, I, J, K], the layout the flip sets index
+        assert any(torch.equal(torch.flip(patch, dims)[0], stored[i])
+                   for i in range(len(x)) for dims in disc._flip_sets())
+    light, _ = draw(disc.patch_augment())
+    assert torch.equal(light, draw(disc.patch_augment())[0])  # same generators, same batch
+    assert float(light.min()) >= 0.0 and float(light.max()) <= 1.5
+
+
+def test_a_student_checkpoint_belongs_to_its_teacher(tmp_path):
+    from lesion_core.training import CheckpointError
+
+    x, y = _toy_patches(8, seed=3)
+    torch.manual_seed(0)
+    teacher, other = build_network("teacher"), build_network("teacher")
+    distil_student(x, y, teacher, _config(1, 4), checkpoint=tmp_path)
+    distil_student(x, y, teacher, _config(1, 4), checkpoint=tmp_path)  # finished: returned
+    with pytest.raises(CheckpointError, match="other settings"):
+        distil_student(x, y, other, _config(1, 4), checkpoint=tmp_path)
 
 
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError):
-        Stage2TrainConfig(batch_size=1)
+        Stage2TrainConfig(optim=OptimConfig(batch_size=1))
     with pytest.raises(ValueError):
-        train_teacher(torch.zeros(4, 1, SIZE, SIZE, SIZE), torch.zeros(3).long(),
-                      Stage2TrainConfig(steps=1, batch_size=2))
+        train_teacher(torch.zeros(4, 1, SIZE, SIZE, SIZE), torch.zeros(3).long(), _config(1, 2))
     with pytest.raises(ValueError):
         predict_with_flips(build_network("student"), torch.zeros(1, SIZE, SIZE, SIZE))

@@ -1,5 +1,6 @@
 """CMB detector end to end: stage 1 U-Net training and tiling, the three-stage prediction,
-its files, the bundle, calibration, stage-wise evaluation and the CLI."""
+its files, the bundle, calibration, stage-wise evaluation, checkpoints that resume, bf16
+inference of the shipped model and the CLI."""
 
 from __future__ import annotations
 
@@ -20,16 +21,32 @@ from lesion_core.cmb.fit import CMBTrainConfig, fit_cmb, read_cohort
 from lesion_core.cmb.model import CMBConfig, CMBModel, load_cmb_model, save_cmb_model
 from lesion_core.cmb.candidates_file import read_candidates
 from lesion_core.cmb.predict import predict_cmb, write_prediction
-from lesion_core.cmb.stage1 import (PatchSampler, Stage1Config, TrainingVolume, build_stage1,
-                                    stage1_probability, train_stage1)
-from lesion_core.errors import InvalidImageError, UnreadableFileError
+from lesion_core.cmb.stage1 import (PatchSampler, Stage1Config, Stage1TrainConfig,
+                                    TrainingVolume, build_stage1, stage1_probability,
+                                    train_stage1)
+from lesion_core.errors import InvalidImageError, OperationCancelled, UnreadableFileError
 from lesion_core.io import read_volume, write_volume
+from lesion_core.progress import Progress
 from lesion_core.synth.cohort import make_cohort
 from lesion_core.cli.synth import small_config
+from lesion_core.training import OptimConfig
+from lesion_core.training.augment import AcquisitionAugment
 from lesion_core.volume import Volume
 
-TINY = Stage1Config(features=(4, 8), patch_size=24, inference_roi=48, steps=2, batch_size=2,
+TINY = Stage1Config(features=(4, 8), patch_size=24, inference_roi=48,
                     candidates=CandidateConfig(spacing_mm=2.0))
+
+
+def _optim(steps: int, batch_size: int, **kwargs) -> OptimConfig:
+    """A tiny CPU run, fp32 (the same figures on every machine), progress every step."""
+    return OptimConfig(steps=steps, batch_size=batch_size, device="cpu", precision="fp32",
+                       log_every=1, **kwargs)
+
+
+TINY_TRAIN = Stage1TrainConfig(optim=_optim(2, 2, lr=4e-3, schedule="cosine"))
+TINY_FIT = CMBTrainConfig(stage1=TINY, stage1_train=TINY_TRAIN,
+                          teacher=Stage2TrainConfig(optim=_optim(4, 4)),
+                          student=Stage2TrainConfig(optim=_optim(2, 4)))
 
 
 class DarkSpotNet(torch.nn.Module):
@@ -79,27 +96,35 @@ def dark_model():
 # ------------------------------------------------------------------ stage 1
 def test_patch_sampler_centres_patches_on_bleeds_and_flips_both():
     volume = _toy_volume()
-    config = replace(TINY, batch_size=8, near_cmb_fraction=1.0, near_mimic_fraction=0.0,
-                     jitter_mm=0.0)
-    image, target = PatchSampler([volume], config).batch(np.random.default_rng(0))
+    config = replace(TINY_TRAIN, near_cmb_fraction=1.0, near_mimic_fraction=0.0, jitter_mm=0.0,
+                     augment=AcquisitionAugment.none())
+    image, target = PatchSampler([volume], 24, config).draw(np.random.default_rng(0), 8)
     assert image.shape == target.shape == (8, 1, 24, 24, 24)
     # Centred on a bleed voxel: every patch holds a bleed, and image and target agree.
     assert bool((target.flatten(1).sum(1) > 0).all())
     assert bool((image[target > 0] < 0.3).all())
+    # The SWI randomization keeps the targets, stays in the preprocessed range and is
+    # drawn from the generator alone.
+    sampler = PatchSampler([volume], 24, replace(config, augment=TINY_TRAIN.augment))
+    first = sampler.draw(np.random.default_rng(1), 8)
+    again = sampler.draw(np.random.default_rng(1), 8)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert float(first[0].min()) >= 0.0 and float(first[0].max()) <= 1.5
 
 
 def test_stage1_learns_dark_spots_and_tiles_the_brain_box():
     volume = _toy_volume()
-    config = replace(TINY, steps=120, lr=1e-2, batch_size=4)
-    net, history = train_stage1([volume], config)
+    net, run = train_stage1([volume], TINY, replace(TINY_TRAIN, optim=_optim(
+        120, 4, lr=1e-2, schedule="cosine")))
+    history = run.history["loss"]
     assert np.mean(history[-10:]) < np.mean(history[:10])
     brain = np.zeros(volume.image.shape, bool)
     brain[4:36, 4:36, 4:36] = True
-    probability = stage1_probability(net, Volume(volume.image, volume.affine), brain, config)
+    probability = stage1_probability(net, Volume(volume.image, volume.affine), brain, TINY)
     assert probability.shape == volume.image.shape
     assert probability.array[12, 12, 12] > probability.array[20, 12, 30] + 0.2
     brain[:] = False
-    empty = stage1_probability(net, Volume(volume.image, volume.affine), brain, config)
+    empty = stage1_probability(net, Volume(volume.image, volume.affine), brain, TINY)
     assert not empty.array.any()
 
 
@@ -168,12 +193,23 @@ def test_detection_counts_pool_the_distance_rule():
 
 
 # ------------------------------------------------------------------ training and bundle
-def test_fit_saves_a_bundle_that_predicts_identically(cohort, tmp_path):
+@pytest.fixture(scope="module")
+def fitted(cohort):
+    """A straight (uncheckpointed) tiny fit of the three stages."""
     train, validation = cohort
-    config = CMBTrainConfig(stage1=TINY, teacher=Stage2TrainConfig(steps=2, batch_size=4),
-                            student=Stage2TrainConfig(steps=2, batch_size=4))
-    networks, model_config, report = fit_cmb(train, validation, config)
+    return fit_cmb(train, validation, TINY_FIT)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                 b.state_dict().values()))
+
+
+def test_fit_saves_a_bundle_that_predicts_identically(cohort, fitted, tmp_path):
+    train, validation = cohort
+    networks, model_config, report = fitted
     assert report["stage2_examples"] >= report["stage2_positives"] > 0
+    assert report["runs"]["teacher"]["steps"] == 4 and report["runs"]["stage1"]["precision"] == "fp32"
     assert 0.1 <= model_config.stage1.candidates.threshold <= 0.95
     assert model_config.sequences == ("SWI",)
     meta = save_cmb_model(tmp_path / "model", networks["stage1"], networks["student"],
@@ -186,6 +222,78 @@ def test_fit_saves_a_bundle_that_predicts_identically(cohort, tmp_path):
                                     model_config), locate=False)
     b = predict_cmb(image, loaded, locate=False)
     assert [c.stage2_probability for c in a.candidates] == [c.stage2_probability for c in b.candidates]
+    # Training settings are the training report's, never the architecture's.
+    assert "steps" not in meta.extra["config"]["stage1"]
+    assert meta.training["settings"]["stage1"]["optim"]["steps"] == 2
+
+
+def test_fit_cancelled_in_the_teacher_resumes_to_the_same_networks(cohort, fitted, tmp_path):
+    train, validation = cohort
+    seen = []
+
+    def callback(fraction, message):
+        seen.append(message)
+        if message.startswith("teacher step 3/"):
+            progress.cancel()
+    progress = Progress(callback)
+    with pytest.raises(OperationCancelled):
+        fit_cmb(train, validation, TINY_FIT, progress=progress, checkpoint=tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} >= {"stage1", "teacher", "prepared"}
+    assert not (tmp_path / "student").exists()
+    seen.clear()
+    networks, model_config, report = fit_cmb(train, validation, TINY_FIT, checkpoint=tmp_path)
+    assert not any(m.startswith("stage 1 step") for m in seen)  # finished: not trained again
+    assert report["runs"]["teacher"]["steps"] == 4
+    for name, net in fitted[0].items():
+        assert _same_weights(net, networks[name]), name
+    assert model_config == fitted[1]
+
+
+def test_old_bundle_config_drops_its_training_settings():
+    from lesion_core.cmb.model import config_from_dict, config_to_dict
+
+    saved = config_to_dict(CMBConfig(stage1=TINY))
+    saved["stage1"].update(steps=1500, lr=0.004, batch_size=4, seed=0, positive_weight=500.0,
+                           near_cmb_fraction=0.5, near_mimic_fraction=0.25, jitter_mm=14.0)
+    assert config_from_dict(saved) == CMBConfig(stage1=TINY)
+    shipped = load_cmb_model()  # saved before the training engine
+    assert shipped.config.stage1.features == (16, 32, 64)
+
+
+def test_shipped_model_agrees_in_bf16_and_fp32():
+    """The shipped U-Net and student under bf16 autocast vs fp32 on a 64 mm cube of a
+    synthetic brain (a cube: CPUs without bf16 units emulate it, slowly)."""
+    from lesion_core.cmb.candidates import extract_candidates, normalised_input
+    from lesion_core.cmb.discriminator import predict_with_flips
+    from lesion_core.cmb.patches import extract_patch
+    from lesion_core.synth.cohort import make_subject
+
+    subject = make_subject(100003, replace(small_config("cmb"), kind="cmb", swi_variant="SWI",
+                                           lesion_count=6))
+    model = load_cmb_model(device="cpu")
+    config = replace(model.config.stage1, inference_roi=64)
+    pre, inside = normalised_input(subject.images["SWI"], config.candidates)
+    corner = np.round(np.argwhere(inside).mean(0)).astype(int) - 32
+    box = tuple(slice(c, c + 64) for c in corner)
+    affine = pre.affine.copy()
+    affine[:3, 3] = pre.voxel_to_ras(corner)
+    cube = Volume(pre.array[box], affine)
+    found = {}
+    for precision in ("fp32", "bf16"):
+        probability = stage1_probability(model.stage1, cube, inside[box], config, precision)
+        labels, candidates = extract_candidates(probability, config.candidates)
+        patches = np.stack([extract_patch(cube, c.centre_ras) for c in candidates])
+        p2 = predict_with_flips(model.student, torch.from_numpy(patches)[:, None], precision)
+        kept = [c.id for c, p in zip(candidates, p2.tolist()) if p >= model.config.stage2_threshold]
+        found[precision] = (probability.array, labels.array > 0,
+                            np.isin(labels.array, kept), p2.numpy())
+
+    def dice(a, b):
+        return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+    (prob32, cand32, kept32, p2_32), (prob16, cand16, kept16, p2_16) = found.values()
+    assert kept32.any() and float(np.abs(prob32 - prob16).max()) < 0.1
+    assert dice(cand32, cand16) >= 0.98 and dice(kept32, kept16) >= 0.98
+    assert len(p2_32) == len(p2_16) and float(np.abs(p2_32 - p2_16).max()) < 0.03
 
 
 def test_cli_predict_writes_outputs_and_refuses_bad_input(cohort, tmp_path, capsys):
@@ -197,7 +305,7 @@ def test_cli_predict_writes_outputs_and_refuses_bad_input(cohort, tmp_path, caps
                        spacing_mm=2.0, threshold=0.9))))
     out = tmp_path / "out"
     assert main(["cmb", "predict", str(validation[0].image), "--model", str(model_dir),
-                 "--out", str(out)]) == 0
+                 "--precision", "bf16", "--out", str(out)]) == 0
     assert (out / "cmb_candidates.json").is_file() and (out / "cmb_labels.nii.gz").is_file()
     assert main(["cmb", "predict", str(validation[0].image), "--model", str(model_dir),
                  "--sequence", "T2star", "--out", str(out)]) == 2
@@ -206,6 +314,56 @@ def test_cli_predict_writes_outputs_and_refuses_bad_input(cohort, tmp_path, caps
     assert main(["cmb", "predict", str(flat), "--model", str(model_dir), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and str(flat) in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_cli_finetunes_from_decisions_with_a_checkpoint_per_network(cohort, tmp_path):
+    from lesion_core.cmb.evaluate import true_centres
+    from lesion_core.cmb.reader_decisions import record_decision
+    from lesion_core.feedback import FeedbackStore
+    from lesion_core.feedback_cases import ensure_case_image
+
+    row = cohort[0][0]
+    store = FeedbackStore(tmp_path / "store")
+    case = store.case(row.subject)
+    ensure_case_image(case, row.image, "SWI")
+    bleeds = true_centres(read_volume(row.cmb))
+    record_decision(case, "accept", bleeds[0], {"id": 1, "diameter_mm": 3.0})
+    record_decision(case, "add", bleeds[1], diameter_mm=3.0)
+    record_decision(case, "reject", bleeds[0] + 20.0, {"id": 2, "diameter_mm": 3.0})
+    torch.manual_seed(0)
+    save_cmb_model(tmp_path / "model", build_stage1(TINY), build_network("student"),
+                   build_network("teacher"), CMBConfig(stage1=TINY))
+    command = ["cmb", "train", "--feedback", str(store.root), "--init", str(tmp_path / "model"),
+               "--stage1", "--steps", "3", "--device", "cpu", "--precision", "fp32",
+               "--checkpoint", str(tmp_path / "runs")]
+    assert main(command + ["--out", str(tmp_path / "tuned")]) == 0
+    assert {p.name for p in (tmp_path / "runs").iterdir()} == {"student", "stage1"}
+    tuned = load_cmb_model(tmp_path / "tuned")
+    runs = tuned.metadata.training["runs"]
+    assert runs["student"]["steps"] == runs["stage1"]["steps"] == 3
+    assert tuned.config == CMBConfig(stage1=TINY) and tuned.version == "1.1"
+    # The same command again finds both runs finished and saves the same networks.
+    assert main(command + ["--out", str(tmp_path / "again")]) == 0
+    again = load_cmb_model(tmp_path / "again")
+    assert _same_weights(tuned.student, again.student)
+    assert _same_weights(tuned.stage1, again.stage1)
+
+
+def test_cli_train_options_reach_every_network():
+    from lesion_core.cli import build_parser
+    from lesion_core.cli.cmb import train_config
+
+    args = build_parser().parse_args([
+        "cmb", "train", "--table", "t.csv", "--validation", "v.csv", "--out", "m",
+        "--steps", "7", "--lr", "0.01", "--seed", "3", "--precision", "fp32",
+        "--teacher-steps", "5", "--checkpoint-minutes", "2"])
+    config = train_config(args)
+    stage1, teacher, student = config.stage1_train.optim, config.teacher.optim, config.student.optim
+    assert (stage1.steps, stage1.lr, stage1.schedule) == (7, 0.01, "cosine")
+    assert (teacher.steps, teacher.lr, student.steps) == (5, 1e-3, CMBTrainConfig().student.optim.steps)
+    assert {o.seed for o in (stage1, teacher, student)} == {3} == {config.seed}
+    assert {o.precision for o in (stage1, teacher, student)} == {"fp32"}
+    assert {o.checkpoint_every_s for o in (stage1, teacher, student)} == {120.0}
 
 
 def test_read_cohorts_takes_every_sequence_a_table_holds(cohort, tmp_path):

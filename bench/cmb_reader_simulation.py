@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from bench_cases import ensure_cases, load_case
 from lesion_core.cmb.evaluate import case_counts, true_centres
-from lesion_core.cmb.finetune import finetune_from_feedback
+from lesion_core.cmb.finetune import STUDENT_FINETUNE, finetune_from_feedback
 from lesion_core.cmb.model import load_cmb_model
 from lesion_core.cmb.predict import predict_cmb
 from lesion_core.cmb.reader_decisions import record_decision
@@ -105,7 +106,9 @@ def main() -> None:
         tmp = Path(tmp)
         store = FeedbackStore(tmp / "store")
         made = review(model, args.review_cases, args.decisions, store, tmp)
-        meta, report = finetune_from_feedback(model, store.root, tmp / "tuned", steps=args.steps)
+        meta, report = finetune_from_feedback(model, store.root, tmp / "tuned",
+                                              student_optim=replace(STUDENT_FINETUNE,
+                                                                    steps=args.steps))
         tuned = load_cmb_model(tmp / "tuned")
         before, after = score(model, cases), score(tuned, cases)
     result = {"decisions": made, "finetune": report, "before": before, "after": after}

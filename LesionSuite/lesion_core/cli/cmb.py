@@ -6,7 +6,10 @@
   the Slicer module runs this command in a child process;
 * ``train``: all three stages from a labelled cohort table (``--table``, with
   ``--validation`` for the thresholds), or a fine-tune of stage 2 (and stage 1 with
-  ``--stage1``) from a reader's decisions in a feedback store (``--feedback``);
+  ``--stage1``) from a reader's decisions in a feedback store (``--feedback``); the
+  optimisation options are the shared ones (``--steps``/``--lr``/``--batch-size`` are
+  stage 1's, or the fine-tune's; ``--seed``, ``--device``, ``--precision`` and
+  ``--checkpoint DIR``, one subfolder per network, apply to every network);
 * ``evaluate COHORT``: detection figures of a model on a cohort's truth.
 
 Everything runs through :mod:`lesion_core.cmb`; user errors are one line, exit code 2.
@@ -19,7 +22,8 @@ import json
 from pathlib import Path
 
 from ..errors import LesionSuiteError
-from .common import model_options, refuse_saved_model, shipped_or_given
+from .common import (model_options, optim_config, refuse_saved_model, shipped_or_given,
+                     training_options)
 from .progress_bar import ProgressBar
 
 
@@ -62,10 +66,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(--table)")
     t.add_argument("--stage1", action="store_true",
                    help="with --feedback: fine-tune the candidate U-Net too")
-    t.add_argument("--steps", type=int, help="stage 1 steps (train) or fine-tune steps")
-    t.add_argument("--cache", metavar="DIR", help="keep the prepared training volumes here")
+    t.add_argument("--teacher-steps", type=int, metavar="N",
+                   help="with --table: teacher steps (default: the training config's)")
+    t.add_argument("--student-steps", type=int, metavar="N",
+                   help="with --table: student distillation steps (default: the training "
+                        "config's)")
+    t.add_argument("--cache", metavar="DIR",
+                   help="with --table: keep the prepared training arrays here (default: "
+                        "a folder in --checkpoint, else none)")
     t.add_argument("--out", required=True, help="the new model folder")
     t.add_argument("--overwrite", action="store_true", help="replace a model in --out")
+    training_options(t, "stage 1 steps (--table) or fine-tune steps (--feedback)")
     t.set_defaults(run=run_train)
 
     e = commands.add_parser("evaluate", help="score a model on a cohort's truth")
@@ -95,7 +106,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     with ProgressBar(args, "cmb predict") as progress:
         prediction = predict_cmb(image, model, args.sequence, args.allow_modality_mismatch,
-                                 with_teacher=args.teacher, progress=progress)
+                                 with_teacher=args.teacher, progress=progress,
+                                 precision=args.precision)
         paths = write_prediction(prediction, args.out, str(Path(args.image).resolve()))
     dropped = {}
     for c in prediction.candidates:
@@ -115,22 +127,44 @@ def run_train(args: argparse.Namespace) -> int:
     refuse_saved_model(args.out, args.overwrite, CMBCommandError)
     if args.table:
         return _train_all(args)
-    from ..cmb.finetune import finetune_from_feedback
+    from ..cmb.finetune import STAGE1_FINETUNE, STUDENT_FINETUNE, finetune_from_feedback
 
     model = load_model(args.init, "cpu")
     with ProgressBar(args, "cmb train") as progress:
-        meta, report = finetune_from_feedback(model, args.feedback, args.out,
-                                              stage1=args.stage1, steps=args.steps,
-                                              overwrite=args.overwrite, progress=progress)
+        meta, report = finetune_from_feedback(
+            model, args.feedback, args.out, stage1=args.stage1,
+            student_optim=optim_config(args, STUDENT_FINETUNE),
+            stage1_optim=optim_config(args, STAGE1_FINETUNE), overwrite=args.overwrite,
+            progress=progress, checkpoint=args.checkpoint)
     print(f"fine-tuned {model.model_id} on {report['decisions']} decisions from "
           f"{report['cases']} cases -> {args.out} (version {meta.version})")
     return 0
 
 
-def _train_all(args: argparse.Namespace) -> int:
+def train_config(args: argparse.Namespace):
+    """The :class:`~lesion_core.cmb.fit.CMBTrainConfig` of ``cmb train --table``: stage 1
+    takes every optimisation option; the teacher and the student keep their own learning
+    rate and batch size, take their steps from ``--teacher-steps`` / ``--student-steps``
+    and the rest (seed, device, precision, checkpoint interval) from the shared options."""
     from dataclasses import replace
 
-    from ..cmb.fit import CMBTrainConfig, fit_cmb, read_cohorts
+    from ..cmb.fit import CMBTrainConfig
+
+    config = CMBTrainConfig()
+    stage1 = optim_config(args, config.stage1_train.optim)
+    shared = {"seed": stage1.seed, "device": stage1.device, "precision": stage1.precision,
+              "checkpoint_every_s": stage1.checkpoint_every_s}
+    stage2 = {}
+    for name, steps in (("teacher", args.teacher_steps), ("student", args.student_steps)):
+        part = getattr(config, name)
+        stage2[name] = replace(part, optim=replace(part.optim, **shared,
+                                                   steps=steps or part.optim.steps))
+    return replace(config, stage1_train=replace(config.stage1_train, optim=stage1),
+                   seed=stage1.seed, **stage2)
+
+
+def _train_all(args: argparse.Namespace) -> int:
+    from ..cmb.fit import fit_cmb, read_cohorts
     from ..cmb.model import SEQUENCES, save_cmb_model
 
     if not args.validation:
@@ -139,18 +173,15 @@ def _train_all(args: argparse.Namespace) -> int:
     sequences = SEQUENCES if args.sequence == "all" else (args.sequence,)
     train, validation = read_cohorts(args.table, sequences), read_cohorts(args.validation, sequences)
     init = load_model(args.init, "cpu").stage1 if args.init else None
-    config = CMBTrainConfig()
-    if args.steps:
-        config = replace(config, stage1=replace(config.stage1, steps=args.steps))
+    config = train_config(args)
     with ProgressBar(args, "cmb train") as progress:
         networks, model_config, report = fit_cmb(train, validation, config, args.cache, progress,
-                                                 init_stage1=init)
+                                                 init_stage1=init, checkpoint=args.checkpoint)
     meta = save_cmb_model(args.out, networks["stage1"], networks["student"], networks["teacher"],
                           model_config, description="SHIVA-CMB-style candidate U-Net, student "
                           "discriminator distilled from a teacher, morphological clean-up",
                           training={**report, "tables": [str(t) for t in args.table],
                                     "validation": [str(t) for t in args.validation],
-                                    "stage1_steps": config.stage1.steps,
                                     "stage1_initialised_from": args.init},
                           overwrite=args.overwrite)
     print(json.dumps(report["calibration"], indent=1))
@@ -165,7 +196,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     rows = read_cohort(args.table, args.sequence)
     model = load_model(args.model, args.device)
     with ProgressBar(args, "cmb evaluate") as progress:
-        result = evaluate_cohort(model, rows, progress=progress)
+        result = evaluate_cohort(model, rows, progress=progress, precision=args.precision)
     def number(value) -> str:  # undefined ratios (no CMB, no detection) are None
         return "n/a" if value is None else f"{value:.2f}"
 

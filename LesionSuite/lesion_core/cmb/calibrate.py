@@ -12,7 +12,8 @@ thresholds (every candidate of the example threshold, no stage 2 rejection); the
   clean-up rules, the highest student probability at which at most ``max_stage2_loss`` of
   their true detections are lost.
 
-The air-distance rule needs registration and is left out of the calibration runs.
+The air-distance rule needs registration and is left out of the calibration runs. The
+networks run at the training's precision (``stage1_train.optim.precision``).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from .model import CMBConfig, CMBModel
 GRID = tuple(np.round(np.arange(0.1, 0.96, 0.05), 2))
 
 
-def _case(model: CMBModel, row) -> dict:
+def _case(model: CMBModel, row, precision: str) -> dict:
     from .predict import predict_cmb
 
     image, truth = read_volume(row.image), read_volume(row.cmb)
-    prediction = predict_cmb(image, model, row.sequence, locate=False)
+    prediction = predict_cmb(image, model, row.sequence, locate=False, precision=precision)
     _, centres = object_centres(label_objects(np.asarray(truth.array)))
     cands = prediction.candidates
     return {"true": truth.voxel_to_ras(centres) if len(centres) else np.zeros((0, 3)),
@@ -59,7 +60,8 @@ def calibrate(stage1, student, rows, config: CMBConfig, train_config) -> tuple[C
     permissive = replace(config, stage2_threshold=0.0, stage1=replace(
         config.stage1, candidates=replace(config.stage1.candidates, threshold=EXAMPLE_THRESHOLD)))
     model = CMBModel(None, stage1, student, None, permissive)
-    cases = [_case(model, row) for row in rows]
+    precision = train_config.stage1_train.optim.precision
+    cases = [_case(model, row, precision) for row in rows]
     base_tp, _, n_true = detection_counts(cases, lambda c: c["p1"] >= 0)
     t1 = GRID[0]
     for t in GRID:

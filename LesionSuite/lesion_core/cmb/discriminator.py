@@ -3,7 +3,8 @@
 Each candidate from stage 1 is judged on a 24^3 voxel patch centred on it. A teacher
 network is trained on the labelled patches; a much smaller student is then distilled from
 it (:mod:`.distillation`) so that the shipped model is fast enough to run on every
-candidate on a CPU.
+candidate on a CPU. Both train through :func:`lesion_core.training.run_training` on
+flipped, lightly randomized patches (:class:`PatchBatches`, :func:`patch_augment`).
 
 Both networks are MONAI classes on LesionSuite's bundle allow-list
 (:mod:`lesion_core.networks`), rebuilt from the JSON-able keyword arguments of
@@ -20,14 +21,22 @@ logits ``[N, 2]`` (class 0: mimic, class 1: microbleed), labels ``[N]`` (int64).
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch.nn import functional as F
 
+from ..device import select_device
 from ..networks import get_network_class
+from ..progress import Progress
+from ..training import OptimConfig, SampleContext, TrainResult, autocast, run_training
+from ..training.augment import AcquisitionAugment, Augmenter
+from .candidates import CLIP_MAX
 from .distillation import DistillationConfig, distillation_loss
 
 #: Edge of the cubic patch (voxels) both networks are built for.
@@ -85,59 +94,80 @@ def parameter_count(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
+def weights_digest(net: torch.nn.Module) -> str:
+    """SHA-256 of a network's parameters and buffers: the identity of trained weights."""
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _flip_sets() -> list[tuple[int, ...]]:
     """All 8 subsets of the spatial axes: the identity (empty) and the 7 flips."""
     return [dims for r in range(4) for dims in itertools.combinations(_SPATIAL_DIMS, r)]
 
 
-def predict_with_flips(net: torch.nn.Module, patches: torch.Tensor) -> torch.Tensor:
+def predict_with_flips(net: torch.nn.Module, patches: torch.Tensor, precision: str = "auto"
+                       ) -> torch.Tensor:
     """Microbleed probability ``[N]`` in [0, 1] for ``patches`` ``[N, 1, I, J, K]``.
 
     Softmax outputs are averaged over the identity and the 7 combinations of flips along
     I, J and K. The flips form a group, so flipping the input only permutes the 8 views and
     the average is exactly invariant to it (up to float rounding). The network is put in
-    eval mode (batch norm uses its running statistics) and no gradients are kept; the
-    previous train/eval mode is restored afterwards.
+    eval mode (batch norm uses its running statistics) and run on its own device under
+    ``precision`` (``auto``: bf16 autocast where the hardware has it), without gradients;
+    the previous train/eval mode is restored afterwards.
     """
     if patches.ndim != 5:
         raise ValueError(f"patches must be [N, C, I, J, K], got shape {tuple(patches.shape)}")
+    device = next(net.parameters()).device
     was_training = net.training
     net.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision, device):
             total = torch.zeros(patches.shape[0], dtype=torch.float64)
             views = _flip_sets()
+            on_device = patches.to(device)
             for dims in views:
-                view = torch.flip(patches, dims) if dims else patches
+                view = torch.flip(on_device, dims) if dims else on_device
                 total += F.softmax(net(view).double(), dim=1)[:, 1].cpu()
             return (total / len(views)).to(torch.float32)
     finally:
         net.train(was_training)
 
 
+def patch_augment() -> AcquisitionAugment:
+    """Light acquisition randomization of stage 2 patches (24 mm cubes of the normalised
+    magnitude): the discriminator judges a bleed's shape against a vessel's, so nothing that
+    reshapes it strongly. Rician-mostly noise (p 0.5, SD up to 0.04), gamma 0.85-1.2
+    (p 0.3), thick slices 1-2 mm (p 0.2: more would stretch a 2 mm bleed towards a vessel
+    segment), scale 0.9-1.1; no bias field (a 24 mm patch sees only a slope of it, which
+    the scale covers), no histogram shift, Gibbs ringing or low resolution."""
+    return AcquisitionAugment(bias_p=0.0, noise_p=0.5, noise_sd=0.04, rician_p=0.7,
+                              gamma_p=0.3, gamma=(0.85, 1.2), histogram_p=0.0, gibbs_p=0.0,
+                              lowres_p=0.0, thick_p=0.2, thick_mm=(1.0, 2.0), scale=(0.9, 1.1))
+
+
 @dataclass(frozen=True)
 class Stage2TrainConfig:
-    """Optimisation of the teacher or the student.
+    """How the teacher or the student is trained (recorded in the training report only).
 
-    ``steps`` Adam updates of ``batch_size`` patches drawn with replacement, learning rate
-    ``lr``; ``seed`` fixes the initial weights, the draws and the augmentation;
+    ``optim``: steps, learning rate, patches per step (drawn with replacement), seed (initial
+    weights, draws, augmentation), device, precision; ``augment``: acquisition
+    randomization of each patch after its random flips (:func:`patch_augment`);
     ``distillation`` is only used by :func:`distil_student`.
     """
 
-    steps: int = 200
-    lr: float = 1e-3
-    batch_size: int = 16
-    seed: int = 0
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        steps=200, lr=1e-3, batch_size=16))
+    augment: AcquisitionAugment = field(default_factory=patch_augment)
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
         # Batch norm in the teacher cannot normalise a batch of one.
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        if self.optim.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2, got {self.optim.batch_size}")
 
 
 def _check_data(patches: torch.Tensor, labels: torch.Tensor) -> None:
@@ -148,74 +178,82 @@ def _check_data(patches: torch.Tensor, labels: torch.Tensor) -> None:
                          f"got shape {tuple(labels.shape)}")
 
 
-def _batches(patches: torch.Tensor, labels: torch.Tensor, config: Stage2TrainConfig,
-             generator: torch.Generator):
-    """``config.steps`` random batches, each patch flipped along a random subset of axes.
+class PatchBatches:
+    """The engine's sample function for stage 2: ``ctx.batch_size`` patches drawn with
+    replacement (``ctx.generator``), each flipped along a random subset of axes and then
+    randomized by ``augment`` (``ctx.rng``), with their labels.
 
     Bleeds have no preferred orientation, so flips are label-preserving augmentation
     (and match the views :func:`predict_with_flips` averages over).
     """
-    n = patches.shape[0]
-    for _ in range(config.steps):
-        index = torch.randint(0, n, (config.batch_size,), generator=generator)
-        batch = patches[index].clone()
-        flips = torch.rand(config.batch_size, 3, generator=generator) < 0.5
-        for row in range(config.batch_size):
+
+    def __init__(self, patches: torch.Tensor, labels: torch.Tensor, augment: AcquisitionAugment):
+        _check_data(patches, labels)
+        self.patches, self.labels = patches.float(), labels.long()
+        self.augmenter = Augmenter(augment, 1.0)
+
+    def __call__(self, ctx: SampleContext) -> tuple[torch.Tensor, torch.Tensor]:
+        n, size = self.patches.shape[0], ctx.batch_size
+        index = torch.randint(0, n, (size,), generator=ctx.generator)
+        batch = self.patches[index].clone()
+        flips = torch.rand(size, 3, generator=ctx.generator) < 0.5
+        for row in range(size):
+            # per-sample tensor is [C, I, J, K]: spatial axes shift down by one
             dims = [d - 1 for d, f in zip(_SPATIAL_DIMS, flips[row].tolist()) if f]
-            if dims:  # per-sample tensor is [C, I, J, K]: spatial axes shift down by one
-                batch[row] = torch.flip(batch[row], dims)
-        yield batch, labels[index]
+            patch = torch.flip(batch[row], dims) if dims else batch[row]
+            batch[row] = self.augmenter(patch, ctx.rng).clamp_(0.0, CLIP_MAX)
+        return batch, self.labels[index]
+
+
+def _data_fingerprint(config: Stage2TrainConfig, labels: torch.Tensor,
+                      init: torch.nn.Module | None) -> dict[str, Any]:
+    """What a checkpoint must match besides the optimiser settings: augmentation,
+    distillation, the example set (its size and positives) and the starting weights."""
+    settings = {k: v for k, v in asdict(config).items() if k != "optim"}
+    return {"settings": settings, "examples": int(len(labels)),
+            "positives": int(labels.sum()),
+            "init": weights_digest(init) if init is not None else None}
 
 
 def train_teacher(patches: torch.Tensor, labels: torch.Tensor,
                   config: Stage2TrainConfig = Stage2TrainConfig(),
-                  init: torch.nn.Module | None = None) -> tuple[torch.nn.Module, list[float]]:
-    """Train a teacher (or fine-tune ``init``) with cross-entropy on ``patches``
-    ``[N, 1, 24, 24, 24]`` and ``labels`` ``[N]``. Returns the network (in eval mode) and
-    the loss of every step."""
-    _check_data(patches, labels)
-    torch.manual_seed(config.seed)  # initial weights
-    net = init if init is not None else build_network("teacher")
-    net.train()
-    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[float] = []
-    for batch, target in _batches(patches, labels.long(), config, generator):
-        optimiser.zero_grad()
-        loss = F.cross_entropy(net(batch), target)
-        loss.backward()
-        optimiser.step()
-        history.append(float(loss.detach()))
-    return net.eval(), history
+                  init: torch.nn.Module | None = None, checkpoint: str | Path | None = None,
+                  progress: Progress | None = None) -> tuple[torch.nn.Module, TrainResult]:
+    """Train a teacher (or fine-tune ``init``, in place) with cross-entropy on ``patches``
+    ``[N, 1, 24, 24, 24]`` and ``labels`` ``[N]``; ``checkpoint``: its checkpoint folder.
+    Returns the network (eval mode, CPU) and the engine's :class:`TrainResult`."""
+    def loss(net, batch, ctx):
+        x, y = batch
+        return {"loss": F.cross_entropy(net(x).float(), y)}
+
+    return run_training(init if init is not None else (lambda: build_network("teacher")),
+                        PatchBatches(patches, labels, config.augment), loss, config.optim,
+                        checkpoint_dir=checkpoint, progress=progress, label="teacher",
+                        fingerprint=_data_fingerprint(config, labels, init))
 
 
 def distil_student(patches: torch.Tensor, labels: torch.Tensor, teacher: torch.nn.Module,
                    config: Stage2TrainConfig = Stage2TrainConfig(),
-                   init: torch.nn.Module | None = None) -> tuple[torch.nn.Module, list[float]]:
+                   init: torch.nn.Module | None = None, checkpoint: str | Path | None = None,
+                   progress: Progress | None = None) -> tuple[torch.nn.Module, TrainResult]:
     """Distil a student from ``teacher`` with :func:`.distillation.distillation_loss`
-    (``config.distillation``). The teacher sees the same augmented batch as the student, in
-    eval mode and without gradients, so its soft targets describe exactly what the student
-    is shown. ``init``: a student to fine-tune instead of a fresh one. Returns the student
-    (in eval mode) and the loss of every step."""
-    _check_data(patches, labels)
-    torch.manual_seed(config.seed)
-    student = init if init is not None else build_network("student")
-    student.train()
-    was_training = teacher.training
-    teacher.eval()
-    optimiser = torch.optim.Adam(student.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[float] = []
-    try:
-        for batch, target in _batches(patches, labels.long(), config, generator):
-            with torch.no_grad():
-                teacher_logits = teacher(batch)
-            optimiser.zero_grad()
-            loss = distillation_loss(student(batch), teacher_logits, target,
-                                     config.distillation)
-            loss.backward()
-            optimiser.step()
-            history.append(float(loss.detach()))
-    finally:
-        teacher.train(was_training)
-    return student.eval(), history
+    (``config.distillation``). A frozen copy of the teacher, on the training device, sees
+    the same augmented batch as the student, in eval mode and without gradients, so its
+    soft targets describe exactly what the student is shown (``teacher`` itself is left
+    as it is). ``init``: a student to fine-tune (in place) instead of a fresh one. Returns
+    the student (eval mode, CPU) and the engine's :class:`TrainResult`."""
+    frozen = copy.deepcopy(teacher).to(select_device(config.optim.device)).eval()
+    frozen.requires_grad_(False)
+
+    def loss(net, batch, ctx):
+        x, y = batch
+        with torch.no_grad():
+            soft = frozen(x).float()
+        return {"loss": distillation_loss(net(x).float(), soft, y, config.distillation)}
+
+    # A resumed student must go on learning from the same teacher.
+    return run_training(init if init is not None else (lambda: build_network("student")),
+                        PatchBatches(patches, labels, config.augment), loss, config.optim,
+                        checkpoint_dir=checkpoint, progress=progress, label="student",
+                        fingerprint={**_data_fingerprint(config, labels, init),
+                                     "teacher": weights_digest(teacher)})

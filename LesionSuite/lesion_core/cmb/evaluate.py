@@ -47,15 +47,18 @@ def case_counts(prediction: CMBPrediction, truth) -> dict[str, DetectionCounts]:
             for stage, chosen in stage_selections(prediction).items()}
 
 
-def evaluate_cohort(model, rows, progress: Progress | None = None) -> dict:
-    """Run the model on every row (``CohortRow``) and pool the figures per stage.
-    Other sequences than the model's are run anyway (evaluation, not clinical use)."""
+def evaluate_cohort(model, rows, progress: Progress | None = None, precision: str = "auto"
+                    ) -> dict:
+    """Run the model on every row (``CohortRow``) at ``precision`` and pool the figures
+    per stage. Other sequences than the model's are run anyway (evaluation, not clinical
+    use)."""
     progress = ensure_progress(progress)
     per_case, pooled = [], {stage: [] for stage in STAGES}
     for index, row in enumerate(rows):
         progress.update(index / max(len(rows), 1), f"{row.subject} ({index + 1}/{len(rows)})")
         prediction = predict_cmb(read_volume(row.image), model, row.sequence,
-                                 allow_other_sequence=True, with_teacher=True)
+                                 allow_other_sequence=True, with_teacher=True,
+                                 precision=precision)
         counts = case_counts(prediction, read_volume(row.cmb))
         for stage, c in counts.items():
             pooled[stage].append(c)

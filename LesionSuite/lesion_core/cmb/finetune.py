@@ -7,6 +7,11 @@ targets still guiding it, so a few dozen decisions correct its mistakes without 
 forgetting everything else. With ``stage1=True`` the candidate U-Net is fine-tuned too, on
 3 mm balls at the accepted/added points (rejected points: background), so that a missed
 bleed a reader added is proposed next time. The thresholds are kept.
+
+Both go through :func:`lesion_core.training.run_training`, without acquisition
+randomization (flips only): the reader's images are the scanner the model is being fitted
+to, so there is no other acquisition to prepare it for. With a checkpoint folder each
+network keeps a subfolder (``student``, ``stage1``) and a rerun resumes.
 """
 
 from __future__ import annotations
@@ -21,14 +26,21 @@ import torch
 from ..errors import FeedbackStoreError
 from ..io import read_volume
 from ..progress import Progress, ensure_progress
+from ..training import OptimConfig
+from ..training.augment import AcquisitionAugment
 from .candidates import normalised_input
 from .discriminator import Stage2TrainConfig, distil_student
 from .model import CMBModel, save_cmb_model
 from .patches import extract_patch
-from .stage1 import TrainingVolume, train_stage1
+from .stage1 import Stage1TrainConfig, TrainingVolume, train_stage1
 
 #: Radius (mm) of the ball a stage 1 fine-tune paints at an accepted or added point.
 POINT_RADIUS_MM = 1.5
+#: Student fine-tune: short and gentle, a few dozen decisions (the batch is capped at
+#: their count).
+STUDENT_FINETUNE = OptimConfig(steps=60, lr=5e-4, batch_size=16)
+#: Candidate U-Net fine-tune (``stage1=True``).
+STAGE1_FINETUNE = OptimConfig(steps=40, lr=2e-4, batch_size=2)
 
 
 def _balls(shape, affine: np.ndarray, centres_ras: list) -> np.ndarray:
@@ -49,10 +61,15 @@ def _balls(shape, affine: np.ndarray, centres_ras: list) -> np.ndarray:
 
 
 def finetune_from_feedback(model: CMBModel, store: str | Path, out: str | Path,
-                           stage1: bool = False, steps: int | None = None,
-                           overwrite: bool = False, progress: Progress | None = None):
+                           stage1: bool = False,
+                           student_optim: OptimConfig = STUDENT_FINETUNE,
+                           stage1_optim: OptimConfig = STAGE1_FINETUNE,
+                           overwrite: bool = False, progress: Progress | None = None,
+                           checkpoint: str | Path | None = None):
     """Fine-tune ``model`` on the decisions in ``store`` and save it to ``out``.
 
+    ``student_optim`` / ``stage1_optim``: how the student / the U-Net (``stage1=True``)
+    are fine-tuned; ``checkpoint``: folder of their resumable checkpoints.
     Returns ``(metadata, report)``. Raises :class:`FeedbackStoreError` when the store holds
     no usable decision (nothing would change).
     """
@@ -82,17 +99,25 @@ def finetune_from_feedback(model: CMBModel, store: str | Path, out: str | Path,
                                           pre.affine))
     x = torch.from_numpy(np.stack(patches))[:, None].float()
     y = torch.tensor(labels, dtype=torch.long)
-    train = Stage2TrainConfig(steps=steps or 60, lr=5e-4, batch_size=max(2, min(16, len(y))))
+    none = AcquisitionAugment.none()
+    train = Stage2TrainConfig(optim=replace(student_optim, batch_size=max(
+        2, min(student_optim.batch_size, len(y)))), augment=none)
     teacher = model.teacher if model.teacher is not None else model.student
+    folder = Path(checkpoint) if checkpoint is not None else None
     progress.update(0.4, f"fine-tuning the student on {len(y)} decisions")
-    student, history = distil_student(x, y, teacher, train, init=copy.deepcopy(model.student))
-    new_stage1 = model.stage1
+    student, student_run = distil_student(
+        x, y, teacher, train, init=copy.deepcopy(model.student),
+        checkpoint=folder / "student" if folder else None, progress=progress.sub(0.4, 0.7))
+    new_stage1, runs = model.stage1, {"student": student_run.summary()}
     if stage1:
         progress.update(0.7, "fine-tuning the candidate U-Net")
-        stage1_config = replace(config.stage1, steps=steps or 40, lr=2e-4, batch_size=2)
-        new_stage1, _ = train_stage1(volumes, stage1_config, init=copy.deepcopy(model.stage1))
+        new_stage1, stage1_run = train_stage1(
+            volumes, config.stage1, Stage1TrainConfig(augment=none, optim=stage1_optim),
+            init=copy.deepcopy(model.stage1), checkpoint=folder / "stage1" if folder else None,
+            progress=progress.sub(0.7, 0.95))
+        runs["stage1"] = stage1_run.summary()
     report = {"decisions": len(y), "accepted_or_added": int(y.sum()), "cases": len(by_image),
-              "stage1_finetuned": stage1, "final_student_loss": float(np.mean(history[-10:])),
+              "stage1_finetuned": stage1, "runs": runs,
               "finetuned_from": f"{model.model_id} {model.version}", "store": str(store)}
     major, _, minor = model.version.partition(".")
     version = f"{major}.{int(minor or 0) + 1}" if (minor or "0").isdigit() else model.version + ".1"

@@ -3,14 +3,21 @@
 :func:`fit_cmb` does it all, in order:
 
 1. put every training image and its truth on the 1 mm stage 1 grid
-   (:func:`.stage1.training_volume`; cached as ``.npz`` when a cache folder is given);
+   (:func:`.stage1.training_volume`, in parallel processes; with a cache folder, kept as
+   ``.npz`` keyed by the files' identity and the candidate settings, so a rerun reads
+   arrays instead of NIfTI);
 2. train the stage 1 U-Net on patches;
 3. run it on the training images; every candidate (at the lowest threshold) becomes a
    stage 2 example labelled by :func:`.patches.label_candidates`, plus one patch at each
-   true microbleed (so bleeds stage 1 already misses are still seen) and some on mimics;
+   true microbleed (so bleeds stage 1 already misses are still seen) and some on mimics
+   (cached too, keyed by the U-Net's weights);
 4. train the teacher on those patches, then distil the student from it;
 5. calibrate the thresholds on held-out validation images (:mod:`.calibrate`);
 6. save one bundle.
+
+Every network trains through :func:`lesion_core.training.run_training`; with a checkpoint
+folder each keeps its own subfolder (``stage1``, ``teacher``, ``student``), so the same
+call after a kill resumes where it stopped and a finished network is not trained again.
 
 A cohort table is the ``cmb_labels.csv`` that ``lesion-suite synth cmb`` writes (columns
 ``subject``, the sequence's image column ``swi`` or ``t2star`` and its
@@ -20,24 +27,28 @@ A cohort table is the ``cmb_labels.csv`` that ``lesion-suite synth cmb`` writes 
 from __future__ import annotations
 
 import csv
-import os
-from concurrent.futures import ProcessPoolExecutor
+import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..device import select_device
 from ..errors import InvalidImageError
 from ..io import read_volume
+from ..jsonable import json_safe
 from ..metrics.detection import label_objects, object_centres
 from ..progress import Progress, ensure_progress
+from ..training import OptimConfig
+from ..training.cache import cached_arrays, parallel_map
 from ..volume import Volume
 from .candidates import CandidateConfig, extract_candidates
-from .discriminator import Stage2TrainConfig, distil_student, train_teacher
+from .discriminator import Stage2TrainConfig, distil_student, train_teacher, weights_digest
 from .model import CMBConfig, SEQUENCES
 from .patches import extract_patch, label_candidates
-from .stage1 import Stage1Config, TrainingVolume, stage1_probability, train_stage1, training_volume
+from .stage1 import (Stage1Config, Stage1TrainConfig, TrainingVolume, stage1_probability,
+                     train_stage1, training_volume)
 
 #: Stage 1 threshold used to collect stage 2 examples: every plausible candidate.
 EXAMPLE_THRESHOLD = 0.1
@@ -58,17 +69,21 @@ class CohortRow:
 class CMBTrainConfig:
     """What :func:`fit_cmb` trains and how.
 
-    ``teacher`` / ``student``: stage 2 optimisation; ``mimic_patches``: extra negatives
-    per image drawn on mimic voxels; ``sensitivity_target``: share of the validation
-    bleeds stage 1's threshold must keep (relative to its lowest threshold);
-    ``max_stage2_loss``: share of stage 1's true detections stage 2 may drop.
+    ``stage1``: the U-Net's architecture (saved in the bundle); ``stage1_train``: its
+    sampling, loss, augmentation and optimisation; ``teacher`` / ``student``: stage 2
+    training; ``mimic_patches``: extra negatives per image drawn on mimic voxels (``seed``
+    chooses them); ``sensitivity_target``: share of the validation bleeds stage 1's
+    threshold must keep (relative to its lowest threshold); ``max_stage2_loss``: share of
+    stage 1's true detections stage 2 may drop. Stage 2 examples and the calibration run
+    the U-Net at ``stage1_train.optim``'s device and precision.
     """
 
     stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage1_train: Stage1TrainConfig = field(default_factory=Stage1TrainConfig)
     teacher: Stage2TrainConfig = field(default_factory=lambda: Stage2TrainConfig(
-        steps=500, lr=1e-3, batch_size=32))
+        optim=OptimConfig(steps=500, lr=1e-3, batch_size=32)))
     student: Stage2TrainConfig = field(default_factory=lambda: Stage2TrainConfig(
-        steps=800, lr=2e-3, batch_size=32))
+        optim=OptimConfig(steps=800, lr=2e-3, batch_size=32)))
     mimic_patches: int = 6
     sensitivity_target: float = 0.95
     max_stage2_loss: float = 0.05
@@ -117,31 +132,28 @@ def read_cohorts(tables, sequences=SEQUENCES) -> list[CohortRow]:
     return rows
 
 
-def _prepare(args: tuple) -> TrainingVolume:
-    row, config, cache = args
-    path = None if cache is None else Path(cache) / f"{row.subject}_{row.sequence}.npz"
-    if path is not None and path.is_file():
-        with np.load(path) as data:
-            return TrainingVolume(**{k: data[k] for k in data.files})
-    torch.set_num_threads(1)
-    volume = training_volume(read_volume(row.image), read_volume(row.cmb),
-                             read_volume(row.mimics) if row.mimics else None, config)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **volume.__dict__)
-    return volume
+def _prepare(job: tuple) -> TrainingVolume:
+    """:func:`.stage1.training_volume` of one row, from the cache folder when it holds it
+    (module level: :func:`parallel_map` runs it in other processes)."""
+    row, config, cache = job
+
+    def compute() -> dict[str, np.ndarray]:
+        volume = training_volume(read_volume(row.image), read_volume(row.cmb),
+                                 read_volume(row.mimics) if row.mimics else None, config)
+        return dataclasses.asdict(volume)
+
+    # Paths stand for the files' identity (name, size, modification time): an edited
+    # image or truth, or other candidate settings, is a new entry.
+    key = ("cmb-training-volume", row.image, row.cmb, row.mimics, config)
+    return TrainingVolume(**cached_arrays(cache, key, compute))
 
 
 def prepare_volumes(rows: list[CohortRow], config: CandidateConfig = CandidateConfig(),
                     cache: str | Path | None = None, workers: int | None = None
                     ) -> list[TrainingVolume]:
-    """:func:`.stage1.training_volume` of every row, in ``workers`` processes."""
-    workers = workers or min(2, os.cpu_count() or 1)
-    jobs = [(row, config, cache) for row in rows]
-    if workers <= 1:
-        return [_prepare(job) for job in jobs]
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(_prepare, jobs))
+    """:func:`.stage1.training_volume` of every row, in ``workers`` processes (default: the
+    CPU count, at most 4), cached in ``cache`` when given."""
+    return parallel_map(_prepare, [(row, config, cache) for row in rows], workers)
 
 
 def _volume(tv: TrainingVolume) -> Volume:
@@ -151,15 +163,17 @@ def _volume(tv: TrainingVolume) -> Volume:
 def stage2_examples(stage1: torch.nn.Module, volumes: list[TrainingVolume],
                     config: CMBTrainConfig, progress: Progress | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labelled 24^3 patches ``[N, 1, 24, 24, 24]`` and labels ``[N]`` for stage 2."""
+    """Labelled 24^3 patches ``[N, 1, 24, 24, 24]`` and labels ``[N]`` for stage 2
+    (the U-Net runs on its own device, at ``config.stage1_train.optim.precision``)."""
     progress = ensure_progress(progress)
+    precision = config.stage1_train.optim.precision
     rng = np.random.default_rng(config.seed)
     low = replace(config.stage1.candidates, threshold=EXAMPLE_THRESHOLD)
     patches, labels = [], []
     for index, tv in enumerate(volumes):
         progress.update(index / len(volumes), f"stage 2 examples {index + 1}/{len(volumes)}")
         image = _volume(tv)
-        probability = stage1_probability(stage1, image, tv.brain, config.stage1)
+        probability = stage1_probability(stage1, image, tv.brain, config.stage1, precision)
         _, candidates = extract_candidates(probability, low)
         truth, mimics = image.with_array(tv.cmb.astype(np.uint8)), image.with_array(tv.mimics.astype(np.uint8))
         centres = [c.centre_ras for c in candidates]
@@ -177,39 +191,76 @@ def stage2_examples(stage1: torch.nn.Module, volumes: list[TrainingVolume],
             torch.tensor(labels, dtype=torch.long))
 
 
+def _cached_examples(stage1: torch.nn.Module, rows: list[CohortRow],
+                     volumes: list[TrainingVolume], config: CMBTrainConfig,
+                     cache: str | Path | None, progress: Progress
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`stage2_examples`, kept in ``cache`` under the U-Net's weights, the rows'
+    files and the settings that shape them (a resumed run skips the U-Net inference)."""
+    key = ("cmb-stage2-examples", weights_digest(stage1),
+           [(r.image, r.cmb, r.mimics) for r in rows], config.stage1, config.mimic_patches,
+           config.seed, EXAMPLE_THRESHOLD, config.stage1_train.optim.precision)
+
+    def compute() -> dict[str, np.ndarray]:
+        patches, labels = stage2_examples(stage1, volumes, config, progress)
+        return {"patches": patches.numpy(), "labels": labels.numpy()}
+
+    arrays = cached_arrays(cache, key, compute)
+    return torch.from_numpy(arrays["patches"]), torch.from_numpy(arrays["labels"])
+
+
 def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
             config: CMBTrainConfig = CMBTrainConfig(), cache: str | Path | None = None,
-            progress: Progress | None = None, init_stage1: torch.nn.Module | None = None
+            progress: Progress | None = None, init_stage1: torch.nn.Module | None = None,
+            checkpoint: str | Path | None = None, workers: int | None = None
             ) -> tuple[dict, CMBConfig, dict]:
     """Train all three stages and calibrate them. ``init_stage1``: a U-Net to go on
     training (a warm restart of its learning-rate schedule) instead of a fresh one.
 
+    Args:
+        cache: folder of prepared arrays (training volumes, stage 2 examples); default
+            ``checkpoint/prepared`` when a checkpoint folder is given, else none.
+        checkpoint: folder of the networks' resumable checkpoints (one subfolder each).
+        workers: processes preparing the training volumes.
+
     Returns ``(networks, model_config, report)``: networks ``{"stage1", "teacher",
-    "student"}`` (eval mode), the :class:`.model.CMBConfig` to save with them, and a report
-    of the training (example counts, final losses, calibration figures).
+    "student"}`` (eval mode, CPU), the :class:`.model.CMBConfig` to save with them, and a
+    report of the training (example counts, each run's summary and settings, calibration
+    figures).
     """
     from .calibrate import calibrate
 
     progress = ensure_progress(progress)
+    folder = Path(checkpoint) if checkpoint is not None else None
+    sub = (lambda name: folder / name) if folder is not None else (lambda name: None)
+    if cache is None and folder is not None:
+        cache = folder / "prepared"
     sequences = tuple(sorted({r.sequence for r in train}))
     progress.update(0.0, f"preparing {len(train)} training images")
-    volumes = prepare_volumes(train, config.stage1.candidates, cache)
-    stage1, history1 = train_stage1(volumes, config.stage1, init=init_stage1,
-                                    progress=progress.sub(0.1, 0.55))
-    patches, labels = stage2_examples(stage1, volumes, config, progress.sub(0.55, 0.7))
+    volumes = prepare_volumes(train, config.stage1.candidates, cache, workers)
+    stage1, run1 = train_stage1(volumes, config.stage1, config.stage1_train, init=init_stage1,
+                                checkpoint=sub("stage1"), progress=progress.sub(0.1, 0.55))
+    device = select_device(config.stage1_train.optim.device)
+    patches, labels = _cached_examples(stage1.to(device), train, volumes, config, cache,
+                                       progress.sub(0.55, 0.7))
     del volumes
     progress.update(0.7, f"teacher on {len(labels)} patches ({int(labels.sum())} bleeds)")
-    teacher, history_t = train_teacher(patches, labels, config.teacher)
-    progress.update(0.8, "distilling the student")
-    student, history_s = distil_student(patches, labels, teacher, config.student)
+    teacher, run_t = train_teacher(patches, labels, config.teacher, checkpoint=sub("teacher"),
+                                   progress=progress.sub(0.7, 0.8))
+    student, run_s = distil_student(patches, labels, teacher, config.student,
+                                    checkpoint=sub("student"), progress=progress.sub(0.8, 0.9))
     model_config = CMBConfig(stage1=config.stage1, sequences=sequences)
     progress.update(0.9, f"calibrating on {len(validation)} validation images")
-    model_config, calibration = calibrate(stage1, student, validation, model_config, config)
+    model_config, calibration = calibrate(stage1, student.to(device), validation, model_config,
+                                          config)
     progress.update(1.0, "trained")
     report = {"training_images": len(train), "validation_images": len(validation),
               "stage2_examples": int(len(labels)), "stage2_positives": int(labels.sum()),
-              "final_loss": {"stage1": float(np.mean(history1[-50:])),
-                             "teacher": float(np.mean(history_t[-50:])),
-                             "student": float(np.mean(history_s[-50:]))},
+              "runs": {"stage1": run1.summary(), "teacher": run_t.summary(),
+                       "student": run_s.summary()},
+              "settings": json_safe({"stage1": dataclasses.asdict(config.stage1_train),
+                                     "teacher": dataclasses.asdict(config.teacher),
+                                     "student": dataclasses.asdict(config.student)}),
               "calibration": calibration}
-    return {"stage1": stage1, "teacher": teacher, "student": student}, model_config, report
+    networks = {"stage1": stage1.cpu(), "teacher": teacher, "student": student.cpu()}
+    return networks, model_config, report

@@ -59,10 +59,18 @@ def config_to_dict(config: CMBConfig) -> dict[str, Any]:
     return json_safe(dataclasses.asdict(config))
 
 
+#: Training settings that bundles saved before the training engine kept in
+#: ``extra.config.stage1``; they say nothing about the architecture and are dropped.
+LEGACY_TRAINING_KEYS = ("steps", "batch_size", "lr", "positive_weight", "seed",
+                        "near_cmb_fraction", "near_mimic_fraction", "jitter_mm")
+
+
 def config_from_dict(data: dict[str, Any]) -> CMBConfig:
-    """Rebuild a :class:`CMBConfig` from :func:`config_to_dict` output."""
+    """Rebuild a :class:`CMBConfig` from :func:`config_to_dict` output (also that of a
+    bundle saved with training settings in its stage 1 config)."""
     data = dict(data)
-    stage1 = dict(data.pop("stage1", {}))
+    stage1 = {k: v for k, v in dict(data.pop("stage1", {})).items()
+              if k not in LEGACY_TRAINING_KEYS}
     candidates = CandidateConfig(**stage1.pop("candidates", {}))
     stage1["features"] = tuple(stage1.get("features", Stage1Config.features))
     return CMBConfig(stage1=Stage1Config(candidates=candidates, **stage1),

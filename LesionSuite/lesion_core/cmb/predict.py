@@ -136,20 +136,25 @@ def _on_image_grid(labels_1mm: Volume, keep: list[int], centres: np.ndarray, ima
     return image.with_array(out, kind="cmb_labels")
 
 
-def _discriminate(net: torch.nn.Module, pre: Volume, centres: np.ndarray, size: int) -> np.ndarray:
+def _discriminate(net: torch.nn.Module, pre: Volume, centres: np.ndarray, size: int,
+                  precision: str) -> np.ndarray:
     if not len(centres):
         return np.zeros(0, np.float32)
     probabilities = []
     for start in range(0, len(centres), _PATCH_BATCH):
         patches = np.stack([extract_patch(pre, c, size) for c in centres[start:start + _PATCH_BATCH]])
-        probabilities.append(predict_with_flips(net, torch.from_numpy(patches)[:, None]).numpy())
+        probabilities.append(predict_with_flips(net, torch.from_numpy(patches)[:, None],
+                                                precision).numpy())
     return np.concatenate(probabilities)
 
 
 def predict_cmb(image: Volume, model: CMBModel, sequence: str = "SWI",
                 allow_other_sequence: bool = False, with_teacher: bool = False,
-                locate: bool = True, progress: Progress | None = None) -> CMBPrediction:
+                locate: bool = True, progress: Progress | None = None,
+                precision: str = "auto") -> CMBPrediction:
     """Detect microbleeds on ``image`` (SWI or T2*-GRE magnitude, any grid and orientation).
+    The networks run on their device under ``precision`` (``auto``: bf16 autocast where
+    the hardware has it, else fp32; ``fp32``; ``bf16``).
 
     Raises :class:`~lesion_core.errors.InvalidImageError` for an image that is not a usable
     MR volume or of a sequence the model was not trained on (see
@@ -162,12 +167,12 @@ def predict_cmb(image: Volume, model: CMBModel, sequence: str = "SWI",
     progress.update(0.05, "normalising")
     pre, inside = normalised_input(image, config.stage1.candidates)
     progress.update(0.15, "stage 1: candidate U-Net")
-    probability = stage1_probability(model.stage1, pre, inside, config.stage1)
+    probability = stage1_probability(model.stage1, pre, inside, config.stage1, precision)
     labels, candidates = extract_candidates(probability, config.stage1.candidates)
     centres = np.array([c.centre_ras for c in candidates], np.float64).reshape(-1, 3)
     progress.update(0.6, f"stage 2: {len(candidates)} candidates")
-    student = _discriminate(model.student, pre, centres, config.patch_size)
-    teacher = (_discriminate(model.teacher, pre, centres, config.patch_size)
+    student = _discriminate(model.student, pre, centres, config.patch_size, precision)
+    teacher = (_discriminate(model.teacher, pre, centres, config.patch_size, precision)
                if with_teacher and model.teacher is not None else None)
     progress.update(0.7, "locating")
     categories, regions, air = (_locate(image, centres, pre) if locate else

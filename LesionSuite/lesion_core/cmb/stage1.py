@@ -3,8 +3,9 @@
 Following SHIVA-CMB, the network sees the SWI / T2*-GRE magnitude on a 1 mm RAS grid,
 normalised by the brain's 99th percentile (:func:`.candidates.preprocess_swi`). It is
 trained on cubic patches (most centred near a microbleed or a mimic, so that the rare
-positives and the hard negatives are both seen often) and applied to the whole brain with
-MONAI's sliding-window inference. Its output is a probability map; the low threshold of
+positives and the hard negatives are both seen often) through the training engine
+(:func:`lesion_core.training.run_training`), and applied to the whole brain with MONAI's
+sliding-window inference. Its output is a probability map; the low threshold of
 :class:`.candidates.CandidateConfig` turns it into candidates.
 
 Layouts: volumes ``[i, j, k]`` along R, A, S at 1 mm; network input ``[N, 1, I, J, K]``,
@@ -13,7 +14,8 @@ output one logit channel ``[N, 1, I, J, K]`` (the probability is its sigmoid).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,40 +23,33 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
-from ..progress import Progress, ensure_progress
+from ..progress import Progress
+from ..training import OptimConfig, SampleContext, StepContext, TrainResult, autocast, run_training
+from ..training.augment import AcquisitionAugment, Augmenter
 from ..volume import Volume
-from .candidates import CandidateConfig, normalised_input
+from .candidates import CLIP_MAX, CandidateConfig, normalised_input
+from .discriminator import weights_digest
 
 STAGE1_NAME = "monai.UNet"
 
 
 @dataclass(frozen=True)
 class Stage1Config:
-    """Architecture and training of the stage 1 U-Net.
+    """Architecture and inference of the stage 1 U-Net (saved in the bundle).
 
     Attributes:
         features: channels per U-Net level (the first is the full-resolution width).
         res_units: residual units per level.
-        patch_size: edge (voxels = mm) of the cubic training patches.
+        patch_size: edge (voxels = mm) of the cubic training patches (the scale the
+            network has learnt; a fine-tune uses the same).
         inference_roi: edge (voxels) of the sliding-window tiles at inference.
-        steps, batch_size, lr, seed: Adam updates of ``batch_size`` patches.
-        positive_weight: cross-entropy weight of bleed voxels (:func:`stage1_loss`).
-        near_cmb_fraction / near_mimic_fraction: share of patches centred within
-            ``jitter_mm`` of a microbleed / a mimic voxel; the rest are anywhere in the brain.
+        candidates: input grid, normalisation and candidate threshold.
     """
 
     features: tuple[int, ...] = (16, 32, 64)
     res_units: int = 1
     patch_size: int = 48
     inference_roi: int = 96
-    steps: int = 1500
-    batch_size: int = 4
-    lr: float = 4e-3
-    positive_weight: float = 500.0
-    seed: int = 0
-    near_cmb_fraction: float = 0.5
-    near_mimic_fraction: float = 0.25
-    jitter_mm: float = 14.0
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
 
     def network_args(self) -> dict[str, Any]:
@@ -66,6 +61,53 @@ class Stage1Config:
                 # Batch norm: instance norm of the single output path would force every
                 # patch, even one without a bleed, to have the same spread of logits.
                 "norm": "batch"}
+
+
+def swi_augment() -> AcquisitionAugment:
+    """Acquisition randomization of stage 1 patches (normalised SWI / T2*-GRE magnitude,
+    brain ~ 1, bleeds ~ 0.2-0.5, range [0, 1.5]).
+
+    - bias field (p 0.5, up to the strong end of 3 T): SWI is often reconstructed without
+      intensity correction, so multichannel-coil shading is common;
+    - noise (p 0.6, SD up to 0.06, 70 % Rician): magnitude images have Rician noise, and
+      a high-resolution SWI is noisy; 0.06 keeps a faint bleed's ~0.3 contrast visible;
+    - gamma 0.75-1.35 (p 0.4): echo time, flip angle and the phase-mask weighting change
+      the grey-white contrast, monotonically;
+    - thick slices 1-3 mm (p 0.4): 3D SWI is acquired at 1-3 mm; thicker would erase the
+      2 mm bleeds stage 1 must propose (2D T2*-GRE is thicker, and the cohort has it);
+    - low resolution (p 0.15, zoom 0.6-1) and Gibbs ringing (p 0.1, alpha up to 0.3):
+      coarser in-plane matrices and truncation at vessel edges;
+    - scale 0.85-1.15: the brain percentile the image is divided by varies with the mask;
+    - no histogram shift: it can squash the dark end where the bleeds are.
+    """
+    return AcquisitionAugment(bias_p=0.5, bias_coefficient=0.04, noise_p=0.6, noise_sd=0.06,
+                              rician_p=0.7, gamma_p=0.4, gamma=(0.75, 1.35), histogram_p=0.0,
+                              gibbs_p=0.1, gibbs_alpha=(0.0, 0.3), lowres_p=0.15,
+                              lowres_zoom=(0.6, 1.0), thick_p=0.4, thick_mm=(1.0, 3.0),
+                              scale=(0.85, 1.15))
+
+
+@dataclass(frozen=True)
+class Stage1TrainConfig:
+    """How the stage 1 U-Net is trained (recorded in the training report, not the bundle).
+
+    Attributes:
+        positive_weight: cross-entropy weight of bleed voxels (:func:`stage1_loss`).
+        near_cmb_fraction / near_mimic_fraction: share of patches centred within
+            ``jitter_mm`` of a microbleed / a mimic voxel; the rest are anywhere in the brain.
+        augment: acquisition randomization of each patch (:func:`swi_augment`), after
+            random flips.
+        optim: steps, learning rate (cosine decay to 0), patches per step, seed, device,
+            precision.
+    """
+
+    positive_weight: float = 500.0
+    near_cmb_fraction: float = 0.5
+    near_mimic_fraction: float = 0.25
+    jitter_mm: float = 14.0
+    augment: AcquisitionAugment = field(default_factory=swi_augment)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        steps=1500, lr=4e-3, schedule="cosine", batch_size=4))
 
 
 def build_stage1(config: Stage1Config = Stage1Config()) -> torch.nn.Module:
@@ -122,13 +164,17 @@ def _patch(array: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
 
 
 class PatchSampler:
-    """Draws training patches ``(image, target)`` from :class:`TrainingVolume` s."""
+    """The engine's sample function for stage 1: batches ``(image, target)`` of
+    ``[B, 1, P, P, P]`` patches from :class:`TrainingVolume` s (P = ``patch_size``), all
+    randomness from the engine's NumPy generator."""
 
-    def __init__(self, volumes: Sequence[TrainingVolume], config: Stage1Config):
-        self.volumes, self.config = list(volumes), config
+    def __init__(self, volumes: Sequence[TrainingVolume], patch_size: int,
+                 config: Stage1TrainConfig, spacing_mm: float = 1.0):
+        self.volumes, self.patch_size, self.config = list(volumes), patch_size, config
         self.cmb_voxels = [np.argwhere(v.cmb) for v in self.volumes]
         self.mimic_voxels = [np.argwhere(v.mimics) for v in self.volumes]
         self.brain_voxels = [np.argwhere(v.brain)[::7] for v in self.volumes]
+        self.augmenter = Augmenter(config.augment, spacing_mm)
 
     def centre(self, index: int, rng: np.random.Generator) -> np.ndarray:
         c = self.config
@@ -143,9 +189,10 @@ class PatchSampler:
         pool = self.brain_voxels[index]
         return pool[rng.integers(len(pool))]
 
-    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        size, images, targets = self.config.patch_size, [], []
-        for _ in range(self.config.batch_size):
+    def draw(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch_size`` patches and their bleed masks (float 0/1)."""
+        size, images, targets = self.patch_size, [], []
+        for _ in range(batch_size):
             index = int(rng.integers(len(self.volumes)))
             volume, centre = self.volumes[index], self.centre(index, rng)
             image = _patch(volume.image, centre, size)
@@ -153,11 +200,14 @@ class PatchSampler:
             flips = tuple(a for a in range(3) if rng.uniform() < 0.5)
             if flips:  # bleeds have no handedness: flips preserve the label
                 image, target = np.flip(image, flips), np.flip(target, flips)
-            # Scanner gain and the percentile vary: a +-15 % intensity scale.
-            images.append(image * rng.uniform(0.85, 1.15))
-            targets.append(target)
-        to_tensor = lambda arrays: torch.from_numpy(np.ascontiguousarray(np.stack(arrays)[:, None]))
-        return to_tensor(images).float(), to_tensor(targets).float()
+            tensor = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]
+            # Back to the range preprocessing gives, which is all inference ever sees.
+            images.append(self.augmenter(tensor, rng).clamp_(0.0, CLIP_MAX))
+            targets.append(torch.from_numpy(np.ascontiguousarray(target))[None])
+        return torch.stack(images), torch.stack(targets)
+
+    def __call__(self, ctx: SampleContext) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.draw(ctx.rng, ctx.batch_size)
 
 
 def stage1_loss(logits: torch.Tensor, target: torch.Tensor, positive_weight: float
@@ -179,42 +229,45 @@ def stage1_loss(logits: torch.Tensor, target: torch.Tensor, positive_weight: flo
 
 
 def train_stage1(volumes: Sequence[TrainingVolume], config: Stage1Config = Stage1Config(),
-                 init: torch.nn.Module | None = None, progress: Progress | None = None
-                 ) -> tuple[torch.nn.Module, list[float]]:
-    """Train (or fine-tune ``init``) the stage 1 U-Net with :func:`stage1_loss`, Adam and
-    a cosine learning-rate decay. Returns the network in eval mode and the loss of every
-    step."""
+                 train: Stage1TrainConfig = Stage1TrainConfig(),
+                 init: torch.nn.Module | None = None, checkpoint: str | Path | None = None,
+                 progress: Progress | None = None) -> tuple[torch.nn.Module, TrainResult]:
+    """Train (or fine-tune ``init``, in place) the stage 1 U-Net of architecture
+    ``config`` with :func:`stage1_loss` and ``train.optim`` (cosine decay by default).
+
+    ``checkpoint``: this network's checkpoint folder (a rerun resumes). Returns the
+    network in eval mode on the CPU and the engine's :class:`TrainResult`.
+    """
     if not volumes:
         raise ValueError("no training volumes")
-    progress = ensure_progress(progress)
-    torch.manual_seed(config.seed)
-    net = init if init is not None else build_stage1(config)
-    net.train()
-    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(config.steps, 1))
-    sampler, rng = PatchSampler(volumes, config), np.random.default_rng(config.seed)
-    history: list[float] = []
-    for step in range(config.steps):
-        image, target = sampler.batch(rng)
-        optimiser.zero_grad()
-        loss = stage1_loss(net(image), target, config.positive_weight)
-        loss.backward()
-        optimiser.step()
-        scheduler.step()
-        history.append(float(loss.detach()))
-        if step % 20 == 0:
-            progress.update(step / max(config.steps, 1),
-                            f"stage 1 step {step}/{config.steps} loss {np.mean(history[-20:]):.3f}")
-    return net.eval(), history
+    sampler = PatchSampler(volumes, config.patch_size, train, config.candidates.spacing_mm)
+
+    def loss(net: torch.nn.Module, batch, ctx: StepContext) -> dict[str, torch.Tensor]:
+        image, target = batch
+        # Loss in fp32 whatever the autocast: the 500x weight and the Dice sums need it.
+        return {"loss": stage1_loss(net(image).float(), target, train.positive_weight)}
+
+    # A checkpoint must match the architecture, the sampling / loss / augmentation, the
+    # training set (its volumes' shapes and bleed voxels) and the starting weights as well
+    # as the optimiser.
+    fingerprint = {"architecture": asdict(config),
+                   "settings": {k: v for k, v in asdict(train).items() if k != "optim"},
+                   "volumes": [[*v.image.shape, int(v.cmb.sum())] for v in volumes],
+                   "init": weights_digest(init) if init is not None else None}
+    return run_training(init if init is not None else (lambda: build_stage1(config)),
+                        sampler, loss, train.optim, checkpoint_dir=checkpoint,
+                        progress=progress, label="stage 1", fingerprint=fingerprint)
 
 
 def stage1_probability(net: torch.nn.Module, image: Volume, brain: np.ndarray,
-                       config: Stage1Config = Stage1Config()) -> Volume:
+                       config: Stage1Config = Stage1Config(), precision: str = "auto"
+                       ) -> Volume:
     """Microbleed probability on the grid of ``image`` (the preprocessed 1 mm volume).
 
     Only the box around ``brain`` (bool, same grid) grown by 4 mm is run through the
-    network, in ``inference_roi``^3 tiles with 25 % overlap blended by a Gaussian; voxels
-    outside that box get 0.
+    network, in ``inference_roi``^3 tiles with 25 % overlap blended by a Gaussian, under
+    ``precision`` (``auto``: bf16 autocast where the hardware has it); voxels outside that
+    box get 0.
     """
     from monai.inferers import sliding_window_inference
 
@@ -231,10 +284,10 @@ def stage1_probability(net: torch.nn.Module, image: Volume, brain: np.ndarray,
     was_training = net.training
     net.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision, device):
             logits = sliding_window_inference(tensor.to(device), (config.inference_roi,) * 3, 1,
                                               net, overlap=0.25, mode="gaussian")
     finally:
         net.train(was_training)
-    probability[box] = torch.sigmoid(logits)[0, 0].cpu().numpy()
+    probability[box] = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
     return image.with_array(probability, kind="cmb_probability")
