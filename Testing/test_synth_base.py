@@ -5,7 +5,8 @@ import pytest
 
 from lesion_core.synth.acquisition import AcquisitionConfig, acquire
 from lesion_core.synth.anatomy import AnatomyConfig, make_anatomy
-from lesion_core.synth.splits import BENCHMARK_SEEDS, TRAIN_SEEDS, VALIDATION_SEEDS, seeds, split_of
+from lesion_core.synth.splits import (BENCHMARK_SEEDS, SHIFTED_BENCHMARK_SEEDS, TRAIN_SEEDS,
+                                     VALIDATION_SEEDS, seeds, split_of)
 from lesion_core.synth.template import load_template
 
 COARSE = AnatomyConfig(spacing_mm=3.0)
@@ -79,9 +80,12 @@ def test_ct_acquisition_is_int16_hounsfield(anatomy):
 def test_seed_splits_are_disjoint():
     assert not set(TRAIN_SEEDS) & set(VALIDATION_SEEDS)
     assert max(VALIDATION_SEEDS) < min(BENCHMARK_SEEDS)
+    assert max(BENCHMARK_SEEDS) < min(SHIFTED_BENCHMARK_SEEDS)
     assert split_of(5) == "train" and split_of(900_001) == "benchmark"
+    assert split_of(950_001) == "shifted_benchmark"
     assert split_of(500_000) == "unassigned"
     assert seeds("benchmark", 3) == [900_000, 900_001, 900_002]
+    assert seeds("shifted_benchmark", 2) == [950_000, 950_001]
 
 
 @pytest.mark.parametrize("kind, weak", [("wmh", "arwmc_frontal_left"), ("cmb", "cmb_count"),

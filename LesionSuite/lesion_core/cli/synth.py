@@ -1,4 +1,5 @@
-"""``lesion-suite synth {wmh,cmb,ich,all} --n N --seed S --out DIR [--size small|full]``."""
+"""``lesion-suite synth {wmh,cmb,ich,all} --n N --seed S --out DIR [--size small|full]
+[--domain standard|randomized|shifted] [--workers W]``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from ..synth import KINDS
+from ..synth import DOMAINS, KINDS
 from ..synth.splits import split_of
 from .progress_bar import ProgressBar
 
@@ -28,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--n", type=int, default=3, help="number of subjects (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="first seed; subjects use seeds S..S+N-1. Seeds < 100000 are the "
-                             "training range, 100000-199999 validation, 900000+ benchmark")
+                             "training range, 100000-199999 validation, 900000-949999 "
+                             "benchmark, 950000+ shifted benchmark")
     parser.add_argument("--size", choices=("small", "medium", "full"), default="full",
                         help="small: ~64 voxels a side (3.5 mm); medium: 2 mm anatomy; "
                              "full: 1 mm (default)")
@@ -37,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "benchmark's)")
     parser.add_argument("--sequence", choices=("SWI", "T2star"),
                         help="cmb: generate only this sequence (default: either, at random)")
+    parser.add_argument("--domain", choices=DOMAINS, default="standard",
+                        help="contrast and acquisition ranges: standard (default), randomized "
+                             "(wide, for training) or shifted (outside the randomized ones)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes generating subjects (default 1); the files do not "
+                             "depend on it")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(run=run)
 
@@ -62,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     kinds = KINDS if args.kind == "all" else (args.kind,)
     seeds = list(range(args.seed, args.seed + args.n))
     splits = sorted({split_of(s) for s in seeds})
-    if "benchmark" in splits:
-        print("lesion-suite: note: these seeds are in the benchmark range; do not train on them",
+    if {"benchmark", "shifted_benchmark"} & set(splits):
+        print("lesion-suite: note: these seeds are in a benchmark range; do not train on them",
               file=sys.stderr)
     with ProgressBar(args, "synth") as progress:
         for index, kind in enumerate(kinds):
@@ -74,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
                 config = replace(config, anatomy=AnatomyConfig(spacing_mm=args.spacing))
             if args.sequence and kind == "cmb":
                 config = replace(config, swi_variant=args.sequence)
+            config = replace(config, domain=args.domain)
             out = args.out if len(kinds) == 1 else f"{args.out}/{kind}"
             stage = progress.sub(index / len(kinds), (index + 1) / len(kinds))
-            table = make_cohort(kind, seeds, out, config, progress=stage)
+            table = make_cohort(kind, seeds, out, config, progress=stage, workers=args.workers)
             print(f"{kind}: {len(seeds)} subjects (seeds {seeds[0]}-{seeds[-1]}, "
-                  f"{'/'.join(splits)}) -> {table}")
+                  f"{'/'.join(splits)}, {args.domain} domain) -> {table}")
     return 0

@@ -14,10 +14,12 @@ from importlib import import_module
 
 #: The kinds of subject :func:`make_subject` builds (see :mod:`.cohort`).
 KINDS = ("wmh", "cmb", "ich")
+#: Contrast and acquisition domains of a subject (see :mod:`.domain`).
+DOMAINS = ("standard", "randomized", "shifted")
 _FROM_COHORT = ("SubjectConfig", "SyntheticSubject", "make_cohort", "make_subject",
                 "save_subject")
 
-__all__ = ["KINDS", *_FROM_COHORT]
+__all__ = ["DOMAINS", "KINDS", *_FROM_COHORT]
 
 
 def __getattr__(name: str):

@@ -1,10 +1,12 @@
 """Acquisition of a rendered subject: bias field, noise, resolution and orientation.
 
 The rendered image lives on the subject's isotropic RAS grid. Acquisition turns it into
-what a scanner would store: a smooth multiplicative bias field (MR), Rician (MR) or
-Gaussian (CT) noise, thick slices averaged over their slice profile, a voxel order and
-orientation (RAS, LPS, LAS or oblique) and an arbitrary intensity scale (MR). Label maps
-are carried onto the same acquired grid with nearest-neighbour sampling.
+what a scanner would store: a smooth multiplicative bias field (MR), Rician or Gaussian
+(MR) or Gaussian (CT) noise, thick slices averaged over their slice profile, a voxel order
+and orientation (RAS, LPS, LAS or oblique, optionally tilted), a field of view that may
+cut off the top or bottom of the head, an arbitrary intensity scale (MR) and a HU
+calibration offset (CT). Label maps are carried onto the same acquired grid with
+nearest-neighbour sampling, so they are cut and tilted with the image.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from scipy.spatial.transform import Rotation
 from ..volume import Volume
 
 ORIENTATIONS = ("RAS", "LPS", "LAS", "oblique")
+NOISE_TYPES = ("rician", "gaussian")
 
 
 @dataclass(frozen=True)
 class AcquisitionConfig:
-    """How one image is acquired. Lengths in mm; ``None`` fields are drawn at random."""
+    """How one image is acquired. Lengths in mm, angles in degrees; ``None`` fields are
+    drawn at random (the standard ranges); the fields from ``noise_type`` on default to
+    what the standard cohort does (no tilt, no cut, no offset, no cap)."""
 
     in_plane_mm: float | None = None       # voxel size within the slice
     slice_thickness_mm: float | None = None  # 1 mm = 3D; up to 5-6 mm = 2D thick slices
@@ -34,6 +39,11 @@ class AcquisitionConfig:
     noise_fraction: float | None = None     # noise SD / white-matter signal (MR)
     ct_noise_hu: float | None = None        # noise SD in HU (CT)
     intensity_scale: float | None = None    # MR: stored = signal * scale
+    noise_type: str = "rician"              # MR: one of NOISE_TYPES (CT noise is Gaussian)
+    tilt_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # rotation vector of the grid (R, A, S)
+    fov_cut_mm: tuple[float, float] = (0.0, 0.0)  # field of view cut at the (inferior, superior) end
+    ct_offset_hu: float = 0.0               # CT: calibration offset added to every voxel
+    max_voxels: int | None = None           # cap: in-plane voxels grow to keep the grid under it
 
 
 def _draw(value, rng, low, high):
@@ -79,9 +89,36 @@ def _resample_labels(label: Volume, affine: np.ndarray, shape) -> Volume:
     return Volume(out, affine, label.source, dict(label.meta))
 
 
+def field_of_view(subject_grid: Volume, fov_cut_mm=(0.0, 0.0)) -> np.ndarray:
+    """World bounds ``[[r0, r1], [a0, a1], [s0, s1]]`` (mm) of the subject's voxel centres,
+    with ``fov_cut_mm`` = (inferior, superior) mm cut off along S."""
+    bounds = subject_grid.world_bounds()
+    bounds[2] += (fov_cut_mm[0], -fov_cut_mm[1])
+    return bounds
+
+
+def _tilt_matrix(tilt_deg) -> np.ndarray:
+    return Rotation.from_rotvec(np.deg2rad(np.asarray(tilt_deg, float))).as_matrix()
+
+
+def capped_in_plane(bounds: np.ndarray, voxel_mm: float, in_plane: float, thickness: float,
+                    slice_axis: int, tilt_deg, max_voxels: int | None) -> float:
+    """``in_plane`` (mm), enlarged when the grid over ``bounds`` (world bounds, voxels of
+    ``voxel_mm`` at the edges), tilted by ``tilt_deg``, would hold more than ``max_voxels``
+    voxels (the random rotation of the "oblique" orientation is not counted)."""
+    if max_voxels is None:
+        return in_plane
+    box = np.abs(_tilt_matrix(tilt_deg).T) @ (np.ptp(bounds, axis=1) + voxel_mm)
+    plane = float(np.prod(np.delete(box, slice_axis)))
+    return max(in_plane, float(np.sqrt(plane * box[slice_axis] / thickness / max_voxels)))
+
+
 def acquisition_grid(subject_grid: Volume, in_plane: float, thickness: float, slice_axis: int,
-                     orientation: str, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(affine, shape) of the scanner's grid covering the subject's field of view."""
+                     orientation: str, rng: np.random.Generator, tilt_deg=(0.0, 0.0, 0.0),
+                     fov_cut_mm=(0.0, 0.0)) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(affine, shape) of the scanner's grid covering the subject's field of view (less
+    ``fov_cut_mm``, see :func:`field_of_view`), its axes turned by the rotation vector
+    ``tilt_deg`` (degrees) after the orientation's."""
     spacing = np.full(3, in_plane)
     spacing[slice_axis] = thickness
     if orientation == "oblique":
@@ -89,8 +126,11 @@ def acquisition_grid(subject_grid: Volume, in_plane: float, thickness: float, sl
     else:
         flips = {"RAS": (1, 1, 1), "LPS": (-1, -1, 1), "LAS": (-1, 1, 1)}[orientation]
         axes = np.diag(np.asarray(flips, float))
-    centre = subject_grid.world_bounds().mean(axis=1)
-    extent = np.ptp(subject_grid.world_bounds(), axis=1) + subject_grid.spacing
+    if any(tilt_deg):
+        axes = _tilt_matrix(tilt_deg) @ axes
+    bounds = field_of_view(subject_grid, fov_cut_mm)
+    centre = bounds.mean(axis=1)
+    extent = np.ptp(bounds, axis=1) + subject_grid.spacing
     # Rotated grids need a larger box to hold the same field of view.
     box = np.abs(axes.T) @ extent
     shape = np.maximum(np.ceil(box / spacing).astype(int), 1)
@@ -103,12 +143,16 @@ def acquisition_grid(subject_grid: Volume, in_plane: float, thickness: float, sl
 def acquire(image: Volume, labels: dict[str, Volume], modality: str, config: AcquisitionConfig,
             rng: np.random.Generator) -> tuple[Volume, dict[str, Volume], dict]:
     """Scanner view of a rendered image and its label maps; returns (image, labels, facts)."""
+    if config.noise_type not in NOISE_TYPES:
+        raise ValueError(f"unknown noise type {config.noise_type!r}; choose from {NOISE_TYPES}")
     is_ct = modality == "CT"
     thickness = _draw(config.slice_thickness_mm, rng, 1.0, 5.0)
     in_plane = _draw(config.in_plane_mm, rng, 0.9, 1.2)
     orientation = config.orientation or str(rng.choice(ORIENTATIONS))
     data = image.array.astype(np.float32)
     spacing = float(image.spacing[0])
+    in_plane = capped_in_plane(field_of_view(image, config.fov_cut_mm), spacing, in_plane,
+                               thickness, config.slice_axis, config.tilt_deg, config.max_voxels)
     if not is_ct:
         data *= bias_field(data.shape, spacing, _draw(config.bias_strength, rng, 0.05, 0.2), rng)
     # Slice profile: a Gaussian of FWHM = thickness along the slice axis (and the in-plane
@@ -117,7 +161,8 @@ def acquire(image: Volume, labels: dict[str, Volume], modality: str, config: Acq
     fwhm[config.slice_axis] = thickness
     sigma_vox = np.sqrt(np.maximum(fwhm ** 2 - spacing ** 2, 0)) / (2.3548 * spacing)
     smoothed = image.with_array(ndimage.gaussian_filter(data, sigma_vox))
-    affine, shape = acquisition_grid(image, in_plane, thickness, config.slice_axis, orientation, rng)
+    affine, shape = acquisition_grid(image, in_plane, thickness, config.slice_axis, orientation, rng,
+                                     config.tilt_deg, config.fov_cut_mm)
     acquired = smoothed.resample_to_grid(affine, shape, order=1,
                                          fill=-1000.0 if is_ct else 0.0).array
     # Noise: float64 standard normals, as drawn by earlier versions (same random stream).
@@ -125,15 +170,18 @@ def acquire(image: Volume, labels: dict[str, Volume], modality: str, config: Acq
         sd = _draw(config.ct_noise_hu, rng, 3.0, 6.0)
         noise = rng.standard_normal(acquired.shape).astype(np.float32)
         noise *= sd
-        acquired = np.round(noise + acquired).astype(np.int16)
+        acquired = np.round(noise + acquired + config.ct_offset_hu).astype(np.int16)
     else:
         sd = _draw(config.noise_fraction, rng, 0.01, 0.05)
         real = rng.standard_normal(acquired.shape).astype(np.float32)
         real *= sd
         real += acquired
-        imaginary = rng.standard_normal(acquired.shape).astype(np.float32)
-        imaginary *= sd
-        magnitude = np.hypot(real, imaginary, out=real)  # Rician
+        if config.noise_type == "gaussian":  # e.g. a real-valued reconstruction, clipped at 0
+            magnitude = np.maximum(real, 0, out=real)
+        else:
+            imaginary = rng.standard_normal(acquired.shape).astype(np.float32)
+            imaginary *= sd
+            magnitude = np.hypot(real, imaginary, out=real)  # Rician
         magnitude *= _draw(config.intensity_scale, rng, 200.0, 2000.0)
         acquired = magnitude
     out_labels = {name: _resample_labels(label, affine, shape) for name, label in labels.items()}

@@ -39,6 +39,10 @@ MIN_GAP_MM = 3.0
 #: (juxtacortical). Periventricular: deep white matter within 8 mm of the ventricles.
 DEEP_WM_DEPTH_MM = 10.0
 PERIVENTRICULAR_MM = 8.0
+#: Blooming factor (x every CMB diameter) per sequence, drawn per subject.
+BLOOMING = {"SWI": (0.85, 1.2), "T2star": (1.1, 1.5)}
+#: Signal left in a CMB core (x the tissue's), drawn per CMB.
+CORE_SIGNAL = (0.1, 0.3)
 
 #: Deep nuclei and capsules as ellipsoids (centre for the right side; mirrored for the
 #: left; radii), MNI152 mm, tested in this order after the infratentorial rules.
@@ -129,9 +133,12 @@ def draw_cmb_count(rng: np.random.Generator) -> int:
     return 0 if u < 0.25 else int(min(rng.geometric(0.3), MAX_COUNT) if u < 0.88 else rng.integers(10, MAX_COUNT + 1))
 
 
-def draw_blooming(rng: np.random.Generator, variant: str | None = None) -> float:
-    """Per-subject blooming factor; "T2star" (longer TE) blooms more than "SWI"."""
-    low, high = {"SWI": (0.85, 1.2), "T2star": (1.1, 1.5)}.get(variant or "", (0.85, 1.5))
+def draw_blooming(rng: np.random.Generator, variant: str | None = None,
+                  ranges: dict[str, tuple[float, float]] = BLOOMING) -> float:
+    """Per-subject blooming factor, uniform in ``ranges[variant]`` (any variant's range
+    when ``variant`` is None); "T2star" (longer TE) blooms more than "SWI"."""
+    low, high = ranges.get(variant or "", (min(r[0] for r in ranges.values()),
+                                           max(r[1] for r in ranges.values())))
     return float(rng.uniform(low, high))
 
 
@@ -330,8 +337,12 @@ def _candidates(grid: _Grid, avoid: np.ndarray, rng) -> dict[str, np.ndarray]:
 
 
 def insert_cmbs(anatomy: SubjectAnatomy, rng: np.random.Generator, count: int | None = None,
-                blooming: float | None = None) -> LesionInsertion:
+                blooming: float | None = None,
+                core_signal: tuple[float, float] = CORE_SIGNAL) -> LesionInsertion:
     """Insert ``count`` CMBs (drawn by :func:`draw_cmb_count` when None) and the mimics.
+
+    ``core_signal``: range of the signal left in each CMB's core, x the tissue's (the
+    blooming contrast: 0.1-0.3 by default).
 
     Layers (relative "SWI" signal, so they darken whatever tissue lies beneath):
     ``air_bone``, ``vessel``, ``calcification`` (also 200-400 HU on "CT") and ``cmb``. For
@@ -376,7 +387,7 @@ def insert_cmbs(anatomy: SubjectAnatomy, rng: np.random.Generator, count: int | 
         box, frac, dist = _sphere(shape, centre, radius / vox)
         if location != category or (frac * (t["gm"][box] + t["wm"][box])).sum() < 0.85 * frac.sum():
             continue
-        ident, signal = len(cmbs) + 1, float(rng.uniform(0.1, 0.3))  # signal left in the core, x tissue
+        ident, signal = len(cmbs) + 1, float(rng.uniform(*core_signal))  # left in the core, x tissue
         halo = 0.25 * np.exp(-np.maximum(dist * vox - radius, 0) / 0.8) * (frac < 1)
         cmb_loss[box] = np.maximum(cmb_loss[box], np.maximum(frac, halo) * (1 - signal))
         label[box][(frac > 0.5) & anatomy.brain[box]] = ident

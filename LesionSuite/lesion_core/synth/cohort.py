@@ -2,7 +2,8 @@
 
 ``make_subject(kind, seed)`` draws an anatomy, inserts the kind's lesions (and mimics),
 renders each modality and acquires it. Everything is reproducible from ``(kind, seed,
-config)``. Kinds and their images:
+config)``; ``config.domain`` chooses the contrast and acquisition ranges (standard,
+randomized or shifted, see :mod:`.domain`). Kinds and their images:
 
 - ``"wmh"``: FLAIR + 3D T1 with white-matter hyperintensities and their ARWMC rating;
 - ``"cmb"``: SWI (or T2*-GRE) with microbleeds and mimics;
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field, replace
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,8 @@ from ..volume import Volume
 from . import KINDS  # defined in the package: listing the kinds needs no torch
 from .acquisition import AcquisitionConfig, acquire
 from .anatomy import AnatomyConfig, SubjectAnatomy, make_anatomy
-from .contrast import render
+from .contrast import draw_tissue_means, render
+from .domain import DomainRanges, domain_ranges, draw_acquisition
 from .lesions import LesionInsertion
 
 #: Slice thickness (mm) of the simulated thick-slice FLAIR rater labels of WMH subjects.
@@ -34,7 +38,9 @@ THICK_LABEL_MM = 5.0
 
 @dataclass(frozen=True)
 class SubjectConfig:
-    """What to generate. ``acquisition[modality]`` overrides the random acquisition."""
+    """What to generate. ``acquisition[modality]`` overrides the random acquisition: all of
+    it in the standard domain; in the others, the fields it sets away from their defaults.
+    ``domain``: "standard", "randomized" or "shifted" (:data:`.domain.DOMAINS`)."""
 
     kind: str = "wmh"
     anatomy: AnatomyConfig = AnatomyConfig()
@@ -43,6 +49,7 @@ class SubjectConfig:
     lesion_count: int | None = None     # cmb: number of microbleeds
     ich_probability: float = 0.8        # ich: fraction of subjects with haemorrhage
     swi_variant: str | None = None      # cmb: "SWI" or "T2star" (random when None)
+    domain: str = "standard"            # contrast and acquisition ranges
 
 
 @dataclass
@@ -70,17 +77,27 @@ class SyntheticSubject:
 
 
 def _insert(kind: str, anatomy: SubjectAnatomy, rng: np.random.Generator,
-            config: SubjectConfig, modalities: dict[str, str]) -> LesionInsertion:
+            config: SubjectConfig, modalities: dict[str, str],
+            ranges: DomainRanges | None) -> LesionInsertion:
+    """The kind's lesions, with the domain's lesion contrasts (the generators' own when
+    ``ranges`` is None)."""
     if kind == "wmh":
-        from .wmh import insert_wmh
-        return insert_wmh(anatomy, rng, config.severity)
+        from .wmh import FLAIR_RANGE, T1_RANGE, insert_wmh
+        flair, t1 = (FLAIR_RANGE, T1_RANGE) if ranges is None else (ranges.wmh_flair, ranges.wmh_t1)
+        return insert_wmh(anatomy, rng, config.severity, flair, t1)
     if kind == "cmb":
-        from .cmb import draw_blooming, insert_cmbs
+        from .cmb import BLOOMING, CORE_SIGNAL, draw_blooming, insert_cmbs
+        blooming, core = ((BLOOMING, CORE_SIGNAL) if ranges is None
+                          else (ranges.cmb_blooming, ranges.cmb_core_signal))
         # T2*-GRE (longer TE) blooms more than SWI: the variant sets the blooming factor.
         variant = next(iter(modalities))
-        return insert_cmbs(anatomy, rng, config.lesion_count, blooming=draw_blooming(rng, variant))
-    from .ich import insert_ich
-    return insert_ich(anatomy, rng, config.severity, config.ich_probability)
+        return insert_cmbs(anatomy, rng, config.lesion_count,
+                           blooming=draw_blooming(rng, variant, blooming), core_signal=core)
+    from .ich import SUBACUTE_HU, SUBTYPE_VALUES, insert_ich
+    acute, subacute = ((None, SUBACUTE_HU) if ranges is None else
+                       ({key: ranges.blood_acute_hu for key in SUBTYPE_VALUES}, ranges.blood_subacute_hu))
+    return insert_ich(anatomy, rng, config.severity, config.ich_probability,
+                      acute_hu=acute, subacute_hu=subacute)
 
 
 def _modalities(kind: str, config: SubjectConfig, rng: np.random.Generator) -> dict[str, str]:
@@ -103,25 +120,60 @@ def _default_acquisition(kind: str, name: str) -> AcquisitionConfig:
     return AcquisitionConfig()
 
 
+def _merged(drawn: AcquisitionConfig, override: AcquisitionConfig | None) -> AcquisitionConfig:
+    """``drawn`` with the fields that ``override`` sets away from their defaults."""
+    if override is None:
+        return drawn
+    default = AcquisitionConfig()
+    changed = {f.name: getattr(override, f.name) for f in fields(AcquisitionConfig)
+               if getattr(override, f.name) != getattr(default, f.name)}
+    return replace(drawn, **changed)
+
+
+def _acquisition(config: SubjectConfig, name: str, ranges: DomainRanges | None,
+                 rng: np.random.Generator) -> AcquisitionConfig:
+    """How the image stored as ``name`` is acquired (the override, else the domain's)."""
+    if ranges is not None:
+        return _merged(draw_acquisition(name, ranges, rng), config.acquisition.get(name))
+    acq = config.acquisition.get(name, _default_acquisition(config.kind, name))
+    if name == "T2star":
+        acq = replace(acq, slice_thickness_mm=acq.slice_thickness_mm or float(rng.uniform(2, 4)))
+    return acq
+
+
+def _domain_facts(domain: str, contrast: str, means: dict[str, float], layers: list,
+                  acq: AcquisitionConfig) -> dict:
+    """What a non-standard domain drew for one image: tissue means, the absolute lesion
+    layer values (MR: x white matter; CT: HU before the haemorrhage texture) and the
+    acquisition (``in_plane_mm`` before the voxel cap)."""
+    lesions = {layer.name: round(float(layer.values[contrast]), 4) for layer in layers
+               if contrast in layer.values and not layer.relative.get(contrast, False)
+               and not layer.name.startswith("confounder_")}
+    return {"name": domain, "tissue_means": {t: round(v, 4) for t, v in means.items()},
+            "lesion_values": lesions, "acquisition": asdict(acq)}
+
+
 def make_subject(seed: int, config: SubjectConfig = SubjectConfig()) -> SyntheticSubject:
     """Generate one subject of ``config.kind`` (reproducible from ``seed``)."""
     if config.kind not in KINDS:
         raise ValueError(f"unknown kind {config.kind!r}; choose from {KINDS}")
+    ranges = domain_ranges(config.domain)
     rng = np.random.default_rng([seed, KINDS.index(config.kind)])
     anatomy = make_anatomy(int(rng.integers(2 ** 31)), config.anatomy)
     modalities = _modalities(config.kind, config, rng)
-    insertion = _insert(config.kind, anatomy, rng, config, modalities)
+    insertion = _insert(config.kind, anatomy, rng, config, modalities, ranges)
     # Normal structures and artefacts that mimic lesions (they carry no label).
     from .confounders import confounder_layers
     insertion.layers.extend(confounder_layers(config.kind, anatomy, rng))
     images, labels, facts = {}, {}, {}
     subject_labels = {name: anatomy.grid.with_array(array) for name, array in insertion.labels.items()}
     for name, contrast in modalities.items():
-        rendered = anatomy.grid.with_array(render(anatomy, contrast, insertion.layers, rng))
-        acq = config.acquisition.get(name, _default_acquisition(config.kind, name))
-        if contrast == "SWI" and name == "T2star":
-            acq = replace(acq, slice_thickness_mm=acq.slice_thickness_mm or float(rng.uniform(2, 4)))
+        means = draw_tissue_means(contrast, rng, None if ranges is None else ranges.tissues[contrast])
+        rendered = anatomy.grid.with_array(render(anatomy, contrast, insertion.layers, rng, means=means))
+        acq = _acquisition(config, name, ranges, rng)
         image, label_maps, facts[name] = acquire(rendered, subject_labels, name, acq, rng)
+        if ranges is not None:
+            facts[name]["domain"] = _domain_facts(config.domain, contrast, means, insertion.layers, acq)
         image.meta["sequence"] = name
         images[name], labels[name] = image, label_maps
     targets = dict(insertion.targets)
@@ -179,19 +231,47 @@ def weak_labels(subject: SyntheticSubject) -> dict:
             "truth_ich_ml": round(float(t.get("total_volume_ml", 0.0)), 3)}
 
 
+def _make_and_save(seed: int, config: SubjectConfig, out: str | Path) -> dict:
+    """One subject generated and saved (module level: a worker process runs it)."""
+    return save_subject(make_subject(seed, config), out)
+
+
+def _rows(seeds: list[int], config: SubjectConfig, out: str | Path, workers: int,
+          progress: Progress) -> list[dict]:
+    """Manifest rows in seed order, made in ``workers`` processes (1: in this one)."""
+    total = max(len(seeds), 1)
+    if workers <= 1 or len(seeds) <= 1:
+        rows = []
+        for index, seed in enumerate(seeds):
+            progress.update(index / total, f"subject {index + 1}/{len(seeds)}")
+            rows.append(_make_and_save(seed, config, out))
+        return rows
+    progress.update(0.0, f"{len(seeds)} subjects in {workers} processes")
+    # Spawned, not forked: a fork of a process whose torch/OpenMP threads have run can hang.
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(seeds)),
+                               mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(_make_and_save, seed, config, out) for seed in seeds]
+        for done, future in enumerate(futures, start=1):
+            future.result()
+            progress.update(done / total, f"subject {done}/{len(seeds)}")
+        return [future.result() for future in futures]
+    finally:  # on an error or a cancel, subjects not started are not made
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def make_cohort(kind: str, seeds: list[int], out: str | Path, config: SubjectConfig | None = None,
-                progress: Progress | None = None) -> Path:
+                progress: Progress | None = None, workers: int = 1) -> Path:
     """Generate and save ``seeds`` subjects; writes ``<out>/<kind>_labels.csv``.
 
     One row per subject: image paths, ground-truth label map paths (``*_truth.nii.gz``),
     the weak labels of :func:`weak_labels` and ``targets.json`` (everything known).
+    ``workers`` > 1 generates subjects in that many processes; every subject depends only
+    on its seed and ``config``, so the files are the same whatever ``workers``.
     """
     progress = ensure_progress(progress)
     config = replace(config or SubjectConfig(), kind=kind)
-    rows = []
-    for index, seed in enumerate(seeds):
-        progress.update(index / max(len(seeds), 1), f"subject {index + 1}/{len(seeds)}")
-        rows.append(save_subject(make_subject(seed, config), out))
+    rows = _rows(list(seeds), config, out, workers, progress)
     progress.update(1.0, "done")
     path = Path(out) / f"{kind}_labels.csv"
     with open(path, "w", newline="") as handle:

@@ -73,9 +73,14 @@ def tissue_mixture(anatomy: SubjectAnatomy) -> dict[str, np.ndarray]:
     return parts
 
 
-def draw_tissue_means(modality: str, rng: np.random.Generator) -> dict[str, float]:
-    """One subject's tissue means: literature centre +- uniform spread."""
-    return {t: float(m + rng.uniform(-s, s)) for t, (m, s) in TISSUE_MEANS[modality].items()}
+def draw_tissue_means(modality: str, rng: np.random.Generator,
+                      ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """One subject's tissue means (units of :data:`TISSUE_MEANS`): literature centre +-
+    uniform spread, or uniform in ``ranges[tissue] = (low, high)`` when given (the wide
+    ranges of :mod:`lesion_core.synth.domain`). One draw per tissue either way."""
+    if ranges is None:
+        return {t: float(m + rng.uniform(-s, s)) for t, (m, s) in TISSUE_MEANS[modality].items()}
+    return {t: float(rng.uniform(*ranges[t])) for t in TISSUE_MEANS[modality]}
 
 
 def _box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
@@ -114,11 +119,15 @@ def _mixed(anatomy: SubjectAnatomy, means: dict[str, float]) -> tuple[torch.Tens
 
 
 def render(anatomy: SubjectAnatomy, modality: str, layers: list[LesionLayer],
-           rng: np.random.Generator, texture: float = 0.03) -> np.ndarray:
-    """Noise-free image on the subject grid (float32): tissues, texture, then lesions."""
+           rng: np.random.Generator, texture: float = 0.03,
+           means: dict[str, float] | None = None) -> np.ndarray:
+    """Noise-free image on the subject grid (float32): tissues, texture, then lesions.
+
+    ``means``: the tissue means (see :func:`draw_tissue_means`); drawn here when None.
+    """
     if modality not in TISSUE_MEANS:
         raise ValueError(f"unknown modality {modality!r}; choose from {MODALITIES}")
-    means = draw_tissue_means(modality, rng)
+    means = draw_tissue_means(modality, rng) if means is None else means
     image, brain = _mixed(anatomy, means)
     # Smooth tissue texture (a few percent, 3 mm) so that flat regions are not flat; the
     # noise is drawn for the whole grid (the random stream stays that of earlier versions)

@@ -275,7 +275,9 @@ def _place(key: str, head: _Head, rng, scale: float):
 # ------------------------------------------------------------------------- public API
 def insert_ich(anatomy: SubjectAnatomy, rng: np.random.Generator, severity: float | None = None,
                probability: float = 0.8, subtypes: list[str] | None = None,
-               subacute_fraction: float | None = None) -> LesionInsertion:
+               subacute_fraction: float | None = None,
+               acute_hu: dict[str, tuple[float, float]] | None = None,
+               subacute_hu: tuple[float, float] = SUBACUTE_HU) -> LesionInsertion:
     """Insert 0-3 acute haemorrhages into one subject.
 
     Args:
@@ -287,9 +289,12 @@ def insert_ich(anatomy: SubjectAnatomy, rng: np.random.Generator, severity: floa
             is given).
         subtypes: force exactly these subtypes (keys of :data:`SUBTYPE_VALUES`), painted in
             this order; ``[]`` forces none. None: 1-3 random subtypes.
-        subacute_fraction: chance that a haemorrhage is subacute (40-60 HU); None means
+        subacute_fraction: chance that a haemorrhage is subacute (``subacute_hu``); None means
             :data:`SUBACUTE_FRACTION` for randomly drawn subtypes and 0 (all acute) when
             ``subtypes`` is forced.
+        acute_hu: range (HU) of an acute haemorrhage's mean density per subtype;
+            None means :data:`BLOOD_HU`.
+        subacute_hu: the same for subacute haemorrhages (default :data:`SUBACUTE_HU`).
 
     Returns:
         layers (oedema layers first, then blood in painting order, then one relative texture
@@ -325,7 +330,7 @@ def insert_ich(anatomy: SubjectAnatomy, rng: np.random.Generator, severity: floa
             continue
         blood, oedema, info = placed
         subacute = bool(subacute_fraction > 0 and rng.random() < subacute_fraction)
-        mean_hu = float(rng.uniform(*(SUBACUTE_HU if subacute else BLOOD_HU[key])))
+        mean_hu = float(rng.uniform(*(subacute_hu if subacute else (acute_hu or BLOOD_HU)[key])))
         info = {**info, "stage": "subacute" if subacute else "acute"}
         values = {"CT": mean_hu / (1 + _TEXTURE / 2), **_BLOOD_MR}
         blood_layers.append(LesionLayer(f"ich_{key}", blood, values, {"SWI": True}))

@@ -205,13 +205,15 @@ def _periventricular(painter: _Painter, distance: np.ndarray, vbox, severity: fl
 
 
 def insert_wmh(anatomy: SubjectAnatomy, rng: np.random.Generator,
-               severity: float | None = None) -> LesionInsertion:
+               severity: float | None = None, flair_range: tuple[float, float] = FLAIR_RANGE,
+               t1_range: tuple[float, float] = T1_RANGE) -> LesionInsertion:
     """Insert WMH into ``anatomy``'s white matter and rate them.
 
     ``severity``: lesion load in [0, 1] (drawn by :func:`draw_severity` when None).
+    ``flair_range``, ``t1_range``: the lesion intensity is drawn uniformly in them per
+    subject, relative to normal white matter (default 1.6-2.0 and 0.7-0.8).
     Returns a :class:`LesionInsertion` with one layer ``"wmh"`` (fraction 0-1 on the
-    subject grid ``[i, j, k]``; FLAIR 1.6-2.0 and T1 0.7-0.8 times normal white matter,
-    drawn per subject), labels ``"wmh"`` (``uint8``, fraction > 0.5) and
+    subject grid ``[i, j, k]``, valued as drawn), labels ``"wmh"`` (``uint8``, fraction > 0.5) and
     ``"arwmc_regions"`` (``uint8`` region-side labels, see :mod:`.arwmc`), and targets:
     ``arwmc`` (region-side -> 0-3), ``arwmc_total`` (0-30), ``fazekas_periventricular``,
     ``fazekas_deep`` (0-3), ``wmh_volume_ml`` (labelled voxels, mL), ``severity`` and
@@ -288,7 +290,7 @@ def insert_wmh(anatomy: SubjectAnatomy, rng: np.random.Generator,
     fazekas = rate_fazekas(mask, ventricles, s, info, distance_mm=distance)
     lesions = [{"type": r["type"], "centre_mni": r["centre_mni"], "diameter_mm": r["diameter_mm"],
                 "region": r["region_name"], "n_parts": r["n_parts"]} for r in painter.records]
-    values = {"FLAIR": float(rng.uniform(*FLAIR_RANGE)), "T1": float(rng.uniform(*T1_RANGE))}
+    values = {"FLAIR": float(rng.uniform(*flair_range)), "T1": float(rng.uniform(*t1_range))}
     targets = {"arwmc": arwmc["arwmc"], "arwmc_total": arwmc["arwmc_total"],
                "arwmc_lesion_ml": arwmc["lesion_ml"], **fazekas,
                "wmh_volume_ml": round(float(mask.sum() * s ** 3 / 1000.0), 4),
