@@ -1,16 +1,18 @@
-"""Benchmark a method on the fixed synthetic benchmark set and update ``docs/benchmarks.md``.
+"""Benchmark a method on a fixed synthetic benchmark set and update ``docs/benchmarks.md``.
 
 Usage (from the repository root)::
 
     python bench/run_benchmark.py --method wmh_threshold|cmb_log|ich_threshold|all \\
-        --n 10 --spacing 1.5 --out docs/benchmarks.md
+        [--set standard|shifted] --n 10 --spacing 1.5 --out docs/benchmarks.md
 
-For every method: the benchmark cases of its kind are generated once and cached
-(``bench_cases``), then a fresh Python process runs the method on each case, timing it
-and measuring the peak resident memory of that process, and computes the metrics
-(``bench_metrics``); the method's section of the Markdown file is replaced
-(``bench_report``). Methods are looked up in ``bench_methods.METHODS``; ``--plugin MODULE``
-imports a module that registers more. Per-case results are kept as JSON beside the cache.
+For every method: the cases of its kind in the chosen set (``bench_cases.SETS``) are
+generated once and cached (``bench_cases``), then a fresh Python process runs the method
+on each case, timing it and measuring the peak resident memory of that process, and
+computes the metrics (``bench_metrics``). Per-case results are kept as JSON beside the
+set's cache; the method's section of the Markdown file is rebuilt from the results of
+both sets that exist (``bench_report``: one column per set and the gap). Methods are
+looked up in ``bench_methods.METHODS``; ``--plugin MODULE`` imports a module that
+registers more.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -55,9 +58,12 @@ def _grid_note(cases_facts: list[dict]) -> str:
     if not in_plane or not thick:
         return "evaluated on the acquired image grids"
     orientations = sorted({str(f.get("orientation")) for f in cases_facts if f.get("orientation")})
+    tilts = [math.dist(f["domain"]["acquisition"]["tilt_deg"], (0, 0, 0))
+             for f in cases_facts if "domain" in f]
+    tilt = f", tilted {min(tilts):.0f}-{max(tilts):.0f} degrees" if tilts else ""
     return (f"evaluated on the acquired image grids: {min(in_plane):.2g}-{max(in_plane):.2g} mm "
             f"in-plane, {min(thick):.2g}-{max(thick):.2g} mm slices, "
-            f"orientations {', '.join(orientations) or 'n/a'}")
+            f"orientations {', '.join(orientations) or 'n/a'}{tilt}")
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -67,8 +73,8 @@ def run_worker(args: argparse.Namespace) -> int:
     import bench_metrics
     _import_plugins(args.plugin)
     method = bench_methods.METHODS[args.worker]
-    paths = [bench_cases.case_path(method.kind, seed, args.spacing, Path(args.cache))
-             for seed in bench_cases.benchmark_seeds(args.n)]
+    paths = [bench_cases.case_path(method.kind, seed, args.spacing, Path(args.cache), args.set)
+             for seed in bench_cases.benchmark_seeds(args.n, args.set)]
     start_rss = _rss_mb()
     per_case, times, facts, seeds = [], [], [], []
     for index, path in enumerate(paths):
@@ -87,7 +93,7 @@ def run_worker(args: argparse.Namespace) -> int:
         del case, prediction
     result = {
         "method": method.name, "kind": method.kind, "description": method.description,
-        "device": method.device, "n_cases": len(paths), "seeds": seeds,
+        "device": method.device, "set": args.set, "n_cases": len(paths), "seeds": seeds,
         "spacing_mm": args.spacing, "grid_note": _grid_note(facts),
         "summary": bench_metrics.summarize(method.kind, per_case),
         "timing": {"median_s": float(np.median(times)), "max_s": float(np.max(times)),
@@ -100,15 +106,16 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_method(name: str, args: argparse.Namespace, machine: str) -> dict:
-    """Generate/cache the cases, run ``name`` in a fresh process, return its result."""
+    """Generate/cache the cases of ``args.set``, run ``name`` in a fresh process, store
+    and return its result."""
     method = bench_methods.METHODS[name]
     bench_cases.ensure_cases(method.kind, args.n, args.spacing, Path(args.cache),
-                             workers=args.workers)
+                             workers=args.workers, bench_set=args.set)
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
-                   "--n", str(args.n), "--spacing", str(args.spacing), "--cache", str(args.cache),
-                   "--result", str(result_path)]
+                   "--set", args.set, "--n", str(args.n), "--spacing", str(args.spacing),
+                   "--cache", str(args.cache), "--result", str(result_path)]
         for plugin in args.plugin:
             command += ["--plugin", plugin]
         subprocess.run(command, check=True)
@@ -116,17 +123,38 @@ def run_method(name: str, args: argparse.Namespace, machine: str) -> dict:
     plugins = "".join(f" --plugin {p}" for p in args.plugin)
     result.update({
         "machine": machine, "date": datetime.date.today().isoformat(),
-        "command": f"python bench/run_benchmark.py --method {name} --n {args.n} "
-                   f"--spacing {args.spacing:g} --out {args.out}{plugins}"})
-    folder = bench_cases.cache_folder(method.kind, args.spacing, Path(args.cache))
-    (folder / f"results_{name}_n{args.n}.json").write_text(json.dumps(result, indent=1))
+        "command": f"python bench/run_benchmark.py --method {name} --set {args.set} "
+                   f"--n {args.n} --spacing {args.spacing:g} --out {args.out}{plugins}"})
+    bench_cases.result_path(method.kind, name, args.n, args.spacing, Path(args.cache),
+                            args.set).write_text(json.dumps(result, indent=1))
     return result
+
+
+def record_in_model(folder: str, name: str, result: dict) -> None:
+    """Store the summary in a model bundle's ``evaluation`` (its model card): the standard
+    set's figures at the top level, the shifted set's under ``"shifted"``; each set's
+    entry replaces only its own."""
+    from lesion_core.bundle import read_metadata, record_evaluation
+    entry = {"benchmark": name, "cases": result["n_cases"], "seeds": result["seeds"],
+             "anatomy_mm": result["spacing_mm"], "machine": result["machine"],
+             "date": result["date"], "median_seconds": result["timing"]["median_s"],
+             "peak_memory_mb": result["peak_rss_mb"],
+             "figures": {metric: value for metric, value, _ in result["summary"]}}
+    evaluation = dict(read_metadata(folder).evaluation or {})
+    if result["set"] == "standard":
+        evaluation = {**entry, **({"shifted": evaluation["shifted"]} if "shifted" in evaluation else {})}
+    else:
+        evaluation[result["set"]] = entry
+    record_evaluation(folder, evaluation)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", default="all",
                         help="registered method name, or 'all' (default)")
+    parser.add_argument("--set", choices=tuple(bench_cases.SETS), default="standard",
+                        help="benchmark set: standard (seeds 900000+, default) or shifted "
+                             "(seeds 950000+, acquisitions outside the training ranges)")
     parser.add_argument("--n", type=int, default=10, help="cases per kind (default 10)")
     parser.add_argument("--spacing", type=float, default=1.5,
                         help="anatomy voxel size of the synthetic subjects, mm (default 1.5)")
@@ -168,18 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     if not out.is_absolute():
         out = Path.cwd() / out
     for name in names:
-        print(f"benchmarking {name} on {args.n} case(s) at {args.spacing:g} mm", flush=True)
+        print(f"benchmarking {name} on {args.n} case(s) of the {args.set} set at "
+              f"{args.spacing:g} mm", flush=True)
         result = run_method(name, args, machine)
-        bench_report.update_document(out, {name: bench_report.render_section(result)})
-        print(bench_report.render_section(result), flush=True)
+        results = bench_cases.latest_results(result["kind"], name, args.n, args.spacing,
+                                             Path(args.cache))
+        section = bench_report.render_section(name, results)
+        bench_report.update_document(out, {name: section})
+        print(section, flush=True)
         if args.record_model:
-            from lesion_core.bundle import record_evaluation
-            record_evaluation(args.record_model, {
-                "benchmark": name, "cases": result["n_cases"], "seeds": result["seeds"],
-                "anatomy_mm": result["spacing_mm"], "machine": machine, "date": result["date"],
-                "median_seconds": result["timing"]["median_s"],
-                "peak_memory_mb": result["peak_rss_mb"],
-                "figures": {metric: value for metric, value, _ in result["summary"]}})
+            record_in_model(args.record_model, name, result)
     return 0
 
 
