@@ -24,6 +24,7 @@ import numpy as np
 
 from ..io import read_volume
 from ..metrics.detection import label_objects, match_points, object_centres
+from .candidates import EXAMPLE_THRESHOLD
 from .model import CMBConfig, CMBModel
 
 GRID = tuple(np.round(np.arange(0.1, 0.96, 0.05), 2))
@@ -55,8 +56,6 @@ def detection_counts(cases: list[dict], keep) -> tuple[int, int, int]:
 def calibrate(stage1, student, rows, config: CMBConfig, train_config) -> tuple[CMBConfig, dict]:
     """Set ``config``'s stage 1 and stage 2 thresholds from ``rows`` (see module notes).
     Returns the new config and a report of the figures behind the choice."""
-    from .fit import EXAMPLE_THRESHOLD
-
     permissive = replace(config, stage2_threshold=0.0, stage1=replace(
         config.stage1, candidates=replace(config.stage1.candidates, threshold=EXAMPLE_THRESHOLD)))
     model = CMBModel(None, stage1, student, None, permissive)

@@ -26,6 +26,10 @@ from ..errors import InvalidImageError
 from ..volume import Volume
 from .cleanup import component_shape
 
+#: Stage 1 threshold used to collect stage 2 examples and to calibrate: every plausible
+#: candidate.
+EXAMPLE_THRESHOLD = 0.1
+
 #: Intensities above this many 99th percentiles are clipped (veins, fat and flow artefacts
 #: are brighter than brain; the network was trained on this range).
 CLIP_MAX = 1.5

@@ -43,15 +43,12 @@ from ..progress import Progress, ensure_progress
 from ..training import OptimConfig
 from ..training.cache import cached_arrays, parallel_map
 from ..volume import Volume
-from .candidates import CandidateConfig, extract_candidates
+from .candidates import EXAMPLE_THRESHOLD, CandidateConfig, extract_candidates
 from .discriminator import Stage2TrainConfig, distil_student, train_teacher, weights_digest
 from .model import CMBConfig, SEQUENCES
 from .patches import extract_patch, label_candidates
 from .stage1 import (Stage1Config, Stage1TrainConfig, TrainingVolume, stage1_probability,
                      train_stage1, training_volume)
-
-#: Stage 1 threshold used to collect stage 2 examples: every plausible candidate.
-EXAMPLE_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
