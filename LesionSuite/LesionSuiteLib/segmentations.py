@@ -15,7 +15,7 @@ exact grid (oblique and anisotropic grids included). Each segment carries:
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
 import slicer
@@ -32,7 +32,8 @@ LABEL_VALUE_TAG = "LesionSuite.LabelValue"
 TERMINOLOGY_CONTEXT = "LesionSuite lesions"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 
-LabelsArg = Iterable[LesionLabel] | Mapping[int, LesionLabel] | None
+# typing.Union: a module-level "|" union fails on the Python 3.9 of Slicer 5.6/5.8.
+LabelsArg = Optional[Union[Iterable[LesionLabel], Mapping[int, LesionLabel]]]
 
 
 def terminology_string(label: LesionLabel) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import nibabel.orientations as nio
 import numpy as np
 from scipy import ndimage
 
@@ -61,6 +60,8 @@ class Volume:
     @property
     def orientation(self) -> str:
         """Three-letter code of the nearest axes, e.g. ``"RAS"``, ``"LPS"``, ``"LAS"``."""
+        import nibabel.orientations as nio  # not at import: Slicer loads modules without nibabel
+
         return "".join(nio.aff2axcodes(self.affine))
 
     @property
@@ -100,6 +101,8 @@ class Volume:
     # -------------------------------------------------------------- transforms
     def to_ras(self) -> "Volume":
         """Reorder/flip axes (no interpolation) so that i, j, k point nearest to R, A, S."""
+        import nibabel.orientations as nio
+
         ornt = nio.io_orientation(self.affine)
         if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
             return Volume(self.array, self.affine.copy(), self.source, dict(self.meta))

@@ -16,7 +16,6 @@ from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
@@ -169,6 +168,8 @@ def load_template() -> MNITemplate:
 def build_template() -> MNITemplate:
     """Build the tissue maps of the MNI template from nilearn's files (~5 s)."""
     folder = template_folder()
+    import nibabel as nib  # not at import: Slicer loads modules without nibabel
+
     images = {name: nib.load(str(folder / fname)) for name, fname in _TEMPLATE_FILES.items()}
     pad = [(_PAD_MM, _PAD_MM)] * 3
     data = {n: np.pad(np.asarray(im.dataobj, dtype=np.float32) / 255.0, pad)
