@@ -211,8 +211,25 @@ def test_workers_give_identical_files(tmp_path):
     assert len(files) > 4
     for name in files:
         a, b = (one / name).read_bytes(), (two / name).read_bytes()
-        if name.suffix == ".csv":  # absolute paths differ by the output folder only
+        if name.suffix == ".csv" or name.parent.name == ".subjects":  # absolute paths differ
             a, b = a.replace(str(one).encode(), b""), b.replace(str(two).encode(), b"")
         assert a == b, name
     targets = json.loads(next(one.rglob("targets.json")).read_text())
     assert next(iter(targets["acquisition"].values()))["domain"]["name"] == "randomized"
+
+
+def test_a_stopped_cohort_continues_without_making_saved_subjects_again(tmp_path, monkeypatch):
+    from lesion_core.synth import cohort
+
+    config = cohort.SubjectConfig(anatomy=cohort.AnatomyConfig(spacing_mm=3.5))
+    first = cohort.make_cohort("cmb", [31, 32], tmp_path, config)
+    before = first.read_text()
+    (tmp_path / ".subjects" / "32.json").unlink()  # stopped before subject 32 was recorded
+    made = []
+    real = cohort.make_subject
+    monkeypatch.setattr(cohort, "make_subject", lambda seed, cfg: made.append(seed) or real(seed, cfg))
+    assert cohort.make_cohort("cmb", [31, 32], tmp_path, config).read_text() == before
+    assert made == [32]
+    # Another config is another subject: made anew.
+    cohort.make_cohort("cmb", [31], tmp_path, cohort.replace(config, domain="randomized"))
+    assert made == [32, 31]

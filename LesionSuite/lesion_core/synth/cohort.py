@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..io import write_volume
 from ..jsonable import json_safe
 from ..progress import Progress, ensure_progress
@@ -232,8 +233,22 @@ def weak_labels(subject: SyntheticSubject) -> dict:
 
 
 def _make_and_save(seed: int, config: SubjectConfig, out: str | Path) -> dict:
-    """One subject generated and saved (module level: a worker process runs it)."""
-    return save_subject(make_subject(seed, config), out)
+    """One subject generated and saved (module level: a worker process runs it).
+
+    A subject already saved in ``out`` with the same seed and config (its record in
+    ``out/.subjects/``, written last and atomically) is not made again, so a cohort whose
+    generation was stopped continues where it stopped.
+    """
+    record = Path(out) / ".subjects" / f"{seed}.json"
+    made_with = json_safe({"seed": seed, "config": asdict(config)})
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        if saved.get("made_with") == made_with:
+            return saved["row"]
+    row = save_subject(make_subject(seed, config), out)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(record, json.dumps({"made_with": made_with, "row": json_safe(row)}).encode())
+    return row
 
 
 def _rows(seeds: list[int], config: SubjectConfig, out: str | Path, workers: int,
