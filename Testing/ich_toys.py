@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import torch
 
-from lesion_core.ich.config import CAMConfig, ClassifierConfig, ICHConfig, SegmenterConfig, SliceGrid
+from lesion_core.ich.config import CAMConfig, ClassifierConfig, ICHConfig, SegmenterConfig, SliceGrid, Window
 from lesion_core.ich.data import WeakSample
 from lesion_core.ich.preprocess import SliceStack
 from lesion_core.training import OptimConfig, run_training
@@ -60,10 +60,16 @@ def toy_ct(seed: int, blood_slices=(), shape=(40, 40, 8), affine=None) -> Volume
     return Volume(np.round(hu).astype(np.int16), affine, meta={"modality": "CT"})
 
 
-def toy_sample(image: torch.Tensor, slice_targets, scan_targets, name="toy") -> WeakSample:
-    """A WeakSample around a ready stack ``[S, C, H, W]`` (identity geometry)."""
-    s, _, h, w = image.shape
-    stack = SliceStack(image, np.zeros((s, h, w), np.float32), np.ones((s, h, w), bool), np.eye(4),
+#: A window that maps toy values -2..4 linearly onto the input range 0..1.
+TOY_WINDOW = Window("toy", 1.0, 6.0)
+
+
+def toy_sample(values: np.ndarray, slice_targets, scan_targets, name="toy") -> WeakSample:
+    """A WeakSample around toy values ``[S, H, W]`` stored as the stack's HU (identity
+    geometry, one channel: :data:`TOY_WINDOW`)."""
+    values = np.asarray(values, np.float32)
+    s, h, w = values.shape
+    stack = SliceStack((TOY_WINDOW,), values, np.ones((s, h, w), bool), np.eye(4),
                        np.eye(4), (h, w, s), 2, np.arange(s))
     return WeakSample(name, stack, torch.as_tensor(slice_targets, dtype=torch.float32),
                       torch.as_tensor(scan_targets, dtype=torch.float32))

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from ich_toys import TOY, blob_stacks, fit, toy_sample
+from ich_toys import TOY, TOY_WINDOW, blob_stacks, fit, toy_sample
 from scipy import ndimage
 
 from lesion_core.ich.cam import compute_cam, grad_cam
@@ -134,8 +134,8 @@ def test_mil_pooling_trains_from_scan_labels():
                 x[s, 0, cy - 2:cy + 2, cx - 2:cx + 2] += 2.0
         scan = np.full(len(CLASSES), np.nan, np.float32)
         scan[0] = float(positive)
-        samples.append(toy_sample(torch.from_numpy(x), np.full((8, len(CLASSES)), np.nan), scan))
-    config = ICHConfig(windows=TOY.windows[:1], grid=TOY.grid, segmenter=TOY.segmenter,
+        samples.append(toy_sample(x[:, 0], np.full((8, len(CLASSES)), np.nan), scan))
+    config = ICHConfig(windows=(TOY_WINDOW,), grid=TOY.grid, segmenter=TOY.segmenter,
                        classifier=ClassifierConfig(channels=(8, 16), strides=(2, 2), gru_hidden=8,
                                                    dropout=0.0))
     net, result = train_classifier(samples, config, ClassifierTrainConfig(

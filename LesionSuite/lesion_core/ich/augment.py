@@ -33,7 +33,7 @@ def training_slices(stack: SliceStack, index: np.ndarray | Sequence[int],
     from ``rng`` for all N slices) and windowed."""
     index = np.asarray(index, np.int64)
     if augmenter is None:
-        return stack.image[torch.from_numpy(index)]
+        return stack.windowed(index)
     hu = torch.from_numpy(np.ascontiguousarray(stack.hu[index]))
     # A trailing singleton axis makes the image 3D ([N, H, W, 1]): MONAI's low-resolution
     # transform upsamples trilinearly, which needs three spatial axes, and an axis of one

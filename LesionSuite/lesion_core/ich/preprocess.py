@@ -120,8 +120,8 @@ class SliceStack:
     """One CT on the working grid.
 
     Attributes:
-        image: windowed slices, ``float32`` tensor ``[S, C, H, W]`` in 0..1.
-        hu: HU on the working grid, ``float32 [S, H, W]`` (for refinement).
+        windows: the display windows, one network input channel each.
+        hu: HU on the working grid, ``float32 [S, H, W]``.
         intracranial: inside the skull, ``bool [S, H, W]``.
         affine: voxel-to-RAS (mm) of the working grid array ``[H, W, S]``.
         input_affine, input_shape: the CT's own grid.
@@ -130,7 +130,7 @@ class SliceStack:
         source: the CT's file name, for messages.
     """
 
-    image: torch.Tensor
+    windows: tuple[Window, ...]
     hu: np.ndarray
     intracranial: np.ndarray
     affine: np.ndarray
@@ -141,8 +141,19 @@ class SliceStack:
     source: str | None = None
 
     @property
+    def image(self) -> torch.Tensor:
+        """Windowed slices, ``float32 [S, C, H, W]`` in 0..1, computed from :attr:`hu` on
+        each call: a training cohort keeps only the HU in memory (the channels would
+        triple it); index :meth:`windowed` for a few slices."""
+        return window_channels(self.hu, self.windows)
+
+    def windowed(self, index: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """Slices ``index`` windowed, ``float32 [N, C, H, W]``."""
+        return window_channels(self.hu[np.asarray(index, np.int64)], self.windows)
+
+    @property
     def n_slices(self) -> int:
-        return int(self.image.shape[0])
+        return int(self.hu.shape[0])
 
     @property
     def spacing_mm(self) -> np.ndarray:
@@ -208,7 +219,6 @@ def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
     hu = np.ascontiguousarray(np.moveaxis(hu_grid.array.astype(np.float32), 2, 0))
     skull = hu > config.grid.skull_hu
     inside = (fill_holes_slicewise(skull, 0) | ndimage.binary_fill_holes(skull)) & ~skull
-    image = window_channels(hu, config.windows)
     # The CT slice index of each working slice centre, then for each CT slice the nearest
     # working slice (one to one when the CT's slices are kept).
     axis = axial_axis(ct)
@@ -217,7 +227,7 @@ def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
     ras_mm = centres @ affine[:3, :3].T + affine[:3, 3]
     working_pos = ct.ras_to_voxel(ras_mm)[:, axis]
     input_to_working = np.abs(np.arange(ct.shape[axis])[:, None] - working_pos[None]).argmin(axis=1)
-    return SliceStack(image, hu, inside, affine, ct.affine.copy(), tuple(int(n) for n in ct.shape[:3]),
+    return SliceStack(tuple(config.windows), hu, inside, affine, ct.affine.copy(), tuple(int(n) for n in ct.shape[:3]),
                       axis, input_to_working.astype(np.int64), ct.source)
 
 
@@ -239,7 +249,7 @@ def stack_from_arrays(arrays: Mapping[str, np.ndarray], windows: Sequence[Window
                       source: str | None = None) -> SliceStack:
     """Inverse of :func:`stack_arrays`, windowed with ``windows``."""
     hu = np.asarray(arrays["hu"], np.float32)
-    return SliceStack(window_channels(hu, windows), hu, np.asarray(arrays["intracranial"], bool),
+    return SliceStack(tuple(windows), hu, np.asarray(arrays["intracranial"], bool),
                       np.asarray(arrays["affine"], np.float64),
                       np.asarray(arrays["input_affine"], np.float64),
                       tuple(int(n) for n in arrays["input_shape"]), int(arrays["input_axis"]),
