@@ -52,9 +52,13 @@ class SliceGrid:
     Attributes:
         size: pixels per side in-plane (``H = W``); divisible by 8 for the U-Net.
         pixel_mm: in-plane pixel size (mm); 128 x 2 mm = 256 mm, a head CT field of view.
-        slice_mm: ``None`` keeps the CT's own axial slices (each working slice is one CT
-            slice, so slice labels map one to one); a number resamples thinner CTs to
-            slabs of this thickness (only when the CT's slices are thinner by 1.5x or more).
+        slice_mm: a number resamples thinner CTs to slabs of this thickness (only when
+            the CT's slices are thinner by 1.5x or more; slice labels then map many to
+            one); ``None`` keeps the CT's own axial slices whatever their thickness.
+            5 mm is the thickness head CT is read at: a 1 mm reconstruction (or a
+            sagittal one, whose axial step is its in-plane pixel) would otherwise give
+            the network ~180 thin, noisy slices that no 5 mm training scan resembles,
+            and a whole-scan MIL step on them costs 5x more.
         min_slices: fewer axial slices are refused (the sequence model needs neighbours).
         head_hu: voxels above this (HU) are head; their centroid centres the field of view.
         skull_hu: bone threshold (HU) of the intracranial mask.
@@ -62,7 +66,7 @@ class SliceGrid:
 
     size: int = 128
     pixel_mm: float = 2.0
-    slice_mm: float | None = None
+    slice_mm: float | None = 5.0
     min_slices: int = 3
     head_hu: float = -300.0
     skull_hu: float = 300.0
