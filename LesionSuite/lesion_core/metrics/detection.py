@@ -33,7 +33,7 @@ cohort totals (their FPs enter FPavg and FPcmb).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 from scipy import ndimage
@@ -48,8 +48,9 @@ DEFAULT_MAX_DISTANCE_MM = 5.0
 #: Default connectivity of an object (3D neighbours).
 DEFAULT_CONNECTIVITY = 26
 
-ImageLike = np.ndarray | Volume
-PointsOrImage = ImageLike | Sequence[Sequence[float]]
+# typing.Union: a module-level "|" union fails on the Python 3.9 of Slicer 5.6/5.8.
+ImageLike = Union[np.ndarray, Volume]
+PointsOrImage = Union[ImageLike, Sequence[Sequence[float]]]
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 from scipy import ndimage
@@ -47,7 +47,8 @@ from ..volume import Volume
 from ..jsonable import json_safe
 from ._common import as_mask, dataclass_dict, on_one_grid, structure
 
-ImageLike = np.ndarray | Volume
+# typing.Union: a module-level "|" union fails on the Python 3.9 of Slicer 5.6/5.8.
+ImageLike = Union[np.ndarray, Volume]
 
 #: Default connectivity of a lesion (3D neighbours): 26, as the challenge.
 DEFAULT_CONNECTIVITY = 26
