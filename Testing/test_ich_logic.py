@@ -59,7 +59,7 @@ def test_ct_in_gives_segmentation_cam_and_slice_table_on_the_same_grid(result, c
     segments = [segmentation.GetNthSegment(n) for n in range(segmentation.GetNumberOfSegments())]
     assert sorted(s.GetName() for s in segments) == [ICH_SUBTYPES[0].name, ICH_SUBTYPES[3].name]
     subdural = next(s for s in segments if s.GetName() == ICH_SUBTYPES[3].name)
-    assert "35486000" in subdural.GetTerminology()
+    assert "35486000" in mb.segment_terminology(subdural)
     assert subdural.GetColor() == pytest.approx(ICH_SUBTYPES[3].color)
     exported = mb.segmentation_to_labelmap(result.segmentation, ct_node, ICH_SUBTYPES)
     np.testing.assert_array_equal(exported.array, io_.label_map())

@@ -176,10 +176,41 @@ def test_labelmap_segmentation_round_trip(mrml_scene, affine_fn):
     for label in labels_for("ich"):
         segment = by_name[label.name]
         assert segment.GetColor() == pytest.approx(label.color)
-        terminology = segment.GetTerminology()
+        terminology = mb.segment_terminology(segment)
         assert f"SCT^{label.type.value}^" in terminology
         assert "SCT^49755003^" in terminology          # morphologically altered structure
         assert "SCT^12738006^" in terminology          # brain
+
+
+def test_terminology_is_in_the_tag_that_every_slicer_reads(mrml_scene):
+    """``vtkSegment.SetTerminology`` exists only from Slicer 5.10; the bridge writes the
+    terminology tag, which is what that method sets and what Slicer 5.6 and 5.8 read."""
+    import slicer
+    from vtkmodules.vtkCommonCore import reference
+
+    lab = np.zeros(SHAPE, np.uint8)
+    lab[2:5, 2:5, 2:5] = 1
+    label = labels_for("wmh")[0]
+    seg = mb.labelmap_to_segmentation(mrml_scene, Volume(lab, np.eye(4)), [label], "wmh")
+    segment = seg.GetSegmentation().GetNthSegment(0)
+    tag = reference("")
+    assert segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), tag)
+    assert str(tag) == mb.terminology_string(label) == mb.segment_terminology(segment)
+
+
+def test_slicer_side_calls_no_segment_terminology_method_newer_than_5_6():
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    newer = {"SetTerminology", "GetTerminology", "HasTerminology"}  # vtkSegment, 5.10+
+    found = []
+    for folder in ("LesionSuite", "WMHDualTasker", "CMBDetector", "ICHWeakSeg"):
+        for path in (repo / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            found += [f"{path.relative_to(repo)}:{node.lineno}" for node in ast.walk(tree)
+                      if isinstance(node, ast.Attribute) and node.attr in newer]
+    assert found == []
 
 
 def test_segmentation_export_onto_reference_node(mrml_scene):

@@ -130,7 +130,7 @@ def test_flair_gives_segmentation_overlay_table_and_regions_on_the_input_grid(
     assert segmentation.GetNumberOfSegments() == 1
     segment = segmentation.GetNthSegment(0)
     assert segment.GetName() == WMH.name
-    assert segment.GetTerminology() == mb.terminology_string(WMH)
+    assert mb.segment_terminology(segment) == mb.terminology_string(WMH)
     _assert_reference_is_input(result.segmentation, flair_node)
     exported = mb.segmentation_to_labelmap(result.segmentation, flair_node)
     assert expected.labels.array.any()

@@ -9,7 +9,8 @@ Conventions: volumes are :class:`lesion_core.Volume` (``[i, j, k]`` array + 4x4 
 mm affine); points are ``(N, 3)`` RAS mm; label maps use :mod:`lesion_core.labels` values.
 
 - volumes: :func:`volume_to_node`, :func:`node_to_volume`, :func:`probability_to_node`
-- segmentations: :func:`labelmap_to_segmentation`, :func:`segmentation_to_labelmap`
+- segmentations: :func:`labelmap_to_segmentation`, :func:`segmentation_to_labelmap`,
+  :func:`segment_terminology`
 - markups: :func:`points_to_markups`, :func:`markups_to_points`
 - tables: :func:`rows_to_table`, :func:`table_to_rows`
 - files: :func:`write_node` (``.seg.nrrd``, ``.mrk.json``, ``.nrrd``, ``.tsv`` ...)
@@ -21,14 +22,15 @@ from pathlib import Path
 
 from .markups_tables import markups_to_points, points_to_markups, rows_to_table, table_to_rows
 from .segmentations import (LABEL_VALUE_TAG, labelmap_to_segmentation, segment_label_values,
-                            segmentation_to_labelmap, terminology_string)
+                            segment_terminology, segmentation_to_labelmap,
+                            terminology_string)
 from .volumes import (node_ijk_to_ras, node_to_volume, probability_to_node,
                       update_volume_node, volume_to_node)
 
 __all__ = [
     "LABEL_VALUE_TAG", "labelmap_to_segmentation", "markups_to_points", "node_ijk_to_ras",
     "node_to_volume", "points_to_markups", "probability_to_node", "rows_to_table",
-    "segment_label_values", "segmentation_to_labelmap", "table_to_rows",
+    "segment_label_values", "segment_terminology", "segmentation_to_labelmap", "table_to_rows",
     "terminology_string", "update_volume_node", "volume_to_node", "write_node",
 ]
 

@@ -8,7 +8,9 @@ exact grid (oblique and anisotropic grids included). Each segment carries:
 
 - the name and colour of its :class:`~lesion_core.labels.LesionLabel`;
 - the Slicer terminology entry (category, type, anatomic region with SNOMED CT codes),
-  serialised by Slicer's ``vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry``;
+  serialised by Slicer's ``vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry``
+  and stored in the segment's terminology tag (``vtkSegment.SetTerminology`` exists only
+  from Slicer 5.10; the tag is what it sets, and what Slicer 5.6 and 5.8 read);
 - the tag ``LesionSuite.LabelValue`` holding its label value, so that the export back to a
   label map gives every voxel its original value.
 """
@@ -50,6 +52,15 @@ def terminology_string(label: LesionLabel) -> str:
         "", "", "")
 
 
+def segment_terminology(segment) -> str:
+    """The serialised terminology entry of a ``vtkSegment`` ("" when it has none), read
+    from its tag as every Slicer since 5.0 stores it."""
+    value = reference("")
+    if not segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), value):
+        return ""
+    return str(value)
+
+
 def oriented_image(volume: Volume) -> "slicer.vtkOrientedImageData":
     """``vtkOrientedImageData`` with the voxels and voxel->RAS geometry of ``volume``."""
     image = slicer.vtkOrientedImageData()
@@ -86,7 +97,7 @@ def _style_segment(segment, value: int, label: LesionLabel | None) -> None:
         return
     segment.SetName(label.name)
     segment.SetColor(*(float(c) for c in label.color))
-    segment.SetTerminology(terminology_string(label))
+    segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology_string(label))
 
 
 def labelmap_to_segmentation(scene, label_volume: Volume, labels: LabelsArg = None,
