@@ -3,32 +3,35 @@
 The task modules (WMHDualTasker, CMBDetector, ICHWeakSeg) depend on this module and call
 :func:`ensure_dependencies` before first use and :func:`selected_device` for the device.
 The logic is :class:`LesionSuiteLib.hub_logic.LesionSuiteLogic` (no Qt, tested without the
-application); this file holds the Qt parts only.
+application); this file holds the Qt parts only. The device choice is a per-user
+application setting (``qt.QSettings``, keys in :mod:`LesionSuiteLib.hub_logic`), not a
+scene parameter: scenes are closed with every case and shared with others.
 """
 
 import importlib
 import logging
 import os
-from typing import Annotated
+import tempfile
 
 import qt
-import vtk
 
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
-from LesionSuiteLib.hub_logic import DEVICE_CHOICES, TORCH_REQUIREMENT, LesionSuiteLogic
+from LesionSuiteGUI.errors import showingErrors
+from LesionSuiteLib.hub_logic import (DEVICE_CHOICES, DEVICE_SETTING, FORCE_CPU_SETTING,
+                                      TORCH_REQUIREMENT, LesionSuiteLogic, device_preference,
+                                      pip_install_arguments, setting_flag,
+                                      skip_unless_installed)
 
-__all__ = ["LesionSuite", "LesionSuiteLogic", "LesionSuiteParameterNode", "LesionSuiteTest",
-           "LesionSuiteWidget", "ensure_dependencies", "selected_device"]
+__all__ = ["LesionSuite", "LesionSuiteLogic", "LesionSuiteTest", "LesionSuiteWidget",
+           "ensure_dependencies", "selected_device"]
 
 MODEL_COLUMNS = (("name", "Name"), ("task", "Task"), ("version", "Version"),
                  ("modality", "Modality"), ("source", "Source"), ("folder", "Folder"))
@@ -54,36 +57,25 @@ class LesionSuite(ScriptedLoadableModule):
 
 
 #
-# Parameter node
-#
-
-
-@parameterNodeWrapper
-class LesionSuiteParameterNode:
-    """
-    devicePreference - "auto" (GPU when there is one), "cpu", "cuda" or "mps".
-    forceCPU - compute on the CPU whatever the preference (e.g. when the GPU is busy).
-    """
-
-    devicePreference: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
-    forceCPU: bool = False
-
-
-#
 # Functions for the task modules
 #
 
 
+def deviceSettings():
+    """``(preference, forceCPU)`` from the application settings: the preference is one of
+    ``DEVICE_CHOICES`` ("auto" when nothing valid is stored)."""
+    settings = qt.QSettings()
+    return (device_preference(settings.value(DEVICE_SETTING, "auto")),
+            setting_flag(settings.value(FORCE_CPU_SETTING, False)))
+
+
 def _pipEnsureFunction():
-    """``pip_ensure`` of Slicer's package-management module, where this Slicer has one."""
-    for name in ("pydeps", "packaging"):
-        try:
-            module = importlib.import_module(f"slicer.{name}")
-        except ImportError:
-            continue
-        if hasattr(module, "pip_ensure"):
-            return module.pip_ensure
-    return None
+    """``slicer.packaging.pip_ensure`` where this Slicer has it (after 5.10), else None."""
+    try:
+        module = importlib.import_module("slicer.packaging")
+    except ImportError:
+        return None
+    return getattr(module, "pip_ensure", None)
 
 
 def _installTorch() -> bool:
@@ -100,17 +92,32 @@ def _installTorch() -> bool:
 
 
 def _pipInstall(requirements):
-    pipEnsure = _pipEnsureFunction()
-    if pipEnsure is not None:
-        from packaging.requirements import Requirement
+    """Install with pip, the installed torch pinned by a constraints file: torch comes from
+    the PyTorch extension (the build matching the GPU driver), and pip must not replace it
+    with a generic one while resolving MONAI's dependencies."""
+    logic = LesionSuiteLogic()
+    with tempfile.TemporaryDirectory(prefix="lesion-suite-pip-") as folder:
+        constraints = logic.write_pip_constraints(folder)
+        pipEnsure = _pipEnsureFunction()
+        if pipEnsure is not None:
+            from packaging.requirements import Requirement
 
-        # torch comes from the PyTorch extension (the build matching the GPU driver); pip
-        # must not replace it with a generic one while resolving monai's dependencies.
-        pipEnsure([Requirement(r) for r in requirements], skip_packages=["torch"],
-                  prompt_install=False, requester="LesionSuite")
-    else:
-        slicer.util.pip_install(list(requirements))
+            pipEnsure([Requirement(r) for r in requirements], constraints=str(constraints),
+                      prompt_install=False, prompt_restart=False, requester="LesionSuite")
+        else:
+            slicer.util.pip_install(pip_install_arguments(list(requirements), constraints))
     importlib.invalidate_caches()
+
+
+def _offerRestart() -> None:
+    """Ask to restart Slicer now: modules that could not load before the installation, and
+    packages already imported in an older version, work only after a restart."""
+    if slicer.util.confirmYesNoDisplay(
+            _("The Python packages are installed. Restart 3D Slicer now? Until it restarts, "
+              "modules that could not load without them, and packages that were already "
+              "loaded in another version, may not work."),
+            windowTitle=_("LesionSuite dependencies")):
+        slicer.util.restart()
 
 
 def ensure_dependencies(askConfirmation: bool = True) -> bool:
@@ -118,8 +125,9 @@ def ensure_dependencies(askConfirmation: bool = True) -> bool:
 
     Returns True when everything is installed (at once when nothing was missing). Missing
     packages are installed after the user agrees (one dialog lists them all): PyTorch
-    through the PyTorch extension, the others with pip. Returns False when the user declines
-    or PyTorch cannot be installed; raises when pip fails.
+    through the PyTorch extension, the others with pip, the installed PyTorch pinned; then
+    a restart is offered. Returns False when the user declines or PyTorch cannot be
+    installed; raises when pip fails.
     """
     logic = LesionSuiteLogic()
     missing = logic.missing_requirements()
@@ -144,16 +152,19 @@ def ensure_dependencies(askConfirmation: bool = True) -> bool:
     with slicer.util.WaitCursor():
         if needTorch and not _installTorch():
             return False
+        importlib.invalidate_caches()  # the new torch's metadata, for the pin
         if missing:
             _pipInstall(missing)
-    return not logic.missing_requirements() and logic.torch_satisfied()
+    complete = not logic.missing_requirements() and logic.torch_satisfied()
+    if complete:
+        _offerRestart()
+    return complete
 
 
 def selected_device():
     """The ``torch.device`` chosen in the hub's Device section (auto, cpu, cuda, mps)."""
-    logic = LesionSuiteLogic()
-    parameters = LesionSuiteParameterNode(logic.getParameterNode())
-    return logic.device(parameters.devicePreference, force_cpu=parameters.forceCPU)
+    preference, forceCPU = deviceSettings()
+    return LesionSuiteLogic().device(preference, force_cpu=forceCPU)
 
 
 #
@@ -161,13 +172,10 @@ def selected_device():
 #
 
 
-class LesionSuiteWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class LesionSuiteWidget(ScriptedLoadableModuleWidget):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -179,9 +187,6 @@ class LesionSuiteWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.logic = LesionSuiteLogic()
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.onRefreshModels)
         self.ui.openUserModelsFolderButton.connect("clicked(bool)", self.onOpenUserModelsFolder)
@@ -191,41 +196,23 @@ class LesionSuiteWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.setHorizontalHeaderLabels([_(title) for _key, title in MODEL_COLUMNS])
         table.horizontalHeader().setStretchLastSection(True)
 
-        self.initializeParameterNode()
+        self.ui.devicePreferenceComboBox.addItems(list(DEVICE_CHOICES))
+        preference, forceCPU = deviceSettings()
+        self.ui.devicePreferenceComboBox.setCurrentIndex(DEVICE_CHOICES.index(preference))
+        self.ui.forceCPUCheckBox.checked = forceCPU
+        self.ui.devicePreferenceComboBox.connect("currentIndexChanged(int)",
+                                                 self.onDeviceSettingsChanged)
+        self.ui.forceCPUCheckBox.connect("toggled(bool)", self.onDeviceSettingsChanged)
+
         self.updateDependencyStatus()
+        self.updateDeviceDescription()
         self.onRefreshModels()
 
-    def cleanup(self) -> None:
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        self.setParameterNode(None)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(LesionSuiteParameterNode(self.logic.getParameterNode()))
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent,
-                                self.updateDeviceDescription)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent,
-                             self.updateDeviceDescription)
-            self.updateDeviceDescription()
+    def onDeviceSettingsChanged(self, *args) -> None:
+        settings = qt.QSettings()
+        settings.setValue(DEVICE_SETTING, self.ui.devicePreferenceComboBox.currentText)
+        settings.setValue(FORCE_CPU_SETTING, bool(self.ui.forceCPUCheckBox.checked))
+        self.updateDeviceDescription()
 
     # ---------------------------------------------------------------- sections
     def updateDependencyStatus(self) -> None:
@@ -239,21 +226,19 @@ class LesionSuiteWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installDependenciesButton.enabled = not complete
 
     def onInstallDependencies(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to install the Python dependencies.")):
+        with showingErrors(_("Failed to install the Python dependencies.")):
             ensure_dependencies(askConfirmation=True)
         self.updateDependencyStatus()
         self.updateDeviceDescription()
         self.onRefreshModels()
 
-    def updateDeviceDescription(self, caller=None, event=None) -> None:
+    def updateDeviceDescription(self) -> None:
         label = self.ui.deviceDescriptionLabel
         if not self.logic.torch_satisfied():
             label.text = _("PyTorch is not installed: install the dependencies first.")
             return
         try:
-            parameters = self._parameterNode
-            preference = parameters.devicePreference if parameters else "auto"
-            forceCPU = parameters.forceCPU if parameters else False
+            preference, forceCPU = deviceSettings()
             label.text = _("Computing on: {device}").format(
                 device=self.logic.describe_device(preference, forceCPU))
         except Exception as exc:  # e.g. "cuda" chosen on a machine without a CUDA GPU
@@ -285,7 +270,7 @@ class LesionSuiteWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelsStatusLabel.text = text
 
     def onOpenUserModelsFolder(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Cannot open the user models folder.")):
+        with showingErrors(_("Cannot open the user models folder.")):
             folder = self.logic.user_models_dir()
             folder.mkdir(parents=True, exist_ok=True)
             qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(os.fspath(folder)))
@@ -302,18 +287,19 @@ class LesionSuiteTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
-        self.test_parameter_node_defaults()
+        self.test_device_settings()
         self.setUp()
         self.test_missing_requirements()
+        # Last: both are skipped (SkipTest ends runTest) until the dependencies are installed.
         self.setUp()
         self.test_device_with_force_cpu()
         self.setUp()
         self.test_installed_models()
 
-    def test_parameter_node_defaults(self):
-        parameters = LesionSuiteParameterNode(LesionSuiteLogic().getParameterNode())
-        self.assertEqual(parameters.devicePreference, "auto")
-        self.assertFalse(parameters.forceCPU)
+    def test_device_settings(self):
+        preference, forceCPU = deviceSettings()
+        self.assertIn(preference, DEVICE_CHOICES)
+        self.assertIsInstance(forceCPU, bool)
 
     def test_missing_requirements(self):
         import tempfile
@@ -326,16 +312,11 @@ class LesionSuiteTest(ScriptedLoadableModuleTest):
         self.assertEqual(missing, ["lesion-suite-no-such-package-xyz>=1"])
 
     def test_device_with_force_cpu(self):
+        skip_unless_installed(self)
         logic = LesionSuiteLogic()
-        if not logic.torch_satisfied():
-            logging.info("PyTorch is not installed: device test skipped")
-            return
         self.assertEqual(logic.device("auto", force_cpu=True).type, "cpu")
 
     def test_installed_models(self):
-        logic = LesionSuiteLogic()
-        if not logic.torch_satisfied():
-            logging.info("PyTorch is not installed: model listing test skipped")
-            return
-        for row in logic.installed_models():
+        skip_unless_installed(self)
+        for row in LesionSuiteLogic().installed_models():
             self.assertTrue(row["name"] and row["task"] and row["folder"])

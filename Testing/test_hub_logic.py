@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from LesionSuiteLib import hub_logic
+from LesionSuiteLib import hub_logic, user_folders
 from LesionSuiteLib.hub_logic import (
-    DEVICE_CHOICES, TORCH_REQUIREMENT, LesionSuiteLogic, read_requirements, requirement_satisfied,
+    DEVICE_CHOICES, DEVICE_SETTING, FORCE_CPU_SETTING, TORCH_REQUIREMENT, LesionSuiteLogic,
+    device_preference, pip_constraints, pip_install_arguments, read_requirements,
+    requirement_satisfied, setting_flag, write_pip_constraints,
 )
 
 MODULE_DIR = Path(__file__).resolve().parent.parent / "LesionSuite"
@@ -95,6 +97,43 @@ def test_dependency_summary_mentions_missing_packages(logic, tmp_path):
     assert "PyTorch" in summary
 
 
+def test_missing_dependencies_name_torch_first_then_the_requirements(logic, tmp_path,
+                                                                    monkeypatch):
+    req = tmp_path / "requirements.txt"
+    req.write_text("numpy\nlesion-suite-no-such-package-xyz>=1\n", encoding="utf-8")
+    monkeypatch.setattr(LesionSuiteLogic, "torch_satisfied", lambda self: False)
+    assert logic.missing_dependencies(req) == [
+        "torch" + TORCH_REQUIREMENT, "lesion-suite-no-such-package-xyz>=1"]
+    monkeypatch.setattr(LesionSuiteLogic, "torch_satisfied", lambda self: True)
+    assert logic.missing_dependencies(req) == ["lesion-suite-no-such-package-xyz>=1"]
+
+
+def test_self_tests_are_skipped_not_passed_without_the_dependencies(monkeypatch):
+    import unittest
+
+    class SelfTest(unittest.TestCase):
+        def runTest(self):
+            hub_logic.skip_unless_installed(self)
+            self.fail("ran without its dependencies")
+
+    monkeypatch.setattr(LesionSuiteLogic, "torch_satisfied", lambda self: False)
+    monkeypatch.setattr(LesionSuiteLogic, "missing_requirements", lambda self, f=None: [])
+    result = unittest.TestResult()
+    SelfTest().run(result)
+    assert [reason for _test, reason in result.skipped] == [
+        f"not installed: torch{TORCH_REQUIREMENT} (Install dependencies in the LesionSuite "
+        "module)"]
+    assert result.failures == [] and result.errors == []
+
+    class ReviewSelfTest(unittest.TestCase):  # needs only the requirements
+        def runTest(self):
+            hub_logic.skip_unless_installed(self, torch=False)
+
+    result = unittest.TestResult()
+    ReviewSelfTest().run(result)
+    assert result.skipped == [] and result.wasSuccessful()
+
+
 def test_torch_version_is_read_without_importing_torch(logic):
     version = logic.torch_version()
     if version is None:
@@ -102,7 +141,55 @@ def test_torch_version_is_read_without_importing_torch(logic):
     assert logic.torch_satisfied() == requirement_satisfied("torch" + TORCH_REQUIREMENT)
 
 
+# ------------------------------------------------------------------ pip constraints
+def test_pip_constraints_pin_the_installed_torch_build_exactly(tmp_path):
+    assert pip_constraints("2.5.1+cu121") == ["torch==2.5.1+cu121"]
+    path = write_pip_constraints(tmp_path, "2.5.1+cu121")
+    assert path.parent == tmp_path
+    assert path.read_text(encoding="utf-8").splitlines() == ["torch==2.5.1+cu121"]
+    from packaging.requirements import Requirement
+
+    pin = Requirement(pip_constraints("2.5.1+cu121")[0])
+    assert pin.specifier.contains("2.5.1+cu121") and not pin.specifier.contains("2.6.0")
+
+
+def test_pip_install_arguments_pass_the_constraints_file_first(tmp_path):
+    constraints = tmp_path / "c.txt"
+    assert pip_install_arguments(["monai>=1.4", "tqdm>=4.60"], constraints) == [
+        "-c", str(constraints), "monai>=1.4", "tqdm>=4.60"]
+
+
+def test_logic_writes_constraints_for_the_installed_torch_only(logic, tmp_path, monkeypatch):
+    monkeypatch.setattr(LesionSuiteLogic, "torch_version", staticmethod(lambda: "2.4.0"))
+    path = logic.write_pip_constraints(tmp_path)
+    assert path.read_text(encoding="utf-8").strip() == "torch==2.4.0"
+    monkeypatch.setattr(LesionSuiteLogic, "torch_version", staticmethod(lambda: None))
+    from lesion_core.errors import LesionSuiteError
+
+    with pytest.raises(LesionSuiteError, match="PyTorch extension"):
+        logic.write_pip_constraints(tmp_path / "none")
+
+
 # ------------------------------------------------------------------ device
+@pytest.mark.parametrize("stored, preference", [
+    ("cuda", "cuda"), (" MPS ", "mps"), ("cpu", "cpu"), (None, "auto"), ("", "auto"),
+    ("tpu", "auto"), ("cuda:1", "auto")])
+def test_device_preference_from_a_stored_setting(stored, preference):
+    assert device_preference(stored) == preference
+
+
+@pytest.mark.parametrize("stored, flag", [
+    (True, True), (False, False), ("true", True), ("false", False), ("True", True), (1, True),
+    (0, False), (None, False), ("", False)])
+def test_setting_flag_reads_what_settings_files_give_back(stored, flag):
+    assert setting_flag(stored) is flag
+
+
+def test_device_setting_keys_are_the_hubs():
+    assert DEVICE_SETTING.startswith("LesionSuite/") and FORCE_CPU_SETTING.startswith(
+        "LesionSuite/") and DEVICE_SETTING != FORCE_CPU_SETTING
+
+
 def test_device_is_cpu_when_cpu_is_forced(logic):
     pytest.importorskip("torch")
     pytest.importorskip("lesion_core.device")
@@ -149,6 +236,22 @@ def test_installed_models_skips_and_reports_a_broken_bundle(logic, tmp_path):
     with pytest.warns(UserWarning):
         rows = logic.installed_models([tmp_path / "models"], problems=problems)
     assert rows == [] and len(problems) == 1
+
+
+def test_user_models_folder_is_the_bundle_modules_without_torch(logic, tmp_path, monkeypatch):
+    """The panels' set-up asks for it before torch is installed (user_folders), the model
+    library after (lesion_core.bundle): both must name the same folder."""
+    bundle = pytest.importorskip("lesion_core.bundle")
+    assert user_folders.USER_MODELS_ENV == bundle.USER_MODELS_ENV
+    for value in (str(tmp_path / "mine"), "~/elsewhere", "  ", None):
+        if value is None:
+            monkeypatch.delenv(bundle.USER_MODELS_ENV, raising=False)
+        else:
+            monkeypatch.setenv(bundle.USER_MODELS_ENV, value)
+        assert user_folders.user_models_dir() == Path(bundle.user_models_dir()), value
+        assert logic.user_models_dir() == user_folders.user_models_dir()
+    assert user_folders.default_feedback_root("cmb") == \
+        Path(bundle.user_models_dir()).parent / "feedback" / "cmb"
 
 
 def test_installed_models_default_folders(logic, tmp_path, monkeypatch):
@@ -225,9 +328,10 @@ def test_hub_module_imports_its_logic_from_the_library():
     assert "from LesionSuiteLib.hub_logic import" in source
     tree = ast.parse(source)
     classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-    assert {"LesionSuite", "LesionSuiteWidget", "LesionSuiteTest",
-            "LesionSuiteParameterNode"} <= classes
+    assert {"LesionSuite", "LesionSuiteWidget", "LesionSuiteTest"} <= classes
     assert "LesionSuiteLogic" not in classes  # one Logic, defined in hub_logic
+    # The device choice is a per-user application setting, not a scene parameter.
+    assert "parameterNodeWrapper" not in source and "LesionSuiteParameterNode" not in classes
     assert hub_logic.LesionSuiteLogic is LesionSuiteLogic
 
 
@@ -236,8 +340,9 @@ def test_hub_module_imports_its_logic_from_the_library():
 def hub_module(monkeypatch):
     """``LesionSuite.py`` imported with stand-ins for what only the application provides.
 
-    Only ``ensure_dependencies`` is exercised: it decides what to install and calls the
-    PyTorch extension and Slicer's pip functions, which are recorded here instead.
+    Only ``ensure_dependencies`` and the device settings are exercised: what to install,
+    the calls to the PyTorch extension and Slicer's pip functions, the restart offer (all
+    recorded here instead), and the application settings (a dict here).
     """
     import importlib.util
     import types
@@ -245,22 +350,29 @@ def hub_module(monkeypatch):
     import slicer
 
     fakes = {
-        "qt": types.ModuleType("qt"), "vtk": types.ModuleType("vtk"),
+        "qt": types.ModuleType("qt"),
         "slicer.i18n": types.ModuleType("slicer.i18n"),
-        "slicer.parameterNodeWrapper": types.ModuleType("slicer.parameterNodeWrapper"),
         "slicer.ScriptedLoadableModule": types.ModuleType("slicer.ScriptedLoadableModule"),
     }
+    settings: dict = {}
+
+    class FakeSettings:
+        def value(self, key, default=None):
+            return settings.get(key, default)
+
+        def setValue(self, key, value):
+            settings[key] = value
+
+    fakes["qt"].QSettings = FakeSettings
     fakes["slicer.i18n"].tr = lambda text: text
     fakes["slicer.i18n"].translate = lambda context, text: text
-    fakes["slicer.parameterNodeWrapper"].parameterNodeWrapper = lambda cls: cls
-    fakes["slicer.parameterNodeWrapper"].Choice = lambda choices: ("choice", tuple(choices))
     for base in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget",
                  "ScriptedLoadableModuleTest"):
         setattr(fakes["slicer.ScriptedLoadableModule"], base, type(base, (), {}))
     for name, module in fakes.items():
         monkeypatch.setitem(sys.modules, name, module)
 
-    calls: dict = {"confirm": [], "torch": [], "pip": [], "errors": []}
+    calls: dict = {"confirm": [], "torch": [], "pip": [], "errors": [], "restart": []}
 
     class FakeTorchLogic:
         def installTorch(self, askConfirmation=False, forceComputationBackend=None,
@@ -271,17 +383,27 @@ def hub_module(monkeypatch):
     fake_pytorch = types.ModuleType("PyTorchUtils")
     fake_pytorch.PyTorchUtilsLogic = FakeTorchLogic
     monkeypatch.setitem(sys.modules, "PyTorchUtils", fake_pytorch)
-    fake_pydeps = types.ModuleType("slicer.pydeps")
-    fake_pydeps.pip_ensure = lambda reqs, **kw: calls["pip"].append(([str(r) for r in reqs], kw))
-    monkeypatch.setitem(sys.modules, "slicer.pydeps", fake_pydeps)
+    def pip_ensure(reqs, constraints=None, **kw):  # slicer.packaging's, after Slicer 5.10
+        pinned = Path(constraints).read_text(encoding="utf-8").split() if constraints else None
+        calls["pip"].append(([str(r) for r in reqs], pinned, kw))
 
-    answer = {"ok": True}
+    fake_packaging = types.ModuleType("slicer.packaging")
+    fake_packaging.pip_ensure = pip_ensure
+    monkeypatch.setitem(sys.modules, "slicer.packaging", fake_packaging)
+
+    answer = {"ok": True, "restart": False}
 
     def confirm(text, windowTitle=None, **kwargs):
         calls["confirm"].append(text)
         return answer["ok"]
 
+    def confirm_restart(text, windowTitle=None, **kwargs):
+        calls["restart"].append("asked")
+        return answer["restart"]
+
     monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", confirm)
+    monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", confirm_restart)
+    monkeypatch.setattr(slicer.util, "restart", lambda: calls["restart"].append("restarted"))
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kw: calls["errors"].append(text))
     monkeypatch.setattr(slicer.util, "WaitCursor", _NullContext, raising=False)
 
@@ -289,6 +411,7 @@ def hub_module(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "LesionSuite", module)
     spec.loader.exec_module(module)
+    module.fake_settings = settings
     return module, calls, answer
 
 
@@ -317,7 +440,7 @@ def test_ensure_dependencies_does_nothing_when_all_is_installed(hub_module, monk
     module, calls, _answer = hub_module
     _pretend(monkeypatch, module, [], "2.5.0")
     assert module.ensure_dependencies() is True
-    assert calls == {"confirm": [], "torch": [], "pip": [], "errors": []}
+    assert calls == {"confirm": [], "torch": [], "pip": [], "errors": [], "restart": []}
 
 
 def test_ensure_dependencies_asks_once_then_installs_torch_and_packages(hub_module, monkeypatch):
@@ -328,16 +451,25 @@ def test_ensure_dependencies_asks_once_then_installs_torch_and_packages(hub_modu
     def after_install(*args, **kwargs):  # what the installers leave behind
         _pretend(monkeypatch, module, [], "2.5.0")
 
-    original = sys.modules["slicer.pydeps"].pip_ensure
-    monkeypatch.setattr(sys.modules["slicer.pydeps"], "pip_ensure",
+    def install_torch(askConfirmation=False, torchVersionRequirement=None):
+        calls["torch"].append((askConfirmation, torchVersionRequirement))
+        _pretend(monkeypatch, module, missing, "2.5.0+cu121")  # torch in, the rest not yet
+        return object()
+
+    monkeypatch.setattr(sys.modules["PyTorchUtils"].PyTorchUtilsLogic, "installTorch",
+                        lambda self, **kw: install_torch(**kw))
+    original = sys.modules["slicer.packaging"].pip_ensure
+    monkeypatch.setattr(sys.modules["slicer.packaging"], "pip_ensure",
                         lambda reqs, **kw: (original(reqs, **kw), after_install()))
     assert module.ensure_dependencies() is True
     assert len(calls["confirm"]) == 1
     assert "monai>=1.4" in calls["confirm"][0] and "torch>=2.2" in calls["confirm"][0]
     assert calls["torch"] == [(False, TORCH_REQUIREMENT)]  # the one dialog was ours
-    [(requirements, kwargs)] = calls["pip"]
+    [(requirements, pinned, kwargs)] = calls["pip"]
     assert requirements == missing
-    assert kwargs["skip_packages"] == ["torch"] and kwargs["prompt_install"] is False
+    assert pinned == ["torch==2.5.0+cu121"]  # the build the PyTorch extension installed
+    assert kwargs["prompt_install"] is False and kwargs["prompt_restart"] is False
+    assert calls["restart"] == ["asked"]  # one restart offer, ours; declined here
 
 
 def test_ensure_dependencies_installs_nothing_when_the_user_declines(hub_module, monkeypatch):
@@ -346,6 +478,7 @@ def test_ensure_dependencies_installs_nothing_when_the_user_declines(hub_module,
     answer["ok"] = False
     assert module.ensure_dependencies() is False
     assert len(calls["confirm"]) == 1 and calls["torch"] == [] and calls["pip"] == []
+    assert calls["restart"] == []
 
 
 def test_ensure_dependencies_refuses_to_upgrade_a_loaded_old_torch(hub_module, monkeypatch):
@@ -359,10 +492,46 @@ def test_ensure_dependencies_falls_back_to_pip_install(hub_module, monkeypatch):
     module, calls, _answer = hub_module
     import slicer
 
-    monkeypatch.delitem(sys.modules, "slicer.pydeps")
-    monkeypatch.setattr(module, "_pipEnsureFunction", lambda: None)
+    monkeypatch.delitem(sys.modules, "slicer.packaging")  # Slicer 5.6 to 5.10
     installed = []
-    monkeypatch.setattr(slicer.util, "pip_install", lambda reqs: installed.append(reqs))
+
+    def pip_install(arguments):
+        constraints = Path(arguments[1])
+        installed.append((arguments[0], constraints.read_text(encoding="utf-8").split(),
+                          arguments[2:]))
+        _pretend(monkeypatch, module, [], "2.5.0")
+
+    monkeypatch.setattr(slicer.util, "pip_install", pip_install)
     _pretend(monkeypatch, module, ["tqdm>=4.60"], "2.5.0")
-    module.ensure_dependencies(askConfirmation=False)
-    assert installed == [["tqdm>=4.60"]] and calls["confirm"] == []
+    assert module.ensure_dependencies(askConfirmation=False) is True
+    assert installed == [("-c", ["torch==2.5.0"], ["tqdm>=4.60"])] and calls["confirm"] == []
+
+
+def test_restart_is_offered_after_an_installation_and_done_when_accepted(hub_module,
+                                                                          monkeypatch):
+    module, calls, answer = hub_module
+    answer["restart"] = True
+    _pretend(monkeypatch, module, ["tqdm>=4.60"], "2.5.0")
+    monkeypatch.setattr(sys.modules["slicer.packaging"], "pip_ensure",
+                        lambda reqs, **kw: _pretend(monkeypatch, module, [], "2.5.0"))
+    assert module.ensure_dependencies(askConfirmation=False) is True
+    assert calls["restart"] == ["asked", "restarted"]
+
+
+def test_no_restart_is_offered_when_the_installation_is_incomplete(hub_module, monkeypatch):
+    module, calls, _answer = hub_module
+    _pretend(monkeypatch, module, ["tqdm>=4.60"], "2.5.0")
+    monkeypatch.setattr(sys.modules["slicer.packaging"], "pip_ensure", lambda reqs, **kw: None)
+    assert module.ensure_dependencies(askConfirmation=False) is False
+    assert calls["restart"] == []
+
+
+def test_device_comes_from_the_application_settings(hub_module):
+    module, _calls, _answer = hub_module
+    assert module.deviceSettings() == ("auto", False)  # nothing stored yet
+    module.fake_settings.update({DEVICE_SETTING: "cuda", FORCE_CPU_SETTING: "true"})
+    assert module.deviceSettings() == ("cuda", True)
+    module.fake_settings[DEVICE_SETTING] = "no-such-device"
+    assert module.deviceSettings() == ("auto", True)
+    pytest.importorskip("torch")
+    assert module.selected_device().type == "cpu"  # forced

@@ -15,6 +15,8 @@ import importlib.metadata
 import re
 from pathlib import Path
 
+from . import user_folders
+
 try:
     from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic as _LogicBase
 except ImportError:  # slicer-core wheel: real MRML, no application
@@ -25,6 +27,16 @@ TORCH_REQUIREMENT = ">=2.2"
 
 #: Device preferences offered in the GUI (``lesion_core.device.select_device`` accepts them).
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+#: Application-settings keys of the device choice. Per user and per machine, so kept in the
+#: application settings rather than in the scene, which is closed (and its parameter node
+#: wiped) with every case and saved into scenes shared with others. The widget reads and
+#: writes them; the Logic takes the values as arguments.
+DEVICE_SETTING = "LesionSuite/devicePreference"
+FORCE_CPU_SETTING = "LesionSuite/forceCPU"
+
+#: Name of the pip constraints file written for an installation (see :func:`pip_constraints`).
+PIP_CONSTRAINTS_FILE = "lesion-suite-constraints.txt"
 
 
 def module_dir() -> Path:
@@ -83,6 +95,45 @@ def _installed_version(distribution: str) -> str | None:
         return None
 
 
+def device_preference(stored) -> str:
+    """The device preference from a stored setting: one of :data:`DEVICE_CHOICES`, else
+    ``"auto"`` (nothing stored yet, or a value from another version)."""
+    value = str(stored or "").strip().lower()
+    return value if value in DEVICE_CHOICES else "auto"
+
+
+def setting_flag(stored) -> bool:
+    """A stored yes/no setting: settings files give back a bool, ``"true"``/``"false"``
+    (INI files keep text), a number, or None when nothing is stored (False)."""
+    if isinstance(stored, str):
+        return stored.strip().lower() in ("true", "1", "yes")
+    return bool(stored)
+
+
+def pip_constraints(torch_version: str) -> list[str]:
+    """Lines of the pip constraints file for installing the requirements: the installed
+    torch, pinned exactly (local build tag included, e.g. ``torch==2.5.1+cu121``).
+
+    The PyTorch extension installs the torch build that matches the GPU driver; without
+    the pin, pip resolving MONAI's ``torch>=...`` could replace it with a generic build
+    from PyPI. With it, pip keeps that torch or stops with a conflict.
+    """
+    return [f"torch=={torch_version}"]
+
+
+def write_pip_constraints(folder: str | Path, torch_version: str) -> Path:
+    """Write :func:`pip_constraints` into ``folder``; returns the file's path."""
+    path = Path(folder) / PIP_CONSTRAINTS_FILE
+    path.write_text("\n".join(pip_constraints(torch_version)) + "\n", encoding="utf-8")
+    return path
+
+
+def pip_install_arguments(requirements: list[str], constraints_file: str | Path) -> list[str]:
+    """``pip install`` arguments (the list form of ``slicer.util.pip_install``):
+    ``["-c", FILE, *requirements]``."""
+    return ["-c", str(constraints_file), *requirements]
+
+
 class _HeadlessLogicBase:
     """What the hub logic uses of ``ScriptedLoadableModuleLogic``, for use without the app."""
 
@@ -132,6 +183,28 @@ class LesionSuiteLogic(_LogicBase or _HeadlessLogicBase):
     def torch_satisfied(self) -> bool:
         return requirement_satisfied("torch" + TORCH_REQUIREMENT)
 
+    def write_pip_constraints(self, folder: str | Path) -> Path:
+        """The constraints file that keeps the installed torch (see :func:`pip_constraints`).
+
+        Raises LesionSuiteError when torch is not installed: it must come first, from the
+        PyTorch extension, or pip would pull a generic torch in with MONAI.
+        """
+        from lesion_core.errors import LesionSuiteError
+
+        version = self.torch_version()
+        if version is None:
+            raise LesionSuiteError(
+                "PyTorch is not installed, so the other packages cannot be installed safely "
+                "(MONAI would bring a generic PyTorch build)",
+                "Install PyTorch with the PyTorch extension (PyTorch Utils module) first.")
+        return write_pip_constraints(folder, version)
+
+    def missing_dependencies(self, requirements_file: str | Path | None = None) -> list[str]:
+        """Everything the hub would install: torch (when not satisfied) and the missing
+        requirement lines; empty when LesionSuite can run."""
+        torch = [] if self.torch_satisfied() else ["torch" + TORCH_REQUIREMENT]
+        return torch + self.missing_requirements(requirements_file)
+
     def dependency_summary(self, requirements_file: str | Path | None = None) -> str:
         """One human-readable paragraph on what is installed and what is missing."""
         parts = []
@@ -171,13 +244,13 @@ class LesionSuiteLogic(_LogicBase or _HeadlessLogicBase):
     @staticmethod
     def models_dirs() -> list[tuple[str, Path]]:
         """``[("built-in", folder), ("user", folder)]``: where model bundles are looked for."""
-        from lesion_core.bundle import default_models_dir, user_models_dir
-        return [("built-in", Path(default_models_dir())), ("user", Path(user_models_dir()))]
+        from lesion_core.bundle import default_models_dir
+        return [("built-in", Path(default_models_dir())), ("user", user_folders.user_models_dir())]
 
     @staticmethod
     def user_models_dir() -> Path:
-        from lesion_core.bundle import user_models_dir
-        return Path(user_models_dir())
+        """The user models folder (torch not needed: the hub opens it before installing)."""
+        return user_folders.user_models_dir()
 
     def installed_models(self, folders: list[str | Path] | None = None,
                          problems: list | None = None) -> list[dict]:
@@ -203,6 +276,17 @@ class LesionSuiteLogic(_LogicBase or _HeadlessLogicBase):
             for metadata in list_bundles(folder, problems=problems):
                 rows.append(_model_row(metadata, source))
         return rows
+
+
+def skip_unless_installed(test_case, torch: bool = True) -> None:
+    """For the modules' self-tests: skip ``test_case`` (``unittest`` reports a skip, not a
+    pass) when what the hub installs is missing, as in a fresh Slicer. ``torch=False``:
+    the test needs only the packages of ``requirements.txt``."""
+    logic = LesionSuiteLogic()
+    missing = logic.missing_dependencies() if torch else logic.missing_requirements()
+    if missing:
+        test_case.skipTest("not installed: " + ", ".join(missing)
+                           + " (Install dependencies in the LesionSuite module)")
 
 
 def _model_row(metadata, source: str) -> dict:

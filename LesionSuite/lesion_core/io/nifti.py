@@ -6,7 +6,6 @@ import gzip
 import zlib
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from ..errors import UnreadableFileError
@@ -20,6 +19,8 @@ def read_nifti(path: Path) -> Volume:
     Scaled data (``scl_slope``/``scl_inter``) come out as float; unscaled data keep their
     on-disk dtype so that label maps stay integers.
     """
+    import nibabel as nib  # not at import: Slicer loads modules without nibabel
+
     try:
         image = nib.load(str(path))
     except (nib.filebasedimages.ImageFileError, ValueError) as exc:
@@ -44,6 +45,8 @@ def write_nifti(volume: Volume, path: Path) -> None:
     NIfTI stores the sform in float32, so the affine survives to float32 precision
     (about 1e-7 relative); use NRRD where the float64 affine must survive bit for bit.
     """
+    import nibabel as nib
+
     image = nib.Nifti1Image(np.asarray(volume.array), volume.affine)
     image.set_sform(volume.affine, code=1)
     image.set_qform(volume.affine, code=1)
