@@ -23,6 +23,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from LesionSuiteGUI.errors import showingErrors
 from LesionSuiteGUI.task_widget import TaskWidgetMixin
 from CMBDetectorLib.logic import CMBDetectorLogic, default_feedback_root
 
@@ -163,7 +164,7 @@ class CMBDetectorWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
     def onPredictionFinished(self, result) -> None:
         slicer.util.setSliceViewerLayers(background=result.input, fit=True)
         self._review = None
-        with slicer.util.tryWithErrorDisplay(_("Cannot open your decisions on this case.")):
+        with showingErrors(_("Cannot open your decisions on this case.")):
             self._review = self.logic.open_review(
                 result, self._feedbackFolder(), reader=self._reader(),
                 show_rejected=bool(self._parameterNode and self._parameterNode.showRejected))
@@ -202,7 +203,7 @@ class CMBDetectorWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         """Forward a click or key to the review (``method`` of CMBReview), then redraw."""
         if self._review is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("The decision was not saved.")):
+        with showingErrors(_("The decision was not saved.")):
             getattr(self._review, method)(*args)
         self.showReview(jump=jump)
 
@@ -247,7 +248,7 @@ class CMBDetectorWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
     def onExport(self) -> None:
         if self._review is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Cannot export the accepted microbleeds.")):
+        with showingErrors(_("Cannot export the accepted microbleeds.")):
             node = self._review.export_label_map()
             slicer.util.setSliceViewerLayers(label=node)
             self.ui.statusLabel.text = _("Exported to '{name}'.").format(name=node.GetName())
@@ -287,8 +288,12 @@ class CMBDetectorTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from CMBDetectorLib.outputs import CMBOutputs
+        from LesionSuiteLib.hub_logic import skip_unless_installed
         from LesionSuiteLib.mrml_bridge import node_ijk_to_ras, node_to_volume, volume_to_node
         from lesion_core.volume import Volume
+
+        # The review stores the case's image (NIfTI / NRRD writers the hub installs).
+        skip_unless_installed(self, torch=False)
 
         affine = np.diag([1.0, 1.0, 1.5, 1.0])
         image = Volume(np.full((40, 40, 30), 400.0, np.float32), affine)

@@ -22,6 +22,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from LesionSuiteGUI.errors import showingErrors
 from LesionSuiteGUI.task_widget import TaskWidgetMixin
 from ICHWeakSegLib.logic import DEFAULT_CAM_OPACITY, ICHWeakSegLogic, default_feedback_root
 
@@ -153,11 +154,16 @@ class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserva
 
     def onPredictionFinished(self, result) -> None:
         self._camShown = None
-        self._parameterNode.camThreshold = self.logic.cam_threshold(result)
+        # The reader may have left the module while the prediction ran (exit() let go of
+        # the panel's parameter node): the threshold goes into the scene's node, which the
+        # panel takes up again on enter().
+        parameters = self._parameterNode or self.parameterNodeClass(
+            self.logic.getParameterNode())
+        parameters.camThreshold = self.logic.cam_threshold(result)
         self.updateButtons()  # shows the CAM over the CT
         slicer.util.resetSliceViews()
         self._review = None
-        with slicer.util.tryWithErrorDisplay(_("Cannot open your labels of this case.")):
+        with showingErrors(_("Cannot open your labels of this case.")):
             self._review = self.logic.open_review(result, self._feedbackFolder(),
                                                   reader=self._reader())
         self.showReview(jump=True)
@@ -204,7 +210,7 @@ class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserva
         """Forward a click to the review (``method`` of ICHSliceReview), then redraw."""
         if self._review is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("The label was not saved.")):
+        with showingErrors(_("The label was not saved.")):
             getattr(self._review, method)(*args)
         self.showReview(jump=jump)
 
@@ -224,7 +230,7 @@ class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserva
     def onSaveMask(self) -> None:
         if self._review is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Your segmentation was not saved.")):
+        with showingErrors(_("Your segmentation was not saved.")):
             record = self._review.save_reader_mask()
             self.ui.statusLabel.text = _("Saved as your reader mask, version {n}.").format(
                 n=record.payload["version"])
@@ -263,9 +269,13 @@ class ICHWeakSegTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from ICHWeakSegLib.outputs import ICHOutputs
+        from LesionSuiteLib.hub_logic import skip_unless_installed
         from LesionSuiteLib.mrml_bridge import node_ijk_to_ras, volume_to_node
         from lesion_core.ich.reader_labels import latest_reader_mask
         from lesion_core.volume import Volume
+
+        # The review stores the case's image (NIfTI / NRRD writers the hub installs).
+        skip_unless_installed(self, torch=False)
 
         ct = Volume(np.full((32, 32, 8), 35.0, np.float32), np.diag([0.9, 0.9, 5.0, 1.0]))
         ct.array[:2] = -1000.0

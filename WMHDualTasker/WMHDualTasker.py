@@ -6,7 +6,6 @@ file holds the Qt parts only. The prediction and the training run in child proce
 a timer polls, so the GUI never waits for them.
 """
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from LesionSuiteGUI.errors import showingErrors
 from LesionSuiteGUI.task_widget import TaskWidgetMixin
 from WMHDualTaskerLib.logic import WMHDualTaskerLogic, default_feedback_root
 
@@ -163,7 +163,7 @@ class WMHDualTaskerWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObse
     # ---------------------------------------------------------------- review
     def openReview(self) -> None:
         self._review = None
-        with slicer.util.tryWithErrorDisplay(_("Cannot open your ratings of this case.")):
+        with showingErrors(_("Cannot open your ratings of this case.")):
             self._review = self.logic.open_review(self._result, self._feedbackFolder(),
                                                   reader=self._reader())
         self.showRatings()
@@ -215,14 +215,14 @@ class WMHDualTaskerWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObse
         if self._review is None or item.column() != READER_COLUMN_INDEX:
             return
         target = self._review.targets[item.row()]
-        with slicer.util.tryWithErrorDisplay(_("The rating was not saved.")):
+        with showingErrors(_("The rating was not saved.")):
             self._review.set_rating_text(target, item.text())
         # Always redraw from the store, so a refused entry goes back to the saved rating;
         # later, because the table must not be rebuilt inside its own itemChanged signal.
         qt.QTimer.singleShot(0, self.showRatings)
 
     def onUndo(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Cannot undo.")):
+        with showingErrors(_("Cannot undo.")):
             if self._review is not None:
                 self._review.undo()
         self.showRatings()
@@ -278,11 +278,10 @@ class WMHDualTaskerTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        from LesionSuiteLib.hub_logic import LesionSuiteLogic
+        from LesionSuiteLib.hub_logic import skip_unless_installed
         from LesionSuiteLib.mrml_bridge import node_ijk_to_ras, volume_to_node
-        if not LesionSuiteLogic().torch_satisfied():
-            logging.info("PyTorch is not installed: WMH run test skipped")
-            return
+
+        skip_unless_installed(self)  # the untrained model needs torch and MONAI
         from lesion_core.synth.anatomy import AnatomyConfig
         from lesion_core.synth.cohort import SubjectConfig, make_subject
         from lesion_core.wmh.config import DualTaskerConfig

@@ -28,6 +28,8 @@ import vtk
 import slicer
 from slicer.i18n import tr as _
 
+from .errors import showingErrors
+
 POLL_INTERVAL_MS = 200
 
 
@@ -179,7 +181,7 @@ class TaskWidgetMixin:
             return
         from LesionSuite import ensure_dependencies, selected_device
 
-        with slicer.util.tryWithErrorDisplay(
+        with showingErrors(
                 _("Cannot start the {task}.").format(task=self.taskName), waitCursor=True):
             if not ensure_dependencies():
                 return
@@ -218,7 +220,7 @@ class TaskWidgetMixin:
             return
         from LesionSuite import ensure_dependencies
 
-        with slicer.util.tryWithErrorDisplay(_("Cannot start the training."), waitCursor=True):
+        with showingErrors(_("Cannot start the training."), waitCursor=True):
             if not ensure_dependencies():
                 return
             self._training, self._trainedModel = start()
