@@ -22,7 +22,8 @@ This script runs in a fresh interpreter
    test's own check that the hook catches an import).
 
 It prints one JSON object: ``attempts`` (``{"module", "by"}``), ``errors`` (what failed
-to load, with its traceback's last line) and ``loaded`` (repository files imported).
+to load, with the innermost module-folder line of its traceback) and ``loaded`` (the
+module-folder files imported, ``lesion_core`` included).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class BlockImports(importlib.abc.MetaPathFinder):
 
 
 def _importing_line() -> str:
-    """``path:line`` of the innermost repository frame on the stack (not this file)."""
+    """``path:line`` of the innermost module-folder frame on the stack."""
     for frame in reversed(traceback.extract_stack()):
         if _in_modules(frame.filename):
             return f"{_relative(frame.filename)}:{frame.lineno}"
@@ -134,8 +135,11 @@ def _import(name: str, errors: list[dict]) -> None:
     try:
         importlib.import_module(name)
     except Exception as exc:  # report every failure, not only the first
-        errors.append({"module": name, "error": f"{type(exc).__name__}: {exc}",
-                       "at": _error_line(exc)})
+        errors.append(_failure(name, exc))
+
+
+def _failure(what: str, exc: BaseException) -> dict:
+    return {"module": what, "error": f"{type(exc).__name__}: {exc}", "at": _error_line(exc)}
 
 
 def _error_line(exc: BaseException) -> str:
@@ -188,15 +192,13 @@ def probe(blocked, walk_packages: bool, extra_files) -> dict:
     try:
         setup_calls()
     except Exception as exc:
-        errors.append({"module": "setup() calls", "error": f"{type(exc).__name__}: {exc}",
-                       "at": _error_line(exc)})
+        errors.append(_failure("setup() calls", exc))
     for path in extra_files:
         spec = importlib.util.spec_from_file_location(Path(path).stem, path)
         try:
             spec.loader.exec_module(importlib.util.module_from_spec(spec))
         except Exception as exc:
-            errors.append({"module": path, "error": f"{type(exc).__name__}: {exc}",
-                           "at": _error_line(exc)})
+            errors.append(_failure(path, exc))
     loaded = sorted({_relative(m.__file__) for m in list(sys.modules.values())
                      if getattr(m, "__file__", None) and _in_modules(m.__file__)})
     return {"attempts": blocker.attempts, "errors": errors, "loaded": loaded}
