@@ -176,8 +176,9 @@ def test_the_command_line_parses_the_options_used():
     assert cli is not None
     from lesion_core.cli import build_parser
 
-    argv = CMBDetectorLogic.prediction_command("in.nii.gz", "out", "model", "T2star", True,
-                                               "cuda:1", error_file="e.json", python="py")
+    argv = CMBDetectorLogic.prediction_command("in.nii.gz", "out", "model", "cuda:1",
+                                               error_file="e.json", python="py",
+                                               modality="T2star", allow_modality_mismatch=True)
     args = build_parser().parse_args(argv[3:])
     assert (args.image, args.out, args.model, args.sequence, args.allow_modality_mismatch,
             args.device, args.error_json) == ("in.nii.gz", "out", "model", "T2star", True,

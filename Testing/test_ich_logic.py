@@ -272,7 +272,7 @@ def test_the_command_line_parses_the_options_used():
 
 
 def test_training_command_and_what_it_needs(logic, result, store, tmp_path):
-    assert logic.training_command(store, tmp_path / "init", tmp_path / "new", "py") == [
+    assert logic.training_command(store, tmp_path / "init", tmp_path / "new", python="py") == [
         "py", "-m", "lesion_core", "--progress-lines", "ich", "train", "--feedback",
         str(store), "--init", str(tmp_path / "init"), "--out", str(tmp_path / "new")]
     with pytest.raises(LesionSuiteError, match="no ICH slice label"):

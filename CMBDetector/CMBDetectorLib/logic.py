@@ -18,6 +18,10 @@ Geometry: the input is written in its *local* coordinates (``world=False``) and 
 output node is put under the input's parent transform, so the points and the segment lie
 on the input exactly and move with it. Nothing is added before the outputs were read, and
 if adding fails half-way the nodes added so far are removed.
+
+What every task does alike (the child process, all-or-none nodes, saving, the review,
+retraining) is :class:`LesionSuiteLib.task_logic.TaskLogic`'s; this module keeps the
+command's options and the node building.
 """
 
 from __future__ import annotations
@@ -29,37 +33,31 @@ from typing import Any
 from lesion_core.errors import InvalidImageError
 from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
-from LesionSuiteLib import predictions
-from LesionSuiteLib.child_process import ChildProcess, child_env, lesion_core_command
-from LesionSuiteLib.hub_logic import _HeadlessLogicBase
-from LesionSuiteLib.predictions import ERROR_FILE, OUT_DIR, SummaryFacts
+from LesionSuiteLib.child_process import ChildProcess
+from LesionSuiteLib.predictions import SummaryFacts
+from LesionSuiteLib.later import Later
+from LesionSuiteLib.retraining import Retraining
+from LesionSuiteLib.task_logic import TaskLogic
 
-from . import training
 from .outputs import TABLE_COLUMNS, CMBOutputs, describe, table_row
-from .training import default_feedback_root
 
-try:
-    from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic as _LogicBase
-except ImportError:  # slicer-core wheel: real MRML, no application
-    _LogicBase = None
-
-#: Node attributes naming what made a result node, and the input it belongs to.
-RESULT_ATTRIBUTE = "LesionSuite.CMB.Result"
-INPUT_ATTRIBUTE = "LesionSuite.CMB.InputNodeID"
 MODALITIES = ("SWI", "T2star")
 #: Point colours (RGB 0..1): microbleeds (selected) in the CMB label colour, others grey.
 CMB_COLOUR = (0.85, 0.10, 0.55)
 OTHER_COLOUR = (0.6, 0.6, 0.6)
 
 
-class CMBBackgroundPrediction(predictions.BackgroundPrediction):
-    """One running ``lesion-suite cmb predict``; :meth:`outputs` gives
-    :class:`~.outputs.CMBOutputs` on the input grid."""
-
-    task = "CMB"
-
-    def read_outputs(self) -> CMBOutputs:
-        return CMBOutputs.read(self.out_dir, self.grid)
+#: "Retrain from my decisions": ``lesion-suite cmb train`` fine-tunes stage 2 (and stage 1
+#: with ``--stage1``) from the points :func:`lesion_core.cmb.reader_decisions.
+#: training_points` reads from the store (accepted and added: microbleed; rejected: not).
+RETRAINING = Retraining(
+    task="cmb", has_feedback=Later("lesion_core.cmb.reader_decisions", "training_points"),
+    no_feedback=("the feedback folder holds no CMB decision yet",
+                 "Accept, reject or add microbleeds in at least one case, then retrain"),
+    shipped_model=Later("lesion_core.cmb.model", "default_model_folder"), model_kind="CMB",
+    new_model_stem="cmb_reader")
+#: Where the reader's decisions are kept unless the user picks another folder.
+default_feedback_root = RETRAINING.default_feedback_root
 
 
 @dataclass
@@ -94,64 +92,39 @@ class CMBResultNodes(SummaryFacts):
         return sum(1 for c in self.candidates if c.get("kept"))
 
 
-class CMBDetectorLogic(_LogicBase or _HeadlessLogicBase):
+class CMBDetectorLogic(TaskLogic):
     """CMB candidates, their review and retraining from the reader's decisions."""
 
-    # ------------------------------------------------------------------ input
-    @staticmethod
-    def read_input(input_volume_node) -> Volume:
-        """The node's voxels and local IJK-to-RAS geometry (the command checks the image)."""
-        if input_volume_node is None or not input_volume_node.IsA("vtkMRMLScalarVolumeNode") \
-                or input_volume_node.IsA("vtkMRMLLabelMapVolumeNode"):
-            raise InvalidImageError("no SWI or T2*-GRE volume is selected", "Select a scalar "
-                                    "volume (not a label map or segmentation) as input")
-        return mb.node_to_volume(input_volume_node, world=False)
+    task = "cmb"
+    input_kind = "SWI or T2*-GRE"
+    outputs_type = CMBOutputs
+    result_files = {"markups": "_cmb_candidates.mrk.json", "table": "_cmb_candidates.tsv",
+                    "segmentation": "_cmb.seg.nrrd"}
+    open_review_of = Later("CMBDetectorLib.review", "CMBReview.for_result")
+    retraining = RETRAINING
 
     # ------------------------------------------------------------- prediction
-    @staticmethod
-    def prediction_command(image_path: Path, out_dir: Path, model_folder=None,
-                           modality: str = "SWI", allow_modality_mismatch: bool = False,
-                           device: str | None = None, error_file: Path | None = None,
-                           python: str | None = None) -> list[str]:
-        """``[python, -m, lesion_core, --progress-lines(, --error-json, FILE), cmb, predict,
-        IMAGE, --out, DIR, --sequence, M(, --model, F)(, --allow-modality-mismatch)
-        (, --device, D)]``. ``modality``: ``"SWI"`` or ``"T2star"`` (the command's
-        ``--sequence``); ``device``: auto, cpu, cuda, cuda:N or mps (None: default)."""
+    @classmethod
+    def prediction_options(cls, model_folder=None, device=None, modality: str = "SWI",
+                           allow_modality_mismatch: bool = False) -> dict[str, object]:
+        """``--sequence M(, --model F)(, --allow-modality-mismatch)(, --device D)`` of
+        ``cmb predict``: ``modality`` is ``"SWI"`` or ``"T2star"`` (what the input is);
+        ``allow_modality_mismatch`` runs a model trained on the other sequence."""
         if modality not in MODALITIES:
             raise InvalidImageError(f"modality {modality!r} is not one the CMB detector "
                                     "knows", f"Choose one of {', '.join(MODALITIES)}")
-        args = ["--progress-lines"]
-        if error_file is not None:
-            args += ["--error-json", str(error_file)]
-        args += ["cmb", "predict", str(image_path), "--out", str(out_dir),
-                 "--sequence", modality]
-        if model_folder:
-            args += ["--model", str(model_folder)]
-        if allow_modality_mismatch:
-            args.append("--allow-modality-mismatch")
-        if device is not None:
-            args += ["--device", str(device)]
-        return lesion_core_command(args, python)
+        return {"--sequence": modality, "--model": model_folder or None,
+                "--allow-modality-mismatch": bool(allow_modality_mismatch),
+                "--device": device}
 
     def start_prediction(self, input_volume_node, model_folder=None, modality: str = "SWI",
-                         allow_modality_mismatch: bool = False, device: str | None = None
-                         ) -> CMBBackgroundPrediction:
+                         allow_modality_mismatch: bool = False, device: str | None = None):
         """Write the input to a temporary folder and start ``cmb predict`` in a child
         process; poll the returned job, then call :meth:`finish_prediction`."""
-        image = self.read_input(input_volume_node)
-
-        def start(work: Path, input_path: Path) -> CMBBackgroundPrediction:
-            argv = self.prediction_command(input_path, work / OUT_DIR, model_folder, modality,
-                                           allow_modality_mismatch, device, work / ERROR_FILE)
-            return CMBBackgroundPrediction(argv, work, image, input_volume_node,
-                                           env=child_env())
-
-        return predictions.start_in_work_folder(image, "lesion-suite-cmb-", start)
-
-    def finish_prediction(self, job: CMBBackgroundPrediction) -> CMBResultNodes:
-        """Add the nodes of a finished job (GUI thread) and remove its temporary folder.
-        Raises what the job's ``outputs()`` raises (cancel, the child's user error)."""
-        return job.finish(self.add_result_nodes)
+        return self.start_in_child(input_volume_node, lambda image, out, error: (
+            self.prediction_command(image, out, model_folder, device, error,
+                                    modality=modality,
+                                    allow_modality_mismatch=allow_modality_mismatch)))
 
     def run(self, input_volume_node, model_folder=None, modality: str = "SWI",
             allow_modality_mismatch: bool = False, device: str | None = None,
@@ -162,15 +135,9 @@ class CMBDetectorLogic(_LogicBase or _HeadlessLogicBase):
         progress lines; its ``cancel()`` stops the child (``OperationCancelled``).
         ``timeout``: seconds before the child is cancelled (None: no limit).
         """
-        job = self.start_prediction(input_volume_node, model_folder, modality,
-                                    allow_modality_mismatch, device)
-        return predictions.run_to_end(job, self.finish_prediction, progress, timeout)
-
-    def load_results(self, input_volume_node, folder: str | Path) -> CMBResultNodes:
-        """Add the nodes of a ``lesion-suite cmb predict`` output folder made earlier from
-        this volume's image (its label maps must lie on the volume's grid)."""
-        image = self.read_input(input_volume_node)
-        return self.add_result_nodes(input_volume_node, CMBOutputs.read(folder, image))
+        return self.wait_for(self.start_prediction(
+            input_volume_node, model_folder, modality, allow_modality_mismatch, device),
+            progress, timeout)
 
     # ------------------------------------------------------------------ nodes
     def add_result_nodes(self, input_volume_node, outputs: CMBOutputs) -> CMBResultNodes:
@@ -180,8 +147,7 @@ class CMBDetectorLogic(_LogicBase or _HeadlessLogicBase):
         scene = input_volume_node.GetScene()
         name = input_volume_node.GetName()
         candidates = outputs.candidates
-        created: list = []
-        try:
+        with self.adding_results(input_volume_node, outputs) as created:
             markups = mb.points_to_markups(
                 scene, [c["centre_ras"] for c in candidates],
                 labels=[str(c["id"]) for c in candidates],
@@ -202,13 +168,6 @@ class CMBDetectorLogic(_LogicBase or _HeadlessLogicBase):
                 scene, kept, [CMB], name=f"{name} CMB", reference_node=input_volume_node,
                 include_empty=True)
             created.append(segmentation)
-            predictions.place_with_input(created, input_volume_node, {
-                RESULT_ATTRIBUTE: f"{outputs.model_id} {outputs.model_version}",
-                INPUT_ATTRIBUTE: input_volume_node.GetID()})
-        except Exception:
-            for node in created:
-                scene.RemoveNode(node)
-            raise
         return CMBResultNodes(input_volume_node, markups, table, segmentation,
                               list(candidates), outputs.candidate_labels, dict(outputs.summary))
 
@@ -221,54 +180,33 @@ class CMBDetectorLogic(_LogicBase or _HeadlessLogicBase):
         display.SetColor(*OTHER_COLOUR)
         display.SetTextScale(2.0)
 
-    @staticmethod
-    def remove_result_nodes(result: CMBResultNodes) -> None:
-        """Remove a result's output nodes from their scene (the input stays)."""
-        predictions.remove_nodes(result.nodes)
-
-    @staticmethod
-    def save_results(result: CMBResultNodes, folder: str | Path, stem: str | None = None
-                     ) -> dict[str, Path]:
-        """Write the points (``.mrk.json``), table (``.tsv``) and segmentation
-        (``.seg.nrrd``) into ``folder``; returns the paths."""
-        folder = Path(folder)
-        stem = stem or "".join(c if c.isalnum() or c in "-_." else "_"
-                               for c in result.input.GetName()).strip("._") or "volume"
-        paths = {"markups": folder / f"{stem}_cmb_candidates.mrk.json",
-                 "table": folder / f"{stem}_cmb_candidates.tsv",
-                 "segmentation": folder / f"{stem}_cmb.seg.nrrd"}
-        for key, path in paths.items():
-            mb.write_node(getattr(result, key), path)
-        return paths
-
     # ------------------------------------------------------------------ review
-    @staticmethod
-    def open_review(result: CMBResultNodes, feedback_root: str | Path | None = None,
+    def open_review(self, result: CMBResultNodes, feedback_root: str | Path | None = None,
                     reader: str | None = None, show_rejected: bool = False):
         """The :class:`.review.CMBReview` of a result's case, the points and rows showing
         the reader's standing decisions from the feedback store."""
-        from .review import CMBReview
-
-        return CMBReview.for_result(result, feedback_root or default_feedback_root(),
-                                    reader=reader, show_rejected=show_rejected)
+        return super().open_review(result, feedback_root, reader, show_rejected=show_rejected)
 
     # ---------------------------------------------------------------- training
-    @staticmethod
-    def training_command(feedback_root: str | Path, init_model: str | Path,
+    @classmethod
+    def training_command(cls, feedback_root: str | Path, init_model: str | Path,
                          out_folder: str | Path, stage1: bool = False,
-                         python: str | None = None) -> list[str]:
-        """The retraining command line (see :func:`.training.training_command`)."""
-        return training.training_command(feedback_root, init_model, out_folder, stage1,
-                                         python)
+                         python: str | None = None, device: str | None = None) -> list[str]:
+        """``[python, -m, lesion_core, --progress-lines, cmb, train, --feedback, STORE,
+        --init, MODEL, --out, NEW(, --stage1)(, --device, D)]`` (see
+        :meth:`.Retraining.command`)."""
+        return cls.retraining.command(feedback_root, init_model, out_folder,
+                                      {"--stage1": bool(stage1)}, device, python)
 
-    @staticmethod
-    def start_training(feedback_root: str | Path, init_model: str | Path | None = None,
-                       out_folder: str | Path | None = None, stage1: bool = False
-                       ) -> tuple[ChildProcess, Path]:
-        """Start it in a child process (see :func:`.training.start_training`); returns the
-        child and the folder the new model will be written to."""
-        return training.start_training(feedback_root, init_model, out_folder, stage1)
+    def start_training(self, feedback_root: str | Path, init_model: str | Path | None = None,
+                       out_folder: str | Path | None = None, stage1: bool = False,
+                       device: str | None = None) -> tuple[ChildProcess, Path]:
+        """Start that command in a child process (default ``init_model``: the shipped
+        model; ``stage1``: also fine-tune the candidate U-Net, not only stage 2); returns
+        the child and the folder the new model will be written to (see
+        :meth:`.Retraining.start`)."""
+        return self.retraining.start(feedback_root, init_model, out_folder,
+                                     {"--stage1": bool(stage1)}, device)
 
 
-__all__ = ["CMBBackgroundPrediction", "CMBDetectorLogic", "CMBResultNodes",
-           "default_feedback_root"]
+__all__ = ["CMBDetectorLogic", "CMBResultNodes", "default_feedback_root"]

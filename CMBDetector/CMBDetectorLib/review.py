@@ -24,6 +24,9 @@ its description ends with the reader's decision.
 Coordinates: RAS millimetres in the input volume's own (local) frame, as the candidates
 JSON gives them; the markups node lies under the input's parent transform, so
 :meth:`jump_position` (world RAS) is where the point is shown.
+
+The case, the reader, the undo stack and the case image are
+:class:`LesionSuiteLib.case_review.CaseReview`'s.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from lesion_core.errors import InvalidImageError
 from lesion_core.feedback import CaseFeedback, Record
 from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
-from LesionSuiteLib.review_cases import open_volume_case, read_noting_damage, store_case_image
+from LesionSuiteLib.case_review import CaseReview
 
 from .outputs import TABLE_COLUMNS, describe, table_row
 
@@ -76,7 +79,7 @@ class ReviewItem:
         return {**payload, "id": payload.get("candidate_id")}
 
 
-class CMBReview:
+class CMBReview(CaseReview):
     """Accept / reject / add / undo on one case, kept in step with the nodes.
 
     Args:
@@ -92,51 +95,35 @@ class CMBReview:
         name: base name of the exported label map node.
     """
 
+    default_modality = "SWI"
+
     def __init__(self, case: CaseFeedback, candidates: list[dict], markups_node=None,
                  table_node=None, image: Volume | Path | None = None,
                  grid: Volume | None = None, candidate_labels: Volume | None = None,
                  modality: str = "SWI", reader: str | None = None,
                  model_id: str | None = None, model_version: str | None = None,
                  show_rejected: bool = False, name: str = "CMB"):
-        self.case = case
+        super().__init__(case, image, modality, reader, model_id, model_version)
         self.candidates = list(candidates)
         self.markups_node, self.table_node = markups_node, table_node
-        self.image, self.grid, self.candidate_labels = image, grid, candidate_labels
-        self.modality, self.reader = modality, reader or None
-        self.model_id, self.model_version = model_id, model_version
+        self.grid, self.candidate_labels = grid, candidate_labels
         self.name = name
         self._show_rejected = bool(show_rejected)
         self.items: list[ReviewItem] = []
         self.current: int | None = None
-        #: Lines of the records file that could not be read (e.g. cut off by a crash).
-        self.skipped_lines: list[str] = []
         self.export_node = None
-        self._undo_stack: list[str] = []
         self.reload()
         self.current = next(iter(self.visible_indices()), None)
 
     @classmethod
-    def for_result(cls, result, feedback_root: str | Path, reader: str | None = None,
-                   show_rejected: bool = False) -> "CMBReview":
-        """The review of a :class:`.logic.CMBResultNodes` (case from its input volume)."""
-        opened = open_volume_case(feedback_root, result.input)
-        return cls(opened.case, result.candidates, result.markups, result.table,
-                   image=opened.stored_image, grid=opened.image,
-                   candidate_labels=result.candidate_labels,
-                   modality=result.modality or "SWI", reader=reader,
-                   model_id=result.model_id, model_version=result.model_version,
-                   show_rejected=show_rejected, name=result.input.GetName())
+    def result_arguments(cls, result, opened) -> dict[str, Any]:
+        """From a :class:`.logic.CMBResultNodes`: its candidates and nodes."""
+        return {"candidates": result.candidates, "markups_node": result.markups,
+                "table_node": result.table, "grid": opened.image,
+                "candidate_labels": result.candidate_labels, "modality": result.modality,
+                "name": result.input.GetName()}
 
     # ------------------------------------------------------------------ state
-    @property
-    def case_id(self) -> str:
-        return self.case.case_id
-
-    @property
-    def can_undo(self) -> bool:
-        """Whether this review wrote a decision that :meth:`undo` can take back."""
-        return bool(self._undo_stack)
-
     @property
     def show_rejected(self) -> bool:
         """Show the candidates that stage 2 dropped (for rescuing a true microbleed)."""
@@ -151,8 +138,7 @@ class CMBReview:
     def reload(self) -> list[ReviewItem]:
         """Read the standing decisions from the store, match them to the candidates and
         show them on the points and rows."""
-        standing, self.skipped_lines = read_noting_damage(
-            lambda: rd.standing_decisions(self.case))
+        standing = self.read_standing(lambda: rd.standing_decisions(self.case))
         matched = rd.match_decisions(self.candidates, standing)
         items = []
         for candidate, record in zip(self.candidates, matched):
@@ -294,25 +280,15 @@ class CMBReview:
         self.current = found[0] if found else self.current
         return record
 
-    def undo(self) -> bool:
-        """Take back the last decision written through this review; False when none."""
-        if not self._undo_stack:
-            return False
-        rd.undo_decision(self.case, self._undo_stack.pop(), reader=self.reader)
-        self.reload()
-        return True
+    def take_back(self, record_id: str) -> None:
+        rd.undo_decision(self.case, record_id, reader=self.reader)
 
     def _write(self, decision: str, centre, candidate, target, diameter_mm=None) -> Record:
-        if self.image is not None:
-            store_case_image(self.case, self.image, self.modality)
-            self.image = None  # stored once
-        record = rd.record_decision(self.case, decision, centre, candidate, target=target,
-                                    modality=self.modality, diameter_mm=diameter_mm,
-                                    reader=self.reader, model_id=self.model_id,
-                                    model_version=self.model_version)
-        self._undo_stack.append(record.record_id)
-        self.reload()
-        return record
+        self.store_image()
+        return self.wrote(rd.record_decision(
+            self.case, decision, centre, candidate, target=target, modality=self.modality,
+            diameter_mm=diameter_mm, reader=self.reader, model_id=self.model_id,
+            model_version=self.model_version))
 
     # ------------------------------------------------------------------ export
     def accepted_items(self, include_undecided_kept: bool = False) -> list[ReviewItem]:

@@ -25,6 +25,10 @@ Geometry: the input is written in its *local* coordinates (``world=False``) and 
 output node is put under the input's parent transform, so outputs lie on the CT exactly
 and move with it. Nothing is added before the outputs were read, and if adding fails
 half-way the nodes added so far are removed.
+
+What every task does alike (the child process, all-or-none nodes, saving, the review,
+retraining) is :class:`LesionSuiteLib.task_logic.TaskLogic`'s; this module keeps the
+command's options, the node building with the reader's stored mask, and the CAM display.
 """
 
 from __future__ import annotations
@@ -37,42 +41,33 @@ from lesion_core.errors import InvalidImageError
 from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
 from LesionSuiteLib import predictions
-from LesionSuiteLib.child_process import ChildProcess, child_env, lesion_core_command
-from LesionSuiteLib.hub_logic import _HeadlessLogicBase
-from LesionSuiteLib.predictions import ERROR_FILE, OUT_DIR, SummaryFacts
+from LesionSuiteLib.child_process import ChildProcess
+from LesionSuiteLib.predictions import SummaryFacts
+from LesionSuiteLib.later import Later
+from LesionSuiteLib.retraining import Retraining
+from LesionSuiteLib.task_logic import TaskLogic
 
-from . import training
 from .outputs import (ICH_LABELS, READER_MASK_ATTRIBUTE, TABLE_COLUMNS, ICHOutputs,
                       slice_point, table_row)
-from .training import default_feedback_root
 
-try:
-    from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic as _LogicBase
-except ImportError:  # slicer-core wheel: real MRML, no application
-    _LogicBase = None
-
-#: Node attributes naming what made a result node, and the input it belongs to.
-RESULT_ATTRIBUTE = "LesionSuite.ICH.Result"
-INPUT_ATTRIBUTE = "LesionSuite.ICH.InputNodeID"
 #: CAM values (0..1) below this are not drawn unless the model's summary names its own.
 DEFAULT_CAM_THRESHOLD = 0.4
 #: Opacity (0..1) of the CAM over the CT in the slice views.
 DEFAULT_CAM_OPACITY = 0.4
 
-
-class ICHBackgroundPrediction(predictions.BackgroundPrediction):
-    """One running ``lesion-suite ich predict``; :meth:`outputs` gives
-    :class:`~.outputs.ICHOutputs` on the input grid. ``feedback_root``: the store whose
-    reader mask of this CT, if any, is loaded when the job is finished."""
-
-    task = "ICH"
-
-    def __init__(self, *args, feedback_root: str | Path | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.feedback_root = feedback_root
-
-    def read_outputs(self) -> ICHOutputs:
-        return ICHOutputs.read(self.out_dir, self.grid)
+#: "Retrain classifier from my labels": ``lesion-suite ich train`` reads the store only
+#: through :func:`lesion_core.ich.reader_labels.weak_scans_from_store` (each labelled
+#: slice: any haemorrhage and, where marked, its subtypes) and fine-tunes the slice
+#: classifier; the pseudo-masks and the segmenter of the model it starts from are kept.
+RETRAINING = Retraining(
+    task="ich", has_feedback=Later("lesion_core.ich.reader_labels", "labelled_cases"),
+    no_feedback=("the feedback folder holds no ICH slice label yet",
+                 "Mark slices haemorrhage or no haemorrhage in at least one case, then "
+                 "retrain"),
+    shipped_model=Later("lesion_core.ich.model", "default_model_folder"), model_kind="ICH",
+    new_model_stem="ich_reader")
+#: Where the reader's slice labels are kept unless the user picks another folder.
+default_feedback_root = RETRAINING.default_feedback_root
 
 
 @dataclass
@@ -124,58 +119,31 @@ class ICHResultNodes(SummaryFacts):
                                                    self.labels.array))
 
 
-class ICHWeakSegLogic(_LogicBase or _HeadlessLogicBase):
+class ICHWeakSegLogic(TaskLogic):
     """ICH segmentation with CAM, the reader's slice labels and retraining from them."""
 
-    # ------------------------------------------------------------------ input
-    @staticmethod
-    def read_input(input_volume_node) -> Volume:
-        """The node's voxels and local IJK-to-RAS geometry (the command checks the CT)."""
-        if input_volume_node is None or not input_volume_node.IsA("vtkMRMLScalarVolumeNode") \
-                or input_volume_node.IsA("vtkMRMLLabelMapVolumeNode"):
-            raise InvalidImageError("no CT volume is selected", "Select a scalar volume "
-                                    "(not a label map or segmentation) as input")
-        return mb.node_to_volume(input_volume_node, world=False)
+    task = "ich"
+    input_kind = "CT"
+    outputs_type = ICHOutputs
+    result_files = {"segmentation": "_ich.seg.nrrd", "cam": "_ich_cam.nrrd",
+                    "table": "_ich_slices.tsv"}
+    open_review_of = Later("ICHWeakSegLib.review", "ICHSliceReview.for_result")
+    retraining = RETRAINING
 
     # ------------------------------------------------------------- prediction
-    @staticmethod
-    def prediction_command(image_path: Path, out_dir: Path, model_folder=None,
-                           device: str | None = None, error_file: Path | None = None,
-                           python: str | None = None) -> list[str]:
-        """``[python, -m, lesion_core, --progress-lines(, --error-json, FILE), ich, predict,
-        CT, --out, DIR(, --model, M)(, --device, D)]``; ``device``: auto, cpu, cuda,
-        cuda:N or mps (None: the command's default)."""
-        args = ["--progress-lines"]
-        if error_file is not None:
-            args += ["--error-json", str(error_file)]
-        args += ["ich", "predict", str(image_path), "--out", str(out_dir)]
-        if model_folder:
-            args += ["--model", str(model_folder)]
-        if device is not None:
-            args += ["--device", str(device)]
-        return lesion_core_command(args, python)
+    @classmethod
+    def prediction_options(cls, model_folder=None, device=None) -> dict[str, object]:
+        """``(--model M)(, --device D)`` of ``ich predict``."""
+        return {"--model": model_folder or None, "--device": device}
 
     def start_prediction(self, input_volume_node, model_folder=None,
-                         device: str | None = None, feedback_root: str | Path | None = None
-                         ) -> ICHBackgroundPrediction:
+                         device: str | None = None, feedback_root: str | Path | None = None):
         """Write the CT to a temporary folder and start ``ich predict`` in a child process;
         poll the returned job, then call :meth:`finish_prediction`. ``feedback_root``:
         where a stored reader mask of this CT is looked for (default: the user's)."""
-        image = self.read_input(input_volume_node)
-
-        def start(work: Path, input_path: Path) -> ICHBackgroundPrediction:
-            argv = self.prediction_command(input_path, work / OUT_DIR, model_folder, device,
-                                           work / ERROR_FILE)
-            return ICHBackgroundPrediction(argv, work, image, input_volume_node,
-                                           env=child_env(), feedback_root=feedback_root)
-
-        return predictions.start_in_work_folder(image, "lesion-suite-ich-", start)
-
-    def finish_prediction(self, job: ICHBackgroundPrediction) -> ICHResultNodes:
-        """Add the nodes of a finished job (GUI thread) and remove its temporary folder.
-        Raises what the job's ``outputs()`` raises (cancel, the child's user error)."""
-        return job.finish(lambda node, outputs: self.add_result_nodes(
-            node, outputs, self.stored_reader_mask(node, job.feedback_root)))
+        return self.start_in_child(input_volume_node, lambda image, out, error: (
+            self.prediction_command(image, out, model_folder, device, error)),
+            feedback_root=feedback_root)
 
     def run(self, input_volume_node, model_folder=None, device: str | None = None,
             feedback_root: str | Path | None = None, progress=None,
@@ -183,15 +151,20 @@ class ICHWeakSegLogic(_LogicBase or _HeadlessLogicBase):
         """:meth:`start_prediction`, wait, :meth:`finish_prediction` (blocks; scripts).
         ``progress`` (a :class:`lesion_core.progress.Progress`) follows and cancels it;
         ``timeout``: seconds before the child is cancelled (None: no limit)."""
-        job = self.start_prediction(input_volume_node, model_folder, device, feedback_root)
-        return predictions.run_to_end(job, self.finish_prediction, progress, timeout)
+        return self.wait_for(self.start_prediction(input_volume_node, model_folder, device,
+                                                   feedback_root), progress, timeout)
 
     def load_results(self, input_volume_node, folder: str | Path,
                      feedback_root: str | Path | None = None) -> ICHResultNodes:
         """Add the nodes of an ``ich predict`` output folder made earlier from this CT
-        (its maps must lie on the volume's grid)."""
-        image = self.read_input(input_volume_node)
-        outputs = ICHOutputs.read(folder, image)
+        (its maps must lie on the volume's grid); a reader mask of this CT stored in
+        ``feedback_root`` (default: the user's) is shown instead of the model's."""
+        return super().load_results(input_volume_node, folder, feedback_root=feedback_root)
+
+    def result_nodes(self, input_volume_node, outputs: ICHOutputs,
+                     feedback_root: str | Path | None = None) -> ICHResultNodes:
+        """The result nodes with the reader's mask of this CT stored in ``feedback_root``
+        (default: the user's), if any, shown instead of the model's."""
         return self.add_result_nodes(input_volume_node, outputs,
                                      self.stored_reader_mask(input_volume_node, feedback_root))
 
@@ -220,7 +193,7 @@ class ICHWeakSegLogic(_LogicBase or _HeadlessLogicBase):
         scene = input_volume_node.GetScene()
         name = input_volume_node.GetName()
         version = None if reader_mask is None else reader_mask.meta.get("version")
-        with predictions.all_or_none(scene) as created:
+        with self.adding_results(input_volume_node, outputs) as created:
             model = mb.labelmap_to_segmentation(
                 scene, outputs.labels, ICH_LABELS, reference_node=input_volume_node,
                 name=f"{name} ICH" if reader_mask is None else f"{name} ICH (model)")
@@ -241,12 +214,17 @@ class ICHWeakSegLogic(_LogicBase or _HeadlessLogicBase):
                                      name=f"{name} ICH slices", columns=TABLE_COLUMNS)
             created.append(table)
             table.SetLocked(True)  # labels go through the review, which saves them
-            predictions.place_with_input(created, input_volume_node, {
-                RESULT_ATTRIBUTE: f"{outputs.model_id} {outputs.model_version}",
-                INPUT_ATTRIBUTE: input_volume_node.GetID()})
         return ICHResultNodes(input_volume_node, shown, cam, table,
                               model if reader_mask is not None else None, labels,
                               list(outputs.slices), dict(outputs.summary), version)
+
+    def result_file_names(self, result: ICHResultNodes) -> dict[str, str]:
+        """The segmentation shown, the CAM and the table; the model's segmentation too when
+        a reader mask is shown."""
+        names = super().result_file_names(result)
+        if result.model_segmentation is not None:
+            names["model_segmentation"] = "_ich_model.seg.nrrd"
+        return names
 
     @staticmethod
     def slice_position(result: ICHResultNodes, k: int) -> tuple[float, float, float]:
@@ -281,52 +259,24 @@ class ICHWeakSegLogic(_LogicBase or _HeadlessLogicBase):
         display = result.cam.GetDisplayNode()
         return float(display.GetLowerThreshold()) if display.GetApplyThreshold() else 0.0
 
-    @staticmethod
-    def remove_result_nodes(result: ICHResultNodes) -> None:
-        """Remove a result's output nodes from their scene (the input and the store stay)."""
-        predictions.remove_nodes(result.nodes)
-
-    @staticmethod
-    def save_results(result: ICHResultNodes, folder: str | Path, stem: str | None = None
-                     ) -> dict[str, Path]:
-        """Write the segmentation (``.seg.nrrd``; the model's too when a reader mask is
-        shown), the CAM (``.nrrd``) and the slice table (``.tsv``); returns the paths."""
-        folder = Path(folder)
-        stem = stem or predictions.file_stem(result.input.GetName())
-        paths = {"segmentation": folder / f"{stem}_ich.seg.nrrd",
-                 "cam": folder / f"{stem}_ich_cam.nrrd",
-                 "table": folder / f"{stem}_ich_slices.tsv"}
-        if result.model_segmentation is not None:
-            paths["model_segmentation"] = folder / f"{stem}_ich_model.seg.nrrd"
-        for key, path in paths.items():
-            mb.write_node(getattr(result, key), path)
-        return paths
-
-    # ------------------------------------------------------------------ review
-    @staticmethod
-    def open_review(result: ICHResultNodes, feedback_root: str | Path | None = None,
-                    reader: str | None = None):
-        """The :class:`.review.ICHSliceReview` of a result's case, the table showing the
-        reader's standing slice labels from the feedback store."""
-        from .review import ICHSliceReview
-
-        return ICHSliceReview.for_result(result, feedback_root or default_feedback_root(),
-                                         reader=reader)
-
     # ---------------------------------------------------------------- training
-    @staticmethod
-    def training_command(feedback_root: str | Path, init_model: str | Path,
-                         out_folder: str | Path, python: str | None = None) -> list[str]:
-        """The retraining command line (see :func:`.training.training_command`)."""
-        return training.training_command(feedback_root, init_model, out_folder, python)
+    @classmethod
+    def training_command(cls, feedback_root: str | Path, init_model: str | Path,
+                         out_folder: str | Path, python: str | None = None,
+                         device: str | None = None) -> list[str]:
+        """``[python, -m, lesion_core, --progress-lines, ich, train, --feedback, STORE,
+        --init, MODEL, --out, NEW(, --device, D)]`` (see :meth:`.Retraining.command`)."""
+        return cls.retraining.command(feedback_root, init_model, out_folder, None, device,
+                                      python)
 
-    @staticmethod
-    def start_training(feedback_root: str | Path, init_model: str | Path | None = None,
-                       out_folder: str | Path | None = None) -> tuple[ChildProcess, Path]:
-        """Start it in a child process (see :func:`.training.start_training`); returns the
-        child and the folder the new model will be written to."""
-        return training.start_training(feedback_root, init_model, out_folder)
+    def start_training(self, feedback_root: str | Path, init_model: str | Path | None = None,
+                       out_folder: str | Path | None = None, device: str | None = None
+                       ) -> tuple[ChildProcess, Path]:
+        """Start that command in a child process (default ``init_model``: the shipped
+        model); returns the child and the folder the new model will be written to (see
+        :meth:`.Retraining.start`)."""
+        return self.retraining.start(feedback_root, init_model, out_folder, None, device)
 
 
-__all__ = ["DEFAULT_CAM_OPACITY", "DEFAULT_CAM_THRESHOLD", "ICHBackgroundPrediction",
-           "ICHResultNodes", "ICHWeakSegLogic", "default_feedback_root"]
+__all__ = ["DEFAULT_CAM_OPACITY", "DEFAULT_CAM_THRESHOLD", "ICHResultNodes",
+           "ICHWeakSegLogic", "default_feedback_root"]

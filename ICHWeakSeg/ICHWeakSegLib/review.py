@@ -18,7 +18,9 @@ is the axial slice ``slices[r]["slice"]``) and its editable segmentation. It hol
   or last saved.
 
 Slice indices ``k`` count along the CT's axial array axis in its own voxel order, as
-``ich_slices.csv`` and the store do (see :mod:`lesion_core.ich.reader_labels`).
+``ich_slices.csv`` and the store do (see :mod:`lesion_core.ich.reader_labels`). The case,
+the reader, the undo stack and the case image are
+:class:`LesionSuiteLib.case_review.CaseReview`'s.
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ from lesion_core.feedback import CaseFeedback, Record
 from lesion_core.ich import reader_labels as rl
 from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
-from LesionSuiteLib.review_cases import open_volume_case, read_noting_damage, store_case_image
+from LesionSuiteLib.case_review import CaseReview
 
 from .outputs import ICH_LABELS, READER_COLUMN, READER_MASK_ATTRIBUTE, slice_point
 
 
-class ICHSliceReview:
+class ICHSliceReview(CaseReview):
     """Slice labels and the reader's mask of one CT, kept in step with the nodes.
 
     Args:
@@ -60,49 +62,34 @@ class ICHSliceReview:
         name: the CT's name, for the mask node's new name.
     """
 
+    default_modality = "CT"
+
     def __init__(self, case: CaseFeedback, slices: Iterable[dict], table_node=None,
                  segmentation_node=None, image: Volume | Path | None = None,
                  grid: Volume | None = None, labels: Volume | None = None,
                  slice_axis: int = 2, reader: str | None = None,
                  model_id: str | None = None, model_version: str | None = None,
                  position: Callable[[int], Any] | None = None, name: str = "CT"):
-        self.case = case
+        super().__init__(case, image, "CT", reader, model_id, model_version)
         self.slices = [dict(row) for row in slices]
         self.table_node, self.segmentation_node = table_node, segmentation_node
-        self.image, self.grid, self.slice_axis = image, grid, int(slice_axis)
-        self.reader = reader or None
-        self.model_id, self.model_version = model_id, model_version
+        self.grid, self.slice_axis = grid, int(slice_axis)
         self.name = name
         self._position = position
         self._baseline = None if labels is None else np.asarray(labels.array)
         self.current: int | None = 0 if self.slices else None
         self.labels: dict[int, rl.SliceLabel] = {}
-        #: Lines of the records file that could not be read (e.g. cut off by a crash).
-        self.skipped_lines: list[str] = []
-        self._undo_stack: list[str] = []
         self.reload()
 
     @classmethod
-    def for_result(cls, result, feedback_root: str | Path, reader: str | None = None
-                   ) -> "ICHSliceReview":
-        """The review of a :class:`.logic.ICHResultNodes` (case from its input CT)."""
-        opened = open_volume_case(feedback_root, result.input)
-        return cls(opened.case, result.slices, result.table, result.segmentation,
-                   image=opened.stored_image, grid=opened.image, labels=result.labels,
-                   slice_axis=result.slice_axis, reader=reader, model_id=result.model_id,
-                   model_version=result.model_version, position=result.slice_position,
-                   name=result.input.GetName())
+    def result_arguments(cls, result, opened) -> dict[str, Any]:
+        """From a :class:`.logic.ICHResultNodes`: its slices, nodes and geometry."""
+        return {"slices": result.slices, "table_node": result.table,
+                "segmentation_node": result.segmentation, "grid": opened.image,
+                "labels": result.labels, "slice_axis": result.slice_axis,
+                "position": result.slice_position, "name": result.input.GetName()}
 
     # ------------------------------------------------------------------ state
-    @property
-    def case_id(self) -> str:
-        return self.case.case_id
-
-    @property
-    def can_undo(self) -> bool:
-        """Whether this review wrote a label that :meth:`undo` can take back."""
-        return bool(self._undo_stack)
-
     @property
     def current_slice(self) -> int | None:
         """``k`` of the current row."""
@@ -122,9 +109,9 @@ class ICHSliceReview:
 
     def reload(self) -> dict[int, rl.SliceLabel]:
         """Read the standing labels from the store and show them in the table."""
-        self.labels, self.skipped_lines = read_noting_damage(
-            lambda: rl.standing_slice_labels(self.case))
-        self._show()
+        self.labels = self.read_standing(lambda: rl.standing_slice_labels(self.case))
+        self.show_column(self.table_node, READER_COLUMN, [
+            _describe(self.labels.get(int(facts["slice"]))) for facts in self.slices])
         return dict(self.labels)
 
     def counts(self) -> dict[str, int]:
@@ -197,22 +184,13 @@ class ICHSliceReview:
         if standing is not None and (standing.haemorrhage, standing.subtypes) == \
                 (label.haemorrhage, label.subtypes):
             return None
-        self._store_image()
-        record = rl.record_slice_label(self.case, k, label.haemorrhage, label.subtypes,
-                                       slice_axis=self.slice_axis, reader=self.reader,
-                                       model_id=self.model_id,
-                                       model_version=self.model_version)
-        self._undo_stack.append(record.record_id)
-        self.reload()
-        return record
+        self.store_image()
+        return self.wrote(rl.record_slice_label(
+            self.case, k, label.haemorrhage, label.subtypes, slice_axis=self.slice_axis,
+            reader=self.reader, model_id=self.model_id, model_version=self.model_version))
 
-    def undo(self) -> bool:
-        """Take back the last label written through this review; False when none."""
-        if not self._undo_stack:
-            return False
-        rl.undo_slice_label(self.case, self._undo_stack.pop(), reader=self.reader)
-        self.reload()
-        return True
+    def take_back(self, record_id: str) -> None:
+        rl.undo_slice_label(self.case, record_id, reader=self.reader)
 
     # ------------------------------------------------------------------ mask
     def edited_label_map(self) -> Volume:
@@ -240,7 +218,7 @@ class ICHSliceReview:
         subtype or a store that cannot be written."""
         volume = self.edited_label_map()
         rl.check_reader_mask(volume, self.case.labels_dir)
-        self._store_image()
+        self.store_image()
         record = rl.save_reader_mask(self.case, volume, reader=self.reader,
                                      model_id=self.model_id,
                                      model_version=self.model_version)
@@ -254,27 +232,9 @@ class ICHSliceReview:
         """The stored versions of this case's reader mask, oldest first."""
         return rl.reader_mask_versions(self.case)
 
-    # ------------------------------------------------------------------ nodes
-    def _store_image(self) -> None:
-        """Name the case's image in the store before its first record (training needs it)."""
-        if self.image is not None:
-            store_case_image(self.case, self.image, "CT")
-            self.image = None  # stored once
 
-    def _show(self) -> None:
-        """Put the standing labels in the table's reader column, one row per slice."""
-        if self.table_node is None:
-            return
-        table = self.table_node.GetTable()
-        column = table.GetColumnByName(READER_COLUMN)
-        if column is None:
-            return
-        for row, facts in enumerate(self.slices[:table.GetNumberOfRows()]):
-            label = self.labels.get(int(facts["slice"]))
-            column.SetValue(row, label.describe() if label is not None else "")
-        column.Modified()
-        table.Modified()
-        self.table_node.Modified()
+def _describe(label: rl.SliceLabel | None) -> str:
+    return label.describe() if label is not None else ""
 
 
 __all__ = ["ICHSliceReview"]

@@ -78,6 +78,19 @@ def lesion_core_command(args: Sequence[str], python: str | None = None) -> list[
     return [python or python_executable(), "-m", "lesion_core", *[str(a) for a in args]]
 
 
+def command_options(options: Mapping[str, object]) -> list[str]:
+    """Command-line options from ``{flag: value}``, in order: a value of None or False
+    leaves the flag out, True gives the flag alone, anything else the flag and the value
+    as text. E.g. ``{"--model": None, "--t1": True, "--device": "cpu"}`` gives
+    ``["--t1", "--device", "cpu"]``."""
+    args: list[str] = []
+    for flag, value in options.items():
+        if value is None or value is False:
+            continue
+        args += [flag] if value is True else [flag, str(value)]
+    return args
+
+
 def device_arguments(device) -> list[str]:
     """``["--device", KIND]`` for a training command, or ``[]`` for None (its default).
 

@@ -116,9 +116,6 @@ def start_in_work_folder(image: Volume, prefix: str,
 class BackgroundPrediction:
     """One running prediction: ``poll()`` for progress, ``cancel()``, then ``outputs()``.
 
-    A task subclasses it, naming itself in :attr:`task` and reading its files in
-    :meth:`read_outputs`.
-
     Args:
         argv: the ``lesion-suite <task> predict`` command line, its outputs in
             ``work_dir/out`` and its error file ``work_dir/error.json``.
@@ -127,20 +124,27 @@ class BackgroundPrediction:
         grid: the input image as given to the child; the outputs are put back on its grid.
         input_node: the volume node the results belong to.
         env: environment additions for the child (e.g. ``PYTHONPATH``).
+        task: the task's name in messages ("the WMH prediction failed ...").
+        read_outputs: ``read_outputs(out_dir, grid)``, the task's outputs read back from
+            the child's files, on the input's grid.
+        finish_options: keyword arguments for the Logic's node building when the job is
+            finished (e.g. the feedback store whose reader mask a result shows).
     """
 
-    #: The task's name in messages ("the WMH prediction failed ...").
-    task = "LesionSuite"
-
     def __init__(self, argv: Sequence[str], work_dir: Path, grid: Volume, input_node=None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, task: str = "LesionSuite",
+                 read_outputs: Callable[[Path, Volume], Any] | None = None,
+                 finish_options: dict[str, Any] | None = None):
         self.work_dir = Path(work_dir)
         self.out_dir = self.work_dir / OUT_DIR
         self.grid = grid
         self.input_node = input_node
+        self.task = task
+        self.finish_options = dict(finish_options or {})
         self.fraction = 0.0
         self.message = "starting"
         self.returncode: int | None = None
+        self._read_outputs = read_outputs
         self._child = ChildProcess(argv, env=env)
 
     @property
@@ -178,8 +182,10 @@ class BackgroundPrediction:
         return self._child.log_tail(lines)
 
     def read_outputs(self) -> Any:
-        """The task's outputs from :attr:`out_dir`, on :attr:`grid` (subclasses)."""
-        raise NotImplementedError
+        """The task's outputs from :attr:`out_dir`, on :attr:`grid`."""
+        if self._read_outputs is None:
+            raise NotImplementedError(f"the {self.task} job was given no output reader")
+        return self._read_outputs(self.out_dir, self.grid)
 
     def outputs(self) -> Any:
         """The prediction, once :attr:`done`; raises the child's error otherwise.

@@ -17,7 +17,10 @@ prediction succeeded, and if adding fails half-way the nodes added so far are re
 
 ``run`` blocks (scripts, tests, the Python console). The GUI uses
 :meth:`start_prediction` / :meth:`finish_prediction` instead, which run the prediction in a
-child process (see :mod:`.background` for why).
+child process (see :mod:`LesionSuiteLib.predictions` for why). What every task does alike
+(the child process, all-or-none nodes, saving, the review, retraining) is
+:class:`LesionSuiteLib.task_logic.TaskLogic`'s; this module keeps the WMH model, the
+in-process run, the command's options and the node building.
 """
 
 from __future__ import annotations
@@ -26,31 +29,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lesion_core.errors import InvalidImageError, ModelBundleError
+from lesion_core.errors import ModelBundleError
 from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
-from LesionSuiteLib.child_process import ChildProcess, lesion_core_command
-from LesionSuiteLib.hub_logic import _HeadlessLogicBase
-from LesionSuiteLib import predictions
-from LesionSuiteLib.predictions import start_in_work_folder
+from LesionSuiteLib.child_process import ChildProcess
+from LesionSuiteLib.later import Later
+from LesionSuiteLib.retraining import Retraining
+from LesionSuiteLib.task_logic import TaskLogic
 
-from . import training
-from .background import ERROR_FILE, OUT_DIR, BackgroundPrediction
 from .outputs import TABLE_COLUMNS, SummaryFacts, WMHOutputs, region_targets
-from .training import child_env, default_feedback_root
 
-try:
-    from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic as _LogicBase
-except ImportError:  # slicer-core wheel: real MRML, no application
-    _LogicBase = None
-
-#: Node attribute naming what made a result node, and the input it belongs to.
-RESULT_ATTRIBUTE = "LesionSuite.WMH.Result"
-INPUT_ATTRIBUTE = "LesionSuite.WMH.InputNodeID"
 # Region atlas colours (RGB 0..1): one hue per region, the right side a shade darker.
 _REGION_COLOURS = {"frontal": (0.36, 0.62, 0.95), "parieto_occipital": (0.40, 0.80, 0.46),
                    "temporal": (0.96, 0.62, 0.30), "infratentorial": (0.72, 0.48, 0.86),
                    "basal_ganglia": (0.92, 0.86, 0.36)}
+
+
+#: "Train from my ratings": ``lesion-suite wmh train`` fine-tunes the FLAIR DualTasker
+#: from the ratings :func:`lesion_core.wmh.reader_ratings.rows_from_feedback` reads (the
+#: images each case names in its ``case.json``).
+RETRAINING = Retraining(
+    task="wmh", has_feedback=Later("lesion_core.wmh.reader_ratings", "rows_from_feedback",
+                                   "FLAIR"),
+    no_feedback=("no FLAIR case in the feedback folder has a rating yet",
+                 "Rate at least one case in the FLAIR mode, then train"),
+    shipped_model=Later("lesion_core.wmh.model", "default_model_folder", False),
+    model_kind="FLAIR WMH",
+    new_model_stem="wmh_flair_reader")
+#: Where the reader's ratings are kept unless the user picks another folder.
+default_feedback_root = RETRAINING.default_feedback_root
 
 
 @dataclass
@@ -80,8 +87,16 @@ class WMHResultNodes(SummaryFacts):
         return [self.segmentation, self.activation, self.table, self.regions]
 
 
-class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):
+class WMHDualTaskerLogic(TaskLogic):
     """WMH segmentation, ARWMC ratings and training from a reader's ratings."""
+
+    task = "wmh"
+    input_kind = "FLAIR or T1"
+    outputs_type = WMHOutputs
+    result_files = {"segmentation": "_wmh.seg.nrrd", "activation": "_wmh_activation.nrrd",
+                    "table": "_arwmc.tsv", "regions": "_arwmc_regions.seg.nrrd"}
+    open_review_of = Later("WMHDualTaskerLib.review", "RatingReview.for_result")
+    retraining = RETRAINING
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -113,16 +128,16 @@ class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):
             self._models = {key: model}  # keep one: a network may be large on the GPU
         return self._models[key]
 
-    # ------------------------------------------------------------------ input
-    @staticmethod
-    def read_input(input_volume_node) -> Volume:
-        """The node's voxels and local IJK-to-RAS geometry as a Volume (nothing checked
-        beyond the node type; ``predict`` validates the image)."""
-        if input_volume_node is None or not input_volume_node.IsA("vtkMRMLScalarVolumeNode") \
-                or input_volume_node.IsA("vtkMRMLLabelMapVolumeNode"):
-            raise InvalidImageError("no FLAIR or T1 volume is selected", "Select a scalar "
-                                    "volume (not a label map or segmentation) as input")
-        return mb.node_to_volume(input_volume_node, world=False)
+    def check_model_installed(self, t1: bool = False) -> None:
+        """Raise the clear ``ModelBundleError`` when the shipped model is absent."""
+        from lesion_core.wmh.model import default_model_folder
+
+        folder = default_model_folder(t1)
+        if not folder.is_dir():
+            raise ModelBundleError(
+                f"the shipped {'T1' if t1 else 'FLAIR'} WMH model is not installed",
+                "Choose a model folder (one holding metadata.json and model.safetensors), "
+                "or update the LesionSuite extension", source=folder)
 
     # ------------------------------------------------------------------ run
     def run(self, input_volume_node, model_folder: str | Path | None = None, t1: bool = False,
@@ -146,65 +161,32 @@ class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):
         return self.add_result_nodes(input_volume_node, WMHOutputs.from_prediction(prediction))
 
     # ------------------------------------------------------------- background
-    @staticmethod
-    def prediction_command(image_path: Path, out_dir: Path, model_folder=None, t1=False,
-                           device: str = "cpu", atlases_dir: Path | None = None,
-                           error_file: Path | None = None, python: str | None = None
-                           ) -> list[str]:
-        """``[python, -m, lesion_core, --progress-lines(, --error-json, FILE), wmh, predict,
-        IMAGE, --out, DIR, --device, D(, --model, M)(, --t1)(, --atlases, A)]``.
-
-        The child process runs the command line's ``wmh predict``: progress as lines on
-        stdout, a user error also written to ``error_file`` (see :mod:`.background`).
-        ``device``: auto, cpu, cuda, cuda:N or mps (or a torch device).
-        """
-        args = ["--progress-lines"]
-        if error_file is not None:
-            args += ["--error-json", str(error_file)]
-        args += ["wmh", "predict", str(image_path), "--out", str(out_dir),
-                 "--device", str(device)]
-        if model_folder:
-            args += ["--model", str(model_folder)]
-        if t1:
-            args.append("--t1")
-        if atlases_dir is not None:
-            args += ["--atlases", str(atlases_dir)]
-        return lesion_core_command(args, python)
+    @classmethod
+    def prediction_options(cls, model_folder=None, device=None, t1: bool = False,
+                           atlases_dir: Path | None = None) -> dict[str, object]:
+        """``--device D(, --model M)(, --t1)(, --atlases A)`` of ``wmh predict``: the
+        device defaults to the CPU; ``t1``: the T1 mode; ``atlases_dir``: the subject's
+        brain mask and atlases, written by :func:`lesion_core.wmh.atlases.write_atlases`
+        (registration is skipped)."""
+        return {"--device": device or "cpu", "--model": model_folder or None,
+                "--t1": bool(t1), "--atlases": atlases_dir}
 
     def start_prediction(self, input_volume_node, model_folder=None, t1: bool = False,
-                         device: str = "cpu", atlases=None) -> BackgroundPrediction:
+                         device: str = "cpu", atlases=None):
         """Write the input to a temporary folder and start the prediction in a child
         process; poll the returned job, then call :meth:`finish_prediction`."""
         from lesion_core.wmh.atlases import write_atlases
 
-        image = self.read_input(input_volume_node)
         if not model_folder:
             self.check_model_installed(t1)
 
-        def start(work: Path, input_path: Path) -> BackgroundPrediction:
-            atlases_dir = None if atlases is None else write_atlases(atlases, work / "atlases")
-            argv = self.prediction_command(input_path, work / OUT_DIR, model_folder, t1,
-                                           device, atlases_dir, work / ERROR_FILE)
-            return BackgroundPrediction(argv, work, image, input_volume_node, env=child_env())
+        def command(image_path: Path, out_dir: Path, error_file: Path) -> list[str]:
+            atlases_dir = None if atlases is None else write_atlases(
+                atlases, out_dir.parent / "atlases")
+            return self.prediction_command(image_path, out_dir, model_folder, device,
+                                           error_file, t1=t1, atlases_dir=atlases_dir)
 
-        return start_in_work_folder(image, "lesion-suite-wmh-", start)
-
-    def finish_prediction(self, job: BackgroundPrediction) -> WMHResultNodes:
-        """Add the nodes of a finished job (GUI thread) and remove its temporary folder.
-
-        Raises what :meth:`BackgroundPrediction.outputs` raises (cancel, user error)."""
-        return job.finish(self.add_result_nodes)
-
-    def check_model_installed(self, t1: bool = False) -> None:
-        """Raise the clear ``ModelBundleError`` when the shipped model is absent."""
-        from lesion_core.wmh.model import default_model_folder
-
-        folder = default_model_folder(t1)
-        if not folder.is_dir():
-            raise ModelBundleError(
-                f"the shipped {'T1' if t1 else 'FLAIR'} WMH model is not installed",
-                "Choose a model folder (one holding metadata.json and model.safetensors), "
-                "or update the LesionSuite extension", source=folder)
+        return self.start_in_child(input_volume_node, command)
 
     # ------------------------------------------------------------------ nodes
     def add_result_nodes(self, input_volume_node, outputs: WMHOutputs) -> WMHResultNodes:
@@ -213,8 +195,7 @@ class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):
 
         scene = input_volume_node.GetScene()
         name = input_volume_node.GetName()
-        created: list = []
-        try:
+        with self.adding_results(input_volume_node, outputs) as created:
             segmentation = mb.labelmap_to_segmentation(
                 scene, outputs.labels, [WMH], name=f"{name} WMH",
                 reference_node=input_volume_node, include_empty=True)
@@ -229,13 +210,6 @@ class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):
             regions = self._regions_segmentation(scene, outputs.regions, input_volume_node,
                                                  f"{name} ARWMC regions")
             created.append(regions)
-            predictions.place_with_input(created, input_volume_node, {
-                RESULT_ATTRIBUTE: f"{outputs.model_id} {outputs.model_version}",
-                INPUT_ATTRIBUTE: input_volume_node.GetID()})
-        except Exception:
-            for node in created:
-                scene.RemoveNode(node)
-            raise
         return WMHResultNodes(input_volume_node, segmentation, activation, table, regions,
                               dict(outputs.summary))
 
@@ -266,62 +240,30 @@ class WMHDualTaskerLogic(_LogicBase or _HeadlessLogicBase):
         if display is not None:
             display.SetVisibility(bool(visible))
 
-    @staticmethod
-    def remove_result_nodes(result: WMHResultNodes) -> None:
-        """Remove a result's output nodes from their scene (the input stays)."""
-        predictions.remove_nodes(result.nodes)
-
-    @staticmethod
-    def save_results(result: WMHResultNodes, folder: str | Path, stem: str | None = None
-                     ) -> dict[str, Path]:
-        """Write the segmentation (``.seg.nrrd``), activation (``.nrrd``), ARWMC table
-        (``.tsv``) and region atlas (``.seg.nrrd``) into ``folder``; returns the paths."""
-        folder = Path(folder)
-        stem = stem or _safe_file_stem(result.input.GetName())
-        paths = {"segmentation": folder / f"{stem}_wmh.seg.nrrd",
-                 "activation": folder / f"{stem}_wmh_activation.nrrd",
-                 "table": folder / f"{stem}_arwmc.tsv",
-                 "regions": folder / f"{stem}_arwmc_regions.seg.nrrd"}
-        for key, path in paths.items():
-            mb.write_node(getattr(result, key), path)
-        return paths
-
-    # ------------------------------------------------------------------ review
-    @staticmethod
-    def open_review(result: WMHResultNodes, feedback_root: str | Path | None = None,
-                    reader: str | None = None):
-        """The :class:`.review.RatingReview` of a result's case, its table filled with
-        the reader's standing ratings from the feedback store."""
-        from .review import RatingReview
-
-        return RatingReview.for_result(result, feedback_root or default_feedback_root(),
-                                       reader=reader)
-
     # ---------------------------------------------------------------- training
-    @staticmethod
-    def training_command(feedback_root: str | Path, init_model: str | Path,
+    @classmethod
+    def training_command(cls, feedback_root: str | Path, init_model: str | Path,
                          out_folder: str | Path, steps: int | None = None,
                          device: str | None = None, python: str | None = None) -> list[str]:
-        """The command line that fine-tunes a FLAIR model from the reader ratings (see
-        :func:`.training.training_command`)."""
-        return training.training_command(feedback_root, init_model, out_folder, steps,
-                                         device, python)
+        """``[python, -m, lesion_core, --progress-lines, wmh, train, --feedback, STORE,
+        --init, MODEL, --out, NEW(, --steps, N)(, --device, D)]``: fine-tunes a FLAIR
+        model from the reader's ratings (see :meth:`.Retraining.command`)."""
+        return cls.retraining.command(feedback_root, init_model, out_folder, _steps(steps),
+                                      device, python)
 
-    @staticmethod
-    def start_training(feedback_root: str | Path, init_model: str | Path | None = None,
+    def start_training(self, feedback_root: str | Path, init_model: str | Path | None = None,
                        out_folder: str | Path | None = None, steps: int | None = None,
                        device: str | None = None) -> tuple[ChildProcess, Path]:
-        """Start that command in a child process (see :func:`.training.start_training`);
-        returns the child and the folder the new model will be written to."""
-        return training.start_training(feedback_root, init_model, out_folder, steps, device)
+        """Start that command in a child process (default ``init_model``: the shipped
+        FLAIR model); returns the child and the folder the new model will be written to
+        (see :meth:`.Retraining.start`). ``steps``: training steps (default: the
+        command's own)."""
+        return self.retraining.start(feedback_root, init_model, out_folder, _steps(steps),
+                                     device)
 
 
-# ---------------------------------------------------------------------- helpers
-
-
-def _safe_file_stem(name: str) -> str:
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
-    return stem or "volume"
+def _steps(steps: int | None) -> dict:
+    return {"--steps": int(steps) if steps else None}
 
 
 __all__ = ["WMHDualTaskerLogic", "WMHResultNodes", "default_feedback_root"]

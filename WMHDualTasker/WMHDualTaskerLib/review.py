@@ -12,7 +12,8 @@ ratings again and never erases them.
 Case id: ``<volume name>-<12 hex digits of the image's digest>``, found by
 :func:`LesionSuiteLib.review_cases.open_volume_case` (see
 :mod:`lesion_core.feedback_cases` for why a digest; ``case_id_for_volume``,
-``find_case_id`` and ``case_image`` are re-exported here).
+``find_case_id`` and ``case_image`` are re-exported here). The case, the reader, the
+undo stack and the case image are :class:`LesionSuiteLib.case_review.CaseReview`'s.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from lesion_core.errors import FeedbackStoreError
 from lesion_core.feedback import CaseFeedback
 from lesion_core.feedback_cases import case_id_for_volume, find_case_id
 from lesion_core.volume import Volume
-from LesionSuiteLib.review_cases import (case_image, open_volume_case, read_noting_damage,
-                                         store_case_image)
+from LesionSuiteLib.case_review import CaseReview
+from LesionSuiteLib.review_cases import case_image
 
 from .outputs import READER_COLUMN, TOTAL, rating_targets
 
@@ -49,7 +50,7 @@ class ReviewRow:
     high: int
 
 
-class RatingReview:
+class RatingReview(CaseReview):
     """The reader's ratings of one case, bound to a result's ARWMC table node.
 
     Args:
@@ -63,37 +64,23 @@ class RatingReview:
         model_id, model_version: the model whose prediction is being reviewed.
     """
 
+    default_modality = "FLAIR"
+
     def __init__(self, case: CaseFeedback, table_node=None, image: Volume | Path | None = None,
                  modality: str = "FLAIR", reader: str | None = None,
                  model_id: str | None = None, model_version: str | None = None):
-        self.case = case
+        super().__init__(case, image, modality, reader, model_id, model_version)
         self.table_node = table_node
-        self.image = image
-        self.modality = modality
-        self.reader = reader or None
-        self.model_id = model_id
-        self.model_version = model_version
         self.targets = rating_targets()
-        #: Lines of the records file that could not be read (e.g. cut off by a crash).
-        self.skipped_lines: list[str] = []
         self._ratings: dict[str, int] = {}
-        self._undo_stack: list[str] = []
         self.reload()
 
     @classmethod
-    def for_result(cls, result, feedback_root: str | Path, reader: str | None = None
-                   ) -> "RatingReview":
-        """The review of a :class:`.logic.WMHResultNodes` (case id from its input)."""
-        opened = open_volume_case(feedback_root, result.input)
-        return cls(opened.case, result.table, image=opened.stored_image,
-                   modality=result.modality or "FLAIR", reader=reader,
-                   model_id=result.model_id, model_version=result.model_version)
+    def result_arguments(cls, result, opened) -> dict[str, Any]:
+        """From a :class:`.logic.WMHResultNodes`: its table and modality."""
+        return {"table_node": result.table, "modality": result.modality}
 
     # ------------------------------------------------------------------ state
-    @property
-    def case_id(self) -> str:
-        return self.case.case_id
-
     @property
     def ratings(self) -> dict[str, int]:
         """The standing ratings: target -> 0-3 (region-side) or 0-30 (``total``)."""
@@ -102,19 +89,13 @@ class RatingReview:
     def rating(self, target: str) -> int | None:
         return self._ratings.get(target)
 
-    @property
-    def can_undo(self) -> bool:
-        """Whether this review wrote a change that :meth:`undo` can take back."""
-        return bool(self._undo_stack)
-
     def reload(self) -> dict[str, int]:
         """Read the standing ratings from the store and show them in the table."""
         from lesion_core.wmh.reader_ratings import standing_ratings
 
-        self._ratings, self.skipped_lines = read_noting_damage(
-            lambda: standing_ratings(self.case))
-        for target in self.targets:
-            self._show(target)
+        self._ratings = self.read_standing(lambda: standing_ratings(self.case))
+        self.show_column(self.table_node, READER_COLUMN,
+                         [_text(self._ratings.get(target)) for target in self.targets])
         return self.ratings
 
     # ---------------------------------------------------------------- changes
@@ -133,12 +114,10 @@ class RatingReview:
         value = self._checked(target, value)
         if value == self._ratings.get(target):
             return None
-        self._store_image()
-        record = record_rating(self.case, target, value, reader=self.reader,
-                               model_id=self.model_id, model_version=self.model_version)
-        self._undo_stack.append(record.record_id)
-        self.reload()
-        return record
+        self.store_image()
+        return self.wrote(record_rating(self.case, target, value, reader=self.reader,
+                                        model_id=self.model_id,
+                                        model_version=self.model_version))
 
     def set_rating_text(self, target: str, text: str):
         """:meth:`set_rating` from what the reader typed ("" clears, else a whole number)."""
@@ -155,14 +134,6 @@ class RatingReview:
         """Remove the reader's rating of ``target`` (recorded as a clearing record)."""
         return self.set_rating(target, None)
 
-    def undo(self) -> bool:
-        """Take back the last change made through this review; False when there is none."""
-        if not self._undo_stack:
-            return False
-        self.case.undo(self._undo_stack.pop(), reader=self.reader)
-        self.reload()
-        return True
-
     # ------------------------------------------------------------------ table
     def rows(self) -> list[ReviewRow]:
         """What the widget shows: predicted values from the table, reader ratings."""
@@ -178,27 +149,9 @@ class RatingReview:
                                   self._ratings.get(target), 30 if target == TOTAL else 3))
         return rows
 
-    def _show(self, target: str) -> None:
-        """Put the standing rating of ``target`` in the table's reader column."""
-        if self.table_node is None:
-            return
-        table = self.table_node.GetTable()
-        column = table.GetColumnByName(READER_COLUMN)
-        row = self.targets.index(target)
-        if column is None or row >= table.GetNumberOfRows():
-            return
-        value = self._ratings.get(target)
-        column.SetValue(row, "" if value is None else str(value))
-        column.Modified()
-        table.Modified()
-        self.table_node.Modified()
 
-    def _store_image(self) -> None:
-        """Name the case's image in the store before its first rating (training needs it)."""
-        if self.image is None:
-            return
-        store_case_image(self.case, self.image, self.modality)
-        self.image = None  # stored once: later ratings need not check again
+def _text(value: int | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _number(value) -> float | None:
