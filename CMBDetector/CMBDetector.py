@@ -3,8 +3,10 @@ that rejects mimics, morphological clean-up) with the reader's review.
 
 The logic is :class:`CMBDetectorLib.logic.CMBDetectorLogic` (no Qt, tested without the
 application) and the review state machine :class:`CMBDetectorLib.review.CMBReview`; this
-file holds the Qt parts only: the panel, a timer polling the child processes, keyboard
-shortcuts and point placement, all forwarding to the review.
+file holds the panel's own Qt parts only: the review buttons, keyboard shortcuts and point
+placement, all forwarding to the review. What every task panel does alike (set-up, the
+child processes a timer polls, settings, the self-test skeleton) is in
+:mod:`LesionSuiteGUI.task_widget`.
 """
 
 from typing import Annotated
@@ -14,24 +16,16 @@ import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from LesionSuiteGUI.errors import showingErrors
-from LesionSuiteGUI.task_widget import TaskWidgetMixin
-from CMBDetectorLib.logic import CMBDetectorLogic, default_feedback_root
+from LesionSuiteGUI.task_widget import TaskModuleTest, TaskWidget, describeTaskModule
+from CMBDetectorLib.logic import CMBDetectorLogic
 
 __all__ = ["CMBDetector", "CMBDetectorLogic", "CMBDetectorParameterNode", "CMBDetectorTest",
            "CMBDetectorWidget"]
 
-#: Per-user choices kept in the application settings, not in the scene.
-SETTINGS_PREFIX = "LesionSuite/CMBDetector/"
 #: Review keys while the module is shown (Z for undo, as in the Segment Editor).
 SHORTCUTS = (("A", "onAccept"), ("R", "onReject"), ("N", "onNext"), ("P", "onPrevious"),
              ("Z", "onUndo"))
@@ -40,23 +34,18 @@ SHORTCUTS = (("A", "onAccept"), ("R", "onReject"), ("N", "onNext"), ("P", "onPre
 class CMBDetector(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("CMB Detector")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "LesionSuite")]
-        self.parent.dependencies = ["LesionSuite"]
-        self.parent.contributors = ["LesionSuite contributors"]
-        self.parent.helpText = _(
+        describeTaskModule(self.parent, _("CMB Detector"), _(
             "Cerebral microbleed (CMB) detection on SWI or T2*-GRE: a 3D U-Net proposes "
             "candidates (SHIVA-CMB), a student classifier distilled from a teacher rejects "
             "mimics, and clean-up rules remove the rest. Review each candidate: Accept (A), "
             "Reject (R), Next (N), Previous (P), Undo (Z), or add a microbleed the detector "
             "missed. Each decision is saved at once in the decisions folder; 'Retrain from my "
             "decisions' fine-tunes a copy of the model from them in the background. The "
-            "shipped model is trained on synthetic images only and is not for clinical use.")
-        self.parent.acknowledgementText = _(
+            "shipped model is trained on synthetic images only and is not for clinical use."), _(
             "SHIVA-CMB (Sci Rep 2024) for the candidates and the knowledge-distillation "
             "discriminator of Sundaresan et al. (Front. Neuroinform. 2023). Part of the "
             "LesionSuite extension; see the LesionSuite module for dependencies, device and "
-            "installed models.")
+            "installed models."))
 
 
 @parameterNodeWrapper
@@ -76,50 +65,37 @@ class CMBDetectorParameterNode:
     alsoStage1: bool = False
 
 
-class CMBDetectorWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
-    settingsPrefix = SETTINGS_PREFIX
+class CMBDetectorWidget(TaskWidget):
+    """The panel; ``self._result`` is a CMBResultNodes, ``self._review`` a CMBReview."""
+
+    logicClass = CMBDetectorLogic
     parameterNodeClass = CMBDetectorParameterNode
     taskName = _("CMB detection")
+    buttonSlots = (("previousButton", "onPrevious"), ("nextButton", "onNext"),
+                   ("acceptButton", "onAccept"), ("rejectButton", "onReject"),
+                   ("addButton", "onAdd"), ("exportButton", "onExport"))
+    rowView = "candidatesTableView"
+    reviewError = _("Cannot open your decisions on this case.")
+    actionError = _("The decision was not saved.")
+    damagedLinesText = _("{n} damaged line(s) of the decisions file were skipped.")
+    trainingMessage = _("Retraining from your decisions...")
 
     def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.initTaskWidget()      # self._result: CMBResultNodes; self._review: CMBReview
+        TaskWidget.__init__(self, parent)
         self._placement = None     # markups node that receives an added point
         self._shortcuts = []
 
-    def defaultFeedbackRoot(self):
-        return default_feedback_root()
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CMBDetector.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = CMBDetectorLogic()
-        self.setupTaskWidget()
-        for name, slot in (("applyButton", self.onApply), ("previousButton", self.onPrevious),
-                           ("nextButton", self.onNext), ("acceptButton", self.onAccept),
-                           ("rejectButton", self.onReject), ("addButton", self.onAdd),
-                           ("undoButton", self.onUndo), ("exportButton", self.onExport),
-                           ("trainButton", self.onTrain)):
-            getattr(self.ui, name).connect("clicked(bool)", slot)
-        self.ui.candidatesTableView.connect("clicked(QModelIndex)", self.onRowClicked)
-        self.initializeParameterNode()
-
     def cleanup(self) -> None:
         self._removeShortcuts()
-        self.cleanupTaskWidget()
+        TaskWidget.cleanup(self)
 
     def enter(self) -> None:
-        self.initializeParameterNode()
+        TaskWidget.enter(self)
         self._installShortcuts()
 
     def exit(self) -> None:
         self._removeShortcuts()
-        self.setParameterNode(None)
+        TaskWidget.exit(self)
 
     def onResultCleared(self) -> None:
         self._placement = None
@@ -139,36 +115,28 @@ class CMBDetectorWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
             shortcut.deleteLater()
         self._shortcuts = []
 
-    def updateButtons(self, caller=None, event=None) -> None:
-        parameters, review, busy = self._parameterNode, self._review, self._busy()
-        self.ui.applyButton.enabled = bool(parameters and parameters.inputVolume) and not busy
-        self.ui.cancelButton.enabled = busy
-        self.ui.trainButton.enabled = not busy
+    def updatePanel(self, parameters, review, busy: bool) -> None:
         for name in ("previousButton", "nextButton", "addButton", "exportButton"):
             getattr(self.ui, name).enabled = review is not None
         for name in ("acceptButton", "rejectButton"):
             getattr(self.ui, name).enabled = bool(review and review.current is not None)
-        self.ui.undoButton.enabled = bool(review and review.can_undo)
         if review is not None and parameters is not None \
                 and review.show_rejected != parameters.showRejected:
             review.show_rejected = parameters.showRejected
             self.showReview()
 
-    # ---------------------------------------------------------------- apply
-    def onApply(self) -> None:
-        parameters = self._parameterNode
-        self.startPrediction(lambda device: self.logic.start_prediction(
-            parameters.inputVolume, self._modelFolder(), parameters.modality,
-            parameters.allowModalityMismatch, device=device))
+    def predictionOptions(self, parameters) -> dict:
+        return {"modality": parameters.modality,
+                "allow_modality_mismatch": parameters.allowModalityMismatch}
 
-    def onPredictionFinished(self, result) -> None:
+    def reviewOptions(self) -> dict:
+        return {"show_rejected": bool(self._parameterNode and self._parameterNode.showRejected)}
+
+    def trainingOptions(self, parameters) -> dict:
+        return {"stage1": parameters.alsoStage1}
+
+    def showResult(self, result) -> None:
         slicer.util.setSliceViewerLayers(background=result.input, fit=True)
-        self._review = None
-        with showingErrors(_("Cannot open your decisions on this case.")):
-            self._review = self.logic.open_review(
-                result, self._feedbackFolder(), reader=self._reader(),
-                show_rejected=bool(self._parameterNode and self._parameterNode.showRejected))
-        self.showReview(jump=True)
 
     # ---------------------------------------------------------------- review
     def showReview(self, jump: bool = False) -> None:
@@ -190,40 +158,22 @@ class CMBDetectorWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
             "rejected {reject}, added {add}, not yet decided {undecided}. Model: {model} "
             "{version}.").format(kept=result.kept_count, n=len(result.candidates),
                                  model=result.model_id, version=result.model_version, **counts)
-        text = _("Case {case}.").format(case=review.case_id)
-        if review.skipped_lines:
-            text += " " + _("{n} damaged line(s) of the decisions file were skipped.").format(
-                n=len(review.skipped_lines))
-        self.ui.caseLabel.text = text
+        self.ui.caseLabel.text = self.caseText(review)
         self.updateButtons()
         if jump:
             self._jump()
 
-    def _act(self, method: str, *args, jump: bool = True) -> None:
-        """Forward a click or key to the review (``method`` of CMBReview), then redraw."""
-        if self._review is None:
-            return
-        with showingErrors(_("The decision was not saved.")):
-            getattr(self._review, method)(*args)
-        self.showReview(jump=jump)
-
     def onAccept(self) -> None:
-        self._act("accept")
+        self._act("accept", jump=True)
 
     def onReject(self) -> None:
-        self._act("reject")
+        self._act("reject", jump=True)
 
     def onNext(self) -> None:
-        self._act("next")
+        self._act("next", jump=True)
 
     def onPrevious(self) -> None:
-        self._act("previous")
-
-    def onUndo(self) -> None:
-        self._act("undo", jump=False)
-
-    def onRowClicked(self, index) -> None:
-        self._act("select", index.row())
+        self._act("previous", jump=True)
 
     def onAdd(self) -> None:
         """Place one point in a view; it becomes an added microbleed (see onPointPlaced)."""
@@ -243,7 +193,7 @@ class CMBDetectorWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         position = [0.0, 0.0, 0.0]
         caller.GetNthControlPointPositionWorld(caller.GetNumberOfControlPoints() - 1, position)
         qt.QTimer.singleShot(0, caller.RemoveAllControlPoints)  # not inside its own event
-        self._act("add", position, None, True)
+        self._act("add", position, None, True, jump=True)
 
     def onExport(self) -> None:
         if self._review is None:
@@ -253,32 +203,12 @@ class CMBDetectorWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
             slicer.util.setSliceViewerLayers(label=node)
             self.ui.statusLabel.text = _("Exported to '{name}'.").format(name=node.GetName())
 
-    # ---------------------------------------------------------------- training
-    def onTrain(self) -> None:
-        stage1 = self._parameterNode.alsoStage1
-        self.startTraining(lambda: self.logic.start_training(
-            self._feedbackFolder(), self._modelFolder(), stage1=stage1),
-            _("Retraining from your decisions..."))
 
-
-class CMBDetectorTest(ScriptedLoadableModuleTest):
+class CMBDetectorTest(TaskModuleTest):
     """Runs in Slicer (Developer mode: Reload and Test): the panel, then a review round trip
     on hand-made candidates (no network needed)."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_module_loads()
-        self.setUp()
-        self.test_review_round_trip()
-
-    def test_module_loads(self):
-        self.assertTrue(hasattr(slicer.modules, "cmbdetector"))
-        widget = slicer.util.getModuleWidget("CMBDetector")
-        self.assertEqual(list(widget.ui.inputSelector.nodeTypes), ["vtkMRMLScalarVolumeNode"])
-        parameters = CMBDetectorParameterNode(CMBDetectorLogic().getParameterNode())
+    def checkParameterDefaults(self, parameters):
         self.assertEqual(parameters.modality, "SWI")
         self.assertFalse(parameters.showRejected)
 

@@ -3,9 +3,10 @@ with its class activation map and the reader's slice labels.
 
 The logic is :class:`ICHWeakSegLib.logic.ICHWeakSegLogic` (no Qt, tested without the
 application) and the slice review :class:`ICHWeakSegLib.review.ICHSliceReview`; this file
-holds the Qt parts only: the panel, a timer polling the child processes (through
-:class:`LesionSuiteGUI.task_widget.TaskWidgetMixin`) and the buttons, all forwarding to
-the logic and the review.
+holds the panel's own Qt parts only: the CAM display, the slice labels and the reader's
+mask, all forwarding to the logic and the review. What every task panel does alike
+(set-up, the child processes a timer polls, settings, the self-test skeleton) is in
+:mod:`LesionSuiteGUI.task_widget`.
 """
 
 from typing import Annotated
@@ -13,24 +14,16 @@ from typing import Annotated
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from LesionSuiteGUI.errors import showingErrors
-from LesionSuiteGUI.task_widget import TaskWidgetMixin
-from ICHWeakSegLib.logic import DEFAULT_CAM_OPACITY, ICHWeakSegLogic, default_feedback_root
+from LesionSuiteGUI.task_widget import TaskModuleTest, TaskWidget, describeTaskModule
+from ICHWeakSegLib.logic import DEFAULT_CAM_OPACITY, ICHWeakSegLogic
 
 __all__ = ["ICHWeakSeg", "ICHWeakSegLogic", "ICHWeakSegParameterNode", "ICHWeakSegTest",
            "ICHWeakSegWidget"]
 
-#: Per-user choices kept in the application settings, not in the scene.
-SETTINGS_PREFIX = "LesionSuite/ICHWeakSeg/"
 #: Subtype key -> its check box in the .ui.
 SUBTYPE_CHECKBOXES = (("intraparenchymal", "intraparenchymalCheckBox"),
                       ("intraventricular", "intraventricularCheckBox"),
@@ -41,11 +34,7 @@ SUBTYPE_CHECKBOXES = (("intraparenchymal", "intraparenchymalCheckBox"),
 class ICHWeakSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("ICH WeakSeg")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "LesionSuite")]
-        self.parent.dependencies = ["LesionSuite"]
-        self.parent.contributors = ["LesionSuite contributors"]
-        self.parent.helpText = _(
+        describeTaskModule(self.parent, _("ICH WeakSeg"), _(
             "Intracranial haemorrhage (ICH) segmentation on non-contrast head CT, learned "
             "from image-level labels only: a slice classifier that reads neighbouring slices "
             "gives class activation maps, refined into pseudo-masks that train a "
@@ -56,11 +45,10 @@ class ICHWeakSeg(ScriptedLoadableModule):
             "my labels' fine-tunes a copy of the model from them in the background. Edit the "
             "segmentation in the Segment Editor and save it as your reader label; a re-run "
             "never overwrites it. The shipped model is trained on synthetic images only and "
-            "is not for clinical use.")
-        self.parent.acknowledgementText = _(
+            "is not for clinical use."), _(
             "Weakly supervised ICH segmentation after Ramananda and Sundaresan (Medical "
             "Physics 2025). Part of the LesionSuite extension; see the LesionSuite module "
-            "for dependencies, device and installed models.")
+            "for dependencies, device and installed models."))
 
 
 @parameterNodeWrapper
@@ -76,59 +64,30 @@ class ICHWeakSegParameterNode:
     camThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
 
 
-class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
-    settingsPrefix = SETTINGS_PREFIX
+class ICHWeakSegWidget(TaskWidget):
+    """The panel; ``self._result`` is an ICHResultNodes, ``self._review`` an
+    ICHSliceReview."""
+
+    logicClass = ICHWeakSegLogic
     parameterNodeClass = ICHWeakSegParameterNode
     taskName = _("ICH segmentation")
+    buttonSlots = (("markHaemorrhageButton", "onMarkHaemorrhage"),
+                   ("markNoHaemorrhageButton", "onMarkNoHaemorrhage"),
+                   ("saveMaskButton", "onSaveMask"))
+    rowView = "slicesTableView"
+    reviewError = _("Cannot open your labels of this case.")
+    actionError = _("The label was not saved.")
+    damagedLinesText = _("{n} damaged line(s) of the labels file were skipped.")
+    trainingMessage = _("Retraining the classifier from your labels...")
 
     def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.initTaskWidget()   # self._result: ICHResultNodes; self._review: ICHSliceReview
+        TaskWidget.__init__(self, parent)
         self._camShown = None   # (opacity, threshold) last applied to the result's CAM
 
-    def defaultFeedbackRoot(self):
-        return default_feedback_root()
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ICHWeakSeg.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = ICHWeakSegLogic()
-        self.setupTaskWidget()
-        for name, slot in (("applyButton", self.onApply),
-                           ("markHaemorrhageButton", self.onMarkHaemorrhage),
-                           ("markNoHaemorrhageButton", self.onMarkNoHaemorrhage),
-                           ("undoButton", self.onUndo), ("saveMaskButton", self.onSaveMask),
-                           ("trainButton", self.onTrain)):
-            getattr(self.ui, name).connect("clicked(bool)", slot)
-        self.ui.slicesTableView.connect("clicked(QModelIndex)", self.onRowClicked)
-        self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        self.cleanupTaskWidget()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        self.setParameterNode(None)
-
-    def onResultCleared(self) -> None:
-        self.showReview()
-
-    def updateButtons(self, caller=None, event=None) -> None:
-        parameters, review, busy = self._parameterNode, self._review, self._busy()
-        self.ui.applyButton.enabled = bool(parameters and parameters.inputVolume) and not busy
-        self.ui.cancelButton.enabled = busy
-        self.ui.trainButton.enabled = not busy
+    def updatePanel(self, parameters, review, busy: bool) -> None:
         current = bool(review and review.current is not None)
         self.ui.markHaemorrhageButton.enabled = current
         self.ui.markNoHaemorrhageButton.enabled = current
-        self.ui.undoButton.enabled = bool(review and review.can_undo)
         self.ui.saveMaskButton.enabled = review is not None
         result = self._result
         if result is None or parameters is None or result.cam.GetScene() is None:
@@ -147,12 +106,12 @@ class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserva
                   "re-run? (A re-run replaces the segmentation shown; a saved one is kept "
                   "and shown again.)")):
             self.onSaveMask()
-        parameters = self._parameterNode
-        self.startPrediction(lambda device: self.logic.start_prediction(
-            parameters.inputVolume, self._modelFolder(), device=device,
-            feedback_root=self._feedbackFolder()))
+        TaskWidget.onApply(self)
 
-    def onPredictionFinished(self, result) -> None:
+    def predictionOptions(self, parameters) -> dict:
+        return {"feedback_root": self._feedbackFolder()}
+
+    def showResult(self, result) -> None:
         self._camShown = None
         # The reader may have left the module while the prediction ran (exit() let go of
         # the panel's parameter node): the threshold goes into the scene's node, which the
@@ -162,11 +121,6 @@ class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserva
         parameters.camThreshold = self.logic.cam_threshold(result)
         self.updateButtons()  # shows the CAM over the CT
         slicer.util.resetSliceViews()
-        self._review = None
-        with showingErrors(_("Cannot open your labels of this case.")):
-            self._review = self.logic.open_review(result, self._feedbackFolder(),
-                                                  reader=self._reader())
-        self.showReview(jump=True)
 
     # ---------------------------------------------------------------- review
     def showReview(self, jump: bool = False) -> None:
@@ -189,14 +143,11 @@ class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserva
             subtypes=", ".join(summary.get("subtypes") or []) or "-",
             ml=float(summary.get("volume_ml", 0.0)), model=result.model_id,
             version=result.model_version, **counts)
-        text = _("Case {case}.").format(case=review.case_id)
+        notes = []
         if result.reader_mask_version is not None:
-            text += " " + _("Showing your saved mask (version {n}); the model's result is "
-                            "kept hidden beside it.").format(n=result.reader_mask_version)
-        if review.skipped_lines:
-            text += " " + _("{n} damaged line(s) of the labels file were skipped.").format(
-                n=len(review.skipped_lines))
-        self.ui.caseLabel.text = text
+            notes.append(_("Showing your saved mask (version {n}); the model's result is "
+                           "kept hidden beside it.").format(n=result.reader_mask_version))
+        self.ui.caseLabel.text = self.caseText(review, *notes)
         if review.current is not None:
             self.ui.slicesTableView.selectRow(review.current)
         label = review.current_label
@@ -206,26 +157,12 @@ class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserva
         if jump:
             self._jump()
 
-    def _act(self, method: str, *args, jump: bool = False) -> None:
-        """Forward a click to the review (``method`` of ICHSliceReview), then redraw."""
-        if self._review is None:
-            return
-        with showingErrors(_("The label was not saved.")):
-            getattr(self._review, method)(*args)
-        self.showReview(jump=jump)
-
-    def onRowClicked(self, index) -> None:
-        self._act("select", index.row(), jump=True)
-
     def onMarkHaemorrhage(self) -> None:
         self._act("mark_haemorrhage", [key for key, name in SUBTYPE_CHECKBOXES
                                        if getattr(self.ui, name).checked])
 
     def onMarkNoHaemorrhage(self) -> None:
         self._act("mark_no_haemorrhage")
-
-    def onUndo(self) -> None:
-        self._act("undo")
 
     def onSaveMask(self) -> None:
         if self._review is None:
@@ -236,31 +173,12 @@ class ICHWeakSegWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObserva
                 n=record.payload["version"])
         self.showReview()
 
-    # ---------------------------------------------------------------- training
-    def onTrain(self) -> None:
-        self.startTraining(lambda: self.logic.start_training(
-            self._feedbackFolder(), self._modelFolder()),
-            _("Retraining the classifier from your labels..."))
 
-
-class ICHWeakSegTest(ScriptedLoadableModuleTest):
+class ICHWeakSegTest(TaskModuleTest):
     """Runs in Slicer (Developer mode: Reload and Test): the panel, then a review round trip
     on hand-made outputs (no network needed)."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_module_loads()
-        self.setUp()
-        self.test_review_round_trip()
-
-    def test_module_loads(self):
-        self.assertTrue(hasattr(slicer.modules, "ichweakseg"))
-        widget = slicer.util.getModuleWidget("ICHWeakSeg")
-        self.assertEqual(list(widget.ui.inputSelector.nodeTypes), ["vtkMRMLScalarVolumeNode"])
-        parameters = ICHWeakSegParameterNode(ICHWeakSegLogic().getParameterNode())
+    def checkParameterDefaults(self, parameters):
         self.assertAlmostEqual(parameters.camOpacity, DEFAULT_CAM_OPACITY)
 
     def test_review_round_trip(self):

@@ -2,8 +2,9 @@
 
 The logic is :class:`WMHDualTaskerLib.logic.WMHDualTaskerLogic` (no Qt, tested without the
 application) and the reader's ratings :class:`WMHDualTaskerLib.review.RatingReview`; this
-file holds the Qt parts only. The prediction and the training run in child processes that
-a timer polls, so the GUI never waits for them.
+file holds the panel's own Qt parts only (the ratings table). What every task panel does
+alike (set-up, the child processes a timer polls, settings, the review, the self-test
+skeleton) is in :mod:`LesionSuiteGUI.task_widget`.
 """
 
 from pathlib import Path
@@ -14,25 +15,16 @@ import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from LesionSuiteGUI.errors import showingErrors
-from LesionSuiteGUI.task_widget import TaskWidgetMixin
-from WMHDualTaskerLib.logic import WMHDualTaskerLogic, default_feedback_root
+from LesionSuiteGUI.task_widget import TaskModuleTest, TaskWidget, describeTaskModule
+from WMHDualTaskerLib.logic import WMHDualTaskerLogic
 
 __all__ = ["WMHDualTasker", "WMHDualTaskerLogic", "WMHDualTaskerParameterNode",
            "WMHDualTaskerTest", "WMHDualTaskerWidget"]
 
-#: Per-user choices kept in the application settings, not in the scene: a scene file
-#: shared with a colleague must not carry the reader's name or folders.
-SETTINGS_PREFIX = "LesionSuite/WMHDualTasker/"
 RATING_COLUMNS = (_("Region"), _("Side"), _("Predicted"), _("Level"), _("WMH (mL)"),
                   _("Your rating"))
 READER_COLUMN_INDEX = len(RATING_COLUMNS) - 1
@@ -41,11 +33,7 @@ READER_COLUMN_INDEX = len(RATING_COLUMNS) - 1
 class WMHDualTasker(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("WMH DualTasker")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "LesionSuite")]
-        self.parent.dependencies = ["LesionSuite"]
-        self.parent.contributors = ["LesionSuite contributors"]
-        self.parent.helpText = _(
+        describeTaskModule(self.parent, _("WMH DualTasker"), _(
             "White matter hyperintensity (WMH) segmentation with the ARWMC visual rating "
             "(0-3 in each of five regions per side, total 0-30), from a FLAIR volume "
             "(WMH-DualTasker, learned from ratings only), or WMH segmentation from a 3D T1 "
@@ -53,12 +41,11 @@ class WMHDualTasker(ScriptedLoadableModule):
             "map, the ARWMC table and the region atlas. Type your own ratings in the table: "
             "each is saved at once in the ratings folder, and 'Train from my ratings' "
             "fine-tunes a copy of the model from them in the background. The shipped models "
-            "are trained on synthetic images only and are not for clinical use.")
-        self.parent.acknowledgementText = _(
+            "are trained on synthetic images only and are not for clinical use."), _(
             "WMH-DualTasker learns WMH segmentation and ARWMC rating from visual ratings "
             "alone, with consistency between transformed views; deep-T1-WMH segments WMH on "
             "3D T1 taught from labels made on FLAIR. Part of the LesionSuite extension; see "
-            "the LesionSuite module for dependencies, device and installed models.")
+            "the LesionSuite module for dependencies, device and installed models."))
 
 
 #
@@ -86,89 +73,47 @@ class WMHDualTaskerParameterNode:
 #
 
 
-class WMHDualTaskerWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
-    settingsPrefix = SETTINGS_PREFIX
+class WMHDualTaskerWidget(TaskWidget):
+    """The panel; ``self._result`` is a WMHResultNodes, ``self._review`` a RatingReview."""
+
+    logicClass = WMHDualTaskerLogic
     parameterNodeClass = WMHDualTaskerParameterNode
     taskName = _("WMH analysis")
+    reviewError = _("Cannot open your ratings of this case.")
+    actionError = _("The rating was not saved.")
+    damagedLinesText = _("{n} damaged line(s) of the ratings file were skipped.")
+    trainingMessage = _("Training from your ratings...")
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.initTaskWidget()   # self._result: WMHResultNodes; self._review: RatingReview
-
-    def defaultFeedbackRoot(self):
-        return default_feedback_root()
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/WMHDualTasker.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = WMHDualTaskerLogic()
-        self.setupTaskWidget()
-        self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.undoButton.connect("clicked(bool)", self.onUndo)
-        self.ui.trainButton.connect("clicked(bool)", self.onTrain)
-        self.ui.ratingsTableWidget.connect("itemChanged(QTableWidgetItem*)",
-                                           self.onRatingEdited)
-
+    def setupPanel(self) -> None:
         table = self.ui.ratingsTableWidget
+        table.connect("itemChanged(QTableWidgetItem*)", self.onRatingEdited)
         table.setColumnCount(len(RATING_COLUMNS))
         table.setHorizontalHeaderLabels(list(RATING_COLUMNS))
         table.horizontalHeader().setStretchLastSection(True)
 
-        self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        self.cleanupTaskWidget()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        self.setParameterNode(None)
-
-    def onResultCleared(self) -> None:
-        self.showRatings()
-
     # ---------------------------------------------------------------- state
-    def updateButtons(self, caller=None, event=None) -> None:
-        parameters = self._parameterNode
-        busy = self._busy()
-        self.ui.applyButton.enabled = bool(parameters and parameters.inputVolume) and not busy
-        self.ui.cancelButton.enabled = busy
+    def canTrain(self, parameters) -> bool:
         # Ratings fine-tune the FLAIR DualTasker; the T1 mode learns from labels instead.
-        self.ui.trainButton.enabled = not busy and bool(parameters) \
-            and parameters.modality == "FLAIR"
-        self.ui.undoButton.enabled = bool(self._review and self._review.can_undo)
+        return bool(parameters) and parameters.modality == "FLAIR"
+
+    def updatePanel(self, parameters, review, busy: bool) -> None:
         if self._result is not None and parameters is not None:
             self.logic.set_regions_visible(self._result, parameters.showRegions)
 
-    # ---------------------------------------------------------------- apply
-    def onApply(self) -> None:
-        parameters = self._parameterNode
-        self.startPrediction(lambda device: self.logic.start_prediction(
-            parameters.inputVolume, self._modelFolder(), t1=parameters.modality == "T1",
-            device=device))
+    def predictionOptions(self, parameters) -> dict:
+        return {"t1": parameters.modality == "T1"}
 
-    def onPredictionFinished(self, result) -> None:
+    def trainingOptions(self, parameters) -> dict:
+        return {"steps": parameters.trainingSteps or None}
+
+    def showResult(self, result) -> None:
         slicer.util.setSliceViewerLayers(background=result.input,
                                          foreground=result.activation,
                                          foregroundOpacity=0.4, fit=True)
-        self.openReview()
 
     # ---------------------------------------------------------------- review
-    def openReview(self) -> None:
-        self._review = None
-        with showingErrors(_("Cannot open your ratings of this case.")):
-            self._review = self.logic.open_review(self._result, self._feedbackFolder(),
-                                                  reader=self._reader())
-        self.showRatings()
-
-    def showRatings(self) -> None:
+    def showReview(self, jump: bool = False) -> None:
+        """Fill the ratings table from the review (a rating has no place to jump to)."""
         table = self.ui.ratingsTableWidget
         wasBlocked = table.blockSignals(True)
         try:
@@ -202,11 +147,7 @@ class WMHDualTaskerWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObse
                             _("Your rating, 0-{high}; empty clears it.").format(high=row.high))
                     table.setItem(index, column, item)
             table.resizeColumnsToContents()
-            text = _("Case {case}.").format(case=review.case_id)
-            if review.skipped_lines:
-                text += " " + _("{n} damaged line(s) of the ratings file were skipped.").format(
-                    n=len(review.skipped_lines))
-            self.ui.caseLabel.text = text
+            self.ui.caseLabel.text = self.caseText(review)
         finally:
             table.blockSignals(wasBlocked)
             self.updateButtons()
@@ -215,30 +156,14 @@ class WMHDualTaskerWidget(TaskWidgetMixin, ScriptedLoadableModuleWidget, VTKObse
         if self._review is None or item.column() != READER_COLUMN_INDEX:
             return
         target = self._review.targets[item.row()]
-        with showingErrors(_("The rating was not saved.")):
+        with showingErrors(self.actionError):
             self._review.set_rating_text(target, item.text())
         # Always redraw from the store, so a refused entry goes back to the saved rating;
         # later, because the table must not be rebuilt inside its own itemChanged signal.
-        qt.QTimer.singleShot(0, self.showRatings)
+        qt.QTimer.singleShot(0, self.showReview)
 
     def onUndo(self) -> None:
-        with showingErrors(_("Cannot undo.")):
-            if self._review is not None:
-                self._review.undo()
-        self.showRatings()
-
-    # ---------------------------------------------------------------- training
-    def onTrain(self) -> None:
-        steps = self._parameterNode.trainingSteps or None
-        self.startTraining(lambda: self.logic.start_training(
-            self._feedbackFolder(), self._modelFolder(), steps=steps,
-            device=str(self._device())), _("Training from your ratings..."))
-
-    @staticmethod
-    def _device():
-        from LesionSuite import selected_device
-
-        return selected_device()
+        self._act("undo", message=_("Cannot undo."))
 
 
 def _format(value, decimals: int = 0) -> str:
@@ -252,24 +177,11 @@ def _format(value, decimals: int = 0) -> str:
 #
 
 
-class WMHDualTaskerTest(ScriptedLoadableModuleTest):
+class WMHDualTaskerTest(TaskModuleTest):
     """Runs in Slicer (Developer mode: Reload and Test): a small synthetic FLAIR, a tiny
     untrained model, known atlases (no registration), and a rating round trip."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_module_loads()
-        self.setUp()
-        self.test_run_and_rating_round_trip()
-
-    def test_module_loads(self):
-        self.assertTrue(hasattr(slicer.modules, "wmhdualtasker"))
-        widget = slicer.util.getModuleWidget("WMHDualTasker")
-        self.assertEqual(list(widget.ui.inputSelector.nodeTypes), ["vtkMRMLScalarVolumeNode"])
-        parameters = WMHDualTaskerParameterNode(WMHDualTaskerLogic().getParameterNode())
+    def checkParameterDefaults(self, parameters):
         self.assertEqual(parameters.modality, "FLAIR")
         self.assertFalse(parameters.showRegions)
 

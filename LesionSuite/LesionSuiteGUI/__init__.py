@@ -3,5 +3,6 @@
 Only widget code lives here (``qt``, ``slicer.app``, dialogs); the Logic of each task stays
 in its ``*Lib`` package and in ``LesionSuiteLib``, which never import Qt. A package rather
 than a top-level script, because Slicer would try to load a top-level ``.py`` file as a
-module. See :class:`~LesionSuiteGUI.task_widget.TaskWidgetMixin`.
+module. See :class:`~LesionSuiteGUI.task_widget.TaskWidget`, the base of the task
+panels, and :mod:`~LesionSuiteGUI.errors`.
 """
