@@ -92,39 +92,35 @@ class Case:
     open_review: Callable[[Path], Any]
 
 
+def logic_of(task: str):
+    """A new Logic of the task module."""
+    from CMBDetectorLib.logic import CMBDetectorLogic
+    from ICHWeakSegLib.logic import ICHWeakSegLogic
+    from WMHDualTaskerLib.logic import WMHDualTaskerLogic
+
+    return {"wmh": WMHDualTaskerLogic, "cmb": CMBDetectorLogic, "ich": ICHWeakSegLogic}[task]()
+
+
+#: Per task: its input image and the input volume node's name.
+INPUTS = {"wmh": (wmh_image, "FLAIR"), "cmb": (cmb_image, "SWI"), "ich": (ich_image, "CT")}
+
+
 def make_case(task: str, scene, work: Path) -> Case:
-    """The result nodes of ``task`` on its input, added to ``scene`` (outputs written
-    into ``work`` where the Logic reads them from files)."""
+    """The result nodes of ``task`` on its input, added to ``scene``: WMH's from outputs
+    made here, CMB's and ICH's from the files a run writes, in ``work/<task>``."""
+    logic = logic_of(task)
+    make_image, name = INPUTS[task]
+    image = make_image()
+    node = mb.volume_to_node(scene, image, name)
     if task == "wmh":
-        from WMHDualTaskerLib.logic import WMHDualTaskerLogic
-
-        logic = WMHDualTaskerLogic()
-        image = wmh_image()
-        node = mb.volume_to_node(scene, image, "FLAIR")
         result = logic.add_result_nodes(node, wmh_outputs(image))
-        return Case(task, logic, result,
-                    lambda root: logic.open_review(result, root, reader=READER))
-    if task == "cmb":
-        from CMBDetectorLib.logic import CMBDetectorLogic
-
-        logic = CMBDetectorLogic()
-        image = cmb_image()
-        node = mb.volume_to_node(scene, image, "SWI")
-        co.write_outputs(work / "cmb", image)
-        result = logic.load_results(node, work / "cmb")
-        return Case(task, logic, result,
-                    lambda root: logic.open_review(result, root, reader=READER))
-    if task == "ich":
-        from ICHWeakSegLib.logic import ICHWeakSegLogic
-
-        logic = ICHWeakSegLogic()
-        image = ich_image()
-        node = mb.volume_to_node(scene, image, "CT")
-        io_.write_outputs(work / "ich", image)
-        result = logic.load_results(node, work / "ich", feedback_root=work / "no-store")
-        return Case(task, logic, result,
-                    lambda root: logic.open_review(result, root, reader=READER))
-    raise ValueError(task)
+    else:
+        {"cmb": co.write_outputs, "ich": io_.write_outputs}[task](work / task, image)
+        # No stored reader mask for ICH: the result shows the model's segmentation.
+        options = {"feedback_root": work / "no-store"} if task == "ich" else {}
+        result = logic.load_results(node, work / task, **options)
+    return Case(task, logic, result,
+                lambda root: logic.open_review(result, root, reader=READER))
 
 
 # ------------------------------------------------------------------ actions
@@ -175,6 +171,8 @@ def write_saved_work(folder: Path) -> None:
 if __name__ == "__main__":
     import shutil
 
+    for folder in ("WMHDualTasker", "CMBDetector", "ICHWeakSeg"):  # as conftest.py does
+        sys.path.append(str(Path(__file__).resolve().parent.parent / folder))
     out = Path(sys.argv[1])
     write_saved_work(out)
     shutil.rmtree(out / "work")

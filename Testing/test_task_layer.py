@@ -93,19 +93,11 @@ def test_each_task_names_functions_that_exist(task):
     """The functions named for later import resolve (a renamed one fails here, not when
     a reader first retrains)."""
     pytest.importorskip("torch")
-    logic = _logic(task)
+    logic = sw.logic_of(task)
     spec = logic.retraining
     for named in (spec.has_feedback, spec.shipped_model, logic.open_review_of):
         assert callable(named.resolve()), named
     assert spec.task == logic.task
-
-
-def _logic(task: str):
-    from CMBDetectorLib.logic import CMBDetectorLogic
-    from ICHWeakSegLib.logic import ICHWeakSegLogic
-    from WMHDualTaskerLib.logic import WMHDualTaskerLogic
-
-    return {"wmh": WMHDualTaskerLogic, "cmb": CMBDetectorLogic, "ich": ICHWeakSegLogic}[task]()
 
 
 # ------------------------------------------------------------------ retraining
@@ -180,7 +172,7 @@ def test_every_task_retrains_on_the_device_it_is_given(task, options, flags, tmp
     """The hub's device reaches ``<task> train`` for every task (CMB and ICH ignored it)."""
     from dataclasses import replace
 
-    logic = _logic(task)
+    logic = sw.logic_of(task)
     spec = replace(logic.retraining, has_feedback=lambda root: True)
     monkeypatch.setattr(type(logic), "retraining", spec)
     (tmp_path / "init").mkdir()
