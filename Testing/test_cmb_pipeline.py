@@ -18,7 +18,8 @@ from lesion_core.cmb.candidates import CandidateConfig
 from lesion_core.cmb.discriminator import Stage2TrainConfig, build_network
 from lesion_core.cmb.evaluate import case_counts, labels_of, stage_selections
 from lesion_core.cmb.fit import CMBTrainConfig, fit_cmb, read_cohort
-from lesion_core.cmb.model import CMBConfig, CMBModel, load_cmb_model, save_cmb_model
+from lesion_core.cmb.model import (DESCRIPTION, CMBConfig, CMBModel, load_cmb_model,
+                                   save_cmb_model)
 from lesion_core.cmb.candidates_file import read_candidates
 from lesion_core.cmb.predict import predict_cmb, write_prediction
 from lesion_core.cmb.stage1 import (PatchSampler, Stage1Config, Stage1TrainConfig,
@@ -207,19 +208,22 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_fit_saves_a_bundle_that_predicts_identically(cohort, fitted, tmp_path):
     train, validation = cohort
-    networks, model_config, report = fitted
+    model, report = fitted
+    model_config = model.config
     assert report["stage2_examples"] >= report["stage2_positives"] > 0
     assert report["runs"]["teacher"]["steps"] == 4 and report["runs"]["stage1"]["precision"] == "fp32"
     assert 0.1 <= model_config.stage1.candidates.threshold <= 0.95
     assert model_config.sequences == ("SWI",)
-    meta = save_cmb_model(tmp_path / "model", networks["stage1"], networks["student"],
-                          networks["teacher"], model_config, training=report)
+    assert model.metadata is None and model.card.training is report  # unsaved, with its card
+    meta = model.save(tmp_path / "model")
     assert set(meta.networks) == {"stage1", "student", "teacher"}
+    assert (meta.name, meta.version, meta.description) == (
+        "cmb_shiva_distilled", "1.0", DESCRIPTION)
     loaded = load_cmb_model(tmp_path / "model")
     assert loaded.config == model_config
     image = read_volume(validation[0].image)
-    a = predict_cmb(image, CMBModel(None, networks["stage1"], networks["student"], None,
-                                    model_config), locate=False)
+    a = predict_cmb(image, CMBModel(None, model.stage1, model.student, None, model_config),
+                    locate=False)
     b = predict_cmb(image, loaded, locate=False)
     assert [c.stage2_probability for c in a.candidates] == [c.stage2_probability for c in b.candidates]
     # Training settings are the training report's, never the architecture's.
@@ -241,12 +245,12 @@ def test_fit_cancelled_in_the_teacher_resumes_to_the_same_networks(cohort, fitte
     assert {p.name for p in tmp_path.iterdir()} >= {"stage1", "teacher", "prepared"}
     assert not (tmp_path / "student").exists()
     seen.clear()
-    networks, model_config, report = fit_cmb(train, validation, TINY_FIT, checkpoint=tmp_path)
+    model, report = fit_cmb(train, validation, TINY_FIT, checkpoint=tmp_path)
     assert not any(m.startswith("stage 1 step") for m in seen)  # finished: not trained again
     assert report["runs"]["teacher"]["steps"] == 4
-    for name, net in fitted[0].items():
-        assert _same_weights(net, networks[name]), name
-    assert model_config == fitted[1]
+    for name in ("stage1", "teacher", "student"):
+        assert _same_weights(getattr(fitted[0], name), getattr(model, name)), name
+    assert model.config == fitted[0].config
 
 
 def test_old_bundle_config_drops_its_training_settings():
@@ -351,13 +355,14 @@ def test_cli_finetunes_from_decisions_with_a_checkpoint_per_network(cohort, tmp_
 
 def test_cli_train_options_reach_every_network():
     from lesion_core.cli import build_parser
-    from lesion_core.cli.cmb import train_config
+    from lesion_core.cmb.task import train_config
+    from lesion_core.tasks import TrainSettings
 
     args = build_parser().parse_args([
         "cmb", "train", "--table", "t.csv", "--validation", "v.csv", "--out", "m",
         "--steps", "7", "--lr", "0.01", "--seed", "3", "--precision", "fp32",
         "--teacher-steps", "5", "--checkpoint-minutes", "2"])
-    config = train_config(args)
+    config = train_config(TrainSettings.from_args(args), args.teacher_steps, args.student_steps)
     stage1, teacher, student = config.stage1_train.optim, config.teacher.optim, config.student.optim
     assert (stage1.steps, stage1.lr, stage1.schedule) == (7, 0.01, "cosine")
     assert (teacher.steps, teacher.lr, student.steps) == (5, 1e-3, CMBTrainConfig().student.optim.steps)

@@ -226,7 +226,6 @@ def test_mr_given_as_ct_surfaces_the_one_clear_error_and_adds_no_node(logic, mrm
 
 def test_the_real_command_refuses_mr_given_as_ct(logic, mrml_scene, store):
     """``lesion-suite ich predict`` itself, on an MR volume: refused before any model."""
-    pytest.importorskip("lesion_core.cli.ich")
     node = mb.volume_to_node(mrml_scene, io_.mr_volume(seed=3), "MR")
     before = mrml_scene.GetNumberOfNodes()
     with pytest.raises(ModalityError, match="not look like CT in Hounsfield units"):
@@ -253,8 +252,7 @@ def test_damaged_outputs_give_one_clear_error_and_no_node(logic, mrml_scene, ct_
 
 
 def test_the_command_line_parses_the_options_used():
-    pytest.importorskip("lesion_core.cli.ich")  # the CLI is written beside this module
-    from lesion_core.cli import build_parser
+        from lesion_core.cli import build_parser
 
     argv = ICHWeakSegLogic.prediction_command("ct.nii.gz", "out", "model", "cpu",
                                               error_file="e.json", python="py")

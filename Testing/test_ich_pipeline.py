@@ -21,7 +21,7 @@ from lesion_core.ich import outputs_file
 from lesion_core.ich.config import CLASSES, SUBTYPES
 from lesion_core.ich.data import WeakScan
 from lesion_core.ich.evaluate import case_figures, summarize
-from lesion_core.ich.finetune import FINETUNE, finetune_from_feedback
+from lesion_core.ich.finetune import FINETUNE, finetune_ich
 from lesion_core.ich.model import ICHModel, ICHThresholds, load_ich_model, save_ich_model
 from lesion_core.ich.predict import (STAGES, ICHPrediction, label_components, predict_ich,
                                      write_prediction)
@@ -186,9 +186,11 @@ def test_finetune_from_a_fake_store_changes_the_classifier(saved, tmp_path, monk
                         lambda store: stores[str(store)], raising=False)
     model = load_ich_model(folder)
     with pytest.raises(FeedbackStoreError):
-        finetune_from_feedback(model, "empty", tmp_path / "none")
-    meta, report = finetune_from_feedback(model, "labelled", tmp_path / "tuned",
-                                          replace(FINETUNE.optim, steps=3, precision="fp32"))
+        finetune_ich(model, "empty")
+    unsaved, report = finetune_ich(model, "labelled",
+                                   replace(FINETUNE.optim, steps=3, precision="fp32"))
+    assert unsaved.metadata is None and unsaved.card.training is report
+    meta = unsaved.save(tmp_path / "tuned")
     tuned = load_ich_model(tmp_path / "tuned")
     assert meta.version == "1.1" and tuned.version == "1.1" and report["labelled_slices"] == 3
     before, after = model.classifier.state_dict(), tuned.classifier.state_dict()

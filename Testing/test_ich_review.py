@@ -153,7 +153,6 @@ def test_the_real_commands_predict_and_retrain_from_the_labels(logic, mrml_scene
     """``ich predict`` with a toy model on a CT whose axial axis is array axis 0, slice
     labels through the review, then ``ich train --feedback`` on them."""
     torch = pytest.importorskip("torch")
-    pytest.importorskip("lesion_core.cli.ich")
     from ich_toys import TOY, toy_ct
 
     from lesion_core.ich.model import ICHModel, save_ich_model

@@ -301,7 +301,7 @@ def test_bad_input_exits_2_with_one_line(models, tmp_path, capsys):
 def test_error_json_gives_a_parent_the_same_error(models, tmp_path, capsys):
     """``--error-json FILE``: a parent process rebuilds the error's class and parts. The
     image is checked before torch is imported, so a wrong one fails at once."""
-    from lesion_core.errors import LesionSuiteError, ModalityError, error_from_json
+    from lesion_core.errors import CommandError, ModalityError, error_from_json
 
     rng = np.random.default_rng(0)
     ct = np.where(rng.uniform(size=(16, 16, 16)) > 0.5, -1000.0, 40.0).astype(np.float32)
@@ -320,13 +320,13 @@ def test_error_json_gives_a_parent_the_same_error(models, tmp_path, capsys):
     assert type(error) is ModalityError and error.source == str(ct_path) and error.fix
     assert f"lesion-suite: error: {error}" == done.stderr.strip()
 
-    # A command's own error class comes back as its nearest class in lesion_core.errors.
+    # The commands' one error class for options that do not fit comes back as itself.
     other = tmp_path / "other.json"
     code = main(["--error-json", str(other), "wmh", "train", "--table", "r.csv",
                  "--known-transform", "--out", str(tmp_path / "m")])
     _one_line(code, capsys.readouterr().err, "--known-transform needs --synthetic")
     error = error_from_json(other.read_text())
-    assert type(error) is LesionSuiteError and "--known-transform" in str(error)
+    assert type(error) is CommandError and "--known-transform" in str(error)
     assert main(["--error-json", str(tmp_path / "none.json"), "info", str(ct_path)]) == 0
     assert not (tmp_path / "none.json").exists()
 
@@ -353,7 +353,7 @@ def test_mismatched_options_exit_2_with_one_line(models, cohort, tmp_path, monke
     check(["wmh", "train", "--synthetic", str(cohort), "--init", str(models / "t1"),
            "--out", str(tmp_path / "m")], "T1 model", "Ratings fine-tune a FLAIR")
     # No shipped model in this (temporary) models folder: say so, and what to pass instead.
-    monkeypatch.setattr("lesion_core.wmh.model.default_models_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr("lesion_core.bundle.default_models_dir", lambda: tmp_path / "none")
     check(["wmh", "predict", image], "shipped FLAIR WMH model is not installed", "--model")
     check(["wmh", "evaluate", str(cohort), "--t1"], "shipped T1 WMH model", "--model")
     table = tmp_path / "ratings.csv"

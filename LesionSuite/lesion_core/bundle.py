@@ -38,7 +38,6 @@ from .networks import get_network_class, name_of_network
 
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.safetensors"
-TASKS = ("wmh", "wmh_t1", "cmb", "ich")
 FORMAT_VERSION = 1
 USER_MODELS_ENV = "LESION_SUITE_MODELS"
 _NET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -112,8 +111,10 @@ class BundleMetadata:
         if data.get("format_version", 1) > FORMAT_VERSION:
             raise ModelBundleError("the model was saved by a newer LesionSuite",
                                    "Update LesionSuite to use this model", source=source)
-        if data["task"] not in TASKS:
-            raise bad(f"task {data['task']!r} is not one of {', '.join(TASKS)}")
+        from .tasks.registry import bundle_kinds
+
+        if data["task"] not in bundle_kinds():
+            raise bad(f"task {data['task']!r} is not one of {', '.join(bundle_kinds())}")
         spacing = data["spacing_mm"]
         if not (isinstance(spacing, list) and len(spacing) == 3 and all(
                 isinstance(s, (int, float)) and s > 0 for s in spacing)):

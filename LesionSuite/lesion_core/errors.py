@@ -52,6 +52,14 @@ class FeedbackStoreError(LesionSuiteError):
     """A feedback store cannot be written or read."""
 
 
+class CohortError(LesionSuiteError):
+    """A folder or table that is not a usable cohort (for training or evaluation)."""
+
+
+class CommandError(LesionSuiteError):
+    """Options of a command that do not fit together, or a data source it cannot use."""
+
+
 class OperationCancelled(Exception):
     """Raised inside long work when the user pressed Cancel; not a user error."""
 

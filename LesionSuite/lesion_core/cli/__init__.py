@@ -1,7 +1,7 @@
 """The ``lesion-suite`` command line.
 
-Each sub-command lives in its own module with ``register(subparsers)``; the task packages
-add theirs the same way. User errors (:class:`~lesion_core.errors.LesionSuiteError`) print
+Each sub-command lives in its own module with ``register(subparsers)``; :mod:`.tasks`
+registers ``<task> predict|train|evaluate`` for every task of :mod:`lesion_core.tasks`. User errors (:class:`~lesion_core.errors.LesionSuiteError`) print
 one line and exit with code 2; Cancel (Ctrl-C) exits with 130; anything else is a bug and
 keeps its traceback.
 
@@ -21,9 +21,9 @@ from pathlib import Path
 from .. import __version__
 from ..errors import (EXIT_CANCELLED, EXIT_USER_ERROR, LesionSuiteError, OperationCancelled,
                       error_to_json)
-from . import cmb, demo, ich, info, synth, validate, wmh
+from . import demo, info, synth, tasks, validate
 
-_COMMANDS = (info, validate, synth, demo, wmh, cmb, ich)
+_COMMANDS = (info, validate, synth, demo, tasks)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ import numpy as np
 from ..feedback import FeedbackStore
 from ..io import read_volume, write_volume
 from ..jsonable import json_safe
+from ..tasks import load_model
 from ..validation import Modality, validate_image
 from .info import describe_volume
 from .progress_bar import ProgressBar
@@ -46,12 +47,11 @@ def _wmh_step(subject) -> tuple[dict, dict]:
     """Baseline, then the shipped DualTasker (FLAIR, ratings) and T1-mode models."""
     from ..baselines import segment_wmh_threshold
     from ..metrics import segmentation_scores
-    from ..wmh.model import load_wmh_model
     from ..wmh.predict import predict
     truth = subject.labels["FLAIR"]["wmh"]
     baseline = segment_wmh_threshold(subject.images["FLAIR"])
-    flair = predict(subject.images["FLAIR"], load_wmh_model())
-    t1 = predict(subject.images["T1"], load_wmh_model(t1=True))
+    flair = predict(subject.images["FLAIR"], load_model("wmh"))
+    t1 = predict(subject.images["T1"], load_model("wmh", kind="wmh_t1"))
     t1_dice = segmentation_scores(t1.labels, subject.labels["T1"]["wmh"]).dice
     facts = {"arwmc_total_truth": subject.targets["arwmc_total"],
              "arwmc_total_dualtasker": flair.total,
@@ -72,14 +72,13 @@ def _cmb_step(subject) -> tuple[dict, dict]:
     microbleed, else reject; add what no candidate found)."""
     from ..baselines import detect_cmb_log
     from ..cmb.evaluate import case_counts, true_centres
-    from ..cmb.model import load_cmb_model
     from ..cmb.predict import prediction_json, predict_cmb
     from ..metrics import detect_by_overlap
     name = subject.primary_modality
     truth = subject.labels[name]["cmb"]
     predicted, candidates = detect_cmb_log(subject.images[name])
     counts = detect_by_overlap(predicted.array, truth.array, relabel=False)
-    model = load_cmb_model()
+    model = load_model("cmb")
     result = predict_cmb(subject.images[name], model, name, allow_other_sequence=True)
     stages = {stage: c.as_dict() for stage, c in case_counts(result, truth).items()}
     centres = true_centres(truth)
@@ -125,13 +124,12 @@ def _ich_step(subject) -> tuple[dict, dict]:
     """HU threshold baseline, then the shipped weakly supervised model (classifier with
     interslice context, CAM, pseudo-mask refinement, segmenter)."""
     from ..baselines import segment_ich_threshold
-    from ..ich.model import load_ich_model
     from ..ich.predict import predict_ich, summary_json
     from ..metrics import dice
     predicted = segment_ich_threshold(subject.images["CT"])
     truth = subject.labels["CT"]["ich"].array
     blood = (truth >= 1) & (truth <= 5)
-    result = predict_ich(subject.images["CT"], load_ich_model())
+    result = predict_ich(subject.images["CT"], load_model("ich"))
     summary = summary_json(result)
     return {"ich_baseline": predicted, "ich_weakseg": result.labels, "ich_cam": result.cam}, {
         "subtypes_truth": subject.targets.get("subtypes", []),
@@ -149,9 +147,8 @@ _STEPS = {"wmh": _wmh_step, "cmb": _cmb_step, "ich": _ich_step}
 
 def _real_t1_wmh(volume, out: Path) -> dict:
     """The T1 mode on the real T1 (no labels: volumes per zone are what there is to show)."""
-    from ..wmh.model import load_wmh_model
     from ..wmh.predict import predict, write_prediction
-    prediction = predict(volume, load_wmh_model(t1=True))
+    prediction = predict(volume, load_model("wmh", kind="wmh_t1"))
     write_prediction(prediction, out)
     summary = prediction.summary()
     return {"wmh_ml_t1_mode": round(summary["lesion_ml"], 2),

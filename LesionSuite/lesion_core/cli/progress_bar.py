@@ -11,7 +11,11 @@ from ..progress import Progress, line_printer
 
 
 class ProgressBar:
-    """Context manager giving a :class:`Progress` shown as a bar (or lines for a parent)."""
+    """Context manager giving a :class:`Progress` shown as a bar (or lines for a parent).
+
+    The bar appears with the first update, so a command that fails on its input before
+    any work starts prints its one-line error alone.
+    """
 
     def __init__(self, args: argparse.Namespace, description: str):
         self._lines = bool(getattr(args, "progress_lines", False))
@@ -21,15 +25,16 @@ class ProgressBar:
     def __enter__(self) -> Progress:
         if self._lines:
             return Progress(line_printer(lambda text: (sys.stdout.write(text), sys.stdout.flush())))
-        self._bar = tqdm(total=1000, desc=self._description, unit="", leave=False,
-                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
-                         file=sys.stderr)
+        return Progress(self._show)
 
-        def show(fraction: float, message: str) -> None:
-            self._bar.n = int(round(fraction * 1000))
-            self._bar.set_postfix_str(message, refresh=False)
-            self._bar.refresh()
-        return Progress(show)
+    def _show(self, fraction: float, message: str) -> None:
+        if self._bar is None:
+            self._bar = tqdm(total=1000, desc=self._description, unit="", leave=False,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+                             file=sys.stderr)
+        self._bar.n = int(round(fraction * 1000))
+        self._bar.set_postfix_str(message, refresh=False)
+        self._bar.refresh()
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:

@@ -10,39 +10,33 @@ candidates (no torch: the Slicer GUI process reads them too).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from ..errors import UnreadableFileError
+from ..tasks.outputs import FileCheck, OutputFiles
 
 CANDIDATES_FILE = "cmb_candidates.json"
 CANDIDATES_CSV = "cmb_candidates.csv"
 LABELS_FILE = "cmb_labels.nii.gz"
 CANDIDATE_LABELS_FILE = "cmb_candidates_labels.nii.gz"
+FILES = OutputFiles({"labels": LABELS_FILE, "candidate_labels": CANDIDATE_LABELS_FILE,
+                     "json": CANDIDATES_FILE, "csv": CANDIDATES_CSV})
 _REQUIRED = ("id", "centre_ras", "kept")
 
 
 def read_candidates(path: str | Path) -> dict:
     """``cmb_candidates.json`` parsed and checked (each candidate has an integer ``id``,
     a ``centre_ras`` of three finite numbers in mm and ``kept``)."""
-    path = Path(path)
-    fix = "Run lesion-suite cmb predict again to write the output folder anew"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UnreadableFileError("the candidates file is missing", fix, source=path) from exc
-    except (OSError, ValueError) as exc:
-        raise UnreadableFileError(f"the candidates file cannot be read ({exc})", fix,
-                                  source=path) from exc
+    check = FileCheck("the candidates file",
+                      "Run lesion-suite cmb predict again to write the output folder anew")
+    data = check.json(path)
     candidates = data.get("candidates") if isinstance(data, dict) else None
     if not isinstance(candidates, list):
-        raise UnreadableFileError("the candidates file has no list of candidates", fix,
-                                  source=path)
+        raise check.error("the candidates file has no list of candidates", path)
     for index, candidate in enumerate(candidates):
         problem = _candidate_problem(candidate)
         if problem:
-            raise UnreadableFileError(f"candidate {index + 1} {problem}", fix, source=path)
+            raise check.error(f"candidate {index + 1} {problem}", path)
     return data
 
 

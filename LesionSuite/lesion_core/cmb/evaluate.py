@@ -17,6 +17,7 @@ from ..io import read_volume
 from ..metrics.detection import (DetectionCounts, label_objects, match_points, object_centres,
                                  summarize_detections)
 from ..progress import Progress, ensure_progress
+from ..tasks import EvaluationReport
 from .predict import CandidateResult, CMBPrediction, predict_cmb
 
 STAGES = ("stage1", "stage1+2 teacher", "stage1+2 student", "all stages")
@@ -47,11 +48,14 @@ def case_counts(prediction: CMBPrediction, truth) -> dict[str, DetectionCounts]:
             for stage, chosen in stage_selections(prediction).items()}
 
 
-def evaluate_cohort(model, rows, progress: Progress | None = None, precision: str = "auto"
-                    ) -> dict:
+def evaluate_cohort(model, rows, progress: Progress | None = None, precision: str = "auto",
+                    cohort: str = "") -> EvaluationReport:
     """Run the model on every row (``CohortRow``) at ``precision`` and pool the figures
-    per stage. Other sequences than the model's are run anyway (evaluation, not clinical
-    use)."""
+    per stage (``summary``: stage -> pooled detection figures; ``cases``: the counts of
+    each stage per subject). Other sequences than the model's are run anyway (evaluation,
+    not clinical use). ``cohort``: the table the rows came from (for the report)."""
+    from ..training import resolve_precision
+
     progress = ensure_progress(progress)
     per_case, pooled = [], {stage: [] for stage in STAGES}
     for index, row in enumerate(rows):
@@ -66,8 +70,22 @@ def evaluate_cohort(model, rows, progress: Progress | None = None, precision: st
                          **{stage: c.as_dict() for stage, c in counts.items()}})
     progress.update(1.0, "done")
     summary = {stage: summarize_detections(c).as_dict() for stage, c in pooled.items()}
-    return {"model": model.model_id, "version": model.version, "summary": summary,
-            "cases": per_case}
+    sequences = "/".join(sorted({row.sequence for row in rows}))
+    device = next(model.stage1.parameters()).device
+    return EvaluationReport("cmb", model.model_id, model.version, sequences, str(cohort),
+                            {"precision": resolve_precision(precision, device)},
+                            per_case, summary)
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """One line of detection figures per stage (undefined ratios, with no CMB or no
+    detection, are n/a)."""
+    def number(value) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    return [f"{stage:>16}: sensitivity {number(figures['sensitivity'])}  precision "
+            f"{number(figures['precision'])}  FPavg {number(figures['fp_avg'])}"
+            for stage, figures in summary.items()]
 
 
 def labels_of(prediction: CMBPrediction, chosen: list[CandidateResult]):

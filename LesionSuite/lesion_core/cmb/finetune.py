@@ -30,7 +30,7 @@ from ..training import OptimConfig
 from ..training.augment import AcquisitionAugment
 from .candidates import normalised_input
 from .discriminator import Stage2TrainConfig, distil_student
-from .model import CMBModel, save_cmb_model
+from .model import CMBModel
 from .patches import extract_patch
 from .stage1 import Stage1TrainConfig, TrainingVolume, train_stage1
 
@@ -60,18 +60,17 @@ def _balls(shape, affine: np.ndarray, centres_ras: list) -> np.ndarray:
     return mask
 
 
-def finetune_from_feedback(model: CMBModel, store: str | Path, out: str | Path,
-                           stage1: bool = False,
-                           student_optim: OptimConfig = STUDENT_FINETUNE,
-                           stage1_optim: OptimConfig = STAGE1_FINETUNE,
-                           overwrite: bool = False, progress: Progress | None = None,
-                           checkpoint: str | Path | None = None):
-    """Fine-tune ``model`` on the decisions in ``store`` and save it to ``out``.
+def finetune_cmb(model: CMBModel, store: str | Path, stage1: bool = False,
+                 student_optim: OptimConfig = STUDENT_FINETUNE,
+                 stage1_optim: OptimConfig = STAGE1_FINETUNE, progress: Progress | None = None,
+                 checkpoint: str | Path | None = None) -> tuple[CMBModel, dict]:
+    """Fine-tune ``model`` on the decisions in ``store``.
 
     ``student_optim`` / ``stage1_optim``: how the student / the U-Net (``stage1=True``)
     are fine-tuned; ``checkpoint``: folder of their resumable checkpoints.
-    Returns ``(metadata, report)``. Raises :class:`FeedbackStoreError` when the store holds
-    no usable decision (nothing would change).
+    Returns ``(model, report)``: the unsaved model (same name and config, the next
+    version) and the fine-tune's report. Raises :class:`FeedbackStoreError` when the store
+    holds no usable decision (nothing would change).
     """
     from .reader_decisions import training_points
 
@@ -119,10 +118,20 @@ def finetune_from_feedback(model: CMBModel, store: str | Path, out: str | Path,
     report = {"decisions": len(y), "accepted_or_added": int(y.sum()), "cases": len(by_image),
               "stage1_finetuned": stage1, "runs": runs,
               "finetuned_from": f"{model.model_id} {model.version}", "store": str(store)}
-    major, _, minor = model.version.partition(".")
-    version = f"{major}.{int(minor or 0) + 1}" if (minor or "0").isdigit() else model.version + ".1"
-    meta = save_cmb_model(out, new_stage1, student, model.teacher, config, name=model.model_id,
-                          version=version, description=model.metadata.description
-                          if model.metadata else "", training=report, overwrite=overwrite)
-    progress.update(1.0, "saved")
-    return meta, report
+    tuned = CMBModel(None, new_stage1, student, model.teacher, config,
+                     model.current_card().fine_tuned(report))
+    progress.update(1.0, "fine-tuned")
+    return tuned, report
+
+
+def finetune_from_feedback(model: CMBModel, store: str | Path, out: str | Path,
+                           stage1: bool = False,
+                           student_optim: OptimConfig = STUDENT_FINETUNE,
+                           stage1_optim: OptimConfig = STAGE1_FINETUNE,
+                           overwrite: bool = False, progress: Progress | None = None,
+                           checkpoint: str | Path | None = None):
+    """:func:`finetune_cmb`, the result saved in ``out``: ``(metadata, report)`` (for the
+    benchmark's reader simulation)."""
+    tuned, report = finetune_cmb(model, store, stage1, student_optim, stage1_optim, progress,
+                                 checkpoint)
+    return tuned.save(out, overwrite=overwrite), report

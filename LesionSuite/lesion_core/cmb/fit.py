@@ -13,7 +13,7 @@
    (cached too, keyed by the U-Net's weights);
 4. train the teacher on those patches, then distil the student from it;
 5. calibrate the thresholds on held-out validation images (:mod:`.calibrate`);
-6. save one bundle.
+6. return the model with its card (it saves itself: ``model.save(folder)``).
 
 Every network trains through :func:`lesion_core.training.run_training`; with a checkpoint
 folder each keeps its own subfolder (``stage1``, ``teacher``, ``student``), so the same
@@ -40,12 +40,13 @@ from ..io import read_volume
 from ..jsonable import json_safe
 from ..metrics.detection import label_objects, object_centres
 from ..progress import Progress, ensure_progress
+from ..tasks import ModelCard
 from ..training import OptimConfig
 from ..training.cache import cached_arrays, parallel_map
 from ..volume import Volume
 from .candidates import EXAMPLE_THRESHOLD, CandidateConfig, extract_candidates
 from .discriminator import Stage2TrainConfig, distil_student, train_teacher, weights_digest
-from .model import CMBConfig, SEQUENCES
+from .model import DEFAULT_MODEL, DESCRIPTION, SEQUENCES, CMBConfig, CMBModel
 from .patches import extract_patch, label_candidates
 from .stage1 import (Stage1Config, Stage1TrainConfig, TrainingVolume, stage1_probability,
                      train_stage1, training_volume)
@@ -210,7 +211,7 @@ def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
             config: CMBTrainConfig = CMBTrainConfig(), cache: str | Path | None = None,
             progress: Progress | None = None, init_stage1: torch.nn.Module | None = None,
             checkpoint: str | Path | None = None, workers: int | None = None
-            ) -> tuple[dict, CMBConfig, dict]:
+            ) -> tuple[CMBModel, dict]:
     """Train all three stages and calibrate them. ``init_stage1``: a U-Net to go on
     training (a warm restart of its learning-rate schedule) instead of a fresh one.
 
@@ -220,10 +221,9 @@ def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
         checkpoint: folder of the networks' resumable checkpoints (one subfolder each).
         workers: processes preparing the training volumes.
 
-    Returns ``(networks, model_config, report)``: networks ``{"stage1", "teacher",
-    "student"}`` (eval mode, CPU), the :class:`.model.CMBConfig` to save with them, and a
-    report of the training (example counts, each run's summary and settings, calibration
-    figures).
+    Returns ``(model, report)``: the unsaved :class:`.model.CMBModel` (networks on the
+    CPU, the calibrated :class:`.model.CMBConfig`, a card with the report) and the report
+    of the training (example counts, each run's summary and settings, calibration figures).
     """
     from .calibrate import calibrate
 
@@ -259,5 +259,5 @@ def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
                                      "teacher": dataclasses.asdict(config.teacher),
                                      "student": dataclasses.asdict(config.student)}),
               "calibration": calibration}
-    networks = {"stage1": stage1.cpu(), "teacher": teacher, "student": student.cpu()}
-    return networks, model_config, report
+    card = ModelCard(DEFAULT_MODEL, description=DESCRIPTION, training=report)
+    return CMBModel(None, stage1.cpu(), student.cpu(), teacher, model_config, card), report

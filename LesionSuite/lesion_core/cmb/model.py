@@ -1,4 +1,5 @@
-"""CMB model bundles: one folder holding the three stages of the detector.
+"""CMB models: one bundle holding the three stages of the detector (saved by the model
+itself, :class:`~lesion_core.tasks.TaskModel`; loaded by :func:`lesion_core.tasks.load_model`).
 
 A CMB bundle (task ``"cmb"``) holds three networks, ``"stage1"`` (the candidate U-Net),
 ``"student"`` (the distilled discriminator that runs at prediction) and ``"teacher"``
@@ -17,20 +18,27 @@ from typing import Any
 
 import torch
 
-from ..bundle import BundleMetadata, NetworkSpec, default_models_dir, load_bundle, save_bundle
-from ..errors import InvalidImageError, ModelBundleError
+from ..bundle import BundleMetadata, NetworkSpec
+from ..errors import InvalidImageError
 from ..jsonable import json_safe
 from ..labels import CMB
+from ..tasks import ModelCard, TaskModel, get_task, load_model
 from .candidates import CandidateConfig
 from .cleanup import CleanupConfig
 from .discriminator import (PATCH_SIZE, STUDENT_NAME, TEACHER_NAME, student_args,
                             teacher_args)
 from .stage1 import STAGE1_NAME, Stage1Config
 
-TASK = "cmb"
-DEFAULT_MODEL = "cmb_shiva_distilled"
-#: Sequences a CMB model can be trained on (the magnitude image of each).
-SEQUENCES = ("SWI", "T2star")
+#: The task's identity, declared once in :mod:`lesion_core.cmb.task` (read here through the
+#: registry): its bundle kind, shipped model folder and the sequences a CMB model can be
+#: trained on (the magnitude image of each).
+_TASK = get_task("cmb")
+TASK = _TASK.name
+DEFAULT_MODEL = _TASK.default_models[TASK]
+SEQUENCES = _TASK.modalities
+#: The model card's description of a CMB model trained from labelled images.
+DESCRIPTION = ("SHIVA-CMB-style candidate U-Net, student discriminator distilled from a "
+               "teacher, morphological clean-up")
 
 
 @dataclass(frozen=True)
@@ -79,24 +87,17 @@ def config_from_dict(data: dict[str, Any]) -> CMBConfig:
 
 
 @dataclass
-class CMBModel:
-    """A loaded CMB model: metadata, the three networks (eval mode) and the config.
-    ``teacher`` is None when a bundle was saved without it; ``metadata`` is None for a
-    model still being trained (calibration runs it before it is saved)."""
+class CMBModel(TaskModel):
+    """A CMB model: the three networks (eval mode once loaded) and the config, with the
+    metadata it was loaded with (None until saved: calibration runs it before) or the card
+    it will be saved with. ``teacher`` is None when a bundle was saved without it."""
 
     metadata: BundleMetadata | None
     stage1: torch.nn.Module
     student: torch.nn.Module
     teacher: torch.nn.Module | None
     config: CMBConfig
-
-    @property
-    def model_id(self) -> str:
-        return self.metadata.name if self.metadata else "unsaved"
-
-    @property
-    def version(self) -> str:
-        return self.metadata.version if self.metadata else ""
+    card: ModelCard | None = None
 
     def check_sequence(self, sequence: str, allow_other: bool = False, source=None) -> None:
         """Refuse an image of a sequence the model was not trained on (SWI vs T2*-GRE
@@ -112,26 +113,43 @@ class CMBModel:
                 "use a model trained on this sequence, or allow the mismatch explicitly "
                 "(--allow-modality-mismatch) and review every result", source=source)
 
+    def bundle_contents(self, card: ModelCard) -> tuple[BundleMetadata, dict]:
+        """The bundle of this model: ``stage1``, ``student`` and (when there is one)
+        ``teacher``, and the :class:`CMBConfig` in ``extra["config"]``."""
+        config = self.config
+        networks = {"stage1": NetworkSpec(STAGE1_NAME, config.stage1.network_args()),
+                    "student": NetworkSpec(STUDENT_NAME, student_args())}
+        modules = {"stage1": self.stage1, "student": self.student}
+        if self.teacher is not None:
+            networks["teacher"] = NetworkSpec(TEACHER_NAME, teacher_args())
+            modules["teacher"] = self.teacher
+        candidates = config.stage1.candidates
+        metadata = card.bundle_metadata(
+            TASK, input_modality="/".join(config.sequences),
+            spacing_mm=(candidates.spacing_mm,) * 3, networks=networks,
+            intensity_normalisation={"method": "divide by brain percentile, clip",
+                                     "percentile": candidates.normalisation_percentile},
+            labels=[CMB], extra={"config": config_to_dict(config)})
+        return metadata, modules
+
+
+def model_from_bundle(loaded) -> CMBModel:
+    """The :class:`CMBModel` of a verified bundle (see :func:`lesion_core.tasks.load_model`)."""
+    nets = loaded.networks
+    return CMBModel(loaded.metadata, nets["stage1"], nets["student"], nets.get("teacher"),
+                    config_from_dict(loaded.metadata.extra["config"]))
+
 
 def default_model_folder() -> Path:
-    return default_models_dir() / DEFAULT_MODEL
+    """The shipped model folder (it may be absent in a partial checkout)."""
+    return _TASK.default_model_folder()
 
 
 def load_cmb_model(folder: str | Path | None = None,
                    device: str | torch.device | None = None) -> CMBModel:
-    """Load a CMB bundle (default: the shipped one)."""
-    folder = Path(folder) if folder is not None else default_model_folder()
-    loaded = load_bundle(folder, device=device)
-    meta, nets = loaded.metadata, loaded.networks
-    if meta.task != TASK or not {"stage1", "student"} <= set(nets):
-        raise ModelBundleError(f"this is a {meta.task!r} model, not a CMB model",
-                               "Choose a CMB model folder (task cmb)", source=folder)
-    try:
-        config = config_from_dict(meta.extra["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelBundleError(f"the model's configuration is missing or invalid ({exc})",
-                               "Re-copy the model folder or retrain it", source=folder) from exc
-    return CMBModel(meta, nets["stage1"], nets["student"], nets.get("teacher"), config)
+    """Load a CMB bundle (default: the shipped one) through
+    :func:`lesion_core.tasks.load_model`."""
+    return load_model(_TASK, folder, device)
 
 
 def save_cmb_model(folder: str | Path, stage1: torch.nn.Module, student: torch.nn.Module,
@@ -140,17 +158,5 @@ def save_cmb_model(folder: str | Path, stage1: torch.nn.Module, student: torch.n
                    training: dict | None = None, evaluation: dict | None = None,
                    overwrite: bool = False) -> BundleMetadata:
     """Write a CMB bundle with the three stages and ``config``."""
-    networks = {"stage1": NetworkSpec(STAGE1_NAME, config.stage1.network_args()),
-                "student": NetworkSpec(STUDENT_NAME, student_args())}
-    modules = {"stage1": stage1, "student": student}
-    if teacher is not None:
-        networks["teacher"] = NetworkSpec(TEACHER_NAME, teacher_args())
-        modules["teacher"] = teacher
-    meta = BundleMetadata(
-        name=name, task=TASK, version=version, input_modality="/".join(config.sequences),
-        spacing_mm=(config.stage1.candidates.spacing_mm,) * 3, networks=networks,
-        intensity_normalisation={"method": "divide by brain percentile, clip",
-                                 "percentile": config.stage1.candidates.normalisation_percentile},
-        labels=[CMB], description=description, training=dict(training or {}),
-        evaluation=dict(evaluation or {}), extra={"config": config_to_dict(config)})
-    return save_bundle(folder, meta, modules, overwrite=overwrite)
+    card = ModelCard(name, version, description, dict(training or {}), dict(evaluation or {}))
+    return CMBModel(None, stage1, student, teacher, config, card).save(folder, overwrite)

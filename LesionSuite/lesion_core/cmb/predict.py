@@ -28,8 +28,7 @@ from ..progress import Progress, ensure_progress
 from ..validation import Modality, validate_image
 from ..volume import Volume
 from .candidates import extract_candidates, normalised_input
-from .candidates_file import (CANDIDATE_LABELS_FILE, CANDIDATES_CSV, CANDIDATES_FILE,
-                              LABELS_FILE)
+from .candidates_file import FILES
 from .cleanup import rejection_reason, shape_in_box
 from .discriminator import predict_with_flips
 from .model import CMBModel
@@ -221,19 +220,16 @@ def write_prediction(prediction: CMBPrediction, out: str | Path,
     """Write the label maps, ``cmb_candidates.json`` and ``cmb_candidates.csv`` to ``out``."""
     from ..atomic import atomic_write_bytes
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"labels": write_volume(prediction.labels, out / LABELS_FILE),
-             "candidate_labels": write_volume(prediction.candidate_labels,
-                                              out / CANDIDATE_LABELS_FILE)}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    paths = FILES.paths(out)
+    write_volume(prediction.labels, paths["labels"])
+    write_volume(prediction.candidate_labels, paths["candidate_labels"])
     document = prediction_json(prediction, image_path)
-    paths["json"] = out / CANDIDATES_FILE
     atomic_write_bytes(paths["json"], json.dumps(document, indent=1).encode("utf-8"))
-    paths["csv"] = out / CANDIDATES_CSV
     with open(paths["csv"], "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for c in document["candidates"]:
             r, a, s = c.pop("centre_ras")
             writer.writerow({**c, "centre_r": r, "centre_a": a, "centre_s": s})
-    return {k: Path(v) for k, v in paths.items()}
+    return paths

@@ -31,10 +31,11 @@ from typing import Sequence
 import numpy as np
 
 from .. import io as lesion_io
-from ..errors import LesionSuiteError
+from ..errors import CohortError
 from ..jsonable import json_safe
 from ..metrics import dice, roc_auc
 from ..progress import Progress, ensure_progress
+from ..tasks import EvaluationReport
 from ..training import resolve_precision
 from ..volume import Volume
 from .config import SUBTYPES
@@ -42,10 +43,6 @@ from .model import ICHModel
 from .predict import STAGES, ICHPrediction, label_components, predict_ich
 
 COHORT_TABLE = "ich_labels.csv"
-
-
-class CohortError(LesionSuiteError):
-    """A folder that is not a usable synthetic ICH cohort."""
 
 
 def blood_mask(truth: Volume | np.ndarray) -> np.ndarray:
@@ -157,11 +154,11 @@ def _device(model: ICHModel):
 
 
 def evaluate_cohort(model: ICHModel, folder: str | Path, progress: Progress | None = None,
-                    limit: int | None = None, precision: str = "auto") -> dict:
+                    limit: int | None = None, precision: str = "auto") -> EvaluationReport:
     """Run ``model`` on every subject (the first ``limit``) of a synthetic ICH cohort and
     score every stage against ``ct_ich_truth`` (networks in ``precision``, as
-    :func:`~.predict.predict_ich`): ``{"model", "version", "combination", "precision"
-    (the one used: fp32 or bf16), "summary", "cases"}``."""
+    :func:`~.predict.predict_ich`): per case :func:`case_figures`, the :func:`summarize`
+    summary, and as facts the ``combination`` and the ``precision`` used (fp32 or bf16)."""
     progress = ensure_progress(progress)
     rows = read_cohort(folder)[:limit]
     cases = []
@@ -173,10 +170,11 @@ def evaluate_cohort(model: ICHModel, folder: str | Path, progress: Progress | No
                                model.config.refine.min_volume_ml)
         cases.append({"subject": row["subject"], **figures})
     progress.update(1.0, "done")
-    return json_safe({"model": model.model_id, "version": model.version,
-                      "combination": model.combination,
-                      "precision": resolve_precision(precision, _device(model)),
-                      "summary": summarize(cases, model.combination), "cases": cases})
+    return EvaluationReport(
+        "ich", model.model_id, model.version, "CT", str(folder),
+        {"combination": model.combination,
+         "precision": resolve_precision(precision, _device(model))},
+        json_safe(cases), summarize(cases, model.combination))
 
 
 def summary_lines(summary: dict) -> list[str]:

@@ -10,7 +10,7 @@ rate on those labels (whole scans, so that a labelled slice is never cropped awa
 corrects its mistakes without forgetting the rest. **The pseudo-masks and the segmenter
 are kept as they are** (the segmenter learnt from the pseudo-masks of the training
 cohort; a re-derivation would need that cohort), and so are the thresholds. The result is
-saved as a new version of the same model (``1.0`` -> ``1.1``).
+a new version of the same model (``1.0`` -> ``1.1``), which saves itself.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..progress import Progress, ensure_progress
 from ..training import OptimConfig
 from .config import ClassifierTrainConfig
 from .data import WeakLabelDataset
-from .model import ICHModel, next_version, save_ich_model
+from .model import ICHModel
 from .train import load_samples, stage_folder, stage_report, train_classifier
 
 #: Fine-tuning defaults: few steps, a tenth of the training learning rate, whole scans,
@@ -42,16 +42,16 @@ def _labelled(scan) -> bool:
         v is not None and not math.isnan(v) for _, labels in scan.slices for v in labels)
 
 
-def finetune_from_feedback(model: ICHModel, store: str | Path, out: str | Path,
-                           optim: OptimConfig | None = None, overwrite: bool = False,
-                           progress: Progress | None = None,
-                           checkpoint_dir: str | Path | None = None):
-    """Fine-tune ``model``'s classifier on the slice labels in ``store``; save to ``out``.
+def finetune_ich(model: ICHModel, store: str | Path, optim: OptimConfig | None = None,
+                 progress: Progress | None = None, checkpoint_dir: str | Path | None = None
+                 ) -> tuple[ICHModel, dict]:
+    """Fine-tune ``model``'s classifier on the slice labels in ``store``.
 
     ``optim``: the optimisation settings (default ``FINETUNE.optim``; the batch is cut to
     the number of labelled scans). ``checkpoint_dir``: resumable, in its ``classifier``
-    subfolder. Returns ``(metadata, report)``. Raises :class:`FeedbackStoreError` when the
-    store holds no usable label (nothing would change).
+    subfolder. Returns ``(model, report)``: the unsaved model (same name, the next
+    version; segmenter and thresholds kept) and the fine-tune's report. Raises
+    :class:`FeedbackStoreError` when the store holds no usable label (nothing would change).
     """
     from .reader_labels import weak_scans_from_store  # written by the review module
 
@@ -74,16 +74,13 @@ def finetune_from_feedback(model: ICHModel, store: str | Path, out: str | Path,
                                           net=copy.deepcopy(model.classifier),
                                           checkpoint_dir=stage_folder(checkpoint_dir,
                                                                       "classifier"))
-    tuned = ICHModel(None, classifier, model.segmenter, model.config, model.thresholds,
-                     model.combination)
     report = {"supervision": "reader's slice labels (feedback store); segmenter and "
                              "thresholds kept",
               "scans": len(samples), "labelled_slices": sum(len(s.slices) for s in scans),
               "classifier": stage_report(train_config, result),
               "finetuned_from": f"{model.model_id} {model.version}", "store": str(store),
               "base_training": model.metadata.training if model.metadata else {}}
-    meta = save_ich_model(out, tuned, name=model.model_id, version=next_version(model.version),
-                          description=model.metadata.description if model.metadata else "",
-                          training=report, overwrite=overwrite)
-    progress.update(1.0, "saved")
-    return meta, report
+    tuned = ICHModel(None, classifier, model.segmenter, model.config, model.thresholds,
+                     model.combination, model.current_card().fine_tuned(report))
+    progress.update(1.0, "fine-tuned")
+    return tuned, report

@@ -2,8 +2,8 @@
 
 :func:`fit_ich` runs :func:`~.train.train` (classifier, pseudo-masks, segmenter: image
 labels only), then :func:`calibrate_thresholds` on validation scans' *image-level* labels
-(slice and scan presence, subtypes: still no voxel label), and returns the
-:class:`~.model.ICHModel` with the facts a model card needs. The caller saves it.
+(slice and scan presence, subtypes: still no voxel label), and returns the unsaved
+:class:`~.model.ICHModel` with its card (the training report); it saves itself.
 
 Calibration: each threshold maximises Youden's J (sensitivity + specificity - 1) of its
 probability against the validation labels (slice "any", scan "any", slice subtypes); a
@@ -21,9 +21,10 @@ import torch
 
 from ..metrics import roc_auc
 from ..progress import Progress, ensure_progress
+from ..tasks import ModelCard
 from .config import SUBTYPES, ICHConfig, TrainConfig
 from .data import WeakLabelDataset, WeakSample, WeakScan
-from .model import ICHModel, ICHThresholds
+from .model import DEFAULT_MODEL, DESCRIPTION, ICHModel, ICHThresholds
 from .predict import classify
 from .train import load_samples, stage_report, train
 
@@ -79,11 +80,12 @@ def fit_ich(scans: Sequence[WeakScan], validation: Sequence[WeakScan] = (),
             config: ICHConfig = ICHConfig(), train_config: TrainConfig = TrainConfig(),
             combination: str = DEFAULT_COMBINATION, progress: Progress | None = None,
             checkpoint_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-            ) -> tuple[ICHModel, dict]:
+            data_note: dict | None = None) -> tuple[ICHModel, dict]:
     """Train on ``scans`` and calibrate on ``validation`` (weak labels only). Returns the
-    unsaved model and its training report (JSON-able). ``checkpoint_dir``: resumable
-    training (:func:`~.train.train`); ``cache_dir``: preprocessed stacks of both sets
-    kept on disk."""
+    unsaved model, with its card, and its training report (JSON-able). ``checkpoint_dir``:
+    resumable training (:func:`~.train.train`); ``cache_dir``: preprocessed stacks of
+    both sets kept on disk; ``data_note``: where the scans came from (added to the
+    report)."""
     progress = ensure_progress(progress)
     start = time.perf_counter()
     share = 0.9 if validation else 1.0
@@ -111,5 +113,6 @@ def fit_ich(scans: Sequence[WeakScan], validation: Sequence[WeakScan] = (),
         "pseudo_masks_non_empty": int(sum(bool(m.any()) for m in pseudo)),
         "calibration": calibration, "thresholds": model.thresholds.as_dict(config),
         "combination": combination, "seconds": round(time.perf_counter() - start, 1),
-        "torch_threads": torch.get_num_threads()}
+        "torch_threads": torch.get_num_threads(), **(data_note or {})}
+    model.card = ModelCard(DEFAULT_MODEL, description=DESCRIPTION, training=report)
     return model, report

@@ -1,4 +1,6 @@
-"""ICHWeakSeg model bundles: the slice classifier and the segmenter in one folder.
+"""ICHWeakSeg models: the slice classifier and the segmenter in one bundle (saved by the
+model itself, :class:`~lesion_core.tasks.TaskModel`; loaded by
+:func:`lesion_core.tasks.load_model`).
 
 An ICH bundle (task ``"ich"``, :mod:`lesion_core.bundle`: safetensors, allow-listed
 classes, no pickle) holds two networks: ``"classifier"``
@@ -20,19 +22,25 @@ from typing import Any
 
 import torch
 
-from ..bundle import BundleMetadata, NetworkSpec, default_models_dir, load_bundle, save_bundle
-from ..errors import ModelBundleError
+from ..bundle import BundleMetadata, NetworkSpec
 from ..labels import ICH_SUBTYPES
+from ..tasks import ModelCard, TaskModel, get_task, load_model
 from .config import SUBTYPES, ICHConfig, config_from_dict, config_to_dict
 
-TASK = "ich"
-DEFAULT_MODEL = "ich_weakseg_cam"
+#: The task's identity, declared once in :mod:`lesion_core.ich.task` (read here through the
+#: registry): its bundle kind and shipped model folder.
+_TASK = get_task("ich")
+TASK = _TASK.name
+DEFAULT_MODEL = _TASK.default_models[TASK]
+#: The model card's description of a model trained from image-level labels.
+DESCRIPTION = ("ICHWeakSeg: slice classifier with a bidirectional GRU (image-level labels), "
+               "Grad-CAM refined in HU into pseudo-masks, 2.5D U-Net trained on them")
 CLASSIFIER_NAME = "lesion_suite.ICHSliceClassifier"
 SEGMENTER_NAME = "monai.UNet"
 #: How the final mask is made: the segmenter's mask alone, or its union with the
 #: pseudo-mask that CAM + HU refinement give on the scan itself (see
 #: :mod:`lesion_core.ich.predict`).
-COMBINATIONS = ("segmenter", "segmenter_and_pseudo_mask")
+COMBINATIONS = _TASK.combinations
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,10 @@ class ICHThresholds:
 
 
 @dataclass
-class ICHModel:
-    """A loaded ICH model. ``classifier`` is ``None`` for a segmentation-only bundle;
-    ``metadata`` is ``None`` for a model not saved yet (training evaluates it first)."""
+class ICHModel(TaskModel):
+    """An ICH model. ``classifier`` is ``None`` for a segmentation-only bundle;
+    ``metadata`` is ``None`` for a model not saved yet (training evaluates it first), which
+    has the ``card`` it will be saved with."""
 
     metadata: BundleMetadata | None
     classifier: torch.nn.Module | None
@@ -85,19 +94,37 @@ class ICHModel:
     config: ICHConfig
     thresholds: ICHThresholds = field(default_factory=ICHThresholds)
     combination: str = "segmenter"
+    card: ModelCard | None = None
 
-    @property
-    def model_id(self) -> str:
-        return self.metadata.name if self.metadata else "unsaved"
-
-    @property
-    def version(self) -> str:
-        return self.metadata.version if self.metadata else ""
+    def bundle_contents(self, card: ModelCard) -> tuple[BundleMetadata, dict]:
+        """The bundle of this model: ``segmenter`` and (when there is one) ``classifier``,
+        and in ``extra["config"]`` the config, thresholds and combination."""
+        config = self.config
+        n_windows = len(config.windows)
+        networks = {"segmenter": NetworkSpec(SEGMENTER_NAME,
+                                             config.segmenter.network_args(n_windows))}
+        modules = {"segmenter": self.segmenter}
+        if self.classifier is not None:
+            networks["classifier"] = NetworkSpec(CLASSIFIER_NAME,
+                                                 config.classifier.network_args(n_windows))
+            modules["classifier"] = self.classifier
+        metadata = card.bundle_metadata(
+            TASK, input_modality="CT",
+            # Slices: the CT's own unless grid.slice_mm is set (the third entry is then
+            # nominal).
+            spacing_mm=(config.grid.pixel_mm, config.grid.pixel_mm,
+                        config.grid.slice_mm or config.grid.pixel_mm),
+            networks=networks,
+            intensity_normalisation={"method": "HU windows to 0..1, one channel each",
+                                     "windows": [dataclasses.asdict(w) for w in config.windows]},
+            labels=list(ICH_SUBTYPES),
+            extra={"config": model_config_dict(config, self.thresholds, self.combination)})
+        return metadata, modules
 
 
 def default_model_folder() -> Path:
     """The shipped model folder (it may be absent in a partial checkout)."""
-    return default_models_dir() / DEFAULT_MODEL
+    return _TASK.default_model_folder()
 
 
 def model_config_dict(config: ICHConfig, thresholds: ICHThresholds, combination: str) -> dict:
@@ -108,57 +135,29 @@ def model_config_dict(config: ICHConfig, thresholds: ICHThresholds, combination:
             "combination": combination}
 
 
+def model_from_bundle(loaded) -> ICHModel:
+    """The :class:`ICHModel` of a verified bundle (see :func:`lesion_core.tasks.load_model`)."""
+    data = dict(loaded.metadata.extra["config"])
+    thresholds = ICHThresholds.from_dict(data.pop("thresholds", {}))
+    combination = str(data.pop("combination", "segmenter"))
+    if combination not in COMBINATIONS:
+        raise ValueError(f"unknown combination {combination!r}")
+    nets = loaded.networks
+    return ICHModel(loaded.metadata, nets.get("classifier"), nets["segmenter"],
+                    config_from_dict(data), thresholds, combination)
+
+
 def load_ich_model(folder: str | Path | None = None,
                    device: str | torch.device | None = None) -> ICHModel:
-    """Load an ICH bundle (default: the shipped one). Raises :class:`ModelBundleError`
-    when the folder is not an ICH model or its configuration is unusable."""
-    folder = Path(folder) if folder is not None else default_model_folder()
-    loaded = load_bundle(folder, device=device)
-    meta, nets = loaded.metadata, loaded.networks
-    if meta.task != TASK or "segmenter" not in nets:
-        raise ModelBundleError(f"this is a {meta.task!r} model, not an ICH model",
-                               "Choose an ICH model folder (task ich)", source=folder)
-    try:
-        data = dict(meta.extra["config"])
-        thresholds = ICHThresholds.from_dict(data.pop("thresholds", {}))
-        combination = str(data.pop("combination", "segmenter"))
-        if combination not in COMBINATIONS:
-            raise ValueError(f"unknown combination {combination!r}")
-        config = config_from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelBundleError(f"the model's configuration is missing or invalid ({exc})",
-                               "Re-copy the model folder or retrain it", source=folder) from exc
-    return ICHModel(meta, nets.get("classifier"), nets["segmenter"], config, thresholds,
-                    combination)
+    """Load an ICH bundle (default: the shipped one) through
+    :func:`lesion_core.tasks.load_model`."""
+    return load_model(_TASK, folder, device)
 
 
 def save_ich_model(folder: str | Path, model: ICHModel, name: str = DEFAULT_MODEL,
                    version: str = "1.0", description: str = "", training: dict | None = None,
                    evaluation: dict | None = None, overwrite: bool = False) -> BundleMetadata:
-    """Write ``model`` (its networks, config, thresholds and combination) as a bundle."""
-    config = model.config
-    n_windows = len(config.windows)
-    networks = {"segmenter": NetworkSpec(SEGMENTER_NAME, config.segmenter.network_args(n_windows))}
-    modules = {"segmenter": model.segmenter}
-    if model.classifier is not None:
-        networks["classifier"] = NetworkSpec(CLASSIFIER_NAME,
-                                             config.classifier.network_args(n_windows))
-        modules["classifier"] = model.classifier
-    meta = BundleMetadata(
-        name=name, task=TASK, version=version, input_modality="CT",
-        # Slices: the CT's own unless grid.slice_mm is set (the third entry is then nominal).
-        spacing_mm=(config.grid.pixel_mm, config.grid.pixel_mm,
-                    config.grid.slice_mm or config.grid.pixel_mm),
-        networks=networks,
-        intensity_normalisation={"method": "HU windows to 0..1, one channel each",
-                                 "windows": [dataclasses.asdict(w) for w in config.windows]},
-        labels=list(ICH_SUBTYPES), description=description, training=dict(training or {}),
-        evaluation=dict(evaluation or {}),
-        extra={"config": model_config_dict(config, model.thresholds, model.combination)})
-    return save_bundle(folder, meta, modules, overwrite=overwrite)
-
-
-def next_version(version: str) -> str:
-    """``"1.0"`` -> ``"1.1"`` (a fine-tuned model keeps its major version)."""
-    major, _, minor = (version or "1.0").partition(".")
-    return f"{major}.{int(minor or 0) + 1}" if (minor or "0").isdigit() else version + ".1"
+    """Write ``model`` (its networks, config, thresholds and combination) as a bundle with
+    the card these arguments make."""
+    card = ModelCard(name, version, description, dict(training or {}), dict(evaluation or {}))
+    return dataclasses.replace(model, card=card).save(folder, overwrite)

@@ -44,7 +44,7 @@ from .cam import compute_cam
 from .classifier import mil_pool
 from .config import SUBTYPES
 from .model import ICHModel, ICHThresholds
-from .outputs_file import CAM_FILE, LABELS_FILE, SLICE_COLUMNS, SLICES_FILE, SUMMARY_FILE
+from .outputs_file import FILES, SLICE_COLUMNS
 from .preprocess import SliceStack, preprocess
 from .refine import refine
 from .segmenter import segment_stack
@@ -249,11 +249,10 @@ def write_prediction(prediction: ICHPrediction, out: str | Path,
     from ..atomic import atomic_write_bytes
     from ..io import write_volume
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"labels": write_volume(prediction.labels, out / LABELS_FILE),
-             "cam": write_volume(prediction.cam, out / CAM_FILE),
-             "slices": out / SLICES_FILE, "summary": out / SUMMARY_FILE}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    paths = FILES.paths(out)
+    write_volume(prediction.labels, paths["labels"])
+    write_volume(prediction.cam, paths["cam"])
     areas, present = prediction.area_mm2(), prediction.slice_present
     with open(paths["slices"], "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -263,4 +262,4 @@ def write_prediction(prediction: ICHPrediction, out: str | Path,
                             + [f"{p:.4f}" for p in row[1:]] + [f"{areas[k]:.2f}"])
     document = summary_json(prediction, image_path)
     atomic_write_bytes(paths["summary"], json.dumps(document, indent=1).encode("utf-8"))
-    return {k: Path(v) for k, v in paths.items()}
+    return paths

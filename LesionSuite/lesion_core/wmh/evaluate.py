@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .. import io as lesion_io
-from ..errors import LesionSuiteError
+from ..errors import CohortError
 from ..jsonable import json_safe
 from ..metrics import (SegmentationScores, mean_absolute_error, rating_agreement,
                        segmentation_scores, summarize_segmentation)
 from ..progress import Progress, ensure_progress
+from ..tasks import EvaluationReport
 from ..synth.arwmc import REGIONS
 from ..volume import Volume
 from .data import Masker
@@ -43,10 +44,6 @@ from .predict import SubjectAtlases, predict
 COHORT_TABLE = "wmh_labels.csv"
 #: Highest ARWMC total (10 region-sides rated 0-3) and highest region-side rating.
 MAX_TOTAL, MAX_LEVEL = 30, 3
-
-
-class CohortError(LesionSuiteError):
-    """A folder that is not a usable synthetic WMH cohort."""
 
 
 # ------------------------------------------------------------------------ one case
@@ -165,27 +162,6 @@ def known_transform_masker(folder: str | Path, modality: str = "FLAIR") -> Maske
     return masker
 
 
-@dataclass
-class EvaluationReport:
-    """Per-case rows (:meth:`CaseScores.as_dict` plus subject, levels, volumes, seconds)
-    and the cohort summary (see the module notes), all JSON-safe."""
-
-    model: str
-    model_version: str
-    modality: str
-    cohort: str
-    registration: bool
-    cases: list[dict] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return json_safe({"model": self.model, "model_version": self.model_version,
-                          "modality": self.modality, "cohort": self.cohort,
-                          "atlases": "registration to MNI" if self.registration else
-                          "known synthetic transform", "cases": self.cases,
-                          "summary": self.summary})
-
-
 def _mean_sd(values: Sequence[float]) -> dict:
     v = np.array([x for x in values if x is not None and math.isfinite(x)], np.float64)
     return json_safe({"mean": float(v.mean()) if v.size else None,
@@ -220,7 +196,9 @@ def summarize(cases: list[CaseScores], rows: list[dict]) -> dict:
 def evaluate_cohort(model: WMHModel, cohort_folder: str | Path, use_registration: bool = True,
                     progress: Progress | None = None, precision: str = "auto"
                     ) -> EvaluationReport:
-    """Predict on every subject of a synthetic WMH cohort and score against its truth.
+    """Predict on every subject of a synthetic WMH cohort and score against its truth: per
+    case :meth:`CaseScores.as_dict` plus subject, levels, volumes and seconds, and the
+    cohort summary (module notes); ``facts["atlases"]`` says where the atlases came from.
 
     Args:
         model: a loaded WMH model (FLAIR: the ``flair`` images; T1: the ``t1`` images).
@@ -232,8 +210,9 @@ def evaluate_cohort(model: WMHModel, cohort_folder: str | Path, use_registration
     """
     progress = ensure_progress(progress)
     cohort = read_cohort(cohort_folder, "T1" if model.is_t1 else "FLAIR")
-    report = EvaluationReport(model.model_id, model.version, model.modality,
-                              str(cohort_folder), use_registration)
+    atlases = "registration to MNI" if use_registration else "known synthetic transform"
+    report = EvaluationReport("wmh", model.model_id, model.version, model.modality,
+                              str(cohort_folder), {"atlases": atlases})
     scores: list[CaseScores] = []
     for index, case in enumerate(cohort):
         stage = progress.sub(index / len(cohort), (index + 1) / len(cohort))

@@ -1,11 +1,12 @@
-"""From a ratings table (or a reader's ratings in the feedback store) to a saved model.
+"""From a ratings table (or a reader's ratings in the feedback store) to a trained model.
 
 :func:`fit_dualtasker` = read the images the rows name (nothing else), train from the
 ratings (:func:`lesion_core.wmh.train.train`), calibrate the segmentation thresholds on
-the same subjects' *ratings* (:mod:`lesion_core.wmh.calibrate`), and save the bundle with
-what it was trained on (the training settings and the run's steps, wall time and precision
-go to the model card's ``training`` entry, never into the architecture). Fine-tuning starts
-from a loaded model (``init``) and keeps its configuration.
+the same subjects' *ratings* (:mod:`lesion_core.wmh.calibrate`), and return the model with
+its card: what it was trained on (the training settings and the run's steps, wall time and
+precision go to the card's ``training`` entry, never into the architecture). Fine-tuning
+starts from a loaded model (``init``) and keeps its configuration and name. The model
+saves itself (``model.save(folder)``).
 """
 
 from __future__ import annotations
@@ -16,27 +17,24 @@ from typing import Sequence
 
 import numpy as np
 
-from ..bundle import BundleMetadata
 from ..progress import Progress, ensure_progress
+from ..tasks import ModelCard
 from .calibrate import calibrate_thresholds, calibration_cases
 from .config import DualTaskerConfig, TrainConfig
 from .data import Masker, RatingRow, RatingsDataset, registration_masker
-from .model import WMHModel, save_wmh_model
+from .model import DEFAULT_MODELS, FLAIR_TASK, WMHModel
 from .train import train
 
 
-def fit_dualtasker(rows: Sequence[RatingRow], out: str | Path,
-                   config: DualTaskerConfig = DualTaskerConfig(),
+def fit_dualtasker(rows: Sequence[RatingRow], config: DualTaskerConfig = DualTaskerConfig(),
                    train_config: TrainConfig = TrainConfig(), masker: Masker | None = None,
                    init: WMHModel | None = None, progress: Progress | None = None,
-                   version: str = "1.0", description: str = "", data_note: str = "",
-                   overwrite: bool = False, checkpoint_dir: str | Path | None = None,
-                   cache_dir: str | Path | None = None) -> BundleMetadata:
-    """Train a DualTasker from ``rows`` and save it in ``out``.
+                   data_note: str = "", checkpoint_dir: str | Path | None = None,
+                   cache_dir: str | Path | None = None) -> tuple[WMHModel, dict]:
+    """Train a DualTasker from ``rows``: ``(unsaved model with its card, training report)``.
 
     Args:
         rows: ratings-table rows (subject, image, total and/or per-region ratings).
-        out: the new model folder.
         config: model configuration (ignored when ``init`` is given: its own is kept).
         masker: brain mask and region atlas per image (default: registration to MNI).
         init: a model to fine-tune (e.g. the shipped one, from a reader's ratings).
@@ -72,8 +70,6 @@ def fit_dualtasker(rows: Sequence[RatingRow], out: str | Path,
         "rating_loss_first": float(np.mean(history["rating_loss"][:last])),
         "rating_loss_last": float(np.mean(history["rating_loss"][-last:])),
         "calibration_score": max(row["score"] for row in table), **result.summary()}
-    meta = save_wmh_model(out, net, config, version=version, description=description,
-                          name=None if init is None else init.model_id,
-                          training=training, overwrite=overwrite)
-    progress.update(1.0, f"model saved in {out}")
-    return meta
+    name = DEFAULT_MODELS[FLAIR_TASK] if init is None else init.model_id
+    progress.update(1.0, "trained")
+    return WMHModel(None, net, config, ModelCard(name, training=training)), training

@@ -1,5 +1,6 @@
-"""WMH model bundles: the DualTasker (FLAIR, task ``"wmh"``) and the T1 mode (task
-``"wmh_t1"``), saved and loaded through :mod:`lesion_core.bundle`.
+"""WMH models: the DualTasker (FLAIR, bundle kind ``"wmh"``) and the T1 mode (bundle kind
+``"wmh_t1"``); a model saves itself (:class:`~lesion_core.tasks.TaskModel`) and is loaded by
+:func:`lesion_core.tasks.load_model`.
 
 A WMH bundle holds one network, ``"net"``, and in ``extra["config"]`` the full
 :class:`~lesion_core.wmh.config.DualTaskerConfig` (working grid, normalisation, gate,
@@ -16,16 +17,19 @@ from typing import Any
 
 import torch
 
-from ..bundle import BundleMetadata, NetworkSpec, default_models_dir, load_bundle, save_bundle
-from ..errors import ModelBundleError
+from ..bundle import BundleMetadata, NetworkSpec
 from ..jsonable import json_safe
 from ..labels import WMH
 from ..networks import name_of_network
+from ..tasks import ModelCard, TaskModel, get_task, load_model
 from .config import DualTaskerConfig, SegmentThresholds
 
-FLAIR_TASK, T1_TASK = "wmh", "wmh_t1"
-DEFAULT_MODELS = {FLAIR_TASK: "wmh_flair_dualtasker", T1_TASK: "wmh_t1_thickslice"}
-MODALITY = {FLAIR_TASK: "FLAIR", T1_TASK: "T1"}
+#: The task's identity, declared once in :mod:`lesion_core.wmh.task` (read here through the
+#: registry): its two bundle kinds, their modalities and shipped model folders.
+_TASK = get_task("wmh")
+FLAIR_TASK, T1_TASK = _TASK.bundle_kinds
+MODALITY = dict(zip(_TASK.bundle_kinds, _TASK.modalities))
+DEFAULT_MODELS = dict(_TASK.default_models)
 
 
 def config_to_dict(config: DualTaskerConfig) -> dict[str, Any]:
@@ -44,55 +48,66 @@ def config_from_dict(data: dict[str, Any]) -> DualTaskerConfig:
 
 
 @dataclass
-class WMHModel:
-    """A loaded WMH model: its metadata, network (eval mode) and configuration."""
+class WMHModel(TaskModel):
+    """A WMH model: its network (eval mode once loaded) and configuration, with the metadata
+    it was loaded with (None until saved) or the card it will be saved with.
 
-    metadata: BundleMetadata
+    ``kind``: :data:`FLAIR_TASK` (the DualTasker) or :data:`T1_TASK` (the T1 mode).
+    """
+
+    metadata: BundleMetadata | None
     net: torch.nn.Module
     config: DualTaskerConfig
+    card: ModelCard | None = None
+    kind: str = FLAIR_TASK
 
     @property
     def task(self) -> str:
-        return self.metadata.task
+        return self.kind
 
     @property
     def is_t1(self) -> bool:
-        return self.metadata.task == T1_TASK
+        return self.kind == T1_TASK
 
     @property
     def modality(self) -> str:
-        return self.metadata.input_modality
+        return MODALITY[self.kind]
 
-    @property
-    def model_id(self) -> str:
-        return self.metadata.name
+    def bundle_contents(self, card: ModelCard) -> tuple[BundleMetadata, dict]:
+        """The bundle of this model: one network, ``"net"``, and the whole configuration
+        in ``extra["config"]``."""
+        class_name = name_of_network(self.net)
+        if class_name is None:
+            raise ValueError(f"{type(self.net).__name__} is not an allow-listed network")
+        config = self.config
+        args = t1_network_args(config) if self.is_t1 else config.network_args()
+        metadata = card.bundle_metadata(
+            self.kind, input_modality=self.modality, spacing_mm=(config.spacing_mm,) * 3,
+            networks={"net": NetworkSpec(class_name, args)},
+            intensity_normalisation={"method": "divide by brain percentile, zero outside "
+                                               "brain",
+                                     "percentile": config.normalisation_percentile},
+            labels=[WMH], extra={"config": config_to_dict(config)})
+        return metadata, {"net": self.net}
 
-    @property
-    def version(self) -> str:
-        return self.metadata.version
+
+def model_from_bundle(loaded) -> WMHModel:
+    """The :class:`WMHModel` of a verified bundle (see :func:`lesion_core.tasks.load_model`)."""
+    return WMHModel(loaded.metadata, loaded.networks["net"],
+                    config_from_dict(loaded.metadata.extra["config"]),
+                    kind=loaded.metadata.task)
 
 
 def default_model_folder(t1: bool = False) -> Path:
     """The shipped model folder of a mode (it may be absent in a partial checkout)."""
-    return default_models_dir() / DEFAULT_MODELS[T1_TASK if t1 else FLAIR_TASK]
+    return _TASK.default_model_folder(T1_TASK if t1 else FLAIR_TASK)
 
 
 def load_wmh_model(folder: str | Path | None = None, t1: bool = False,
                    device: str | torch.device | None = None) -> WMHModel:
-    """Load a WMH bundle (default: the shipped one of the mode). Raises
-    :class:`ModelBundleError` when the folder is not a WMH model."""
-    folder = Path(folder) if folder is not None else default_model_folder(t1)
-    loaded = load_bundle(folder, device=device)
-    meta = loaded.metadata
-    if meta.task not in (FLAIR_TASK, T1_TASK) or "net" not in loaded.networks:
-        raise ModelBundleError(f"this is a {meta.task!r} model, not a WMH model",
-                               "Choose a WMH model folder (task wmh or wmh_t1)", source=folder)
-    try:
-        config = config_from_dict(meta.extra["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelBundleError(f"the model's configuration is missing or invalid ({exc})",
-                               "Re-copy the model folder or retrain it", source=folder) from exc
-    return WMHModel(meta, loaded.networks["net"], config)
+    """Load a WMH bundle (default: the shipped one of the mode) through
+    :func:`lesion_core.tasks.load_model`; a folder of any WMH mode is accepted."""
+    return load_model(_TASK, folder, device, T1_TASK if t1 else FLAIR_TASK)
 
 
 def save_wmh_model(folder: str | Path, net: torch.nn.Module, config: DualTaskerConfig,
@@ -100,20 +115,10 @@ def save_wmh_model(folder: str | Path, net: torch.nn.Module, config: DualTaskerC
                    description: str = "", training: dict | None = None,
                    evaluation: dict | None = None, overwrite: bool = False) -> BundleMetadata:
     """Write a WMH bundle (``net`` is the DualTaskerNet or the T1 U-Net)."""
-    task = T1_TASK if t1 else FLAIR_TASK
-    class_name = name_of_network(net)
-    if class_name is None:
-        raise ValueError(f"{type(net).__name__} is not an allow-listed network")
-    args = config.network_args() if not t1 else t1_network_args(config)
-    meta = BundleMetadata(
-        name=name or DEFAULT_MODELS[task], task=task, version=version,
-        input_modality=MODALITY[task], spacing_mm=(config.spacing_mm,) * 3,
-        networks={"net": NetworkSpec(class_name, args)},
-        intensity_normalisation={"method": "divide by brain percentile, zero outside brain",
-                                 "percentile": config.normalisation_percentile},
-        labels=[WMH], description=description, training=dict(training or {}),
-        evaluation=dict(evaluation or {}), extra={"config": config_to_dict(config)})
-    return save_bundle(folder, meta, {"net": net}, overwrite=overwrite)
+    kind = T1_TASK if t1 else FLAIR_TASK
+    card = ModelCard(name or DEFAULT_MODELS[kind], version, description, dict(training or {}),
+                     dict(evaluation or {}))
+    return WMHModel(None, net, config, card, kind).save(folder, overwrite=overwrite)
 
 
 def t1_network_args(config: DualTaskerConfig) -> dict[str, Any]:

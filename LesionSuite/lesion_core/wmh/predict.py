@@ -46,6 +46,7 @@ from ..volume import Volume
 from .atlases import SubjectAtlases, atlases_on_image, subject_atlases
 from .calibrate import segment
 from .model import WMHModel
+from .outputs_file import FILES, RATING_COLUMNS
 from .preprocess import preprocess
 from .zones import zone_volumes_ml
 
@@ -176,18 +177,15 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
 def write_prediction(prediction: WMHPrediction, out: str | Path, stem: str = "wmh"
                      ) -> dict[str, Path]:
     """Write the label map, activation map and ARWMC atlas (NIfTI, the input's grid), the
-    ratings table (CSV, one row per region-side) and the summary (JSON) into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"labels": out / f"{stem}_labels.nii.gz",
-             "activation": out / f"{stem}_activation.nii.gz",
-             "regions": out / f"{stem}_arwmc_regions.nii.gz",
-             "ratings": out / f"{stem}_ratings.csv", "summary": out / f"{stem}_summary.json"}
+    ratings table (CSV, one row per region-side) and the summary (JSON) into ``out``: the
+    files of :mod:`.outputs_file`, their names starting with ``stem``."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    paths = FILES.paths(out, stem)
     lesion_io.write_volume(prediction.labels, paths["labels"])
     lesion_io.write_volume(prediction.activation, paths["activation"])
     lesion_io.write_volume(prediction.atlases.arwmc, paths["regions"])
     with paths["ratings"].open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["region", "side", "rating", "level", "lesion_ml"])
+        writer = csv.DictWriter(handle, RATING_COLUMNS)
         writer.writeheader()
         for row in prediction.rating_rows():
             writer.writerow({k: ("" if row[k] is None else

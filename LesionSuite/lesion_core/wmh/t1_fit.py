@@ -26,15 +26,15 @@ import numpy as np
 import torch
 
 from .. import io as lesion_io
-from ..bundle import BundleMetadata
 from ..errors import LesionSuiteError
 from ..progress import Progress, ensure_progress
+from ..tasks import ModelCard
 from ..training import EpochOrder, SampleContext, StepContext, TrainResult, run_training
 from ..training.augment import Augmenter
 from ..volume import Volume
 from .config import DualTaskerConfig, SegmentThresholds, TrainConfig, task_fingerprint
 from .data import Masker, cached_subject, next_batch, registration_masker
-from .model import WMHModel, build_t1_network, save_wmh_model
+from .model import DEFAULT_MODELS, T1_TASK, WMHModel, build_t1_network
 from .preprocess import Preprocessed, antialiased, preprocess, randomize_acquisition
 from .thick_slice import (SliceProfile, thick_slice_average, thick_slice_grid,
                           thick_slice_loss)
@@ -258,16 +258,15 @@ def calibrate_threshold(net: torch.nn.Module, samples: Sequence[ThickSample],
     return max(scores, key=scores.get), scores
 
 
-def fit_t1(rows: Sequence[ThickLabelRow], out: str | Path,
-           config: DualTaskerConfig = DualTaskerConfig(),
+def fit_t1(rows: Sequence[ThickLabelRow], config: DualTaskerConfig = DualTaskerConfig(),
            train_config: TrainConfig = TrainConfig(), masker: Masker | None = None,
-           progress: Progress | None = None, version: str = "1.0", description: str = "",
-           data_note: str = "", overwrite: bool = False,
+           progress: Progress | None = None, data_note: str = "",
            init: WMHModel | None = None, checkpoint_dir: str | Path | None = None,
-           cache_dir: str | Path | None = None) -> BundleMetadata:
-    """Train the T1 mode from ``rows`` (or continue ``init``, keeping its configuration),
-    calibrate its threshold on the thick labels and save it in ``out``.
-    ``checkpoint_dir``: resumable checkpoints; ``cache_dir``: preprocessed subjects."""
+           cache_dir: str | Path | None = None) -> tuple[WMHModel, dict]:
+    """Train the T1 mode from ``rows`` (or continue ``init``, keeping its configuration)
+    and calibrate its threshold on the thick labels: ``(unsaved model with its card,
+    training report)``. ``checkpoint_dir``: resumable checkpoints; ``cache_dir``:
+    preprocessed subjects."""
     progress = ensure_progress(progress)
     if not rows:
         raise ValueError("no subjects to train from")
@@ -286,5 +285,6 @@ def fit_t1(rows: Sequence[ThickLabelRow], out: str | Path,
                 "train_config": dataclasses.asdict(train_config), **result.summary(),
                 "fine_tuned_from": None if init is None else f"{init.model_id} {init.version}",
                 "threshold_thick_dice": {str(t): round(v, 4) for t, v in scores.items()}}
-    return save_wmh_model(out, net, config, t1=True, version=version, description=description,
-                          training=training, overwrite=overwrite)
+    card = ModelCard(DEFAULT_MODELS[T1_TASK], training=training)
+    progress.update(1.0, "trained")
+    return WMHModel(None, net, config, card, T1_TASK), training

@@ -1,0 +1,155 @@
+"""``lesion-suite <task> {predict,train,evaluate}`` for every registered task, from one place.
+
+Each task of :mod:`lesion_core.tasks` gets the same three verbs with the shared options of
+:mod:`.common` and the options the task declares (:attr:`~lesion_core.tasks.Task.options`),
+whose values reach the task's verbs as keyword arguments:
+
+* ``predict INPUT``: the input is read and checked before torch is imported, the model is
+  loaded (``--model``, default the shipped one) and checked against the options, then the
+  prediction runs and its files go to ``--out`` (default ``<task>_output``);
+* ``train``: from the task's own data sources (``--table``, ``--synthetic``...) a whole
+  training (``fit``, continuing ``--init`` where the task can), or from a reader's
+  decisions (``--feedback STORE``) a fine-tune of ``--init`` (default the shipped model);
+  options and data are checked before the long run, and the trained model saves itself
+  with its card into ``--out`` (an existing model only with ``--overwrite``);
+* ``evaluate COHORT``: the cohort is checked before the model is loaded; the task's
+  summary is printed, ``--json FILE`` keeps the whole report and ``--record`` stores the
+  summary in the model's card.
+
+Progress goes to stderr (or as lines to stdout with ``--progress-lines``); user errors are
+one line and exit code 2 (see :mod:`lesion_core.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+from ..tasks import Task, TrainSettings, all_tasks
+from .common import (check_device, check_steps, load_model, model_options, refuse_saved_model,
+                     training_options)
+from .progress_bar import ProgressBar
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for task in all_tasks():
+        _register_task(sub, task)
+
+
+def _register_task(sub: argparse._SubParsersAction, task: Task) -> None:
+    parser = sub.add_parser(task.name, help=task.help)
+    verbs = parser.add_subparsers(dest=f"{task.name}_command", metavar="ACTION", required=True)
+
+    p = verbs.add_parser("predict", help=task.verb_help.get("predict"))
+    p.add_argument(task.input_argument[0], help=task.input_argument[1])
+    model_options(p)
+    p.add_argument("--out", default=f"{task.name}_output",
+                   help="output folder (default: %(default)s)")
+    _task_options(p, task, "predict")
+    p.set_defaults(run=partial(run_predict, task))
+
+    t = verbs.add_parser("train", help=task.verb_help.get("train"))
+    sources = t.add_mutually_exclusive_group(required=True)
+    _task_options(t, task, "train", sources)
+    sources.add_argument("--feedback", metavar="STORE_DIR",
+                         help="a feedback store with a reader's decisions: fine-tunes --init "
+                              "or the shipped model")
+    t.add_argument("--init", metavar="MODEL_DIR",
+                   help="model to start from: the one fine-tuned with --feedback (default: "
+                        "the shipped one), or the one a training goes on from")
+    t.add_argument("--cache", metavar="DIR",
+                   help="keep the prepared training data here, so that a rerun reads no "
+                        "image again (default: none, or a folder in --checkpoint)")
+    t.add_argument("--out", required=True, help="the new model folder")
+    t.add_argument("--overwrite", action="store_true", help="replace a model in --out")
+    training_options(t, task.steps_help)
+    t.set_defaults(run=partial(run_train, task))
+
+    e = verbs.add_parser("evaluate", help=task.verb_help.get("evaluate"))
+    e.add_argument(task.cohort_argument[0], help=task.cohort_argument[1])
+    model_options(e)
+    e.add_argument("--json", metavar="OUT", help="also write per-case results and the summary")
+    e.add_argument("--record", action="store_true",
+                   help="store the summary in the model's metadata (evaluation entry)")
+    _task_options(e, task, "evaluate")
+    e.set_defaults(run=partial(run_evaluate, task))
+
+
+def _task_options(parser, task: Task, verb: str, sources=None) -> None:
+    for declared in task.options.get(verb, ()):
+        target = sources if declared.source and sources is not None else parser
+        target.add_argument(*declared.flags, **declared.settings)
+
+
+def _values(task: Task, verb: str, args: argparse.Namespace) -> dict:
+    """The values of the options the task declared for ``verb``, by ``dest``."""
+    return {o.dest: getattr(args, o.dest) for o in task.options.get(verb, ())}
+
+
+# ------------------------------------------------------------------------ predict
+def run_predict(task: Task, args: argparse.Namespace) -> int:
+    options = _values(task, "predict", args)
+    image_path = getattr(args, task.input_argument[0])
+    # Input, model and options are checked before any progress is shown, so a mistake is
+    # one line; the input before torch is imported, so a wrong file fails at once.
+    inputs = task.read_input(image_path, **options)
+    model = load_model(task, args.model, check_device(args.device), task.kind(**options),
+                       "predict")
+    task.check_model(model, image_path, **options)
+    with ProgressBar(args, f"{task.name} predict") as progress:
+        prediction = task.predict(inputs, model, progress, args.precision, **options)
+        paths = task.write_outputs(prediction, args.out, str(Path(image_path).resolve()),
+                                   **options)
+    lines = task.prediction_lines(prediction, model, image_path)
+    print("\n".join(lines + ["files: " + ", ".join(str(p) for p in paths.values())]))
+    return 0
+
+
+# -------------------------------------------------------------------------- train
+def run_train(task: Task, args: argparse.Namespace) -> int:
+    options = _values(task, "train", args)
+    settings = TrainSettings.from_args(args)
+    check_steps(settings)
+    task.check_training(settings, feedback=args.feedback, init=args.init, **options)
+    # Refused now rather than after the training run that would then fail to save.
+    refuse_saved_model(args.out, args.overwrite)
+    check_device(settings.device)
+    kind = task.kind(**options)
+    if args.feedback:
+        model = load_model(task, args.init, "cpu", kind, "train", "--init")
+        run = partial(task.finetune, model, args.feedback, settings, **options)
+    else:
+        data = task.training_data(settings, **options)
+        init = load_model(task, args.init, "cpu", kind, "train", "--init") if args.init else None
+        run = partial(task.fit, data, settings, init=init, **options)
+    with ProgressBar(args, f"{task.name} train") as progress:
+        trained, report = run(progress=progress)
+        saved = trained.save(args.out, overwrite=args.overwrite)
+    facts = task.training_line(report)
+    print(f"{saved.input_modality} model saved in {args.out} ({saved.name} {saved.version})"
+          + (f": {facts}" if facts else ""))
+    return 0
+
+
+# ----------------------------------------------------------------------- evaluate
+def run_evaluate(task: Task, args: argparse.Namespace) -> int:
+    options = _values(task, "evaluate", args)
+    source = getattr(args, task.cohort_argument[0])
+    task.read_cohort(source, **options)  # one clear error before a model is loaded
+    model = load_model(task, args.model, check_device(args.device), task.kind(**options),
+                       "evaluate")
+    with ProgressBar(args, f"{task.name} evaluate") as progress:
+        report = task.evaluate(model, source, progress, args.precision, **options)
+    print("\n".join([report.headline()] + task.summary_lines(report)))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=1))
+        print(f"per-case results: {args.json}")
+    if args.record:
+        from ..bundle import record_evaluation
+
+        record_evaluation(model.metadata.folder, report.record(task.evaluation_truth))
+        print(f"recorded in {model.metadata.folder}")
+    return 0

@@ -1,0 +1,217 @@
+"""Intracranial haemorrhage behind the task contract: ICHWeakSeg on non-contrast CT (slice
+classifier, class activation map, pseudo-masks, segmenter), trained from image-level labels.
+
+``TASK`` is what :mod:`lesion_core.tasks` registers. Its options:
+
+* ``predict CT``: none beyond the shared ones;
+* ``train``: the whole weakly supervised pipeline from image-level labels (``--table``
+  weak-label CSV, or ``--synthetic`` cohort folder: its labels only), thresholds
+  calibrated on ``--validation`` labels; ``--classifier-steps``, ``--segmenter-steps``,
+  ``--labels`` (which labels train the classifier), ``--combination`` (how the final mask
+  is made); or (``--feedback``) a fine-tune of the classifier of ``--init`` (or the shipped
+  model) on a reader's slice labels, the segmenter kept, where ``--steps`` counts the
+  fine-tune's steps; checkpoints in ``DIR/classifier`` and ``DIR/segmenter``, the cache by
+  default in ``DIR/cache`` of ``--checkpoint``;
+* ``evaluate COHORT``: every stage (CAM, pseudo-mask, segmenter, combined) against a
+  synthetic cohort's voxel truth (``--limit``: the first N subjects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import CommandError
+from ..tasks import Task, TrainSettings, option
+from .outputs_file import FILES, read_slices, read_summary
+
+
+
+class ICHTask(Task):
+    name = "ich"
+    title = "ICH"
+    article = "an"
+    help = ("intracranial haemorrhage on CT: predict, train, evaluate (weakly supervised: "
+            "CAM, pseudo-masks, U-Net)")
+    verb_help = {"predict": "segment haemorrhage on one head CT",
+                 "train": "train from image-level labels, or fine-tune the classifier from a "
+                          "reader's slice labels",
+                 "evaluate": "score every stage on a synthetic cohort's truth"}
+    modalities = ("CT",)
+    bundle_kinds = ("ich",)
+    default_models = {"ich": "ich_weakseg_cam"}
+    required_networks = ("segmenter",)
+    output_files = FILES
+    output_readers = {"summary": read_summary, "slices": read_slices}
+    input_argument = ("ct", "non-contrast head CT in HU: NIfTI, NRRD or DICOM folder")
+    cohort_argument = ("cohort", "a `lesion-suite synth ich` folder")
+    steps_help = ("with --feedback only: fine-tune steps; the whole training takes "
+                  "--classifier-steps and --segmenter-steps")
+    evaluation_truth = "voxel labels of the cohort (evaluation only)"
+    #: How a model can make its final mask: the segmenter's mask alone, or its union with
+    #: the pseudo-mask that CAM + HU refinement give on the scan itself.
+    combinations = ("segmenter", "segmenter_and_pseudo_mask")
+    options = {
+        "train": (option("--table", source=True,
+                         help="weak-label CSV (scan, image, slice, any and the five subtypes; "
+                              "see lesion_core.ich.data)"),
+                  option("--synthetic", metavar="COHORT_DIR", source=True,
+                         help="a `lesion-suite synth ich` folder (its image-level labels "
+                              "only)"),
+                  option("--validation", metavar="CSV_OR_DIR",
+                         help="weak-label CSV or synthetic cohort whose labels set the "
+                              "thresholds"),
+                  option("--classifier-steps", type=int,
+                         help="classifier optimiser steps (default 300)"),
+                  option("--segmenter-steps", type=int,
+                         help="segmenter optimiser steps (default 300)"),
+                  option("--labels", choices=("auto", "slice", "scan"), default="auto",
+                         help="which labels train the classifier: scan = multiple-instance "
+                              "learning from scan labels only (default %(default)s)"),
+                  option("--combination", choices=combinations,
+                         help="how the final mask is made (default: the measured best, "
+                              "docs/ich.md)")),
+        "evaluate": (option("--limit", type=int, help="only the first N subjects"),),
+    }
+
+    def model_from_bundle(self, loaded):
+        from .model import model_from_bundle
+
+        return model_from_bundle(loaded)
+
+    # ----------------------------------------------------------------- predict
+    def read_input(self, path, **options: Any):
+        """The CT, checked (an MR, a scout, a CT not in HU fail at once, in one line)."""
+        from ..io import read_volume
+        from .preprocess import check_ct
+
+        return check_ct(read_volume(path))
+
+    def predict(self, inputs, model, progress=None, precision: str = "auto", **options: Any):
+        from .predict import predict_ich
+
+        return predict_ich(inputs, model, progress=progress, precision=precision)
+
+    def write_outputs(self, prediction, folder, image_path=None, **options: Any):
+        from .predict import write_prediction
+
+        return write_prediction(prediction, folder, image_path)
+
+    def prediction_lines(self, prediction, model, image_path: str) -> list[str]:
+        return [f"{image_path}: model {model.model_id} {model.version}",
+                f"haemorrhage {'present' if prediction.present else 'absent'} (scan "
+                f"probability {prediction.scan_probability:.2f}); subtypes: "
+                f"{', '.join(prediction.subtypes) or '-'}",
+                f"volume {prediction.volume_ml:.2f} mL in {len(prediction.components)} "
+                "component(s)" + "".join(f"; {k} {v:.2f} mL" for k, v in
+                                         prediction.volume_ml_by_subtype.items() if v)
+                + f"; {int(prediction.slice_present.sum())} slice(s) positive"]
+
+    # ---------------------------------------------------------------- evaluate
+    def read_cohort(self, source, **options: Any) -> list:
+        from .evaluate import read_cohort
+
+        return read_cohort(source)
+
+    def evaluate(self, model, source, progress=None, precision: str = "auto",
+                 limit: int | None = None, **options: Any):
+        from .evaluate import evaluate_cohort
+
+        return evaluate_cohort(model, source, progress, limit=limit, precision=precision)
+
+    def summary_lines(self, report) -> list[str]:
+        from .evaluate import summary_lines
+
+        return summary_lines(report.summary)
+
+    # ------------------------------------------------------------------- train
+    def check_training(self, settings: TrainSettings, feedback: str | None = None,
+                       init: str | None = None, classifier_steps: int | None = None,
+                       segmenter_steps: int | None = None, **options: Any) -> None:
+        if feedback:
+            return
+        if settings.steps is not None:
+            raise CommandError("--steps sets the fine-tune steps (with --feedback) only",
+                               "use --classifier-steps and --segmenter-steps")
+        if min(classifier_steps or 1, segmenter_steps or 1) < 1:
+            raise CommandError("the step counts must be positive", "give at least 1 step")
+        if init:
+            raise CommandError("--init goes with --feedback only: a whole training starts "
+                               "from new networks", "leave out --init")
+
+    def training_data(self, settings: TrainSettings, table: str | None = None,
+                      synthetic: str | None = None, validation: str | None = None,
+                      **options: Any) -> dict:
+        """Weak-label scans (and validation scans) whose images exist."""
+        source = table or synthetic
+        scans = _weak_scans(source, "--synthetic" if synthetic else "--table")
+        checked = _weak_scans(validation, "--validation") if validation else []
+        missing = [s.image for s in list(scans) + list(checked) if not Path(s.image).exists()]
+        if missing:
+            raise CommandError(f"{missing[0]} does not exist" + (
+                f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                "correct the image paths (relative paths are relative to the table's folder)",
+                source)
+        # Folder names only: a model card must not carry the machine's paths.
+        note = {"data": f"{'synthetic cohort' if synthetic else 'table'} {Path(source).name} "
+                        f"({len(scans)} scans)",
+                "validation": f"{Path(validation).name} ({len(checked)} scans)"
+                if validation else None}
+        return {"scans": scans, "validation": checked, "note": note}
+
+    def fit(self, data: dict, settings: TrainSettings, progress=None, init=None,
+            classifier_steps: int | None = None, segmenter_steps: int | None = None,
+            labels: str = "auto", combination: str | None = None, **options: Any):
+        from .config import ClassifierTrainConfig, ICHConfig, SegmenterTrainConfig, TrainConfig
+        from .fit import DEFAULT_COMBINATION, fit_ich
+
+        train_config = TrainConfig(
+            replace(ClassifierTrainConfig(), labels=labels, optim=settings.optim(
+                ClassifierTrainConfig().optim, classifier_steps)),
+            replace(SegmenterTrainConfig(), optim=settings.optim(
+                SegmenterTrainConfig().optim, segmenter_steps)))
+        return fit_ich(data["scans"], data["validation"], ICHConfig(), train_config,
+                       combination or DEFAULT_COMBINATION, progress, settings.checkpoint,
+                       _cache(settings), data["note"])
+
+    def finetune(self, model, store, settings: TrainSettings, progress=None,
+                 **options: Any):
+        from .finetune import FINETUNE, finetune_ich
+
+        return finetune_ich(model, store, settings.optim(FINETUNE.optim), progress,
+                            settings.checkpoint)
+
+    def training_line(self, report: dict) -> str:
+        if "labelled_slices" in report:
+            return (f"the classifier of {report['finetuned_from']} fine-tuned on "
+                    f"{report['labelled_slices']} labelled slices of {report['scans']} scans "
+                    "(segmenter kept)")
+        auc = (report.get("calibration") or {}).get("slice_auc")
+        return (f"{report['subjects']} scans, {report['pseudo_masks_non_empty']} non-empty "
+                f"pseudo-masks, {report['seconds']:.0f} s"
+                + (f"; validation slice AUC {auc:.3f}" if auc else ""))
+
+
+def _cache(settings: TrainSettings) -> Path | None:
+    """``--cache``, by default the ``cache`` subfolder of ``--checkpoint``."""
+    if settings.cache is not None:
+        return settings.cache
+    return settings.checkpoint / "cache" if settings.checkpoint is not None else None
+
+
+def _weak_scans(path: str, option_name: str):
+    """Weak-label scans of a CSV or a synthetic cohort folder (its labels only)."""
+    from .data import read_weak_table, table_from_synthetic_cohort
+    from .evaluate import read_cohort
+
+    if Path(path).is_dir():
+        read_cohort(path)  # one clear error when the folder is not a cohort
+        return table_from_synthetic_cohort(path)
+    if option_name == "--synthetic":
+        raise CommandError("--synthetic needs a cohort folder", "give the folder written "
+                           "by `lesion-suite synth ich --out DIR`", path)
+    return read_weak_table(path)
+
+
+TASK = ICHTask()
