@@ -16,7 +16,7 @@ from lesion_core.cli import main
 from lesion_core.cmb.calibrate import calibrate, detection_counts
 from lesion_core.cmb.candidates import CandidateConfig
 from lesion_core.cmb.discriminator import Stage2TrainConfig, build_network
-from lesion_core.cmb.evaluate import case_counts, labels_of, stage_selections
+from lesion_core.cmb.evaluate import STAGES, case_counts, labels_of, stage_selections
 from lesion_core.cmb.fit import CMBTrainConfig, fit_cmb, read_cohort
 from lesion_core.cmb.model import (DESCRIPTION, CMBConfig, CMBModel, load_cmb_model,
                                    save_cmb_model)
@@ -313,6 +313,12 @@ def test_cli_predict_writes_outputs_and_refuses_bad_input(cohort, tmp_path, caps
     assert (out / "cmb_candidates.json").is_file() and (out / "cmb_labels.nii.gz").is_file()
     assert main(["cmb", "predict", str(validation[0].image), "--model", str(model_dir),
                  "--sequence", "T2star", "--out", str(out)]) == 2
+    table = validation[0].image.parents[1] / "cmb_labels.csv"
+    assert main(["cmb", "evaluate", str(table), "--model", str(model_dir), "--precision",
+                 "fp32", "--json", str(tmp_path / "evaluation.json")]) == 0
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert (report["task"], report["modality"], len(report["cases"])) == ("cmb", "SWI", 1)
+    assert set(report["summary"]) == set(STAGES) and report["cohort"] == str(table)
     flat = tmp_path / "flat.nii.gz"
     write_volume(Volume(np.ones((8, 8, 1), np.float32), np.eye(4)), flat)
     assert main(["cmb", "predict", str(flat), "--model", str(model_dir), "--out", str(out)]) == 2

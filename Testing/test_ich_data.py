@@ -264,3 +264,20 @@ def test_cli_train_checkpoints_caches_and_resumes(tmp_path, capsys):
     assert main(command[:3] + [str(tmp_path / "cohort"), "--steps", "5", "--out",
                                str(tmp_path / "other")]) == 2
     assert "--classifier-steps" in capsys.readouterr().err
+    assert main(command[:-2] + ["--init", str(tmp_path / "model"), "--out",
+                                str(tmp_path / "other")]) == 2
+    assert "--init goes with --feedback only" in capsys.readouterr().err
+
+    # The saved model evaluated by the same command line: report, JSON and the card's record.
+    result = tmp_path / "evaluation" / "ich.json"
+    assert main(["ich", "evaluate", str(tmp_path / "cohort"), "--model", str(tmp_path / "model"),
+                 "--device", "cpu", "--precision", "fp32", "--json", str(result),
+                 "--record"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(result.read_text())
+    assert (report["task"], report["modality"], report["precision"]) == ("ich", "CT", "fp32")
+    assert [c["subject"] for c in report["cases"]] == ["ich_00000", "ich_00001"]
+    assert "CT model ich_weakseg_cam 1.0 on 2 subjects of" in printed and "slice AUC" in printed
+    recorded = load_ich_model(tmp_path / "model").metadata.evaluation
+    assert (recorded["cohort"], recorded["subjects"], recorded["precision"]) == ("cohort", 2, "fp32")
+    assert recorded["stages"] == report["summary"]["stages"]

@@ -252,7 +252,7 @@ def test_damaged_outputs_give_one_clear_error_and_no_node(logic, mrml_scene, ct_
 
 
 def test_the_command_line_parses_the_options_used():
-        from lesion_core.cli import build_parser
+    from lesion_core.cli import build_parser
 
     argv = ICHWeakSegLogic.prediction_command("ct.nii.gz", "out", "model", "cpu",
                                               error_file="e.json", python="py")

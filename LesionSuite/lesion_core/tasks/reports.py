@@ -49,8 +49,9 @@ class EvaluationReport:
     def headline(self) -> str:
         """One line: which model on how many subjects of which cohort, and how."""
         how = "; ".join(f"{key}: {value}" for key, value in self.facts.items())
-        return (f"{self.modality} model {self.model} {self.model_version} on "
-                f"{len(self.cases)} subjects of {self.cohort}" + (f" ({how})" if how else ""))
+        count = f"{len(self.cases)} subject{'' if len(self.cases) == 1 else 's'}"
+        return (f"{self.modality} model {self.model} {self.model_version} on {count} of "
+                f"{self.cohort}" + (f" ({how})" if how else ""))
 
     def record(self, truth: str) -> dict[str, Any]:
         """What a model card's ``evaluation`` entry keeps of this report (the cohort's
