@@ -298,3 +298,48 @@ def test_a_task_may_not_take_another_tasks_bundle_kind(monkeypatch):
     clash = type("Clash", (ScaleTask,), {"name": "clash", "bundle_kinds": ("cmb",)})
     with pytest.raises(ValueError, match="bundle kind 'cmb' belongs to task 'cmb'"):
         register_task(clash())
+
+
+# ----------------------------------------------------------------- import graph
+def _imports(package: Path) -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports anywhere (also inside functions and
+    ``TYPE_CHECKING`` blocks: a lazy import is still a dependency)."""
+    import ast
+
+    names = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for module, path in names.items():
+        here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(here[:len(here) - node.level + 1] + ([base] if base else []))
+                found |= {base} | {f"{base}.{a.name}" for a in node.names}
+        graph[module] = {m for m in found if m in names and m != module}
+    return graph
+
+
+def test_lesion_core_has_no_import_cycle():
+    import lesion_core
+
+    graph = _imports(Path(lesion_core.__file__).parent)
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module):]
+                                                                 + (module,)))
+        if module not in done:
+            for target in sorted(graph[module]):
+                visit(target, path + (module,))
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())

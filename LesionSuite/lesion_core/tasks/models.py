@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelBundleError
+from .registry import Task, get_task
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded or saved, not before
     from ..bundle import BundleMetadata
-    from .contract import Task
 
 
 def next_version(version: str) -> str:
@@ -116,7 +116,7 @@ class TaskModel:
         return save_bundle(folder, metadata, networks, overwrite=overwrite)
 
 
-def load_model(task: "Task | str", folder: str | Path | None = None, device=None,
+def load_model(task: Task | str, folder: str | Path | None = None, device=None,
                kind: str | None = None):
     """Load a model folder of ``task`` (a :class:`~.contract.Task` or its name).
 
@@ -131,7 +131,6 @@ def load_model(task: "Task | str", folder: str | Path | None = None, device=None
             its configuration cannot be rebuilt; the message names the folder and the fix.
     """
     from ..bundle import load_bundle, read_metadata
-    from .registry import get_task
 
     task = get_task(task) if isinstance(task, str) else task
     folder = Path(folder) if folder is not None else task.default_model_folder(kind)

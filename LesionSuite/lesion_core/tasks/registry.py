@@ -9,12 +9,13 @@ modules (imported on first use, by name: the registry depends on no task), and
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..errors import LesionSuiteError
 
-if TYPE_CHECKING:  # the registry depends on nothing of the tasks (the bundle checks use it)
-    from .contract import Task
+#: A registered task: a :class:`~.contract.Task`. The registry imports no task module, not
+#: even for types: the bundle checks ask it which kinds exist, and the tasks use the bundles.
+Task = Any
 
 #: Modules whose ``TASK`` is registered on first use, in command-line order.
 BUILTIN_TASKS = ("lesion_core.wmh.task", "lesion_core.cmb.task", "lesion_core.ich.task")
