@@ -22,11 +22,8 @@ from lesion_core.tasks import (VERBS, EvaluationReport, ModelCard, Task, TaskMod
                                TrainSettings, all_tasks, bundle_kinds, get_task, load_model,
                                next_version, option, register_task, task_of_kind)
 from lesion_core.tasks import registry
-from lesion_core.wmh.config import DualTaskerConfig
-from lesion_core.wmh.model import build_t1_network, save_wmh_model
-from lesion_core.wmh.train import build_network
+from wmh_toys import TINY, save_tiny_models
 
-TINY = DualTaskerConfig(spacing_mm=4.0, shape=(48, 56, 48), features=(4, 8, 16))
 UNET_ARGS = {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": [4, 8],
              "strides": [2], "num_res_units": 0}
 
@@ -35,9 +32,7 @@ UNET_ARGS = {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels":
 def bundles(tmp_path_factory):
     """Tiny untrained WMH bundles of both kinds."""
     folder = tmp_path_factory.mktemp("task_bundles")
-    torch.manual_seed(0)
-    save_wmh_model(folder / "flair", build_network(TINY), TINY)
-    save_wmh_model(folder / "t1", build_t1_network(TINY), TINY, t1=True)
+    save_tiny_models(folder)
     return folder
 
 

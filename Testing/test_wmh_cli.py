@@ -20,10 +20,10 @@ from lesion_core.synth import make_cohort
 from lesion_core.volume import Volume
 from lesion_core.wmh import reader_ratings as rr
 from lesion_core.wmh.config import DualTaskerConfig
-from lesion_core.wmh.model import build_t1_network, load_wmh_model, save_wmh_model
+from lesion_core.wmh.model import load_wmh_model, save_wmh_model
 from lesion_core.wmh.train import build_network
+from wmh_toys import save_tiny_models
 
-TINY = DualTaskerConfig(spacing_mm=4.0, shape=(48, 56, 48), features=(4, 8, 16))
 #: For training from the command line: a coarser grid keeps a few steps cheap.
 TRAIN_CONFIG = {"spacing_mm": 6.0, "shape": [32, 40, 32], "features": [4, 8, 16]}
 
@@ -39,12 +39,8 @@ def run_cli(*args):
 def models(tmp_path_factory):
     """Tiny untrained FLAIR and T1 bundles (a coarser FLAIR one to fine-tune), and a
     bundle of another task."""
-    import torch
-
     folder = tmp_path_factory.mktemp("wmh_cli_models")
-    torch.manual_seed(0)
-    save_wmh_model(folder / "flair", build_network(TINY), TINY)
-    save_wmh_model(folder / "t1", build_t1_network(TINY), TINY, t1=True)
+    save_tiny_models(folder)
     coarse = DualTaskerConfig(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in TRAIN_CONFIG.items()})
     save_wmh_model(folder / "flair_coarse", build_network(coarse), coarse)

@@ -28,29 +28,22 @@ from lesion_core.synth import make_cohort, make_subject
 from lesion_core.synth.arwmc import REGIONS
 from lesion_core.volume import Volume
 from lesion_core.wmh import reader_ratings as rr
-from lesion_core.wmh.config import DualTaskerConfig
 from lesion_core.wmh.data import known_transform_masks
 from lesion_core.wmh.evaluate import case_scores, evaluate_cohort, read_cohort
-from lesion_core.wmh.model import build_t1_network, load_wmh_model, save_wmh_model
+from lesion_core.wmh.model import load_wmh_model
 from lesion_core.wmh.atlases import atlases_on_image, fill_brain_labels
 from lesion_core.wmh.predict import SubjectAtlases, predict, write_prediction
-from lesion_core.wmh.train import build_network
 from lesion_core.wmh.zones import ZONES, zone_atlas_mni
+from wmh_toys import save_tiny_models
 
-TINY = DualTaskerConfig(spacing_mm=4.0, shape=(48, 56, 48), features=(4, 8, 16))
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Tiny untrained FLAIR (DualTasker) and T1 models, saved and loaded as bundles."""
-    import torch
-
-    folder = tmp_path_factory.mktemp("wmh_models")
-    torch.manual_seed(0)
-    save_wmh_model(folder / "flair", build_network(TINY), TINY)
-    save_wmh_model(folder / "t1", build_t1_network(TINY), TINY, t1=True)
-    return {"flair": load_wmh_model(folder / "flair"), "t1": load_wmh_model(folder / "t1", t1=True)}
+    folders = save_tiny_models(tmp_path_factory.mktemp("wmh_models"))
+    return {"flair": load_wmh_model(folders["flair"]), "t1": load_wmh_model(folders["t1"], t1=True)}
 
 
 @pytest.fixture(scope="module")

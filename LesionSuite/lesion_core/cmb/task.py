@@ -18,7 +18,6 @@ U-Net, distilled discriminator, clean-up) on SWI / T2*-GRE.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..errors import CommandError

@@ -59,12 +59,7 @@ def _summary_problem(data) -> str | None:
 def read_summary(path: str | Path) -> dict:
     """``ich_summary.json`` parsed and checked (keys :data:`SUMMARY_KEYS`, probabilities in
     [0, 1], volumes in mL >= 0); a damaged file raises one :class:`UnreadableFileError`."""
-    check = FileCheck("the ICH summary file", _FIX)
-    data = check.json(path)
-    problem = _summary_problem(data)
-    if problem:
-        raise check.error(f"the ICH summary file {problem}", path)
-    return data
+    return FileCheck("the ICH summary file", _FIX).checked_json(path, _summary_problem)
 
 
 def read_slices(path: str | Path) -> list[dict]:

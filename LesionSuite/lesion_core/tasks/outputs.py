@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,15 @@ class FileCheck:
         except ValueError as exc:
             raise self.error(f"{self.what} cannot be read: it is not valid JSON ({exc})",
                              path) from exc
+
+    def checked_json(self, path: str | Path, problem_of: Callable[[Any], str | None]) -> Any:
+        """The file parsed as JSON and checked: ``problem_of(data)`` says what is wrong
+        ("lacks model"), or None; a problem is one clear error naming the file."""
+        data = self.json(path)
+        problem = problem_of(data)
+        if problem:
+            raise self.error(f"{self.what} {problem}", path)
+        return data
 
     def csv_records(self, path: str | Path, columns: tuple[str, ...]) -> list[tuple[int, dict]]:
         """The rows of a CSV file as ``(line number, {column: text})``; a file that cannot

@@ -35,12 +35,7 @@ def read_summary(path: str | Path) -> dict:
     """``<stem>_summary.json`` parsed and checked (keys :data:`SUMMARY_KEYS`, volumes in
     mL >= 0, an ARWMC total 0-30 or None); a damaged file is one
     :class:`~lesion_core.errors.UnreadableFileError`."""
-    check = FileCheck("the WMH summary file", _FIX)
-    data = check.json(path)
-    problem = _summary_problem(data)
-    if problem:
-        raise check.error(f"the WMH summary file {problem}", path)
-    return data
+    return FileCheck("the WMH summary file", _FIX).checked_json(path, _summary_problem)
 
 
 def _summary_problem(data) -> str | None:
