@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..tasks.outputs import FileCheck, OutputFiles
+from ..tasks.outputs import FileCheck, OutputFiles, object_problem
 
 CANDIDATES_FILE = "cmb_candidates.json"
 CANDIDATES_CSV = "cmb_candidates.csv"
@@ -41,11 +41,9 @@ def read_candidates(path: str | Path) -> dict:
 
 
 def _candidate_problem(candidate) -> str | None:
-    if not isinstance(candidate, dict):
-        return "is not an object"
-    missing = [k for k in _REQUIRED if k not in candidate]
-    if missing:
-        return f"lacks {', '.join(missing)}"
+    problem = object_problem(candidate, _REQUIRED, "an object")
+    if problem:
+        return problem
     if not isinstance(candidate["id"], int) or isinstance(candidate["id"], bool):
         return "has an id that is not a whole number"
     centre = candidate["centre_ras"]

@@ -220,8 +220,7 @@ def write_prediction(prediction: CMBPrediction, out: str | Path,
     """Write the label maps, ``cmb_candidates.json`` and ``cmb_candidates.csv`` to ``out``."""
     from ..atomic import atomic_write_bytes
 
-    Path(out).mkdir(parents=True, exist_ok=True)
-    paths = FILES.paths(out)
+    paths = FILES.create(out)
     write_volume(prediction.labels, paths["labels"])
     write_volume(prediction.candidate_labels, paths["candidate_labels"])
     document = prediction_json(prediction, image_path)

@@ -31,6 +31,7 @@ import torch
 
 from .. import io as lesion_io
 from ..errors import LesionSuiteError
+from ..tables import read_csv_records
 from ..volume import Volume
 from .config import CLASSES, SUBTYPES, ICHConfig
 from .preprocess import SliceStack, cached_stack
@@ -127,12 +128,8 @@ def parse_rows(records: Iterable[Mapping], source=None, base: Path | None = None
 def read_weak_table(path: str | Path) -> list[WeakScan]:
     """Read and validate a weak-label CSV (see the module notes)."""
     path = Path(path)
-    try:
-        with path.open(newline="") as handle:
-            records = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise WeakLabelTableError(f"cannot read the table ({exc})", "give a CSV file", path) from exc
-    return parse_rows(records, source=path, base=path.parent)
+    return parse_rows(read_csv_records(path, WeakLabelTableError), source=path,
+                      base=path.parent)
 
 
 def write_weak_table(scans: Sequence[WeakScan], path: str | Path) -> Path:

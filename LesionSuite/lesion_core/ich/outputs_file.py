@@ -31,12 +31,7 @@ SUMMARY_KEYS = ("model", "image", "slice_axis", "scan_probability", "present", "
 _FIX = "Run lesion-suite ich predict again to write the output folder anew"
 
 
-def _summary_problem(data) -> str | None:
-    if not isinstance(data, dict):
-        return "is not a JSON object"
-    missing = [k for k in SUMMARY_KEYS if k not in data]
-    if missing:
-        return f"lacks {', '.join(missing)}"
+def _summary_problem(data: dict) -> str | None:
     if not isinstance(data["model"], dict):
         return "has a model entry that is not an object"
     if not isinstance(data["slice_axis"], int) or data["slice_axis"] not in (0, 1, 2):
@@ -59,7 +54,8 @@ def _summary_problem(data) -> str | None:
 def read_summary(path: str | Path) -> dict:
     """``ich_summary.json`` parsed and checked (keys :data:`SUMMARY_KEYS`, probabilities in
     [0, 1], volumes in mL >= 0); a damaged file raises one :class:`UnreadableFileError`."""
-    return FileCheck("the ICH summary file", _FIX).checked_json(path, _summary_problem)
+    return FileCheck("the ICH summary file", _FIX).checked_json(path, SUMMARY_KEYS,
+                                                                 _summary_problem)
 
 
 def read_slices(path: str | Path) -> list[dict]:

@@ -249,8 +249,7 @@ def write_prediction(prediction: ICHPrediction, out: str | Path,
     from ..atomic import atomic_write_bytes
     from ..io import write_volume
 
-    Path(out).mkdir(parents=True, exist_ok=True)
-    paths = FILES.paths(out)
+    paths = FILES.create(out)
     write_volume(prediction.labels, paths["labels"])
     write_volume(prediction.cam, paths["cam"])
     areas, present = prediction.area_mm2(), prediction.slice_present

@@ -37,6 +37,11 @@ class OutputFiles:
         stem = stem or self.default_stem
         return {role: Path(folder) / name.format(stem=stem) for role, name in self.names.items()}
 
+    def create(self, folder: str | Path, stem: str | None = None) -> dict[str, Path]:
+        """:meth:`paths`, with ``folder`` created (for a writer)."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return self.paths(folder, stem)
+
 
 @dataclass(frozen=True)
 class FileCheck:
@@ -68,11 +73,13 @@ class FileCheck:
             raise self.error(f"{self.what} cannot be read: it is not valid JSON ({exc})",
                              path) from exc
 
-    def checked_json(self, path: str | Path, problem_of: Callable[[Any], str | None]) -> Any:
-        """The file parsed as JSON and checked: ``problem_of(data)`` says what is wrong
-        ("lacks model"), or None; a problem is one clear error naming the file."""
+    def checked_json(self, path: str | Path, keys: tuple[str, ...],
+                     problem_of: Callable[[dict], str | None]) -> dict:
+        """The file parsed as a JSON object with ``keys``, then checked by
+        ``problem_of(data)``, which says what is wrong ("has a volume_ml that is not a
+        number"), or None; a problem is one clear error naming the file."""
         data = self.json(path)
-        problem = problem_of(data)
+        problem = object_problem(data, keys) or problem_of(data)
         if problem:
             raise self.error(f"{self.what} {problem}", path)
         return data
@@ -95,6 +102,16 @@ class FileCheck:
     def bad_line(self, line: int, problem: str, path: str | Path):
         """The error for one line of a table (``problem``: "has a value that is not...")."""
         return self.error(f"line {line} of {self.what} {problem}", path)
+
+
+def object_problem(data: Any, keys: tuple[str, ...], kind: str = "a JSON object"
+                   ) -> str | None:
+    """What is wrong with ``data`` where ``kind`` with ``keys`` is expected: that it is not
+    one, or the keys it lacks; None when nothing is."""
+    if not isinstance(data, dict):
+        return f"is not {kind}"
+    missing = [k for k in keys if k not in data]
+    return f"lacks {', '.join(missing)}" if missing else None
 
 
 def is_number(value: Any) -> bool:

@@ -34,6 +34,7 @@ import torch
 from .. import io as lesion_io
 from ..errors import LesionSuiteError
 from ..synth.arwmc import REGIONS, arwmc_atlas_mni
+from ..tables import read_csv_records
 from ..training import EpochOrder, SampleContext
 from ..training.cache import cached_arrays
 from ..volume import Volume
@@ -149,13 +150,7 @@ def parse_rows(records: Iterable[dict], source: str | Path | None = None,
 def read_ratings_table(path: str | Path) -> list[RatingRow]:
     """Read and validate a ratings CSV (see the module notes)."""
     path = Path(path)
-    try:
-        with path.open(newline="") as handle:
-            records = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise RatingsTableError(f"cannot read the table ({exc})", "give a CSV file",
-                                path) from exc
-    return parse_rows(records, source=path, base=path.parent)
+    return parse_rows(read_csv_records(path, RatingsTableError), source=path, base=path.parent)
 
 
 def write_ratings_table(rows: Sequence[RatingRow], path: str | Path) -> Path:

@@ -35,15 +35,11 @@ def read_summary(path: str | Path) -> dict:
     """``<stem>_summary.json`` parsed and checked (keys :data:`SUMMARY_KEYS`, volumes in
     mL >= 0, an ARWMC total 0-30 or None); a damaged file is one
     :class:`~lesion_core.errors.UnreadableFileError`."""
-    return FileCheck("the WMH summary file", _FIX).checked_json(path, _summary_problem)
+    return FileCheck("the WMH summary file", _FIX).checked_json(path, SUMMARY_KEYS,
+                                                                 _summary_problem)
 
 
-def _summary_problem(data) -> str | None:
-    if not isinstance(data, dict):
-        return "is not a JSON object"
-    missing = [k for k in SUMMARY_KEYS if k not in data]
-    if missing:
-        return f"lacks {', '.join(missing)}"
+def _summary_problem(data: dict) -> str | None:
     if not all(is_number(data[k]) and data[k] >= 0 for k in ("lesion_ml", "brain_ml")):
         return "has a lesion_ml or brain_ml that is not a number >= 0 (mL)"
     total = data["arwmc_total"]

@@ -179,8 +179,7 @@ def write_prediction(prediction: WMHPrediction, out: str | Path, stem: str = "wm
     """Write the label map, activation map and ARWMC atlas (NIfTI, the input's grid), the
     ratings table (CSV, one row per region-side) and the summary (JSON) into ``out``: the
     files of :mod:`.outputs_file`, their names starting with ``stem``."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    paths = FILES.paths(out, stem)
+    paths = FILES.create(out, stem)
     lesion_io.write_volume(prediction.labels, paths["labels"])
     lesion_io.write_volume(prediction.activation, paths["activation"])
     lesion_io.write_volume(prediction.atlases.arwmc, paths["regions"])

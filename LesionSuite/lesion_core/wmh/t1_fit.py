@@ -28,6 +28,7 @@ import torch
 from .. import io as lesion_io
 from ..errors import LesionSuiteError
 from ..progress import Progress, ensure_progress
+from ..tables import read_csv_records
 from ..tasks import ModelCard
 from ..training import EpochOrder, SampleContext, StepContext, TrainResult, run_training
 from ..training.augment import Augmenter
@@ -53,13 +54,8 @@ def read_thick_label_table(path: str | Path) -> list[ThickLabelRow]:
     """Read a T1-mode training table (see the module notes); relative paths are relative
     to the table's folder."""
     path = Path(path)
-    try:
-        with path.open(newline="") as handle:
-            records = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise LesionSuiteError(f"cannot read the table ({exc})", "give a CSV file", path) from exc
     rows = []
-    for record in records:
+    for record in read_csv_records(path):
         missing = [c for c in COLUMNS if not str(record.get(c) or "").strip()]
         if missing:
             raise LesionSuiteError(f"a row lacks {', '.join(missing)}",
