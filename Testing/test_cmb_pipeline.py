@@ -18,8 +18,7 @@ from lesion_core.cmb.candidates import CandidateConfig
 from lesion_core.cmb.discriminator import Stage2TrainConfig, build_network
 from lesion_core.cmb.evaluate import STAGES, case_counts, labels_of, stage_selections
 from lesion_core.cmb.fit import CMBTrainConfig, fit_cmb, read_cohort
-from lesion_core.cmb.model import (DESCRIPTION, CMBConfig, CMBModel, load_cmb_model,
-                                   save_cmb_model)
+from lesion_core.cmb.model import DESCRIPTION, CMBConfig, CMBModel, load_cmb_model
 from lesion_core.cmb.candidates_file import read_candidates
 from lesion_core.cmb.predict import predict_cmb, write_prediction
 from lesion_core.cmb.stage1 import (PatchSampler, Stage1Config, Stage1TrainConfig,
@@ -29,6 +28,7 @@ from lesion_core.errors import InvalidImageError, OperationCancelled, Unreadable
 from lesion_core.io import read_volume, write_volume
 from lesion_core.progress import Progress
 from lesion_core.synth.cohort import make_cohort
+from lesion_core.tasks import ModelCard
 from lesion_core.cli.synth import small_config
 from lesion_core.training import OptimConfig
 from lesion_core.training.augment import AcquisitionAugment
@@ -304,9 +304,10 @@ def test_cli_predict_writes_outputs_and_refuses_bad_input(cohort, tmp_path, caps
     train, validation = cohort
     torch.manual_seed(0)
     model_dir = tmp_path / "model"
-    save_cmb_model(model_dir, build_stage1(TINY), build_network("student"),
-                   None, CMBConfig(stage1=replace(TINY, candidates=CandidateConfig(
-                       spacing_mm=2.0, threshold=0.9))))
+    config = CMBConfig(stage1=replace(TINY, candidates=CandidateConfig(spacing_mm=2.0,
+                                                                       threshold=0.9)))
+    CMBModel(None, build_stage1(TINY), build_network("student"), None, config,
+             ModelCard("cmb_toy")).save(model_dir)
     out = tmp_path / "out"
     assert main(["cmb", "predict", str(validation[0].image), "--model", str(model_dir),
                  "--precision", "bf16", "--out", str(out)]) == 0
@@ -341,8 +342,8 @@ def test_cli_finetunes_from_decisions_with_a_checkpoint_per_network(cohort, tmp_
     record_decision(case, "add", bleeds[1], diameter_mm=3.0)
     record_decision(case, "reject", bleeds[0] + 20.0, {"id": 2, "diameter_mm": 3.0})
     torch.manual_seed(0)
-    save_cmb_model(tmp_path / "model", build_stage1(TINY), build_network("student"),
-                   build_network("teacher"), CMBConfig(stage1=TINY))
+    CMBModel(None, build_stage1(TINY), build_network("student"), build_network("teacher"),
+             CMBConfig(stage1=TINY), ModelCard("cmb_toy")).save(tmp_path / "model")
     command = ["cmb", "train", "--feedback", str(store.root), "--init", str(tmp_path / "model"),
                "--stage1", "--steps", "3", "--device", "cpu", "--precision", "fp32",
                "--checkpoint", str(tmp_path / "runs")]

@@ -151,12 +151,3 @@ def load_cmb_model(folder: str | Path | None = None,
     :func:`lesion_core.tasks.load_model`."""
     return load_model(_TASK, folder, device)
 
-
-def save_cmb_model(folder: str | Path, stage1: torch.nn.Module, student: torch.nn.Module,
-                   teacher: torch.nn.Module | None, config: CMBConfig,
-                   name: str = DEFAULT_MODEL, version: str = "1.0", description: str = "",
-                   training: dict | None = None, evaluation: dict | None = None,
-                   overwrite: bool = False) -> BundleMetadata:
-    """Write a CMB bundle with the three stages and ``config``."""
-    card = ModelCard(name, version, description, dict(training or {}), dict(evaluation or {}))
-    return CMBModel(None, stage1, student, teacher, config, card).save(folder, overwrite)
