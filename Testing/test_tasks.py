@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -68,18 +69,22 @@ def test_the_task_modules_and_the_output_readers_import_no_torch(tmp_path):
     (folder / "case_summary.json").write_text(json.dumps(summary))
     (folder / "case_ratings.csv").write_text("region,side,rating,level,lesion_ml\n"
                                              "frontal,left,1.25,1,1.5\ntemporal,left,,,0\n")
-    code = ("import sys\n"
-            "from lesion_core.tasks import all_tasks, get_task\n"
-            "from lesion_core.cli import build_parser\n"
-            "build_parser()\n"
-            "assert len(all_tasks()) == 3\n"
-            f"outputs = get_task('wmh').read_outputs({str(folder)!r}, stem='case')\n"
-            "assert outputs['summary']['arwmc_total'] == 4, outputs\n"
-            "assert outputs['ratings'][1] == {'region': 'temporal', 'side': 'left', "
-            "'rating': None, 'level': None, 'lesion_ml': 0.0}, outputs\n"
-            "assert outputs['labels'].name == 'case_labels.nii.gz'\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    script = tmp_path / "check.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from lesion_core.tasks import all_tasks, get_task
+        from lesion_core.cli import build_parser
+
+        build_parser()
+        assert len(all_tasks()) == 3
+        outputs = get_task("wmh").read_outputs({str(folder)!r}, stem="case")
+        assert outputs["summary"]["arwmc_total"] == 4, outputs
+        assert outputs["ratings"][1] == {{"region": "temporal", "side": "left", "rating": None,
+                                         "level": None, "lesion_ml": 0.0}}, outputs
+        assert outputs["labels"].name == "case_labels.nii.gz"
+        assert "torch" not in sys.modules, "torch was imported"
+        """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
 

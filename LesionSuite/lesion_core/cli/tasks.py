@@ -27,7 +27,7 @@ import json
 from functools import partial
 from pathlib import Path
 
-from ..tasks import Task, TrainSettings, all_tasks
+from ..tasks import Option, Task, TrainSettings, all_tasks, option
 from .common import (check_device, check_steps, load_model, model_options, refuse_saved_model,
                      training_options)
 from .progress_bar import ProgressBar
@@ -35,52 +35,53 @@ from .progress_bar import ProgressBar
 
 def register(sub: argparse._SubParsersAction) -> None:
     for task in all_tasks():
-        _register_task(sub, task)
+        parser = sub.add_parser(task.name, help=task.help)
+        verbs = parser.add_subparsers(dest=f"{task.name}_command", metavar="ACTION",
+                                      required=True)
+        for verb, run in (("predict", run_predict), ("train", run_train),
+                          ("evaluate", run_evaluate)):
+            _add_verb(verbs, task, verb, run)
 
 
-def _register_task(sub: argparse._SubParsersAction, task: Task) -> None:
-    parser = sub.add_parser(task.name, help=task.help)
-    verbs = parser.add_subparsers(dest=f"{task.name}_command", metavar="ACTION", required=True)
-
-    p = verbs.add_parser("predict", help=task.verb_help.get("predict"))
-    p.add_argument(task.input_argument[0], help=task.input_argument[1])
-    model_options(p)
-    p.add_argument("--out", default=f"{task.name}_output",
-                   help="output folder (default: %(default)s)")
-    _task_options(p, task, "predict")
-    p.set_defaults(run=partial(run_predict, task))
-
-    t = verbs.add_parser("train", help=task.verb_help.get("train"))
-    sources = t.add_mutually_exclusive_group(required=True)
-    _task_options(t, task, "train", sources)
-    sources.add_argument("--feedback", metavar="STORE_DIR",
-                         help="a feedback store with a reader's decisions: fine-tunes --init "
-                              "or the shipped model")
-    t.add_argument("--init", metavar="MODEL_DIR",
+def shared_options(task: Task, verb: str) -> tuple[Option, ...]:
+    """The options a verb has for every task (beside :func:`.common.model_options` or
+    :func:`.common.training_options`): its input, and where its results go."""
+    if verb == "predict":
+        return (option(task.input_argument[0], help=task.input_argument[1]),
+                option("--out", default=f"{task.name}_output",
+                       help="output folder (default: %(default)s)"))
+    if verb == "evaluate":
+        return (option(task.cohort_argument[0], help=task.cohort_argument[1]),
+                option("--json", metavar="OUT",
+                       help="also write per-case results and the summary"),
+                option("--record", action="store_true",
+                       help="store the summary in the model's metadata (evaluation entry)"))
+    return (option("--feedback", metavar="STORE_DIR", source=True,
+                   help="a feedback store with a reader's decisions: fine-tunes --init or "
+                        "the shipped model"),
+            option("--init", metavar="MODEL_DIR",
                    help="model to start from: the one fine-tuned with --feedback (default: "
-                        "the shipped one), or the one a training goes on from")
-    t.add_argument("--cache", metavar="DIR",
+                        "the shipped one), or the one a training goes on from"),
+            option("--cache", metavar="DIR",
                    help="keep the prepared training data here, so that a rerun reads no "
-                        "image again (default: none, or a folder in --checkpoint)")
-    t.add_argument("--out", required=True, help="the new model folder")
-    t.add_argument("--overwrite", action="store_true", help="replace a model in --out")
-    training_options(t, task.steps_help)
-    t.set_defaults(run=partial(run_train, task))
-
-    e = verbs.add_parser("evaluate", help=task.verb_help.get("evaluate"))
-    e.add_argument(task.cohort_argument[0], help=task.cohort_argument[1])
-    model_options(e)
-    e.add_argument("--json", metavar="OUT", help="also write per-case results and the summary")
-    e.add_argument("--record", action="store_true",
-                   help="store the summary in the model's metadata (evaluation entry)")
-    _task_options(e, task, "evaluate")
-    e.set_defaults(run=partial(run_evaluate, task))
+                        "image again (default: none, or a folder in --checkpoint)"),
+            option("--out", required=True, help="the new model folder"),
+            option("--overwrite", action="store_true", help="replace a model in --out"))
 
 
-def _task_options(parser, task: Task, verb: str, sources=None) -> None:
-    for declared in task.options.get(verb, ()):
+def _add_verb(verbs: argparse._SubParsersAction, task: Task, verb: str, run) -> None:
+    """The parser of ``<task> <verb>``: the shared options, then the task's own (a
+    ``train`` takes exactly one of its data sources)."""
+    parser = verbs.add_parser(verb, help=task.verb_help.get(verb))
+    sources = parser.add_mutually_exclusive_group(required=True) if verb == "train" else None
+    for declared in shared_options(task, verb) + tuple(task.options.get(verb, ())):
         target = sources if declared.source and sources is not None else parser
         target.add_argument(*declared.flags, **declared.settings)
+    if verb == "train":
+        training_options(parser, task.steps_help)
+    else:
+        model_options(parser)
+    parser.set_defaults(run=partial(run, task))
 
 
 def _values(task: Task, verb: str, args: argparse.Namespace) -> dict:
