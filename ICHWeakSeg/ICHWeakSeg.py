@@ -20,15 +20,13 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 from LesionSuiteGUI.errors import showingErrors
 from LesionSuiteGUI.task_widget import TaskModuleTest, TaskWidget, describeTaskModule
 from ICHWeakSegLib.logic import DEFAULT_CAM_OPACITY, ICHWeakSegLogic
+from lesion_core.labels import ICH_SUBTYPE_ORDER
 
 __all__ = ["ICHWeakSeg", "ICHWeakSegLogic", "ICHWeakSegParameterNode", "ICHWeakSegTest",
            "ICHWeakSegWidget"]
 
-#: Subtype key -> its check box in the .ui.
-SUBTYPE_CHECKBOXES = (("intraparenchymal", "intraparenchymalCheckBox"),
-                      ("intraventricular", "intraventricularCheckBox"),
-                      ("subarachnoid", "subarachnoidCheckBox"),
-                      ("subdural", "subduralCheckBox"), ("epidural", "epiduralCheckBox"))
+#: Subtype key -> its check box in the .ui (named after the key).
+SUBTYPE_CHECKBOXES = tuple((key, f"{key}CheckBox") for key in ICH_SUBTYPE_ORDER)
 
 
 class ICHWeakSeg(ScriptedLoadableModule):

@@ -44,7 +44,7 @@ def wmh_image() -> Volume:
 
 def wmh_outputs(image: Volume):
     """Hand-made WMH outputs on ``image``'s grid (FLAIR mode: ratings and levels)."""
-    from lesion_core.synth.arwmc import REGIONS
+    from lesion_core.atlas.arwmc import REGIONS
     from WMHDualTaskerLib.outputs import WMHOutputs
 
     labels = (image.array > 500).astype(np.uint8)

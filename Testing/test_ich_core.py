@@ -20,13 +20,13 @@ from lesion_core.ich.config import (CLASSES, SUBTYPES, CAMConfig, ClassifierConf
                                     config_from_dict, config_to_dict)
 from lesion_core.ich.refine import fit_gmm_1d, refine
 from lesion_core.ich.train import train_classifier
+from lesion_core.labels import ICH_SUBTYPE_KEYS
 from lesion_core.networks import get_network_class, name_of_network
-from lesion_core.synth.ich import SUBTYPE_KEYS
 from lesion_core.training import OptimConfig
 
 
 def test_config_round_trip_and_classes():
-    assert CLASSES == ("any",) + tuple(SUBTYPE_KEYS[v] for v in sorted(SUBTYPE_KEYS))
+    assert CLASSES == ("any",) + tuple(ICH_SUBTYPE_KEYS[v] for v in sorted(ICH_SUBTYPE_KEYS))
     assert len(SUBTYPES) == 5
     data = json.loads(json.dumps(config_to_dict(TOY)))
     assert config_from_dict(data) == TOY

@@ -19,7 +19,7 @@ from lesion_core.registration import (  # noqa: E402
     MNIRegistration, RegistrationError, _check_plausible, _from_sitk, _ras_matrix, _to_sitk,
     brain_mask, register_to_mni, template_image)
 from lesion_core.synth.anatomy import AnatomyConfig  # noqa: E402
-from lesion_core.synth.arwmc import arwmc_atlas_mni  # noqa: E402
+from lesion_core.atlas.arwmc import arwmc_atlas_mni  # noqa: E402
 from lesion_core.synth.cohort import SubjectConfig, make_subject  # noqa: E402
 from lesion_core.volume import Volume  # noqa: E402
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from lesion_core.atlas.template import load_template
 from lesion_core.synth.acquisition import AcquisitionConfig, acquire
 from lesion_core.synth.anatomy import AnatomyConfig, make_anatomy
 from lesion_core.synth.splits import (BENCHMARK_SEEDS, SHIFTED_BENCHMARK_SEEDS, TRAIN_SEEDS,
                                      VALIDATION_SEEDS, seeds, split_of)
-from lesion_core.synth.template import load_template
 
 COARSE = AnatomyConfig(spacing_mm=3.0)
 
@@ -119,7 +119,7 @@ def test_region_names_and_the_command_line_load_without_torch():
     import sys
 
     code = ("import sys\n"
-            "from lesion_core.synth.arwmc import REGIONS\n"
+            "from lesion_core.atlas.arwmc import REGIONS\n"
             "from lesion_core.synth import KINDS\n"
             "import lesion_core.cli\n"
             "assert REGIONS and KINDS == ('wmh', 'cmb', 'ich')\n"

@@ -11,9 +11,10 @@ import json
 import numpy as np
 import pytest
 
+from lesion_core.atlas.mars import cmb_location
 from lesion_core.synth.anatomy import AnatomyConfig, make_anatomy
-from lesion_core.synth.cmb import (DIAMETER_RANGE_MM, MIMIC_CODES, MIN_GAP_MM, cmb_location,
-                                   draw_cmb_count, insert_cmbs)
+from lesion_core.synth.cmb import (DIAMETER_RANGE_MM, MIMIC_CODES, MIN_GAP_MM, draw_cmb_count,
+                                   insert_cmbs)
 
 SPACING = AnatomyConfig(spacing_mm=2.0)
 

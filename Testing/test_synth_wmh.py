@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from lesion_core.atlas.arwmc import LABELS, REGIONS, arwmc_atlas_mni
+from lesion_core.atlas.template import load_template
 from lesion_core.synth.anatomy import AnatomyConfig, make_anatomy
-from lesion_core.synth.arwmc import (LABELS, REGIONS, InsertedLesions, arwmc_atlas_mni,
-                                     rate_arwmc, rate_fazekas)
-from lesion_core.synth.template import load_template
+from lesion_core.synth.ratings import InsertedLesions, rate_arwmc, rate_fazekas
 from lesion_core.synth.wmh import insert_wmh
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from lesion_core.synth.acquisition import AcquisitionConfig
 from lesion_core.synth.anatomy import AnatomyConfig
-from lesion_core.synth.arwmc import LABELS, REGIONS
+from lesion_core.atlas.arwmc import LABELS, REGIONS
 from lesion_core.wmh.calibrate import CalibrationCase, calibrate_thresholds, segment
 from lesion_core.errors import OperationCancelled
 from lesion_core.progress import Progress

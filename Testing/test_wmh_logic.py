@@ -29,7 +29,7 @@ from lesion_core.feedback import FeedbackStore, FeedbackStoreWarning  # noqa: E4
 from lesion_core.labels import WMH  # noqa: E402
 from lesion_core.progress import Progress  # noqa: E402
 from lesion_core.synth import make_subject  # noqa: E402
-from lesion_core.synth.arwmc import REGIONS  # noqa: E402
+from lesion_core.atlas.arwmc import REGIONS  # noqa: E402
 from lesion_core.volume import Volume  # noqa: E402
 from lesion_core.wmh.config import DualTaskerConfig  # noqa: E402
 from lesion_core.wmh.data import known_transform_masks  # noqa: E402

@@ -25,7 +25,7 @@ from lesion_core.errors import FeedbackStoreError
 from lesion_core.feedback import FeedbackStore
 from lesion_core.metrics import SegmentationScores, dice, segmentation_scores
 from lesion_core.synth import make_cohort, make_subject
-from lesion_core.synth.arwmc import REGIONS
+from lesion_core.atlas.arwmc import REGIONS
 from lesion_core.volume import Volume
 from lesion_core.wmh import reader_ratings as rr
 from lesion_core.wmh.data import known_transform_masks

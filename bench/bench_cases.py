@@ -13,8 +13,8 @@ benchmark seeds 950 000 and up. The two sets of :data:`SETS`:
 Neither overlaps what a model trained on. Generated cases are cached as ``.npz`` files
 under ``bench/.cache/<kind>_<spacing>mm_<code>/`` (standard) or
 ``<kind>_<spacing>mm_shifted_<code>/`` (shifted), where ``<code>`` is a hash of the
-synthetic-cohort source files: editing a generator invalidates the cache instead of
-silently benchmarking stale data.
+synthetic-cohort source files (the generator and the atlases): editing either invalidates
+the cache instead of silently benchmarking stale data.
 """
 
 from __future__ import annotations
@@ -54,12 +54,16 @@ Case = SyntheticSubject
 
 
 def code_fingerprint() -> str:
-    """Short hash of the synthetic-cohort sources (``lesion_core/synth/*.py``)."""
+    """Short hash of the synthetic-cohort sources: the generator (``lesion_core/synth/*.py``)
+    and the atlases it builds subjects from (``lesion_core/atlas/*.py``)."""
+    import lesion_core.atlas as atlas
     import lesion_core.synth as synth
     digest = hashlib.sha1()
-    for path in sorted(Path(synth.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    for package in (atlas, synth):
+        folder = Path(package.__file__).parent
+        for path in sorted(folder.glob("*.py")):
+            digest.update(f"{folder.name}/{path.name}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
 
 

@@ -127,6 +127,9 @@ ICH_SUBTYPES: tuple[LesionLabel, ...] = (
 #: labels); this module is light, so readers that must not load torch use it.
 ICH_SUBTYPE_KEYS: dict[int, str] = {label.value: label.name.split()[0].lower()
                                     for label in ICH_SUBTYPES if label.value <= 5}
+#: The same five keys in label-value order: the ICH task's subtype vocabulary (classifier
+#: outputs, file columns, reader labels, synthetic subtypes) everywhere.
+ICH_SUBTYPE_ORDER: tuple[str, ...] = tuple(ICH_SUBTYPE_KEYS[v] for v in sorted(ICH_SUBTYPE_KEYS))
 
 #: The catalogue: task name -> its labels, in label-value order.
 LABELS_BY_TASK: dict[str, tuple[LesionLabel, ...]] = {

@@ -18,15 +18,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from types import SimpleNamespace
 
 import numpy as np
 from scipy import ndimage
 
+from .atlas.tissues import MODALITIES, TISSUE_MEANS, tissue_mixture
 from .errors import InvalidImageError, LesionSuiteError
 from .volume import Volume
 
-MODALITIES = ("T1", "FLAIR", "SWI", "CT")
 #: RAS <-> LPS: flip the first two world axes (its own inverse).
 _FLIP = np.diag([-1.0, -1.0, 1.0])
 #: Starts of the similarity stage: template scale and superior shift (mm) from the moments.
@@ -116,19 +115,18 @@ def template_image(modality: str, spacing_mm: float = 3.0) -> tuple[Volume, Volu
 
     Intensity = the partial-volume mixture of the template's tissue maps (grey and white
     matter, deep grey matter, CSF, ventricles, skull, scalp, air) weighted by the centre
-    values of :data:`lesion_core.synth.contrast.TISSUE_MEANS` for the modality (MR:
+    values of :data:`lesion_core.atlas.tissues.TISSUE_MEANS` for the modality (MR:
     relative to white matter; CT: HU), smoothed by a Gaussian of FWHM = ``spacing_mm`` and
     sampled every ``spacing_mm``. Returns ``(image, head, brain)``: the image (float32) and
     two masks (uint8): the head (brain, CSF, skull, scalp) dilated by 6 mm, and the brain
     dilated by 4 mm. Arrays are ``[i, j, k]``; the affines map voxels to MNI mm.
     """
-    from .synth.contrast import TISSUE_MEANS, tissue_mixture
-    from .synth.template import load_template
+    from .atlas.template import load_template
 
     if modality not in TISSUE_MEANS:
         raise ValueError(f"unknown modality {modality!r}; choose from {MODALITIES}")
     template = load_template()
-    parts = tissue_mixture(SimpleNamespace(tissues=template.maps))
+    parts = tissue_mixture(template.maps)
     image = sum(parts[t] * TISSUE_MEANS[modality][t][0] for t in parts)
     step = max(int(round(spacing_mm / float(abs(template.affine[0, 0])))), 1)
     image = ndimage.gaussian_filter(image.astype(np.float32), step / 2.3548)[(slice(None, None, step),) * 3]
@@ -359,7 +357,7 @@ def brain_mask(volume: Volume, registration: MNIRegistration, modality: str) -> 
     4. a closing of 2 mm radius (sulcal CSF enclosed by tissue), holes filled, and the
        largest connected component.
     """
-    from .synth.template import load_template
+    from .atlas.template import load_template
 
     template = load_template()
     carried = registration.carry_mni_map(template.brain, template.affine, order=1, grid=volume).array > 0.5

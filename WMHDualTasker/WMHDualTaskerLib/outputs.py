@@ -7,7 +7,7 @@
 node builder of :mod:`.logic` has one input whatever way the prediction ran.
 
 Table rows (:func:`rating_rows`): one per ARWMC region-side in
-:data:`lesion_core.synth.arwmc.REGIONS` order, then the ``total`` row (ARWMC 0-30).
+:data:`lesion_core.atlas.arwmc.REGIONS` order, then the ``total`` row (ARWMC 0-30).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lesion_core.synth.arwmc import REGIONS
+from lesion_core.atlas.arwmc import REGIONS
 from lesion_core.volume import Volume
 from LesionSuiteLib import predictions
 

@@ -9,7 +9,7 @@ promises (``cmb_labels.nii.gz``, ``cmb_candidates_labels.nii.gz``, ``cmb_candida
 and ``.csv``); the Slicer module and the benchmark read the same objects.
 
 Positions are RAS mm; volumes mm^3; locations by the MNI rules of
-:func:`lesion_core.synth.cmb.classify_mni` after affine registration to the template.
+:func:`lesion_core.atlas.mars.classify_mni` after affine registration to the template.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def _locate(image: Volume, centres: np.ndarray, pre: Volume) -> tuple[list, list
     grid, both through an affine registration of ``image`` to MNI. Registration failure
     is not fatal: locations become "unknown" and the air rule is skipped."""
     from ..registration import RegistrationError, register_to_mni
-    from ..synth.cmb import classify_mni
-    from ..synth.template import load_template
+    from ..atlas.mars import classify_mni
+    from ..atlas.template import load_template
 
     try:
         registration = register_to_mni(image, "SWI")

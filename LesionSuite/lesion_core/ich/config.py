@@ -6,7 +6,7 @@ volumes. The working grid is a stack of axial slices on RAS-aligned axes (see
 axial slice (inferior to superior), ``H`` along R and ``W`` along A.
 
 Per-slice outputs follow :data:`CLASSES`: index 0 is "any haemorrhage", then the five RSNA
-subtypes in label-value order (:data:`lesion_core.synth.ich.SUBTYPE_KEYS`).
+subtypes in label-value order (:data:`lesion_core.labels.ICH_SUBTYPE_ORDER`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..jsonable import json_safe
-from ..synth.ich import SUBTYPE_KEYS
+from ..labels import ICH_SUBTYPE_ORDER as SUBTYPES  # the five subtypes, label-value order
 from ..training.augment import AcquisitionAugment
 from ..training.config import OptimConfig
 
-#: The five RSNA subtypes, in label-value order (1-5 of the ``"ich"`` label map).
-SUBTYPES: tuple[str, ...] = tuple(SUBTYPE_KEYS[v] for v in sorted(SUBTYPE_KEYS))
 #: Per-slice classifier outputs: "any" haemorrhage first, then the subtypes.
 CLASSES: tuple[str, ...] = ("any",) + SUBTYPES
 

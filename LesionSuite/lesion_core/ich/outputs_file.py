@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..labels import ICH_SUBTYPE_ORDER
 from ..tasks.outputs import FileCheck, OutputFiles, is_number
 
 LABELS_FILE = "ich_labels.nii.gz"
@@ -23,8 +24,8 @@ SLICES_FILE = "ich_slices.csv"
 SUMMARY_FILE = "ich_summary.json"
 FILES = OutputFiles({"labels": LABELS_FILE, "cam": CAM_FILE, "slices": SLICES_FILE,
                      "summary": SUMMARY_FILE})
-#: Subtype keys in label-value order (1-5); kept here as text so no torch is imported.
-SUBTYPE_COLUMNS = ("intraparenchymal", "intraventricular", "subarachnoid", "subdural", "epidural")
+#: One probability column per subtype key, in label-value order (1-5).
+SUBTYPE_COLUMNS = ICH_SUBTYPE_ORDER
 SLICE_COLUMNS = ("slice", "probability", "present") + SUBTYPE_COLUMNS + ("area_mm2",)
 SUMMARY_KEYS = ("model", "image", "slice_axis", "scan_probability", "present", "subtypes",
                 "volume_ml", "volume_ml_by_subtype", "thresholds", "combination")

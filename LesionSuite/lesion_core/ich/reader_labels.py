@@ -44,12 +44,11 @@ from ..errors import FeedbackStoreError
 from ..feedback import (CASE_INFO_FILE, CaseFeedback, FeedbackStore, FeedbackStoreWarning,
                         Record)
 from ..labels import ICH_SUBTYPE_KEYS
+from ..labels import ICH_SUBTYPE_ORDER as SUBTYPE_KEYS  # the five keys, label-value order
 from ..volume import Volume
 
 SLICE_KIND = "ich.slice_label"
 MASK_NAME = "ich_reader_mask"
-#: The five subtype keys in label-value order (1-5).
-SUBTYPE_KEYS: tuple[str, ...] = tuple(ICH_SUBTYPE_KEYS[v] for v in sorted(ICH_SUBTYPE_KEYS))
 _TARGET_PREFIX = "slice:"
 
 

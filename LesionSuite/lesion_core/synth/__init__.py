@@ -1,11 +1,13 @@
 """The synthetic small-vessel-disease and haemorrhage cohort (demo, test and benchmark data).
 
-Subjects are built from the MNI152 2009 template shipped inside the nilearn wheel, warped
-by a known random transform, with lesions inserted and contrast synthesised per modality;
-see :mod:`lesion_core.synth.cohort`. Synthetic data are not evidence of clinical accuracy.
+Subjects are built from the MNI152 2009 template (:mod:`lesion_core.atlas.template`),
+warped by a known random transform, with lesions inserted and contrast synthesised per
+modality; see :mod:`lesion_core.synth.cohort`. Synthetic data are not evidence of clinical
+accuracy. This package only generates: the atlases, tissue means and location rules it
+shares with prediction live in :mod:`lesion_core.atlas`, which never imports it.
 
 Importing this package is light: the cohort builders (which use torch) are loaded on first
-use, so e.g. ``lesion_core.synth.arwmc.REGIONS`` is available before torch is installed.
+use, so e.g. ``KINDS`` is available before torch is installed.
 """
 
 from __future__ import annotations

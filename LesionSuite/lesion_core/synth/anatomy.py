@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from ..atlas.template import BRAIN_CHANNELS, HEAD_CHANNELS, MNITemplate, load_template, sampling_zone
 from ..volume import Volume
-from .template import BRAIN_CHANNELS, HEAD_CHANNELS, MNITemplate, load_template, sampling_zone
 
 _SAMPLERS: dict[int, tuple] = {}
 

@@ -41,11 +41,12 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from ..atlas.template import distance_outside_mm, load_template
+from ..atlas.tissues import TISSUE_MEANS
 from .anatomy import SubjectAnatomy
-from .contrast import TISSUE_MEANS, LesionLayer
+from .contrast import LesionLayer
 from .ich import _bbox, _noise, _ramp
 from .lesions import ball
-from .template import _distance_outside_mm, load_template
 from .wmh import FLAIR_RANGE
 
 #: FLAIR value of bright-lining layers: a typical WMH (middle of ``wmh.FLAIR_RANGE``).
@@ -225,14 +226,15 @@ def _table_depth_mni() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Depth (mm) below the inner table on the MNI template grid, its S-I slope (2 mm grid)
     and the two grids' affines.
 
-    The template's skull starts 3 mm outside the brain (``template.load_template``), so
-    depth = 3 - (distance outside the brain) + (distance inside the brain). The slope
-    ``|d depth / d z| / |grad depth|`` (0-1) is 1 where the table is tangential to axial
-    slices (vertex, skull base) and 0 where it is vertical (temporal squama).
+    The template's skull starts 3 mm outside the brain
+    (:func:`~lesion_core.atlas.template.load_template`), so depth = 3 - (distance outside
+    the brain) + (distance inside the brain). The slope ``|d depth / d z| / |grad depth|``
+    (0-1) is 1 where the table is tangential to axial slices (vertex, skull base) and 0
+    where it is vertical (temporal squama).
     """
     template = load_template()
-    outside = _distance_outside_mm(template.brain)
-    inside = _distance_outside_mm(~template.brain)
+    outside = distance_outside_mm(template.brain)
+    inside = distance_outside_mm(~template.brain)
     depth = (3.0 - outside + inside).astype(np.float32)
     # The slope is a smooth weight: computed on a 2 mm grid (8x cheaper).
     coarse = np.minimum(depth[::2, ::2, ::2], 20.0)

@@ -1,10 +1,9 @@
 """Image contrast synthesised from tissue maps, for FLAIR, T1, SWI / T2*-GRE and CT.
 
-Intensity of a voxel = partial-volume mix of tissue means, then lesion layers painted on
+Intensity of a voxel = partial-volume mix of tissue means (:data:`TISSUE_MEANS` of
+:mod:`lesion_core.atlas.tissues`, one draw per subject), then lesion layers painted on
 top. MR values are relative to normal white matter (= 1.0, arbitrary units); CT values
-are Hounsfield units. The means and their per-subject spread come from the literature,
-cited in ``docs/synthetic_cohort.md``, and are measured on generated images by the tests
-and by ``bench``.
+are Hounsfield units.
 """
 
 from __future__ import annotations
@@ -15,32 +14,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..atlas.tissues import MODALITIES, TISSUE_MEANS
 from .anatomy import SubjectAnatomy
-
-MODALITIES = ("FLAIR", "T1", "SWI", "CT")
-
-#: Tissue means per modality (MR: relative to white matter; CT: HU), with +- spread drawn
-#: uniformly per subject. ``cortex`` is grey matter outside the deep nuclei.
-TISSUE_MEANS: dict[str, dict[str, tuple[float, float]]] = {
-    # FLAIR: CSF suppressed, GM/WM ~1.1-1.3, fat in the scalp moderately bright.
-    "FLAIR": {"wm": (1.0, 0), "cortex": (1.22, 0.05), "deep_gm": (1.15, 0.05),
-              "csf": (0.12, 0.04), "ventricles": (0.1, 0.03), "skull": (0.05, 0.02),
-              "scalp": (0.9, 0.15), "air": (0.0, 0), "background": (0.0, 0)},
-    # T1 (MPRAGE-like): GM/WM ~0.6-0.7, CSF dark, scalp fat bright. Tuned so that the
-    # brain histogram's GM/WM and CSF/WM peak ratios match those of a real 3D T1
-    # (lesion_core.synth.realism; docs/synthetic_cohort.md).
-    "T1": {"wm": (1.0, 0), "cortex": (0.63, 0.04), "deep_gm": (0.75, 0.04),
-           "csf": (0.12, 0.04), "ventricles": (0.1, 0.03), "skull": (0.1, 0.03),
-           "scalp": (0.85, 0.1), "air": (0.0, 0), "background": (0.0, 0)},
-    # SWI / T2*-GRE magnitude: CSF bright, iron-rich deep grey matter dark.
-    "SWI": {"wm": (1.0, 0), "cortex": (1.12, 0.04), "deep_gm": (0.72, 0.06),
-            "csf": (1.45, 0.1), "ventricles": (1.5, 0.1), "skull": (0.08, 0.03),
-            "scalp": (0.7, 0.1), "air": (0.0, 0), "background": (0.0, 0)},
-    # Non-contrast CT in HU: GM 35-45, WM 20-30, CSF 0-15, bone ~1000, air -1000.
-    "CT": {"wm": (26.0, 3), "cortex": (39.0, 3), "deep_gm": (37.0, 3),
-           "csf": (8.0, 4), "ventricles": (6.0, 3), "skull": (1000.0, 250),
-           "scalp": (35.0, 15), "air": (-1000.0, 0), "background": (-1000.0, 0)},
-}
 
 
 @dataclass
@@ -57,20 +32,6 @@ class LesionLayer:
     fraction: np.ndarray
     values: dict[str, float]
     relative: dict[str, bool] = field(default_factory=dict)
-
-
-def tissue_mixture(anatomy: SubjectAnatomy) -> dict[str, np.ndarray]:
-    """Partial-volume fractions summing to 1 per voxel (background fills the rest)."""
-    t = anatomy.tissues
-    deep = np.minimum(t["deep_gm"], t["gm"])
-    parts = {"wm": t["wm"], "cortex": t["gm"] - deep, "deep_gm": deep,
-             "csf": np.clip(t["csf"] - t["ventricles"], 0, None), "ventricles": t["ventricles"],
-             "skull": t["skull"], "scalp": t["scalp"], "air": t["air"]}
-    total = sum(parts.values())
-    scale = np.where(total > 1, 1 / np.maximum(total, 1e-6), 1.0)
-    parts = {k: (v * scale).astype(np.float32) for k, v in parts.items()}
-    parts["background"] = np.clip(1 - sum(parts.values()), 0, 1)
-    return parts
 
 
 def draw_tissue_means(modality: str, rng: np.random.Generator,
@@ -97,7 +58,8 @@ def _box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
 
 def _mixed(anatomy: SubjectAnatomy, means: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Partial-volume mix of the tissue means, and the brain fraction (wm + gm), exactly as
-    :func:`tissue_mixture` defines the fractions, without building them one by one."""
+    :func:`~lesion_core.atlas.tissues.tissue_mixture` defines the fractions, without
+    building them one by one."""
     t = {n: torch.from_numpy(np.asarray(a, np.float32)) for n, a in anatomy.tissues.items()}
     csf = torch.clamp(t["csf"] - t["ventricles"], min=0)
     deep = torch.minimum(t["deep_gm"], t["gm"])

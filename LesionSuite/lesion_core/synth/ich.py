@@ -41,14 +41,12 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from ..labels import ICH_SUBTYPE_KEYS
+from ..labels import ICH_SUBTYPE_KEYS as SUBTYPE_KEYS  # label value -> subtype key
 from ..volume import Volume
 from .anatomy import SubjectAnatomy
 from .contrast import LesionLayer
 from .lesions import LesionInsertion
 
-#: Label value -> short subtype key ("intraparenchymal", ...), from the label catalogue.
-SUBTYPE_KEYS: dict[int, str] = dict(ICH_SUBTYPE_KEYS)
 #: Short subtype key -> label value.
 SUBTYPE_VALUES: dict[str, int] = {key: value for value, key in SUBTYPE_KEYS.items()}
 #: Label value of perihaematomal oedema in the ``"ich"`` map.

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..atlas.tissues import tissue_mixture
 from ..volume import Volume
-from .contrast import tissue_mixture
 
 #: Typical literature ranges that the measured values are compared with; the sources are
 #: given in ``docs/synthetic_cohort.md``. MR values are ratios, CT values Hounsfield units.
@@ -133,12 +133,12 @@ def synthetic_brain_mask(subject, name: str) -> np.ndarray:
 def pure_tissue_masks(subject, name: str) -> dict[str, np.ndarray]:
     """Voxels of image ``name`` whose ground-truth tissue fraction exceeds :data:`PURE_FRACTION`.
 
-    Fractions are those of :func:`~lesion_core.synth.contrast.tissue_mixture` (``cortex`` =
+    Fractions are those of :func:`~lesion_core.atlas.tissues.tissue_mixture` (``cortex`` =
     grey matter outside the deep nuclei), carried to the acquired grid by trilinear
     interpolation, so that voxels straddling tissues on the acquired grid drop out too.
     """
     anatomy = subject.anatomy
-    parts = tissue_mixture(anatomy)
+    parts = tissue_mixture(anatomy.tissues)
     return {t: _on_grid(anatomy.grid, parts[t], subject.images[name]) > PURE_FRACTION
             for t in ("wm", "cortex", "deep_gm", "csf", "ventricles", "skull")}
 

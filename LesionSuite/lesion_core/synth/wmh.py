@@ -26,8 +26,8 @@ where white matter is > 0.5; lesions do not cross the basal-ganglia region's bou
 subject grid (any isotropic spacing; a lesion smaller than a voxel gets a partial-volume
 fraction < 1 that preserves its volume). The ARWMC atlas is carried from MNI to the
 subject with ``anatomy.sample_mni_map(..., order=0)`` and the ratings are computed from
-what was inserted by :func:`~lesion_core.synth.arwmc.rate_arwmc` and
-:func:`~lesion_core.synth.arwmc.rate_fazekas`.
+what was inserted by :func:`~lesion_core.synth.ratings.rate_arwmc` and
+:func:`~lesion_core.synth.ratings.rate_fazekas`.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..atlas.arwmc import LABELS, REGIONS, arwmc_atlas_mni
 from .anatomy import SubjectAnatomy
-from .arwmc import LABELS, REGIONS, InsertedLesions, arwmc_atlas_mni, rate_arwmc, rate_fazekas
 from .contrast import LesionLayer
 from .lesions import LesionInsertion
+from .ratings import InsertedLesions, rate_arwmc, rate_fazekas
 
 #: Drawn lesion intensities, relative to normal white matter (= 1.0).
 FLAIR_RANGE = (1.6, 2.0)

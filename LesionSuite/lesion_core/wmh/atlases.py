@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from .. import io as lesion_io
 from ..errors import UnreadableFileError
-from ..synth.arwmc import arwmc_atlas_mni
+from ..atlas.arwmc import arwmc_atlas_mni
 from ..volume import Volume
 from .zones import zone_atlas_mni
 

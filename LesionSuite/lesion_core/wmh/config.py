@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..synth.arwmc import REGIONS
+from ..atlas.arwmc import REGIONS
 from ..training.augment import AcquisitionAugment
 from ..training.config import OptimConfig
 

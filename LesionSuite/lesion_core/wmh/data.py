@@ -6,7 +6,7 @@ A ratings table (CSV) has one row per subject and only these columns:
 - ``image``: the FLAIR (NIfTI, NRRD or a DICOM folder; relative paths are relative to the
   table's folder);
 - ``total``: the ARWMC total 0-30 (optional, empty = unknown);
-- one column per region-side of :data:`~lesion_core.synth.arwmc.REGIONS` (optional, 0-3,
+- one column per region-side of :data:`~lesion_core.atlas.arwmc.REGIONS` (optional, 0-3,
   empty = not rated).
 
 Any other column is refused, and so is an image whose file name marks it as ground truth
@@ -33,7 +33,7 @@ import torch
 
 from .. import io as lesion_io
 from ..errors import LesionSuiteError
-from ..synth.arwmc import REGIONS, arwmc_atlas_mni
+from ..atlas.arwmc import REGIONS, arwmc_atlas_mni
 from ..tables import read_csv_records
 from ..training import EpochOrder, SampleContext
 from ..training.cache import cached_arrays

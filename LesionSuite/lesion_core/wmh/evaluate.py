@@ -34,7 +34,7 @@ from ..jsonable import json_safe
 from ..metrics import (SegmentationScores, mean_absolute_error, rating_agreement,
                        segmentation_scores, summarize_segmentation)
 from ..progress import Progress, ensure_progress
-from ..synth.arwmc import REGIONS
+from ..atlas.arwmc import REGIONS
 from ..tasks import EvaluationReport
 from ..volume import Volume
 from .data import Masker

@@ -7,7 +7,7 @@ image's own grid:
 - ``<stem>_labels.nii.gz``: uint8 WMH mask (1 = WMH);
 - ``<stem>_activation.nii.gz``: float32 in [0, 1] (DualTasker activation or T1 probability);
 - ``<stem>_arwmc_regions.nii.gz``: uint8 ARWMC region-side atlas (value = index + 1 in
-  ``lesion_core.synth.arwmc.REGIONS``);
+  ``lesion_core.atlas.arwmc.REGIONS``);
 - ``<stem>_ratings.csv``: one row per region-side (:data:`RATING_COLUMNS`; ratings empty in
   the T1 mode);
 - ``<stem>_summary.json``: :meth:`lesion_core.wmh.predict.WMHPrediction.summary`

@@ -39,7 +39,7 @@ import torch
 from .. import io as lesion_io
 from ..jsonable import json_safe
 from ..progress import Progress, ensure_progress
-from ..synth.arwmc import REGIONS
+from ..atlas.arwmc import REGIONS
 from ..training import autocast
 from ..validation import Modality, validate_image
 from ..volume import Volume

@@ -44,7 +44,7 @@ class Preprocessed:
     Attributes:
         image: normalised FLAIR, ``float32`` tensor ``[1, I, J, K]`` (0 outside the brain).
         regions: region-side labels, ``int64`` tensor ``[I, J, K]`` (0 = none, 1..10 as in
-            :data:`lesion_core.synth.arwmc.REGIONS`), 0 outside the brain.
+            :data:`lesion_core.atlas.arwmc.REGIONS`), 0 outside the brain.
         brain: brain mask, ``bool`` tensor ``[I, J, K]``.
         affine: 4x4 voxel-to-RAS (mm) of the working grid.
         input_affine, input_shape: the input image's grid, for :meth:`to_input_grid`.

@@ -1,7 +1,7 @@
 """A reader's ARWMC ratings in the feedback store, and the training rows they become.
 
 Each rating is one record written at once: kind :data:`RATING_KIND`, target a region-side
-of :data:`~lesion_core.synth.arwmc.REGIONS` (0-3) or ``"total"`` (0-30), payload
+of :data:`~lesion_core.atlas.arwmc.REGIONS` (0-3) or ``"total"`` (0-30), payload
 ``{"rating": value}`` (``None`` clears an earlier rating), with reader, time and model.
 The case's image is named in ``case.json`` by
 :func:`lesion_core.feedback_cases.ensure_case_image` (re-exported here), so a later
@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import FeedbackStoreError
 from ..feedback import CaseFeedback, FeedbackStore, Record
 from ..feedback_cases import CASE_IMAGE_FILE, ensure_case_image
-from ..synth.arwmc import REGIONS
+from ..atlas.arwmc import REGIONS
 from .data import RatingRow, parse_rows
 
 RATING_KIND = "wmh.rating"

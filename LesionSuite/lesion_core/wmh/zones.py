@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..synth.arwmc import LABELS as ARWMC_LABELS
-from ..synth.arwmc import arwmc_atlas_mni
-from ..synth import arwmc as arwmc_module
-from ..synth.template import cached_arrays, load_template
+from ..atlas import arwmc as arwmc_module
+from ..atlas.arwmc import LABELS as ARWMC_LABELS
+from ..atlas.arwmc import arwmc_atlas_mni
+from ..atlas.template import cached_arrays, load_template
 
 PERIVENTRICULAR_MM = 10.0
 JUXTACORTICAL_MM = 4.0

@@ -5,6 +5,10 @@ and white-matter probability maps, 1 mm, ``uint8`` 0-255) inside its own data fo
 read those files directly (no fetcher, no download). What the template lacks is derived
 here, with the rule stated next to each map: CSF, the ventricles, the intracranial space,
 skull, scalp and the air spaces of the paranasal sinuses and mastoids.
+
+Everything derived from the template (its maps here, the ARWMC atlas, the WMH zones) is
+cached on disk by :func:`cached_arrays`, keyed by the deriving source code and the
+template files.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ def _mni_box(affine: np.ndarray, shape, centre, radii) -> np.ndarray:
             + axes[2][None, None, :] ** 2) <= 1.0
 
 
-def _distance_outside_mm(mask: np.ndarray, step: int = 2) -> np.ndarray:
+def distance_outside_mm(mask: np.ndarray, step: int = 2) -> np.ndarray:
     """Distance (mm, 1 mm grid) from each voxel to ``mask``, computed on a ``step`` mm grid
     and interpolated back: the shells built from it need ~1 mm accuracy, and this is 8x
     cheaper than the full-resolution transform."""
@@ -183,7 +187,7 @@ def build_template() -> MNITemplate:
     gm, wm = data["gm"], data["wm"]
     csf = np.clip(brain - gm - wm, 0.0, 1.0) * brain
     # Intracranial space: brain plus a 3 mm layer of subarachnoid CSF around it.
-    outside = _distance_outside_mm(brain)
+    outside = distance_outside_mm(brain)
     intracranial = outside <= 3.0
     csf = np.where(brain, csf, intracranial.astype(np.float32))
     # Ventricles: CSF in the central block that holds the lateral and third ventricles.
@@ -204,7 +208,7 @@ def build_template() -> MNITemplate:
     # Deep grey matter (basal ganglia, thalami): grey matter in the central block, outside
     # the cortex ribbon; used for the ARWMC basal ganglia region and deep CMB/ICH sites.
     deep = _mni_box(affine, shape, (0, -2, 4), (30, 26, 18))
-    deep_gm = (gm * deep * (_distance_outside_mm(~brain) > 12)).astype(np.float32)
+    deep_gm = (gm * deep * (distance_outside_mm(~brain) > 12)).astype(np.float32)
     maps = {"gm": gm * brain, "wm": wm * brain, "csf": csf.astype(np.float32),
             "ventricles": ventricles, "skull": skull, "scalp": scalp, "air": air,
             "deep_gm": deep_gm}

@@ -1,0 +1,111 @@
+"""The layers of docs/architecture.md, read from the source (AST, no import is run).
+
+Every import counts, also inside functions and ``TYPE_CHECKING`` blocks: a lazy import is
+still a dependency. Checked here: ``lesion_core`` has no import cycle; the synthetic-cohort
+generator (``lesion_core.synth``) is used by the command line's data verbs only, never by
+a task, the registration, the atlases or a Slicer logic; the atlases stay below the tasks.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LESION_CORE = REPO / "LesionSuite" / "lesion_core"
+#: The Slicer logic packages (no Qt; MRML in and out).
+SLICER_LIBS = (REPO / "LesionSuite" / "LesionSuiteLib", REPO / "WMHDualTasker" / "WMHDualTaskerLib",
+               REPO / "CMBDetector" / "CMBDetectorLib", REPO / "ICHWeakSeg" / "ICHWeakSegLib")
+#: What may import the generator: itself and the command line (``demo``, ``synth``).
+MAY_IMPORT_SYNTH = ("lesion_core.synth", "lesion_core.cli")
+#: What the atlases may not import: everything that sits above them.
+ABOVE_ATLAS = ("lesion_core.synth", "lesion_core.cli", "lesion_core.tasks", "lesion_core.wmh",
+               "lesion_core.cmb", "lesion_core.ich")
+
+
+def _modules(package: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of ``package`` (a folder)."""
+    names = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def _imported(module: str, path: Path) -> set[str]:
+    """Every dotted name ``module`` imports (relative imports resolved; ``from a import b``
+    gives both ``a`` and ``a.b``, since ``b`` may be a module)."""
+    here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(here[:len(here) - node.level + 1] + ([base] if base else []))
+            found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def _offenders(modules: dict[str, Path], forbidden: tuple[str, ...]) -> list[str]:
+    return [f"{module} imports {name}" for module, path in modules.items()
+            for name in sorted(_imported(module, path)) if _within(name, forbidden)]
+
+
+def test_lesion_core_has_no_import_cycle():
+    modules = _modules(LESION_CORE)
+    graph = {m: {n for n in _imported(m, p) if n in modules and n != m} for m, p in modules.items()}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module):]
+                                                                 + (module,)))
+        if module not in done:
+            for target in sorted(graph[module]):
+                visit(target, path + (module,))
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
+
+
+def test_only_the_command_line_uses_the_generator():
+    """Tasks, registration, atlases and the rest of the library run without ``synth``."""
+    modules = {m: p for m, p in _modules(LESION_CORE).items() if not _within(m, MAY_IMPORT_SYNTH)}
+    assert {"lesion_core.atlas.template", "lesion_core.registration", "lesion_core.wmh.zones",
+            "lesion_core.cmb.predict", "lesion_core.ich.config"} <= set(modules)
+    assert _offenders(modules, ("lesion_core.synth",)) == []
+
+
+@pytest.mark.parametrize("lib", SLICER_LIBS, ids=lambda p: p.name)
+def test_slicer_logic_does_not_use_the_generator(lib):
+    modules = _modules(lib)
+    assert modules, f"no modules found in {lib}"
+    assert _offenders(modules, ("lesion_core.synth",)) == []
+
+
+def test_the_atlases_sit_below_the_tasks_and_the_generator():
+    modules = {m: p for m, p in _modules(LESION_CORE).items() if _within(m, ("lesion_core.atlas",))}
+    assert {"lesion_core.atlas.template", "lesion_core.atlas.arwmc", "lesion_core.atlas.mars",
+            "lesion_core.atlas.tissues"} <= set(modules)
+    assert _offenders(modules, ABOVE_ATLAS) == []
+
+
+def test_the_checks_see_lazy_and_relative_imports(tmp_path):
+    """A function-level relative import of the generator is found (the checks can fail)."""
+    package = tmp_path / "lesion_core"
+    (package / "wmh").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "wmh" / "__init__.py").write_text("")
+    (package / "wmh" / "late.py").write_text("def f():\n    from ..synth import arwmc\n")
+    assert _offenders(_modules(package), ("lesion_core.synth",)) == [
+        "lesion_core.wmh.late imports lesion_core.synth",
+        "lesion_core.wmh.late imports lesion_core.synth.arwmc"]
