@@ -105,7 +105,30 @@ def test_the_checks_see_lazy_and_relative_imports(tmp_path):
     (package / "wmh").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "wmh" / "__init__.py").write_text("")
-    (package / "wmh" / "late.py").write_text("def f():\n    from ..synth import arwmc\n")
+    (package / "wmh" / "late.py").write_text("def f():\n    from ..synth import cohort\n")
     assert _offenders(_modules(package), ("lesion_core.synth",)) == [
         "lesion_core.wmh.late imports lesion_core.synth",
-        "lesion_core.wmh.late imports lesion_core.synth.arwmc"]
+        "lesion_core.wmh.late imports lesion_core.synth.cohort"]
+
+
+def test_each_task_vocabulary_is_defined_once():
+    """The names the tasks, their files and the generator share are one object each."""
+    from lesion_core import labels
+    from lesion_core.atlas import arwmc, mars
+    from lesion_core.ich import config as ich_config
+    from lesion_core.ich import outputs_file as ich_files
+    from lesion_core.ich import reader_labels
+    from lesion_core.synth import cmb as synth_cmb
+    from lesion_core.synth import ich as synth_ich
+    from lesion_core.synth import wmh as synth_wmh
+    from lesion_core.wmh import config as wmh_config
+    from WMHDualTaskerLib import outputs as wmh_outputs
+
+    ich = labels.ICH_SUBTYPE_ORDER
+    assert ich == ("intraparenchymal", "intraventricular", "subarachnoid", "subdural", "epidural")
+    assert ich_config.SUBTYPES is ich and reader_labels.SUBTYPE_KEYS is ich
+    assert ich_files.SUBTYPE_COLUMNS is ich
+    assert synth_ich.SUBTYPE_KEYS is labels.ICH_SUBTYPE_KEYS
+    assert wmh_config.REGIONS is arwmc.REGIONS and wmh_outputs.REGIONS is arwmc.REGIONS
+    assert synth_wmh.REGIONS is arwmc.REGIONS and synth_wmh.LABELS is arwmc.LABELS
+    assert synth_cmb.CATEGORIES is mars.CATEGORIES
