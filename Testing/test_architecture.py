@@ -18,8 +18,8 @@ LESION_CORE = REPO / "LesionSuite" / "lesion_core"
 #: The Slicer logic packages (no Qt; MRML in and out).
 SLICER_LIBS = (REPO / "LesionSuite" / "LesionSuiteLib", REPO / "WMHDualTasker" / "WMHDualTaskerLib",
                REPO / "CMBDetector" / "CMBDetectorLib", REPO / "ICHWeakSeg" / "ICHWeakSegLib")
-#: What may import the generator: itself and the command line (``demo``, ``synth``).
-MAY_IMPORT_SYNTH = ("lesion_core.synth", "lesion_core.cli")
+#: What may import the generator: itself and the command line's data verbs.
+MAY_IMPORT_SYNTH = ("lesion_core.synth", "lesion_core.cli.demo", "lesion_core.cli.synth")
 #: What the atlases may not import: everything that sits above them.
 ABOVE_ATLAS = ("lesion_core.synth", "lesion_core.cli", "lesion_core.tasks", "lesion_core.wmh",
                "lesion_core.cmb", "lesion_core.ich")
