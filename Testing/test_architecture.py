@@ -1,9 +1,11 @@
-"""The layers of docs/architecture.md, read from the source (AST, no import is run).
+"""The layers of docs/architecture.md.
 
-Every import counts, also inside functions and ``TYPE_CHECKING`` blocks: a lazy import is
-still a dependency. Checked here: ``lesion_core`` has no import cycle; the synthetic-cohort
-generator (``lesion_core.synth``) is used by the command line's data verbs only, never by
-a task, the registration, the atlases or a Slicer logic; the atlases stay below the tasks.
+Imports are read from the source (AST, nothing is imported): every import counts, also
+inside functions and ``TYPE_CHECKING`` blocks, since a lazy import is still a dependency.
+Checked: ``lesion_core`` has no import cycle; the synthetic-cohort generator
+(``lesion_core.synth``) is used by the command line's data verbs only, never by a task,
+the registration, the atlases or a Slicer logic; the atlases stay below the tasks. And
+each vocabulary the tasks share is one object (this one test imports the modules).
 """
 
 from __future__ import annotations
