@@ -25,6 +25,7 @@ from lesion_core.errors import (InvalidImageError, LesionSuiteError,  # noqa: E4
                                 ModalityError, ModelBundleError, OperationCancelled,
                                 UnreadableFileError)
 from lesion_core.labels import CMB  # noqa: E402
+from documented_scripts import check_documented_scripts  # noqa: E402
 from LesionSuiteLib import mrml_bridge as mb  # noqa: E402
 from CMBDetectorLib.logic import CMBDetectorLogic  # noqa: E402
 from CMBDetectorLib.outputs import TABLE_COLUMNS  # noqa: E402
@@ -297,23 +298,6 @@ def test_training_needs_decisions_and_a_start_model(logic, swi_node, out_dir, tm
 def test_the_documented_scripts_use_only_existing_logic_calls():
     """The scripts of docs/cmb_slicer.md compile and call only what the Logic and the
     review offer, with keyword names their signatures have."""
-    import ast
-    import inspect
-    import re
-
     from CMBDetectorLib.review import CMBReview
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "cmb_slicer.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
-    assert len(blocks) == 2
-    owners = {"logic": CMBDetectorLogic, "review": CMBReview}
-    calls = 0
-    for block in blocks:
-        for node in ast.walk(ast.parse(block)):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id in owners:
-                method = getattr(owners[node.func.value.id], node.func.attr)
-                parameters = inspect.signature(method).parameters
-                assert all(k.arg in parameters for k in node.keywords), ast.unparse(node)
-                calls += 1
-    assert calls >= 8
+    check_documented_scripts("cmb_slicer.md", {"logic": CMBDetectorLogic, "review": CMBReview})

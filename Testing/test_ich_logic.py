@@ -27,6 +27,7 @@ from lesion_core.errors import (FeedbackStoreError, LesionSuiteError,  # noqa: E
 from lesion_core.feedback import FeedbackStoreWarning  # noqa: E402
 from lesion_core.ich import reader_labels as rl  # noqa: E402
 from lesion_core.labels import ICH_SUBTYPES  # noqa: E402
+from documented_scripts import check_documented_scripts  # noqa: E402
 from LesionSuiteLib import mrml_bridge as mb  # noqa: E402
 from ICHWeakSegLib.logic import ICHWeakSegLogic  # noqa: E402
 from ich_fixtures import ct_node, logic, out_dir, result, store  # noqa: E402,F401
@@ -281,22 +282,6 @@ def test_training_command_and_what_it_needs(logic, result, store, tmp_path):
 
 
 def test_the_documented_scripts_use_only_existing_logic_calls():
-    import ast
-    import inspect
-    import re
-
     from ICHWeakSegLib.review import ICHSliceReview
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "ich_slicer.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
-    owners = {"logic": ICHWeakSegLogic, "review": ICHSliceReview}
-    calls = 0
-    for block in blocks:
-        for node in ast.walk(ast.parse(block)):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id in owners:
-                method = getattr(owners[node.func.value.id], node.func.attr)
-                parameters = inspect.signature(method).parameters
-                assert all(k.arg in parameters for k in node.keywords), ast.unparse(node)
-                calls += 1
-    assert len(blocks) == 2 and calls >= 8
+    check_documented_scripts("ich_slicer.md", {"logic": ICHWeakSegLogic, "review": ICHSliceReview})

@@ -37,6 +37,7 @@ from lesion_core.wmh.model import build_t1_network, save_wmh_model  # noqa: E402
 from lesion_core.wmh.predict import SubjectAtlases, predict  # noqa: E402
 from lesion_core.wmh.reader_ratings import RATING_KIND  # noqa: E402
 from lesion_core.wmh.train import build_network  # noqa: E402
+from documented_scripts import check_documented_scripts  # noqa: E402
 from LesionSuiteLib import mrml_bridge as mb  # noqa: E402
 from LesionSuiteLib.volumes import matrix_to_numpy  # noqa: E402
 from WMHDualTaskerLib.logic import WMHDualTaskerLogic  # noqa: E402
@@ -506,21 +507,5 @@ def test_background_cancel_and_errors_add_no_node(logic, mrml_scene, flair_node,
 def test_the_documented_scripts_use_only_existing_logic_calls():
     """The scripts of docs/wmh_slicer.md compile and call only what the Logic and the
     review offer, with keyword names their signatures have."""
-    import ast
-    import inspect
-    import re
-
-    text = (Path(__file__).resolve().parents[1] / "docs" / "wmh_slicer.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
-    assert len(blocks) == 2
-    owners = {"logic": WMHDualTaskerLogic, "review": RatingReview}
-    calls = 0
-    for block in blocks:
-        for node in ast.walk(ast.parse(block)):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id in owners:
-                method = getattr(owners[node.func.value.id], node.func.attr)
-                parameters = inspect.signature(method).parameters
-                assert all(k.arg in parameters for k in node.keywords), ast.unparse(node)
-                calls += 1
-    assert calls >= 8
+    check_documented_scripts("wmh_slicer.md",
+                             {"logic": WMHDualTaskerLogic, "review": RatingReview})
