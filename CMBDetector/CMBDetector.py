@@ -17,10 +17,9 @@ import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from LesionSuiteGUI.errors import showingErrors
-from LesionSuiteGUI.task_widget import TaskModuleTest, TaskWidget, describeTaskModule
+from LesionSuiteGUI.task_widget import TaskModule, TaskModuleTest, TaskWidget
 from CMBDetectorLib.logic import CMBDetectorLogic
 
 __all__ = ["CMBDetector", "CMBDetectorLogic", "CMBDetectorParameterNode", "CMBDetectorTest",
@@ -31,21 +30,21 @@ SHORTCUTS = (("A", "onAccept"), ("R", "onReject"), ("N", "onNext"), ("P", "onPre
              ("Z", "onUndo"))
 
 
-class CMBDetector(ScriptedLoadableModule):
-    def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        describeTaskModule(self.parent, _("CMB Detector"), _(
-            "Cerebral microbleed (CMB) detection on SWI or T2*-GRE: a 3D U-Net proposes "
-            "candidates (SHIVA-CMB), a student classifier distilled from a teacher rejects "
-            "mimics, and clean-up rules remove the rest. Review each candidate: Accept (A), "
-            "Reject (R), Next (N), Previous (P), Undo (Z), or add a microbleed the detector "
-            "missed. Each decision is saved at once in the decisions folder; 'Retrain from my "
-            "decisions' fine-tunes a copy of the model from them in the background. The "
-            "shipped model is trained on synthetic images only and is not for clinical use."), _(
-            "SHIVA-CMB (Sci Rep 2024) for the candidates and the knowledge-distillation "
-            "discriminator of Sundaresan et al. (Front. Neuroinform. 2023). Part of the "
-            "LesionSuite extension; see the LesionSuite module for dependencies, device and "
-            "installed models."))
+class CMBDetector(TaskModule):
+    moduleTitle = _("CMB Detector")
+    moduleHelp = _(
+        "Cerebral microbleed (CMB) detection on SWI or T2*-GRE: a 3D U-Net proposes "
+        "candidates (SHIVA-CMB), a student classifier distilled from a teacher rejects "
+        "mimics, and clean-up rules remove the rest. Review each candidate: Accept (A), "
+        "Reject (R), Next (N), Previous (P), Undo (Z), or add a microbleed the detector "
+        "missed. Each decision is saved at once in the decisions folder; 'Retrain from my "
+        "decisions' fine-tunes a copy of the model from them in the background. The "
+        "shipped model is trained on synthetic images only and is not for clinical use.")
+    moduleAcknowledgement = _(
+        "SHIVA-CMB (Sci Rep 2024) for the candidates and the knowledge-distillation "
+        "discriminator of Sundaresan et al. (Front. Neuroinform. 2023). Part of the "
+        "LesionSuite extension; see the LesionSuite module for dependencies, device and "
+        "installed models.")
 
 
 @parameterNodeWrapper

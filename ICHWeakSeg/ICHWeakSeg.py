@@ -15,10 +15,9 @@ import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from LesionSuiteGUI.errors import showingErrors
-from LesionSuiteGUI.task_widget import TaskModuleTest, TaskWidget, describeTaskModule
+from LesionSuiteGUI.task_widget import TaskModule, TaskModuleTest, TaskWidget
 from ICHWeakSegLib.logic import DEFAULT_CAM_OPACITY, ICHWeakSegLogic
 from lesion_core.labels import ICH_SUBTYPE_ORDER
 
@@ -29,24 +28,24 @@ __all__ = ["ICHWeakSeg", "ICHWeakSegLogic", "ICHWeakSegParameterNode", "ICHWeakS
 SUBTYPE_CHECKBOXES = tuple((key, f"{key}CheckBox") for key in ICH_SUBTYPE_ORDER)
 
 
-class ICHWeakSeg(ScriptedLoadableModule):
-    def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        describeTaskModule(self.parent, _("ICH WeakSeg"), _(
-            "Intracranial haemorrhage (ICH) segmentation on non-contrast head CT, learned "
-            "from image-level labels only: a slice classifier that reads neighbouring slices "
-            "gives class activation maps, refined into pseudo-masks that train a "
-            "segmentation network. Apply gives the segmentation (one segment per subtype), "
-            "the activation map as an overlay and a table with one row per slice. Click a "
-            "row to go to the slice; mark it Haemorrhage (with subtypes) or No haemorrhage: "
-            "each label is saved at once in the labels folder, and 'Retrain classifier from "
-            "my labels' fine-tunes a copy of the model from them in the background. Edit the "
-            "segmentation in the Segment Editor and save it as your reader label; a re-run "
-            "never overwrites it. The shipped model is trained on synthetic images only and "
-            "is not for clinical use."), _(
-            "Weakly supervised ICH segmentation after Ramananda and Sundaresan (Medical "
-            "Physics 2025). Part of the LesionSuite extension; see the LesionSuite module "
-            "for dependencies, device and installed models."))
+class ICHWeakSeg(TaskModule):
+    moduleTitle = _("ICH WeakSeg")
+    moduleHelp = _(
+        "Intracranial haemorrhage (ICH) segmentation on non-contrast head CT, learned "
+        "from image-level labels only: a slice classifier that reads neighbouring slices "
+        "gives class activation maps, refined into pseudo-masks that train a "
+        "segmentation network. Apply gives the segmentation (one segment per subtype), "
+        "the activation map as an overlay and a table with one row per slice. Click a "
+        "row to go to the slice; mark it Haemorrhage (with subtypes) or No haemorrhage: "
+        "each label is saved at once in the labels folder, and 'Retrain classifier from "
+        "my labels' fine-tunes a copy of the model from them in the background. Edit the "
+        "segmentation in the Segment Editor and save it as your reader label; a re-run "
+        "never overwrites it. The shipped model is trained on synthetic images only and "
+        "is not for clinical use.")
+    moduleAcknowledgement = _(
+        "Weakly supervised ICH segmentation after Ramananda and Sundaresan (Medical "
+        "Physics 2025). Part of the LesionSuite extension; see the LesionSuite module "
+        "for dependencies, device and installed models.")
 
 
 @parameterNodeWrapper

@@ -321,10 +321,12 @@ def test_module_classes_follow_the_slicer_naming(module):
     classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
     assert {module, f"{module}Widget", f"{module}Test"} <= classes
     text = (REPO / module / f"{module}.py").read_text(encoding="utf-8")
-    if module != "LesionSuite":  # loaded after the hub (describeTaskModule says so)
-        assert "describeTaskModule(self.parent" in text
+    if module != "LesionSuite":  # loaded after the hub (TaskModule says so)
+        module_class = next(node for node in tree.body
+                            if isinstance(node, ast.ClassDef) and node.name == module)
+        assert [ast.unparse(base) for base in module_class.bases] == ["TaskModule"]
         shared = (REPO / "LesionSuite" / "LesionSuiteGUI" / "task_widget.py").read_text("utf-8")
-        assert 'parent.dependencies = ["LesionSuite"]' in shared
+        assert 'self.parent.dependencies = ["LesionSuite"]' in shared
         if not (REPO / module / f"{module}Lib").is_dir():
             assert "not available yet" in text  # honest about a missing pipeline
 

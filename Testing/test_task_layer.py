@@ -127,6 +127,19 @@ def _spec(has_feedback=lambda root: True, shipped=None):
                       new_model_stem="toy_reader")
 
 
+def test_retraining_defaults_follow_the_task():
+    from LesionSuiteLib.later import Later
+    from LesionSuiteLib.retraining import Retraining
+
+    spec = Retraining(task="cmb", has_feedback=lambda root: True,
+                      no_feedback=("nothing to learn from", "Label something first"))
+    assert (spec.model_kind, spec.new_model_stem) == ("CMB", "cmb_reader")
+    assert spec.shipped_model == Later("LesionSuiteLib.retraining", "shipped_model_of", "cmb")
+    assert spec.shipped_model().name == "cmb_shiva_distilled"
+    assert _spec().model_kind == "toy"  # a task's own values stay
+    assert _spec(shipped=Path("mine")).shipped_model() == Path("mine")
+
+
 def test_retraining_command_line():
     argv = _spec().command("store", "init", "new", {"--steps": 5, "--stage1": True},
                            device="cuda:1", python="py")
@@ -254,6 +267,19 @@ def test_the_prediction_command_is_the_tasks_options_in_order():
         "predict", "in.nii.gz", "--out", "out", "--model", "m", "--fast", "--device", "cuda"]
     with pytest.raises(TypeError):  # an option the task does not take
         logic.prediction_command("in", "out", slow=True)
+
+
+def test_a_task_without_options_of_its_own_gets_model_and_device():
+    from LesionSuiteLib.task_logic import TaskLogic
+
+    class Plain(TaskLogic):
+        task = "plain"
+
+    assert Plain.prediction_command("in", "out", "m", "cpu", python="py")[-5:] == [
+        "out", "--model", "m", "--device", "cpu"]
+    assert Plain.prediction_command("in", "out", python="py")[-2:] == ["--out", "out"]
+    with pytest.raises(TypeError):  # an option the task does not take
+        Plain.prediction_command("in", "out", fast=True)
 
 
 def test_a_child_run_adds_tagged_nodes_under_the_input_transform(toy_node, mrml_scene,

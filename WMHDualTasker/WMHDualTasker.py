@@ -16,10 +16,9 @@ import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from LesionSuiteGUI.errors import showingErrors
-from LesionSuiteGUI.task_widget import TaskModuleTest, TaskWidget, describeTaskModule
+from LesionSuiteGUI.task_widget import TaskModule, TaskModuleTest, TaskWidget
 from WMHDualTaskerLib.logic import WMHDualTaskerLogic
 
 __all__ = ["WMHDualTasker", "WMHDualTaskerLogic", "WMHDualTaskerParameterNode",
@@ -30,22 +29,22 @@ RATING_COLUMNS = (_("Region"), _("Side"), _("Predicted"), _("Level"), _("WMH (mL
 READER_COLUMN_INDEX = len(RATING_COLUMNS) - 1
 
 
-class WMHDualTasker(ScriptedLoadableModule):
-    def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        describeTaskModule(self.parent, _("WMH DualTasker"), _(
-            "White matter hyperintensity (WMH) segmentation with the ARWMC visual rating "
-            "(0-3 in each of five regions per side, total 0-30), from a FLAIR volume "
-            "(WMH-DualTasker, learned from ratings only), or WMH segmentation from a 3D T1 "
-            "alone (T1 mode, deep-T1-WMH). Apply gives the WMH segmentation, the activation "
-            "map, the ARWMC table and the region atlas. Type your own ratings in the table: "
-            "each is saved at once in the ratings folder, and 'Train from my ratings' "
-            "fine-tunes a copy of the model from them in the background. The shipped models "
-            "are trained on synthetic images only and are not for clinical use."), _(
-            "WMH-DualTasker learns WMH segmentation and ARWMC rating from visual ratings "
-            "alone, with consistency between transformed views; deep-T1-WMH segments WMH on "
-            "3D T1 taught from labels made on FLAIR. Part of the LesionSuite extension; see "
-            "the LesionSuite module for dependencies, device and installed models."))
+class WMHDualTasker(TaskModule):
+    moduleTitle = _("WMH DualTasker")
+    moduleHelp = _(
+        "White matter hyperintensity (WMH) segmentation with the ARWMC visual rating "
+        "(0-3 in each of five regions per side, total 0-30), from a FLAIR volume "
+        "(WMH-DualTasker, learned from ratings only), or WMH segmentation from a 3D T1 "
+        "alone (T1 mode, deep-T1-WMH). Apply gives the WMH segmentation, the activation "
+        "map, the ARWMC table and the region atlas. Type your own ratings in the table: "
+        "each is saved at once in the ratings folder, and 'Train from my ratings' "
+        "fine-tunes a copy of the model from them in the background. The shipped models "
+        "are trained on synthetic images only and are not for clinical use.")
+    moduleAcknowledgement = _(
+        "WMH-DualTasker learns WMH segmentation and ARWMC rating from visual ratings "
+        "alone, with consistency between transformed views; deep-T1-WMH segments WMH on "
+        "3D T1 taught from labels made on FLAIR. Part of the LesionSuite extension; see "
+        "the LesionSuite module for dependencies, device and installed models.")
 
 
 #

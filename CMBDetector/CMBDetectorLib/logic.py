@@ -53,9 +53,7 @@ OTHER_COLOUR = (0.6, 0.6, 0.6)
 RETRAINING = Retraining(
     task="cmb", has_feedback=Later("lesion_core.cmb.reader_decisions", "training_points"),
     no_feedback=("the feedback folder holds no CMB decision yet",
-                 "Accept, reject or add microbleeds in at least one case, then retrain"),
-    shipped_model=Later("lesion_core.cmb.model", "default_model_folder"), model_kind="CMB",
-    new_model_stem="cmb_reader")
+                 "Accept, reject or add microbleeds in at least one case, then retrain"))
 #: Where the reader's decisions are kept unless the user picks another folder.
 default_feedback_root = RETRAINING.default_feedback_root
 

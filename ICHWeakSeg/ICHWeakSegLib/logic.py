@@ -63,9 +63,7 @@ RETRAINING = Retraining(
     task="ich", has_feedback=Later("lesion_core.ich.reader_labels", "labelled_cases"),
     no_feedback=("the feedback folder holds no ICH slice label yet",
                  "Mark slices haemorrhage or no haemorrhage in at least one case, then "
-                 "retrain"),
-    shipped_model=Later("lesion_core.ich.model", "default_model_folder"), model_kind="ICH",
-    new_model_stem="ich_reader")
+                 "retrain"))
 #: Where the reader's slice labels are kept unless the user picks another folder.
 default_feedback_root = RETRAINING.default_feedback_root
 
@@ -131,11 +129,7 @@ class ICHWeakSegLogic(TaskLogic):
     retraining = RETRAINING
 
     # ------------------------------------------------------------- prediction
-    @classmethod
-    def prediction_options(cls, model_folder=None, device=None) -> dict[str, object]:
-        """``(--model M)(, --device D)`` of ``ich predict``."""
-        return {"--model": model_folder or None, "--device": device}
-
+    # ``ich predict`` takes only the options every task has (TaskLogic.prediction_options).
     def start_prediction(self, input_volume_node, model_folder=None,
                          device: str | None = None, feedback_root: str | Path | None = None):
         """Write the CT to a temporary folder and start ``ich predict`` in a child process;

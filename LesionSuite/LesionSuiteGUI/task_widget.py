@@ -24,7 +24,7 @@ what is its own: ``setupPanel``, ``updatePanel``, the options its Logic calls ta
 ``undoButton``, ``trainButton``, ``progressBar``, ``statusLabel``, ``caseLabel``,
 ``modelFolderPathLineEdit``, ``feedbackFolderPathLineEdit`` and ``readerLineEdit``.
 
-:class:`TaskModuleTest` is the self-test skeleton and :func:`describeTaskModule` the module
+:class:`TaskModuleTest` is the self-test skeleton and :class:`TaskModule` the module
 description every task module shares.
 """
 
@@ -38,7 +38,8 @@ import vtk
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
+                                            ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
 from .errors import showingErrors
@@ -46,15 +47,25 @@ from .errors import showingErrors
 POLL_INTERVAL_MS = 200
 
 
-def describeTaskModule(parent, title: str, helpText: str, acknowledgementText: str) -> None:
-    """Fill a task module's description (``self.parent`` of its ScriptedLoadableModule):
-    listed under LesionSuite, loaded after the hub."""
-    parent.title = title
-    parent.categories = [translate("qSlicerAbstractCoreModule", "LesionSuite")]
-    parent.dependencies = ["LesionSuite"]
-    parent.contributors = ["LesionSuite contributors"]
-    parent.helpText = helpText
-    parent.acknowledgementText = acknowledgementText
+class TaskModule(ScriptedLoadableModule):
+    """A task module's description: listed under LesionSuite, loaded after the hub.
+
+    The module class sets its (translated) :attr:`moduleTitle`, :attr:`moduleHelp` and
+    :attr:`moduleAcknowledgement`; Slicer makes it with the module's ``parent``.
+    """
+
+    moduleTitle = ""
+    moduleHelp = ""
+    moduleAcknowledgement = ""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = self.moduleTitle
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "LesionSuite")]
+        self.parent.dependencies = ["LesionSuite"]
+        self.parent.contributors = ["LesionSuite contributors"]
+        self.parent.helpText = self.moduleHelp
+        self.parent.acknowledgementText = self.moduleAcknowledgement
 
 
 class TaskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

@@ -9,10 +9,11 @@ process tree. The command reads the reader's work from the feedback store and wr
 new model folder; the model it started from is never changed.
 
 A task declares a :class:`Retraining`: its command-line name, how to tell that the store
-holds something to learn from, its shipped model and the name of its new model folders.
-The last two are functions of the task's package, named by :class:`~.later.Later` so that
-they are imported only when training starts: the package needs what the hub installs,
-and the module must load before that. The device is the hub's choice for every task (see
+holds something to learn from and, where they are not the task's defaults, its shipped
+model, what a model to start from is called and the name of its new model folders. The
+functions are the task package's, named by :class:`~.later.Later` so that they are
+imported only when training starts: the package needs what the hub installs, and the
+module must load before that. The device is the hub's choice for every task (see
 :func:`~LesionSuiteLib.child_process.device_arguments`).
 """
 
@@ -25,6 +26,7 @@ from typing import Any, Callable, Mapping
 from lesion_core.errors import LesionSuiteError, ModelBundleError
 
 from . import user_folders
+from .later import Later
 from .child_process import (ChildProcess, child_env, command_options, device_arguments,
                             lesion_core_command)
 
@@ -39,18 +41,29 @@ class Retraining:
         has_feedback: ``has_feedback(store_folder)``: what the store holds to train from
             (anything true when there is something).
         no_feedback: ``(problem, fix)`` of the error when it holds nothing.
-        shipped_model: ``shipped_model()``: the default model folder to start from.
+        shipped_model: ``shipped_model()``: the default model folder to start from
+            (default: the task's shipped model, :meth:`lesion_core.tasks.Task.
+            default_model_folder`).
         model_kind: what a model folder to start from must hold, in the error's fix
-            ("Choose a <model_kind> model folder").
-        new_model_stem: the start of new model folders' names (``<stem>_<date>-<time>``).
+            ("Choose a <model_kind> model folder"; default: the task in capitals).
+        new_model_stem: the start of new model folders' names (``<stem>_<date>-<time>``;
+            default ``<task>_reader``).
     """
 
     task: str
     has_feedback: Callable[[Path], Any]
     no_feedback: tuple[str, str]
-    shipped_model: Callable[[], Path]
-    model_kind: str
-    new_model_stem: str
+    shipped_model: Callable[[], Path] | None = None
+    model_kind: str = ""
+    new_model_stem: str = ""
+
+    def __post_init__(self) -> None:
+        # Set once here (the spec is frozen), so every later use sees the final values.
+        defaults = {"shipped_model": Later(__name__, "shipped_model_of", self.task),
+                    "model_kind": self.task.upper(), "new_model_stem": f"{self.task}_reader"}
+        for name, value in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
 
     def command(self, feedback_root: str | Path, init_model: str | Path,
                 out_folder: str | Path, options: Mapping[str, object] | None = None,
@@ -110,3 +123,10 @@ class Retraining:
         fine-tuned model, in ``base`` (default: the user models folder, where the hub
         lists models)."""
         return user_folders.new_model_folder(self.new_model_stem, base)
+
+
+def shipped_model_of(task: str) -> Path:
+    """The shipped model folder of ``task`` (its task contract's default kind)."""
+    from lesion_core.tasks import get_task
+
+    return get_task(task).default_model_folder()

@@ -106,11 +106,13 @@ class TaskLogic(_LogicBase or _HeadlessLogicBase):
         return lesion_core_command(args, python)
 
     @classmethod
-    def prediction_options(cls, model_folder, device, **options) -> dict[str, object]:
+    def prediction_options(cls, model_folder=None, device=None) -> dict[str, object]:
         """The task's ``predict`` options as ``{flag: value}``, in command-line order
-        (see :func:`~.child_process.command_options`); refuses values the task does not
-        know."""
-        raise NotImplementedError
+        (see :func:`~.child_process.command_options`). Here the ones every task's
+        ``predict`` has, ``(--model M)(, --device D)``; a task with options of its own
+        overrides this and refuses values it does not know (an option it does not take at
+        all is a ``TypeError``)."""
+        return {"--model": model_folder or None, "--device": device}
 
     def start_in_child(self, input_volume_node,
                        command: Callable[[Path, Path, Path], list[str]],
