@@ -127,6 +127,16 @@ def _spec(has_feedback=lambda root: True, shipped=None):
                       new_model_stem="toy_reader")
 
 
+@pytest.mark.parametrize("task", sw.TASKS)
+def test_each_tasks_training_command_line(task, tmp_path):
+    """What every task module's ``training_command`` starts with, its own options after."""
+    argv = sw.logic_of(task).training_command(tmp_path / "store", tmp_path / "init",
+                                              tmp_path / "new", python="python3")
+    assert argv == ["python3", "-m", "lesion_core", "--progress-lines", task, "train",
+                    "--feedback", str(tmp_path / "store"), "--init", str(tmp_path / "init"),
+                    "--out", str(tmp_path / "new")]
+
+
 def test_retraining_defaults_follow_the_task():
     from LesionSuiteLib.later import Later
     from LesionSuiteLib.retraining import Retraining
