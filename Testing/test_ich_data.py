@@ -158,6 +158,23 @@ def test_thin_slices_become_slabs_and_labels_follow():
         stack.slice_targets({20: (1.0,) + unknown}, len(CLASSES))
 
 
+def test_calibration_offset_is_undone_and_blood_keeps_its_contrast():
+    """Two scans of one head whose calibrations differ by 9 HU give the same stack: the
+    intracranial soft-tissue median is moved to ``brain_hu`` (off: the HU as stored)."""
+    ct = toy_ct(3, blood_slices=(4,))
+    shifted = ct.with_array(ct.array + np.int16(9))
+    a, b = preprocess(ct, TOY), preprocess(shifted, TOY)
+    assert a.hu_offset == pytest.approx(TOY.grid.brain_hu - 30.0, abs=1.0)
+    assert b.hu_offset == pytest.approx(a.hu_offset - 9.0, abs=0.5)
+    inside = a.intracranial & b.intracranial
+    assert np.abs(a.hu[inside] - b.hu[inside]).max() < 0.5
+    brain = np.median(a.hu[a.intracranial])
+    assert a.hu[a.intracranial].max() > brain + 30  # the 70 HU disk is still 40 HU above
+    off = dataclasses.replace(TOY, grid=dataclasses.replace(TOY.grid, brain_hu=None))
+    raw = preprocess(shifted, off)
+    assert raw.hu_offset == 0.0 and np.median(raw.hu[raw.intracranial]) == pytest.approx(39.0, abs=1.5)
+
+
 def test_fraction_subsets_nest_and_training_can_be_cancelled(tmp_path):
     items = list(range(40))
     small, large = fraction_subset(items, 0.1, seed=3), fraction_subset(items, 0.5, seed=3)

@@ -60,6 +60,14 @@ class SliceGrid:
         min_slices: fewer axial slices are refused (the sequence model needs neighbours).
         head_hu: voxels above this (HU) are head; their centroid centres the field of view.
         skull_hu: bone threshold (HU) of the intracranial mask.
+        brain_hu: a number moves every HU of the scan by one offset so that the median of
+            its intracranial soft tissue (``soft_tissue_hu``) lands here. Scanners and
+            reconstruction kernels differ in calibration by up to about 10 HU, which
+            moves brain into the blood windows or blood out of them; brain parenchyma
+            (mostly grey and white matter, ~30-35 HU in adults) is the reference every
+            scan has. A haemorrhage of 100 mL moves that median by about 1 HU. ``None``
+            keeps the HU as stored.
+        soft_tissue_hu: the HU range (as stored) of the voxels whose median is measured.
     """
 
     size: int = 128
@@ -68,6 +76,8 @@ class SliceGrid:
     min_slices: int = 3
     head_hu: float = -300.0
     skull_hu: float = 300.0
+    brain_hu: float | None = 32.0
+    soft_tissue_hu: tuple[float, float] = (-20.0, 90.0)
 
     def __post_init__(self) -> None:
         if self.size % 8 or self.size < 16:

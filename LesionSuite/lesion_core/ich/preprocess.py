@@ -17,7 +17,9 @@ Steps (:func:`preprocess`):
 4. **windows**: each :class:`~lesion_core.ich.config.Window` maps HU linearly to 0..1
    (clipped) and becomes one channel;
 5. **intracranial mask**: bone above ``grid.skull_hu``, its holes filled slice by slice
-   and in 3D, minus the bone (used to confine refinement to the inside of the skull).
+   and in 3D, minus the bone (used to confine refinement to the inside of the skull);
+6. **HU calibration** (:func:`brain_hu_offset`): with ``grid.brain_hu`` set, every HU is
+   moved by one offset that puts the median of the intracranial soft tissue there.
 
 Array layout: the stack is ``[S, C, H, W]``: ``S`` axial slices inferior to superior,
 ``H`` along R, ``W`` along A; ``stack[s, :, h, w]`` is working voxel ``[h, w, s]``.
@@ -128,6 +130,7 @@ class SliceStack:
         input_axis: the CT's axial array axis (0, 1 or 2).
         input_to_working: ``int [n_in]``, the working slice nearest each CT axial slice.
         source: the CT's file name, for messages.
+        hu_offset: what step 6 added to the stored HU (0 when off).
     """
 
     windows: tuple[Window, ...]
@@ -139,6 +142,7 @@ class SliceStack:
     input_axis: int
     input_to_working: np.ndarray
     source: str | None = None
+    hu_offset: float = 0.0
 
     @property
     def image(self) -> torch.Tensor:
@@ -219,6 +223,8 @@ def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
     hu = np.ascontiguousarray(np.moveaxis(hu_grid.array.astype(np.float32), 2, 0))
     skull = hu > config.grid.skull_hu
     inside = (fill_holes_slicewise(skull, 0) | ndimage.binary_fill_holes(skull)) & ~skull
+    offset = brain_hu_offset(hu, inside, config.grid)
+    hu += offset
     # The CT slice index of each working slice centre, then for each CT slice the nearest
     # working slice (one to one when the CT's slices are kept).
     axis = axial_axis(ct)
@@ -228,12 +234,22 @@ def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
     working_pos = ct.ras_to_voxel(ras_mm)[:, axis]
     input_to_working = np.abs(np.arange(ct.shape[axis])[:, None] - working_pos[None]).argmin(axis=1)
     return SliceStack(tuple(config.windows), hu, inside, affine, ct.affine.copy(), tuple(int(n) for n in ct.shape[:3]),
-                      axis, input_to_working.astype(np.int64), ct.source)
+                      axis, input_to_working.astype(np.int64), ct.source, offset)
+
+
+def brain_hu_offset(hu: np.ndarray, intracranial: np.ndarray, grid: SliceGrid) -> float:
+    """HU to add so that the median intracranial soft tissue of ``hu`` is
+    ``grid.brain_hu`` (0 when that is ``None`` or no voxel qualifies)."""
+    if grid.brain_hu is None:
+        return 0.0
+    lo, hi = grid.soft_tissue_hu
+    soft = hu[intracranial & (hu > lo) & (hu < hi)]
+    return float(grid.brain_hu - np.median(soft)) if soft.size else 0.0
 
 
 #: Bump when :func:`preprocess` computes something else, so that cached stacks of the
 #: older code are never read (:func:`cached_stack`).
-STACK_VERSION = 1
+STACK_VERSION = 2
 
 
 def stack_arrays(stack: SliceStack) -> dict[str, np.ndarray]:
@@ -242,7 +258,7 @@ def stack_arrays(stack: SliceStack) -> dict[str, np.ndarray]:
     return {"hu": stack.hu, "intracranial": stack.intracranial, "affine": stack.affine,
             "input_affine": stack.input_affine, "input_shape": np.asarray(stack.input_shape),
             "input_axis": np.asarray(stack.input_axis),
-            "input_to_working": stack.input_to_working}
+            "input_to_working": stack.input_to_working, "hu_offset": np.asarray(stack.hu_offset)}
 
 
 def stack_from_arrays(arrays: Mapping[str, np.ndarray], windows: Sequence[Window],
@@ -253,7 +269,8 @@ def stack_from_arrays(arrays: Mapping[str, np.ndarray], windows: Sequence[Window
                       np.asarray(arrays["affine"], np.float64),
                       np.asarray(arrays["input_affine"], np.float64),
                       tuple(int(n) for n in arrays["input_shape"]), int(arrays["input_axis"]),
-                      np.asarray(arrays["input_to_working"], np.int64), source)
+                      np.asarray(arrays["input_to_working"], np.int64), source,
+                      float(arrays["hu_offset"]))
 
 
 def cached_stack(path: str | Path, read: Callable[[str], Volume], config: ICHConfig = ICHConfig(),
