@@ -134,9 +134,10 @@ def test_randomized_acquisitions_differ_between_seeds_and_stay_in_range():
     assert all(a.max_voxels == MAX_VOXELS for a in drawn)
 
 
-def test_shifted_ranges_lie_outside_the_randomized_ones():
+def test_shifted_ranges_lie_outside_the_randomized_ones_where_marked():
     r, s = RANDOMIZED, SHIFTED
-    assert s.wmh_flair[0] < r.wmh_flair[0] and s.wmh_flair[1] <= 1.25  # fainter, still visible
+    # WMH contrast is the one lesion field kept inside (faint end): see SHIFTED's comment
+    assert r.wmh_flair[0] <= s.wmh_flair[0] and s.wmh_flair[1] <= 1.5
     assert s.wmh_t1[1] > r.wmh_t1[1]
     assert s.cmb_blooming["T2star"][1] > r.cmb_blooming["T2star"][1]
     for name in ("FLAIR", "SWI", "T2star", "CT", "T1"):

@@ -111,7 +111,10 @@ RANDOMIZED = DomainRanges(
 #: Shifted benchmark domain: outside :data:`RANDOMIZED` on purpose where marked (*).
 SHIFTED = DomainRanges(
     tissues=TISSUE_RANGES,
-    wmh_flair=(1.10, 1.25),                                       # * fainter WMH
+    # WMH contrast stays in the lower part of the training range: at 1.10-1.25 x WM, with
+    # the 5-7 mm slices, SNR and bias below, a threshold tuned on the set's own truth
+    # reached Dice 0.07 (lesions not in the image); at 1.25-1.45 it reaches 0.27.
+    wmh_flair=(1.25, 1.45),
     wmh_t1=(0.85, 0.92),                                          # * fainter on T1
     cmb_blooming={"SWI": (0.8, 1.3), "T2star": (1.5, 1.9)},       # * T2*-GRE blooms more
     cmb_core_signal=(0.05, 0.45),
