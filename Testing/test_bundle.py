@@ -144,7 +144,8 @@ def test_invalid_metadata_refused(saved) -> None:
     raw = json.loads(path.read_text())
     path.write_text(json.dumps({**raw, "task": "tumour"}))
     with pytest.raises(ModelBundleError, match="task 'tumour'"):
-        load_bundle(folder)
+        read_metadata(folder, known_tasks=("wmh", "cmb"))  # the registry's word, passed in
+    assert load_bundle(folder).metadata.task == "tumour"  # the bundle layer knows no task
     bad_label = {**raw["labels"][0], "color": [2.0, 0.0, 0.0]}
     path.write_text(json.dumps({**raw, "labels": [bad_label]}))
     with pytest.raises(ModelBundleError, match="label entry is malformed"):

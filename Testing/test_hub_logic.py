@@ -202,7 +202,7 @@ def test_device_is_cpu_when_cpu_is_forced(logic):
 
 
 # ------------------------------------------------------------------ models
-def _write_bundle_by_hand(folder: Path, name: str) -> None:
+def _write_bundle_by_hand(folder: Path, name: str, task: str = "cmb") -> None:
     """A model folder as DESIGN.md describes it: metadata.json + model.safetensors."""
     bundle = pytest.importorskip("lesion_core.bundle")
     numpy_st = pytest.importorskip("safetensors.numpy")
@@ -210,7 +210,7 @@ def _write_bundle_by_hand(folder: Path, name: str) -> None:
 
     folder.mkdir(parents=True)
     meta = bundle.BundleMetadata(
-        name=name, task="cmb", version="0.1.0", input_modality="SWI",
+        name=name, task=task, version="0.1.0", input_modality="SWI",
         spacing_mm=(1.0, 1.0, 1.0),
         networks={"student": bundle.NetworkSpec("lesion_suite.CMBStudent", {})})
     (folder / bundle.METADATA_FILE).write_text(json.dumps(meta.to_dict()), encoding="utf-8")
@@ -234,6 +234,14 @@ def test_installed_models_skips_and_reports_a_broken_bundle(logic, tmp_path):
     (broken / "metadata.json").write_text("{not json", encoding="utf-8")
     problems: list = []
     with pytest.warns(UserWarning):
+        rows = logic.installed_models([tmp_path / "models"], problems=problems)
+    assert rows == [] and len(problems) == 1
+
+
+def test_installed_models_skips_and_reports_a_bundle_of_an_unknown_task(logic, tmp_path):
+    _write_bundle_by_hand(tmp_path / "models" / "tumour", "Tumour", task="tumour")
+    problems: list = []
+    with pytest.warns(UserWarning, match="task 'tumour' is not one of wmh, wmh_t1, cmb, ich"):
         rows = logic.installed_models([tmp_path / "models"], problems=problems)
     assert rows == [] and len(problems) == 1
 
@@ -340,7 +348,8 @@ def test_hub_module_imports_its_logic_from_the_library():
 def hub_module(monkeypatch):
     """``LesionSuite.py`` imported with stand-ins for what only the application provides.
 
-    Only ``ensure_dependencies`` and the device settings are exercised: what to install,
+    Only ``ensure_dependencies`` and the device settings (from ``LesionSuiteGUI.dependencies``,
+    through the hub's names) are exercised: what to install,
     the calls to the PyTorch extension and Slicer's pip functions, the restart offer (all
     recorded here instead), and the application settings (a dict here).
     """
@@ -407,6 +416,8 @@ def hub_module(monkeypatch):
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kw: calls["errors"].append(text))
     monkeypatch.setattr(slicer.util, "WaitCursor", _NullContext, raising=False)
 
+    # LesionSuiteGUI.dependencies holds what is exercised: imported again, on the stand-ins.
+    monkeypatch.delitem(sys.modules, "LesionSuiteGUI.dependencies", raising=False)
     spec = importlib.util.spec_from_file_location("LesionSuite", MODULE_DIR / "LesionSuite.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "LesionSuite", module)

@@ -1,5 +1,6 @@
 """The task panels on the shared widget base (``LesionSuiteGUI.task_widget``), with stand-ins
-for what only the Slicer application has (Qt, the parameter node wrapper, the hub module).
+for what only the Slicer application has (Qt, the parameter node wrapper, the hub's
+dependency installer).
 
 Each module file is imported as Slicer imports it; its widget is set up against its own
 .ui (only the widget names the .ui holds exist) on a real MRML scene (slicer-core). What
@@ -130,11 +131,12 @@ def app(monkeypatch, mrml_scene):
     scripted.ScriptedLoadableModule = ScriptedLoadableModule
     scripted.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
     scripted.ScriptedLoadableModuleTest = unittest.TestCase
-    hub = types.ModuleType("LesionSuite")
-    hub.ensure_dependencies = lambda: True
-    hub.selected_device = lambda: DEVICE
+    dependencies = types.ModuleType("LesionSuiteGUI.dependencies")
+    dependencies.ensure_dependencies = lambda: True
+    dependencies.selected_device = lambda: DEVICE
 
-    for name, module in (("qt", qt), ("slicer.i18n", i18n), ("LesionSuite", hub),
+    for name, module in (("qt", qt), ("slicer.i18n", i18n),
+                         ("LesionSuiteGUI.dependencies", dependencies),
                          ("slicer.parameterNodeWrapper", wrapper),
                          ("slicer.ScriptedLoadableModule", scripted)):
         monkeypatch.setitem(sys.modules, name, module)

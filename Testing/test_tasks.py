@@ -129,6 +129,20 @@ def test_a_bundle_of_another_task_is_refused_before_its_weights_are_read(bundles
         load_model("wmh", folder)          # its own task: now the weights are checked
 
 
+def test_a_bundle_of_a_task_no_one_registered_is_refused_by_the_loader(bundles, tmp_path):
+    """The bundle layer knows no task; the loader asks the registry which kinds exist."""
+    folder = tmp_path / "tumour"
+    shutil.copytree(bundles / "flair", folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    (folder / "metadata.json").write_text(json.dumps({**meta, "task": "tumour"}))
+    with pytest.raises(ModelBundleError) as error:
+        load_model("wmh", folder)
+    assert str(error.value) == (
+        f"{folder / 'metadata.json'}: metadata is invalid: task 'tumour' is not one of "
+        "wmh, wmh_t1, cmb, ich. Re-copy the model folder, or save the model again with "
+        "LesionSuite")
+
+
 def test_an_unusable_configuration_or_a_missing_network_is_one_clear_error(bundles, tmp_path):
     folder = tmp_path / "flair"
     shutil.copytree(bundles / "flair", folder)

@@ -42,6 +42,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                             ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from .dependencies import ensure_dependencies, selected_device
 from .errors import showingErrors
 
 POLL_INTERVAL_MS = 200
@@ -281,8 +282,6 @@ class TaskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         sure the dependencies are installed; errors are shown, not raised."""
         if self._busy():
             return
-        from LesionSuite import ensure_dependencies, selected_device
-
         with showingErrors(
                 _("Cannot start the {task}.").format(task=self.taskName), waitCursor=True):
             if not ensure_dependencies():
@@ -386,8 +385,6 @@ class TaskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         :attr:`trainingMessage` shown."""
         if self._busy():
             return
-        from LesionSuite import ensure_dependencies, selected_device
-
         with showingErrors(_("Cannot start the training."), waitCursor=True):
             if not ensure_dependencies():
                 return

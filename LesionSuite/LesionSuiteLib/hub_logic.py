@@ -257,10 +257,12 @@ class LesionSuiteLogic(_LogicBase or _HeadlessLogicBase):
         """One dict per model bundle found: name, task, version, modality, folder, source.
 
         ``folders`` defaults to the built-in and the user models folders; a folder that does
-        not exist contributes nothing. A model folder that cannot be read is skipped and its
+        not exist contributes nothing. A model folder that cannot be read, or whose task no
+        registered task saves, is skipped and its
         :class:`~lesion_core.errors.ModelBundleError` appended to ``problems``.
         """
         from lesion_core.bundle import list_bundles
+        from lesion_core.tasks import bundle_kinds
 
         if folders is None:
             sources = self.models_dirs()
@@ -273,7 +275,8 @@ class LesionSuiteLogic(_LogicBase or _HeadlessLogicBase):
             if not folder.is_dir() or folder.resolve() in seen:
                 continue
             seen.add(folder.resolve())
-            for metadata in list_bundles(folder, problems=problems):
+            for metadata in list_bundles(folder, problems=problems,
+                                         known_tasks=bundle_kinds()):
                 rows.append(_model_row(metadata, source))
         return rows
 

@@ -12,6 +12,10 @@ never with pickle. Field names follow the MONAI bundle ``metadata.json`` where t
 
 Models shipped with the repository live in :func:`default_models_dir`; a user's own models
 in :func:`user_models_dir` (``LESION_SUITE_MODELS`` overrides it).
+
+This layer sits below the tasks and knows none: which ``task`` values are valid is the
+task registry's word (:func:`lesion_core.tasks.bundle_kinds`), passed in as
+``known_tasks`` by the readers that face a user (the task loader, the model lists).
 """
 
 from __future__ import annotations
@@ -94,8 +98,13 @@ class BundleMetadata:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, source: str | Path | None = None) -> "BundleMetadata":
-        """Validate and build; :class:`ModelBundleError` names the first bad field."""
+    def from_dict(cls, data: Any, source: str | Path | None = None,
+                  known_tasks: Iterable[str] | None = None) -> "BundleMetadata":
+        """Validate and build; :class:`ModelBundleError` names the first bad field.
+
+        ``known_tasks``: the valid ``task`` values (the registry's bundle kinds); None
+        accepts any task name.
+        """
         def bad(what: str) -> ModelBundleError:
             return ModelBundleError(f"metadata is invalid: {what}",
                                     "Re-copy the model folder, or save the model again with "
@@ -111,10 +120,9 @@ class BundleMetadata:
         if data.get("format_version", 1) > FORMAT_VERSION:
             raise ModelBundleError("the model was saved by a newer LesionSuite",
                                    "Update LesionSuite to use this model", source=source)
-        from .tasks.registry import bundle_kinds
-
-        if data["task"] not in bundle_kinds():
-            raise bad(f"task {data['task']!r} is not one of {', '.join(bundle_kinds())}")
+        known = None if known_tasks is None else tuple(known_tasks)
+        if known is not None and data["task"] not in known:
+            raise bad(f"task {data['task']!r} is not one of {', '.join(known)}")
         spacing = data["spacing_mm"]
         if not (isinstance(spacing, list) and len(spacing) == 3 and all(
                 isinstance(s, (int, float)) and s > 0 for s in spacing)):
@@ -175,8 +183,10 @@ class LoadedBundle:
     device: torch.device
 
 
-def read_metadata(folder: str | Path) -> BundleMetadata:
-    """Read and validate ``metadata.json`` of a model folder (weights are not checked)."""
+def read_metadata(folder: str | Path,
+                  known_tasks: Iterable[str] | None = None) -> BundleMetadata:
+    """Read and validate ``metadata.json`` of a model folder (weights are not checked);
+    ``known_tasks`` as in :meth:`BundleMetadata.from_dict`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelBundleError("the model folder does not exist",
@@ -192,7 +202,7 @@ def read_metadata(folder: str | Path) -> BundleMetadata:
     except (ValueError, OSError) as exc:
         raise ModelBundleError(f"metadata.json cannot be read ({exc})",
                                "Re-copy the model folder", source=path) from exc
-    meta = BundleMetadata.from_dict(data, source=path)
+    meta = BundleMetadata.from_dict(data, source=path, known_tasks=known_tasks)
     meta.folder = folder
     return meta
 
@@ -365,12 +375,14 @@ def load_bundle(folder: str | Path, device: str | torch.device | None = None,
 
 
 def list_bundles(root: str | Path, task: str | None = None,
-                 problems: list[ModelBundleError] | None = None) -> list[BundleMetadata]:
+                 problems: list[ModelBundleError] | None = None,
+                 known_tasks: Iterable[str] | None = None) -> list[BundleMetadata]:
     """The models in the sub-folders of ``root`` (sorted by folder name).
 
     Folders with neither bundle file are ignored; a folder that looks like a model but
-    cannot be read is skipped with a warning and its error appended to ``problems``.
-    Weights are not hashed here (that happens in :func:`load_bundle`).
+    cannot be read (or, with ``known_tasks``, is of another task) is skipped with a
+    warning and its error appended to ``problems``. Weights are not hashed here (that
+    happens in :func:`load_bundle`).
     """
     root = Path(root)
     found: list[BundleMetadata] = []
@@ -379,7 +391,7 @@ def list_bundles(root: str | Path, task: str | None = None,
                 (sub / METADATA_FILE).exists() or (sub / WEIGHTS_FILE).exists()):
             continue
         try:
-            meta = read_metadata(sub)
+            meta = read_metadata(sub, known_tasks=known_tasks)
             if not (sub / WEIGHTS_FILE).is_file():
                 raise ModelBundleError("there is no model.safetensors in the model folder",
                                        "Copy the whole model folder", source=sub)
@@ -404,7 +416,9 @@ def user_models_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".lesion-suite" / "models"
 
 
-def available_bundles(task: str | None = None) -> list[BundleMetadata]:
-    """Shipped models first, then the user's; broken folders skipped with a warning."""
+def available_bundles(task: str | None = None,
+                      known_tasks: Iterable[str] | None = None) -> list[BundleMetadata]:
+    """Shipped models first, then the user's; broken folders (and, with ``known_tasks``,
+    those of another task) skipped with a warning."""
     return [m for root in (default_models_dir(), user_models_dir())
-            for m in list_bundles(root, task=task)]
+            for m in list_bundles(root, task=task, known_tasks=known_tasks)]

@@ -8,10 +8,11 @@ each model says only how its networks and configuration become a bundle
 (:meth:`TaskModel.bundle_contents`).
 
 :func:`load_model` is the one way a model folder is loaded for a task: the folder's task is
-checked before its weights are read (a model of another task is one clear error naming the
-folder and what to choose), then the bundle is verified and loaded
-(:func:`lesion_core.bundle.load_bundle`), and a configuration the task cannot rebuild is a
-:class:`~lesion_core.errors.ModelBundleError` too, never a ``KeyError`` from deep inside.
+checked before its weights are read (a task no registered task saves, or a model of another
+task, is one clear error naming the folder and what to choose), then the bundle is verified
+and loaded (:func:`lesion_core.bundle.load_bundle`), and a configuration the task cannot
+rebuild is a :class:`~lesion_core.errors.ModelBundleError` too, never a ``KeyError`` from
+deep inside.
 Importing this module imports no torch; loading and saving do.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelBundleError
-from .registry import Task, get_task
+from .registry import Task, bundle_kinds, get_task
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded or saved, not before
     from ..bundle import BundleMetadata
@@ -134,7 +135,7 @@ def load_model(task: Task | str, folder: str | Path | None = None, device=None,
 
     task = get_task(task) if isinstance(task, str) else task
     folder = Path(folder) if folder is not None else task.default_model_folder(kind)
-    metadata = read_metadata(folder)
+    metadata = read_metadata(folder, known_tasks=bundle_kinds())
     if metadata.task not in task.bundle_kinds:
         raise ModelBundleError(
             f"this is a {metadata.task!r} model, not {task.article} {task.title} model",

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import LesionSuiteError
 
 #: A registered task: a :class:`~.contract.Task`. The registry imports no task module, not
-#: even for types: the bundle checks ask it which kinds exist, and the tasks use the bundles.
+#: even for types: the task modules import this package, so it cannot import them.
 Task = Any
 
 #: Modules whose ``TASK`` is registered on first use, in command-line order.
