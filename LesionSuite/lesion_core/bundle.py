@@ -414,11 +414,3 @@ def user_models_dir() -> Path:
     """A user's own models: ``$LESION_SUITE_MODELS``, else ``~/.lesion-suite/models``."""
     env = os.environ.get(USER_MODELS_ENV, "").strip()
     return Path(env).expanduser() if env else Path.home() / ".lesion-suite" / "models"
-
-
-def available_bundles(task: str | None = None,
-                      known_tasks: Iterable[str] | None = None) -> list[BundleMetadata]:
-    """Shipped models first, then the user's; broken folders (and, with ``known_tasks``,
-    those of another task) skipped with a warning."""
-    return [m for root in (default_models_dir(), user_models_dir())
-            for m in list_bundles(root, task=task, known_tasks=known_tasks)]
