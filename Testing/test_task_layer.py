@@ -155,10 +155,10 @@ def test_retraining_command_line():
                            device="cuda:1", python="py")
     assert argv == ["py", "-m", "lesion_core", "--progress-lines", "toy", "train",
                     "--feedback", "store", "--init", "init", "--out", "new", "--steps", "5",
-                    "--stage1", "--device", "cuda"]
+                    "--stage1", "--device", "cuda:1"]
     assert _spec().command("s", "i", "o", python="py")[-2:] == ["--out", "o"]
     assert _spec().command("s", "i", "o", device="mps", python="py")[-2:] == \
-        ["--device", "auto"]
+        ["--device", "mps"]
 
 
 def test_retraining_checks_the_store_and_the_start_model(tmp_path, started, monkeypatch):
@@ -204,7 +204,7 @@ def test_every_task_retrains_on_the_device_it_is_given(task, options, flags, tmp
     assert out == tmp_path / "new"
     argv = started[0][0]
     assert argv[4:6] == [task, "train"]
-    assert argv[12:] == flags + ["--device", "cuda"]
+    assert argv[12:] == flags + ["--device", "cuda:0"]
     assert logic.training_command("s", "i", "o", device="cpu", python="py", **options) == \
         ["py", "-m", "lesion_core", "--progress-lines", task, "train", "--feedback", "s",
          "--init", "i", "--out", "o", *flags, "--device", "cpu"]

@@ -393,9 +393,9 @@ def test_case_id_names_the_image_content(subject, mrml_scene, tmp_path):
 def test_training_command_options(logic):
     # Its own options; the start every task shares: test_task_layer.py
     argv = logic.training_command("s", "i", "o", steps=25, device="cuda:1", python="py")
-    assert argv[-4:] == ["--steps", "25", "--device", "cuda"]
+    assert argv[-4:] == ["--steps", "25", "--device", "cuda:1"]
     assert logic.training_command("s", "i", "o", device="mps", python="py")[-2:] == \
-        ["--device", "auto"]
+        ["--device", "mps"]
     from lesion_core.cli import build_parser  # the command line parses
     args = build_parser().parse_args(argv[3:])
     assert (args.feedback, args.init, args.out, args.steps) == ("s", "i", "o", 25)

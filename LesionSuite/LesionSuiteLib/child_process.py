@@ -91,18 +91,6 @@ def command_options(options: Mapping[str, object]) -> list[str]:
     return args
 
 
-def device_arguments(device) -> list[str]:
-    """``["--device", KIND]`` for a training command, or ``[]`` for None (its default).
-
-    ``device`` is a torch device or its name; training commands take ``auto``, ``cpu`` or
-    ``cuda``, so ``cuda:N`` becomes ``cuda`` and anything else (``mps``) ``auto``.
-    """
-    if device is None:
-        return []
-    kind = str(device).split(":", 1)[0].strip().lower()
-    return ["--device", kind if kind in ("auto", "cpu", "cuda") else "auto"]
-
-
 def child_env() -> dict[str, str]:
     """``PYTHONPATH`` for child processes, so that they import this ``lesion_core``
     (Slicer's ``PythonSlicer`` does not put the extension's module folders on its path)."""

@@ -13,8 +13,8 @@ holds something to learn from and, where they are not the task's defaults, its s
 model, what a model to start from is called and the name of its new model folders. The
 functions are the task package's, named by :class:`~.later.Later` so that they are
 imported only when training starts: the package needs what the hub installs, and the
-module must load before that. The device is the hub's choice for every task (see
-:func:`~LesionSuiteLib.child_process.device_arguments`).
+module must load before that. The device is the hub's choice for every task, passed to
+the command as given (it takes ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``).
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from lesion_core.errors import LesionSuiteError, ModelBundleError
 
 from . import user_folders
 from .later import Later
-from .child_process import (ChildProcess, child_env, command_options, device_arguments,
-                            lesion_core_command)
+from .child_process import ChildProcess, child_env, command_options, lesion_core_command
 
 
 @dataclass(frozen=True)
@@ -73,14 +72,14 @@ class Retraining:
 
         ``options``: the task's own options as ``{flag: value}`` (see
         :func:`~LesionSuiteLib.child_process.command_options`). ``device``: a torch device
-        or its name; the command gets ``auto``, ``cpu`` or ``cuda`` (``cuda:N`` becomes
-        ``cuda``, anything else ``auto``); None leaves the command's default (``auto``).
-        ``python`` defaults to ``PythonSlicer`` inside Slicer.
+        or its name (``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``), passed as given:
+        the command checks it before the training starts; None leaves the command's
+        default (``auto``). ``python`` defaults to ``PythonSlicer`` inside Slicer.
         """
         args = ["--progress-lines", self.task, "train", "--feedback", str(feedback_root),
                 "--init", str(init_model), "--out", str(out_folder),
-                *command_options(options or {})]
-        return lesion_core_command(args + device_arguments(device), python)
+                *command_options({**(options or {}), "--device": device})]
+        return lesion_core_command(args, python)
 
     def start(self, feedback_root: str | Path, init_model: str | Path | None = None,
               out_folder: str | Path | None = None,
