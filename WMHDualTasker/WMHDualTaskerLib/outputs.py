@@ -12,7 +12,6 @@ Table rows (:func:`rating_rows`): one per ARWMC region-side in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 
 from lesion_core.atlas.arwmc import REGIONS
 from lesion_core.volume import Volume
+from lesion_core.wmh.outputs_file import FILES, read_summary
 from LesionSuiteLib import predictions
 
 TOTAL = "total"  # the ARWMC total's target name, as in lesion_core.wmh.reader_ratings
@@ -76,17 +76,17 @@ class WMHOutputs(SummaryFacts):
                    prediction.summary())
 
     @classmethod
-    def read(cls, folder: str | Path, grid: Volume, stem: str = "wmh") -> "WMHOutputs":
-        """Read what ``write_prediction(prediction, folder, stem)`` wrote.
+    def read(cls, folder: str | Path, grid: Volume, stem: str | None = None) -> "WMHOutputs":
+        """Read what ``write_prediction(prediction, folder, stem)`` wrote (the files of
+        :data:`lesion_core.wmh.outputs_file.FILES`; the summary checked).
 
         The images are put back on ``grid`` (the input image) exactly: NIfTI keeps the
         affine in float32, and the outputs must share the input's geometry bit for bit.
         """
-        folder = Path(folder)
-        images = {key: predictions.read_on_grid(folder / f"{stem}_{suffix}.nii.gz", grid)
-                  for key, suffix in (("labels", "labels"), ("activation", "activation"),
-                                      ("regions", "arwmc_regions"))}
-        summary = json.loads((folder / f"{stem}_summary.json").read_text(encoding="utf-8"))
+        paths = FILES.paths(folder, stem)
+        images = {key: predictions.read_on_grid(paths[key], grid)
+                  for key in ("labels", "activation", "regions")}
+        summary = read_summary(paths["summary"])
         labels = images["labels"].with_array(images["labels"].array.astype(np.uint8))
         activation = images["activation"].with_array(
             images["activation"].array.astype(np.float32))
