@@ -53,7 +53,6 @@ RETRAINING = Retraining(
                                    "FLAIR"),
     no_feedback=("no FLAIR case in the feedback folder has a rating yet",
                  "Rate at least one case in the FLAIR mode, then train"),
-    shipped_model=Later("lesion_core.wmh.model", "default_model_folder", False),
     model_kind="FLAIR WMH",
     new_model_stem="wmh_flair_reader")
 #: Where the reader's ratings are kept unless the user picks another folder.
@@ -108,11 +107,11 @@ class WMHDualTaskerLogic(TaskLogic):
         """The :class:`lesion_core.wmh.model.WMHModel` of a folder (default: the shipped
         one of the mode), cached. Raises ``ModelBundleError`` with what to do when the
         folder is missing or holds a model of the other mode."""
-        from lesion_core.wmh.model import default_model_folder, load_wmh_model
+        from lesion_core.wmh.model import load_wmh_model
 
         if not model_folder:
             self.check_model_installed(t1)
-        folder = Path(model_folder) if model_folder else default_model_folder(t1)
+        folder = Path(model_folder) if model_folder else self.shipped_model_folder(t1)
         mode = "T1" if t1 else "FLAIR"
         # The metadata's time stamp is in the key so that a model replaced in the same
         # folder is loaded again rather than served stale from the cache.
@@ -128,11 +127,18 @@ class WMHDualTaskerLogic(TaskLogic):
             self._models = {key: model}  # keep one: a network may be large on the GPU
         return self._models[key]
 
+    @classmethod
+    def shipped_model_folder(cls, t1: bool = False) -> Path:
+        """The shipped model folder of the mode, from the task contract (no torch: the
+        child process loads the model)."""
+        from lesion_core.tasks import get_task
+
+        task = get_task(cls.task)
+        return task.default_model_folder(task.kind(t1=t1))
+
     def check_model_installed(self, t1: bool = False) -> None:
         """Raise the clear ``ModelBundleError`` when the shipped model is absent."""
-        from lesion_core.wmh.model import default_model_folder
-
-        folder = default_model_folder(t1)
+        folder = self.shipped_model_folder(t1)
         if not folder.is_dir():
             raise ModelBundleError(
                 f"the shipped {'T1' if t1 else 'FLAIR'} WMH model is not installed",
