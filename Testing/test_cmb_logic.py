@@ -248,10 +248,10 @@ def test_the_real_command_runs_with_the_shipped_model(logic, mrml_scene, tmp_pat
     from dataclasses import replace
 
     from lesion_core.cli.synth import small_config
-    from lesion_core.cmb.model import default_model_folder
     from lesion_core.synth import make_subject
+    from lesion_core.tasks import get_task
 
-    if not default_model_folder().is_dir():
+    if not get_task("cmb").default_model_folder().is_dir():
         pytest.skip("the shipped CMB model is not installed")
     subject = make_subject(2, replace(small_config("cmb"), kind="cmb", swi_variant="SWI",
                                       lesion_count=4))

@@ -220,10 +220,10 @@ def _slab_around_blood(seed: int, margin: int = 3) -> Volume:
 
 
 def test_shipped_model_agrees_in_bf16_and_fp32():
-    from lesion_core.ich.model import default_model_folder
     from lesion_core.metrics import dice
+    from lesion_core.tasks import get_task
 
-    if not default_model_folder().is_dir():
+    if not get_task("ich").default_model_folder().is_dir():
         pytest.skip("the shipped ICH model is not installed")
     ct = _slab_around_blood(3)
     model = load_ich_model(device="cpu")

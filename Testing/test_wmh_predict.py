@@ -155,9 +155,9 @@ def test_shipped_models_agree_in_bf16_and_fp32(subject, t1):
     the same ratings). The shipped T1 model is under-trained: many voxels sit near its
     0.15 threshold, so its masks are held to the probability maps' agreement and Dice
     >= 0.95 (0.97 measured)."""
-    from lesion_core.wmh.model import default_model_folder
+    from lesion_core.tasks import get_task
 
-    if not default_model_folder(t1).is_dir():
+    if not get_task("wmh").default_model_folder("wmh_t1" if t1 else "wmh").is_dir():
         pytest.skip("the shipped model is not installed")
     modality = "T1" if t1 else "FLAIR"
     model = load_wmh_model(t1=t1, device="cpu")

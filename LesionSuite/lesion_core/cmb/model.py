@@ -140,11 +140,6 @@ def model_from_bundle(loaded) -> CMBModel:
                     config_from_dict(loaded.metadata.extra["config"]))
 
 
-def default_model_folder() -> Path:
-    """The shipped model folder (it may be absent in a partial checkout)."""
-    return _TASK.default_model_folder()
-
-
 def load_cmb_model(folder: str | Path | None = None,
                    device: str | torch.device | None = None) -> CMBModel:
     """Load a CMB bundle (default: the shipped one) through

@@ -122,11 +122,6 @@ class ICHModel(TaskModel):
         return metadata, modules
 
 
-def default_model_folder() -> Path:
-    """The shipped model folder (it may be absent in a partial checkout)."""
-    return _TASK.default_model_folder()
-
-
 def model_config_dict(config: ICHConfig, thresholds: ICHThresholds, combination: str) -> dict:
     """``extra["config"]`` of a bundle: the ICHConfig fields plus thresholds and combination."""
     if combination not in COMBINATIONS:

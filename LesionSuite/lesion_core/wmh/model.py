@@ -98,11 +98,6 @@ def model_from_bundle(loaded) -> WMHModel:
                     kind=loaded.metadata.task)
 
 
-def default_model_folder(t1: bool = False) -> Path:
-    """The shipped model folder of a mode (it may be absent in a partial checkout)."""
-    return _TASK.default_model_folder(T1_TASK if t1 else FLAIR_TASK)
-
-
 def load_wmh_model(folder: str | Path | None = None, t1: bool = False,
                    device: str | torch.device | None = None) -> WMHModel:
     """Load a WMH bundle (default: the shipped one of the mode) through
