@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CommandError
+from ..tables import check_files_exist
 from ..tasks import Task, TrainSettings, option
 from .outputs_file import FILES, read_slices, read_summary
-
 
 
 class ICHTask(Task):
@@ -147,12 +147,7 @@ class ICHTask(Task):
         source = table or synthetic
         scans = _weak_scans(source, "--synthetic" if synthetic else "--table")
         checked = _weak_scans(validation, "--validation") if validation else []
-        missing = [s.image for s in list(scans) + list(checked) if not Path(s.image).exists()]
-        if missing:
-            raise CommandError(f"{missing[0]} does not exist" + (
-                f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-                "correct the image paths (relative paths are relative to the table's folder)",
-                source)
+        check_files_exist([s.image for s in list(scans) + list(checked)], source)
         # Folder names only: a model card must not carry the machine's paths.
         note = {"data": f"{'synthetic cohort' if synthetic else 'table'} {Path(source).name} "
                         f"({len(scans)} scans)",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CommandError
+from ..tables import check_files_exist
 from ..tasks import Task, TrainSettings, option
 from .outputs_file import FILES, read_ratings, read_summary
 
@@ -177,7 +178,7 @@ class WMHTask(Task):
             else:
                 rows = _cohort_rows(t1_fit.thick_table_from_synthetic_cohort, synthetic)
                 note = "synthetic cohort thick-slice labels"
-            _check_files([p for row in rows for p in (row.image, row.thick_label)],
+            check_files_exist([p for row in rows for p in (row.image, row.thick_label)],
                          table or synthetic)
         else:
             from .data import read_ratings_table, table_from_synthetic_cohort
@@ -187,7 +188,7 @@ class WMHTask(Task):
             else:
                 rows = _cohort_rows(table_from_synthetic_cohort, synthetic)
                 note = "synthetic cohort ratings"
-            _check_files([row.image for row in rows], table or synthetic)
+            check_files_exist([row.image for row in rows], table or synthetic)
         masker = None
         if known_transform:
             from .evaluate import known_transform_masker
@@ -223,7 +224,7 @@ class WMHTask(Task):
         if not rows:
             raise CommandError("no case holds ARWMC ratings with its FLAIR image",
                                "rate some cases in the WMH module first", store)
-        _check_files([row.image for row in rows], store)
+        check_files_exist([row.image for row in rows], store)
         data = {"rows": rows, "note": "reader ratings (feedback)", "masker": None}
         return self.fit(data, settings, progress, init=model)
 
@@ -294,16 +295,6 @@ def _cohort_rows(read, folder: str):
         raise CommandError(f"a file the table names cannot be read ({exc})",
                            "run from the folder where the cohort was written, or "
                            "regenerate it", table) from exc
-
-
-def _check_files(paths, source) -> None:
-    """Every image a training table names exists (checked before the long run starts)."""
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CommandError(f"{missing[0]}{more} does not exist",
-                           "correct the paths in the table (relative paths are relative "
-                           "to the table's folder)", source)
 
 
 TASK = WMHTask()
