@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from lesion_core import networks as registry
-from lesion_core.bundle import (BundleMetadata, NetworkSpec, default_models_dir, list_bundles,
-                                load_bundle, read_metadata, save_bundle, user_models_dir)
+from lesion_core.bundle import (BundleMetadata, NetworkSpec, list_bundles, load_bundle,
+                                read_metadata, save_bundle)
+from lesion_core.model_folders import default_models_dir, user_models_dir
 from lesion_core.errors import ModelBundleError
 from lesion_core.labels import CMB
 

@@ -246,29 +246,30 @@ def test_installed_models_skips_and_reports_a_bundle_of_an_unknown_task(logic, t
     assert rows == [] and len(problems) == 1
 
 
-def test_user_models_folder_is_the_bundle_modules_without_torch(logic, tmp_path, monkeypatch):
+def test_user_models_folder_follows_the_environment(logic, tmp_path, monkeypatch):
     """The panels' set-up asks for it before torch is installed (user_folders), the model
-    library after (lesion_core.bundle): both must name the same folder."""
-    bundle = pytest.importorskip("lesion_core.bundle")
-    assert user_folders.USER_MODELS_ENV == bundle.USER_MODELS_ENV
-    for value in (str(tmp_path / "mine"), "~/elsewhere", "  ", None):
+    library after: both use the one torch-free rule of lesion_core.model_folders."""
+    from lesion_core import model_folders
+    for value, expected in ((str(tmp_path / "mine"), tmp_path / "mine"),
+                            ("~/elsewhere", Path.home() / "elsewhere"),
+                            ("  ", Path.home() / ".lesion-suite" / "models"),
+                            (None, Path.home() / ".lesion-suite" / "models")):
         if value is None:
-            monkeypatch.delenv(bundle.USER_MODELS_ENV, raising=False)
+            monkeypatch.delenv(model_folders.USER_MODELS_ENV, raising=False)
         else:
-            monkeypatch.setenv(bundle.USER_MODELS_ENV, value)
-        assert user_folders.user_models_dir() == Path(bundle.user_models_dir()), value
-        assert logic.user_models_dir() == user_folders.user_models_dir()
-    assert user_folders.default_feedback_root("cmb") == \
-        Path(bundle.user_models_dir()).parent / "feedback" / "cmb"
+            monkeypatch.setenv(model_folders.USER_MODELS_ENV, value)
+        assert user_folders.user_models_dir() == expected, value
+        assert logic.user_models_dir() == expected
+    assert user_folders.default_feedback_root("cmb") == expected.parent / "feedback" / "cmb"
 
 
 def test_installed_models_default_folders(logic, tmp_path, monkeypatch):
-    bundle = pytest.importorskip("lesion_core.bundle")
-    monkeypatch.setenv(bundle.USER_MODELS_ENV, str(tmp_path / "user-models"))
+    from lesion_core import model_folders
+    monkeypatch.setenv(model_folders.USER_MODELS_ENV, str(tmp_path / "user-models"))
     _write_bundle_by_hand(tmp_path / "user-models" / "mine", "my model")
     dirs = dict(logic.models_dirs())
     assert dirs["user"] == tmp_path / "user-models"
-    assert dirs["built-in"] == Path(bundle.default_models_dir())
+    assert dirs["built-in"] == model_folders.default_models_dir()
     rows = logic.installed_models()
     assert [r for r in rows if r["source"] == "user"] == [{
         "name": "my model", "task": "cmb", "version": "0.1.0", "modality": "SWI",

@@ -349,7 +349,7 @@ def test_mismatched_options_exit_2_with_one_line(models, cohort, tmp_path, monke
     check(["wmh", "train", "--synthetic", str(cohort), "--init", str(models / "t1"),
            "--out", str(tmp_path / "m")], "T1 model", "Ratings fine-tune a FLAIR")
     # No shipped model in this (temporary) models folder: say so, and what to pass instead.
-    monkeypatch.setattr("lesion_core.bundle.default_models_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr("lesion_core.model_folders.default_models_dir", lambda: tmp_path / "none")
     check(["wmh", "predict", image], "shipped FLAIR WMH model is not installed", "--model")
     check(["wmh", "evaluate", str(cohort), "--t1"], "shipped T1 WMH model", "--model")
     table = tmp_path / "ratings.csv"

@@ -249,7 +249,7 @@ def test_labelmap_and_missing_or_wrong_models_are_refused(logic, mrml_scene, fla
     with pytest.raises(ModelBundleError, match="this is a FLAIR model but the T1 mode"):
         logic.run(flair_node, model_dirs["flair"], t1=True)
     # No shipped model installed: the error says so and what to do.
-    monkeypatch.setattr("lesion_core.bundle.default_models_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr("lesion_core.model_folders.default_models_dir", lambda: tmp_path / "none")
     with pytest.raises(ModelBundleError, match="shipped FLAIR WMH model is not installed"):
         logic.run(flair_node)
     assert mrml_scene.GetNumberOfNodes() == before

@@ -244,7 +244,7 @@ class LesionSuiteLogic(_LogicBase or _HeadlessLogicBase):
     @staticmethod
     def models_dirs() -> list[tuple[str, Path]]:
         """``[("built-in", folder), ("user", folder)]``: where model bundles are looked for."""
-        from lesion_core.bundle import default_models_dir
+        from lesion_core.model_folders import default_models_dir
         return [("built-in", Path(default_models_dir())), ("user", user_folders.user_models_dir())]
 
     @staticmethod

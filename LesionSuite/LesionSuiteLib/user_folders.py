@@ -5,26 +5,16 @@ Both sit beside the user models folder (``~/.lesion-suite/models`` unless
 (one feedback store per task) and new models go into the models folder itself, where the
 LesionSuite hub lists them.
 
-The panels ask for these folders in their ``setup()``, which runs before the hub has
-installed torch, so this module must not import :mod:`lesion_core.bundle` (it imports
-torch). :func:`user_models_dir` therefore applies the bundle module's rule itself; a test
-checks that the two agree.
+The user models folder itself is :func:`lesion_core.model_folders.user_models_dir`
+(torch-free, so the panels can ask for it in ``setup()`` before torch is installed).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
-#: Environment variable naming the user models folder (as in :mod:`lesion_core.bundle`).
-USER_MODELS_ENV = "LESION_SUITE_MODELS"
-
-
-def user_models_dir() -> Path:
-    """A user's own models: ``$LESION_SUITE_MODELS``, else ``~/.lesion-suite/models``."""
-    env = os.environ.get(USER_MODELS_ENV, "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".lesion-suite" / "models"
+from lesion_core.model_folders import user_models_dir
 
 
 def default_feedback_root(task: str) -> Path:

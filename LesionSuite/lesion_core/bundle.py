@@ -10,8 +10,8 @@ The file's sha256 is kept in the metadata and checked before loading, classes co
 from the allow-list in :mod:`lesion_core.networks`, and weights are read with safetensors,
 never with pickle. Field names follow the MONAI bundle ``metadata.json`` where they fit.
 
-Models shipped with the repository live in :func:`default_models_dir`; a user's own models
-in :func:`user_models_dir` (``LESION_SUITE_MODELS`` overrides it).
+Where bundles live (the shipped ``Models`` folder, a user's own) is
+:mod:`lesion_core.model_folders`.
 
 This layer sits below the tasks and knows none: which ``task`` values are valid is the
 task registry's word (:func:`lesion_core.tasks.bundle_kinds`), passed in as
@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -43,7 +42,6 @@ from .networks import get_network_class, name_of_network
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
-USER_MODELS_ENV = "LESION_SUITE_MODELS"
 _NET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -403,14 +401,3 @@ def list_bundles(root: str | Path, task: str | None = None,
         if task is None or meta.task == task:
             found.append(meta)
     return found
-
-
-def default_models_dir() -> Path:
-    """The ``Models`` folder shipped in the repository beside ``lesion_core`` (may not exist)."""
-    return Path(__file__).resolve().parent.parent / "Models"
-
-
-def user_models_dir() -> Path:
-    """A user's own models: ``$LESION_SUITE_MODELS``, else ``~/.lesion-suite/models``."""
-    env = os.environ.get(USER_MODELS_ENV, "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".lesion-suite" / "models"

@@ -120,7 +120,7 @@ class Task:
 
     def default_model_folder(self, kind: str | None = None) -> Path:
         """The shipped model folder of ``kind`` (it may be absent in a partial checkout)."""
-        from ..bundle import default_models_dir
+        from ..model_folders import default_models_dir
 
         return default_models_dir() / self.default_models[kind or self.bundle_kinds[0]]
 
