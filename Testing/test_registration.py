@@ -157,3 +157,16 @@ def test_real_t1_registers_and_its_brain_mask_is_plausible(real_t1_path):
     mask = brain_mask(image, registration, "T1")
     volume_l = mask.array.sum() * image.voxel_volume_ml / 1000.0
     assert 1.0 < volume_l < 1.8, f"brain volume {volume_l:.2f} L"
+
+
+def test_the_same_image_registers_to_the_same_transform(subjects, registrations):
+    """Repeatable to the bit (SimpleITK runs on one thread), and the caller's thread setting
+    is left as it was."""
+    import SimpleITK as sitk
+    seed, modality = SEEDS[0], MODALITIES[0]
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    again = register_to_mni(subjects[seed].images[modality], modality)
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before
+    first = registrations[(seed, modality)]
+    assert again.metric == first.metric
+    assert np.array_equal(again.subject_ras_to_mni, first.subject_ras_to_mni)

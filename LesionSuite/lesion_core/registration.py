@@ -250,8 +250,21 @@ def register_to_mni(volume: Volume, modality: str,
     Raises :class:`RegistrationError` when SimpleITK fails, the metric is not finite, or the
     result is implausible: determinant of the linear part outside [0.5, 2] or a singular
     value outside [0.6, 1.7], or the template brain centre mapped outside the image.
+
+    Runs SimpleITK on one thread (the setting is restored afterwards): with several, the
+    metric's partial sums arrive in another order each run, and the same image registered
+    slightly differently from run to run (WMH volumes changed in the 4th digit).
     """
     sitk = _sitk()
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        return _register(sitk, volume, modality, config)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _register(sitk, volume: Volume, modality: str, config: RegistrationConfig) -> MNIRegistration:
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; choose from {MODALITIES}")
     started = time.perf_counter()
