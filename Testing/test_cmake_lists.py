@@ -257,7 +257,12 @@ include(@FUNCTION_FILE@)
 """
 
 
-@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake on PATH")
+# The test extra installs CMake from PyPI beside the interpreter; a system one also serves.
+CMAKE = shutil.which("cmake", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                     os.environ.get("PATH", "")]))
+
+
+@pytest.mark.skipif(CMAKE is None, reason="needs cmake (pip install cmake)")
 def test_cmake_itself_reads_the_lists_the_test_reads(tmp_path):
     """Configure every module with Slicer's macros stubbed: what CMake passes is the listing."""
     source = tmp_path / "src"
@@ -265,7 +270,7 @@ def test_cmake_itself_reads_the_lists_the_test_reads(tmp_path):
     text = _CMAKE_STUBS.replace("@FUNCTION_FILE@", _MODULE_FUNCTION_FILE.as_posix())
     text += "".join(f"add_subdirectory({(REPO / m).as_posix()} {m})\n" for m in MODULES)
     (source / "CMakeLists.txt").write_text(text)
-    done = subprocess.run(["cmake", "-S", str(source), "-B", str(tmp_path / "build")],
+    done = subprocess.run([CMAKE, "-S", str(source), "-B", str(tmp_path / "build")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     seen: dict[str, dict[str, list[str]]] = {}
