@@ -6,9 +6,8 @@ the device: both are defined in :mod:`LesionSuiteGUI.dependencies` (the panels' 
 imports no module file) and importable from here too (``import LesionSuite;
 LesionSuite.selected_device()`` in the Python console). The logic is
 :class:`LesionSuiteLib.hub_logic.LesionSuiteLogic` (no Qt, tested without the
-application); this file holds the panel only. The device choice is a per-user
-application setting (``qt.QSettings``, keys in :mod:`LesionSuiteLib.hub_logic`), not a
-scene parameter: scenes are closed with every case and shared with others.
+application); this file holds the panel only (where the device choice is kept: see
+:mod:`LesionSuiteGUI.dependencies`).
 """
 
 import logging

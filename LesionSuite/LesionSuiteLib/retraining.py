@@ -26,8 +26,8 @@ from typing import Any, Callable, Mapping
 from lesion_core.errors import LesionSuiteError, ModelBundleError
 
 from . import user_folders
-from .later import Later
 from .child_process import ChildProcess, child_env, command_options, lesion_core_command
+from .later import Later
 
 
 @dataclass(frozen=True)

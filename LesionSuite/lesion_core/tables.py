@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-
 from typing import Iterable
 
 from .errors import CommandError, LesionSuiteError

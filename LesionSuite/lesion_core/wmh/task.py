@@ -179,7 +179,7 @@ class WMHTask(Task):
                 rows = _cohort_rows(t1_fit.thick_table_from_synthetic_cohort, synthetic)
                 note = "synthetic cohort thick-slice labels"
             check_files_exist([p for row in rows for p in (row.image, row.thick_label)],
-                         table or synthetic)
+                              table or synthetic)
         else:
             from .data import read_ratings_table, table_from_synthetic_cohort
 
