@@ -16,8 +16,9 @@ from scipy import ndimage
 from lesion_core.ich.cam import compute_cam, grad_cam
 from lesion_core.ich.classifier import ICHSliceClassifier, mil_pool
 from lesion_core.ich.config import (CLASSES, SUBTYPES, CAMConfig, ClassifierConfig,
-                                    ClassifierTrainConfig, ICHConfig, RefineConfig,
+                                    ClassifierTrainConfig, GrowConfig, ICHConfig, RefineConfig,
                                     config_from_dict, config_to_dict)
+from lesion_core.ich.grow import grow_into_blood
 from lesion_core.ich.refine import fit_gmm_1d, refine
 from lesion_core.ich.train import train_classifier
 from lesion_core.labels import ICH_SUBTYPE_KEYS
@@ -116,6 +117,35 @@ def test_refinement_keeps_blood_and_drops_bone():
     calm = refine(np.full((6, 48, 48), 32.0, np.float32) + rng.normal(0, 3, hu.shape), cam,
                   (5.0, 1.0, 1.0), RefineConfig(), cam_threshold=0.4)
     assert not calm.mask.any()
+
+
+def test_growth_fills_the_haematoma_from_its_core_and_nothing_else():
+    # Axial slices along axis 2 (5 mm), 1 mm pixels; a skull plate on one side.
+    rng = np.random.default_rng(3)
+    shape, spacing = (48, 48, 8), (1.0, 1.0, 5.0)
+    hu = np.full(shape, 32.0, np.float32)
+    ii, jj = np.mgrid[:48, :48]
+    disc = ((ii - 24) ** 2 + (jj - 20) ** 2 <= 9 ** 2)[:, :, None]
+    haematoma = disc & (np.arange(8) >= 2)[None, None, :] & (np.arange(8) <= 5)[None, None, :]
+    far_blood = np.zeros(shape, bool)
+    far_blood[5:10, 40:45, 2:6] = True                # blood-like, not connected to the core
+    bone = np.zeros(shape, bool)
+    bone[:, 33:, :] = True
+    hu[haematoma], hu[far_blood], hu[bone] = 70.0, 70.0, 1000.0
+    hu += rng.normal(0, 5, shape).astype(np.float32)
+    intracranial = ~bone
+    core = haematoma & ((ii - 24) ** 2 + (jj - 20) ** 2 <= 3 ** 2)[:, :, None]
+    grown = grow_into_blood(core, hu, spacing, intracranial, axial_axis=2)
+    near_bone = ndimage.distance_transform_edt(~bone, sampling=spacing) <= GrowConfig().dense_margin_mm
+    assert grown[core].all()
+    assert grown[haematoma & ~near_bone].mean() > 0.9
+    assert not (grown & far_blood).any() and not (grown & near_bone).any()
+    # Beyond the haematoma at most the one-pixel edge the in-plane smoothing blurs.
+    assert not (grown & ~ndimage.binary_dilation(haematoma, np.ones((3, 3, 1), bool))).any()
+    # Off, or with nothing to grow from: the input comes back.
+    assert np.array_equal(grow_into_blood(core, hu, spacing, intracranial, 2,
+                                          GrowConfig(enabled=False)), core)
+    assert not grow_into_blood(np.zeros(shape, bool), hu, spacing, intracranial, 2).any()
 
 
 def test_mil_pooling_trains_from_scan_labels():

@@ -14,6 +14,8 @@
    CT); the final mask is the segmenter's, or its union with the pseudo-mask (the
    model's ``combination``); CT slices whose any-ICH probability is below the slice
    threshold are cleared in every mask (the classifier gates the segmenter);
+   then the final mask grows into the blood connected to it (:mod:`~.grow`: smoothed
+   calibrated HU in the blood window, away from bone, within reach of the mask);
 6. 26-connected components smaller than ``refine.min_volume_ml`` go; each remaining one
    gets the subtype with the highest classifier probability on its slices among those
    reaching their threshold (none: "unknown", label value 1);
@@ -45,7 +47,8 @@ from .classifier import mil_pool
 from .config import SUBTYPES
 from .model import ICHModel, ICHThresholds
 from .outputs_file import FILES, SLICE_COLUMNS
-from .preprocess import SliceStack, preprocess
+from .grow import grow_into_blood
+from .preprocess import SliceStack, check_ct, intracranial_mask, preprocess
 from .refine import refine
 from .segmenter import segment_stack
 
@@ -216,10 +219,16 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     shape[stack.input_axis] = -1
     gate = (per_slice[:, 0] >= model.thresholds.slice).reshape(shape)
     masks = {k: v & gate for k, v in masks.items()}
+    progress.update(0.8, "growing into the connected blood")
+    ct = check_ct(volume, config.grid)
+    hu = np.asarray(ct.array, np.float32) + np.float32(stack.hu_offset)
+    final = grow_into_blood(masks[model.combination], hu, ct.spacing,
+                            intracranial_mask(hu, config.grid.skull_hu, stack.input_axis),
+                            stack.input_axis, config.grow)
     progress.update(0.85, "components and subtypes")
     reference = Volume(np.zeros(stack.input_shape, np.uint8), stack.input_affine, stack.source)
     labels, components = label_components(
-        masks[model.combination], per_slice[:, 1:], stack.input_axis, model.thresholds,
+        final, per_slice[:, 1:], stack.input_axis, model.thresholds,
         reference.voxel_volume_ml, reference.spacing, config.refine.min_volume_ml)
     progress.update(1.0, f"{len(components)} haemorrhage component(s)")
     return ICHPrediction(

@@ -221,8 +221,7 @@ def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
     ras = ct.to_ras()
     hu_grid = _antialiased(ras, target_mm).resample_to_grid(affine, shape, order=1, fill=AIR_HU)
     hu = np.ascontiguousarray(np.moveaxis(hu_grid.array.astype(np.float32), 2, 0))
-    skull = hu > config.grid.skull_hu
-    inside = (fill_holes_slicewise(skull, 0) | ndimage.binary_fill_holes(skull)) & ~skull
+    inside = intracranial_mask(hu, config.grid.skull_hu, axial_axis=0)
     offset = brain_hu_offset(hu, inside, config.grid)
     hu += offset
     # The CT slice index of each working slice centre, then for each CT slice the nearest
@@ -235,6 +234,13 @@ def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
     input_to_working = np.abs(np.arange(ct.shape[axis])[:, None] - working_pos[None]).argmin(axis=1)
     return SliceStack(tuple(config.windows), hu, inside, affine, ct.affine.copy(), tuple(int(n) for n in ct.shape[:3]),
                       axis, input_to_working.astype(np.int64), ct.source, offset)
+
+
+def intracranial_mask(hu: np.ndarray, skull_hu: float, axial_axis: int) -> np.ndarray:
+    """Inside the skull (bool, ``hu``'s shape): holes of the bone mask, filled per axial
+    slice (a skull open at the foramen magnum still closes in-plane) and in 3D, bone out."""
+    skull = hu > skull_hu
+    return (fill_holes_slicewise(skull, axial_axis) | ndimage.binary_fill_holes(skull)) & ~skull
 
 
 def brain_hu_offset(hu: np.ndarray, intracranial: np.ndarray, grid: SliceGrid) -> float:

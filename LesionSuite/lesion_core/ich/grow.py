@@ -1,0 +1,48 @@
+"""Growth of a haemorrhage mask into the connected blood around it (:class:`GrowConfig`).
+
+The segmenter learns from pseudo-masks, which stop short of a haematoma's edge and of a
+subdural against the skull, so its mask is the core of a bleed (about half the volume
+on the synthetic benchmark). :func:`grow_into_blood` adds, on the CT's own grid, every
+voxel connected to that core through voxels that look like blood:
+
+- inside the skull, not within ``dense_margin_mm`` of bone or calcification;
+- in-plane smoothed HU (scan calibrated to the brain median) inside ``window_hu``;
+- no further than ``max_distance_mm`` from the core.
+
+Seeds outside those voxels stay as they are: growth only adds. Chosen on validation
+subjects of the randomized cohort (seeds 150000-150015): mean Dice on the scans with
+blood 0.43 -> 0.59; a false-positive seed grows too (docs/ich.md, prediction step 5).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .config import GrowConfig
+
+
+def grow_into_blood(seeds: np.ndarray, hu: np.ndarray, spacing_mm: Sequence[float],
+                    intracranial: np.ndarray, axial_axis: int,
+                    config: GrowConfig = GrowConfig()) -> np.ndarray:
+    """``seeds`` (bool, CT grid) plus the blood-like voxels connected to them.
+
+    ``hu``: the CT in HU after the scan's calibration offset, same shape as ``seeds``;
+    ``intracranial``: bool mask inside the skull; ``axial_axis``: the array axis across
+    the slices (no smoothing along it: slices are often 5 mm).
+    """
+    seeds = np.asarray(seeds, bool)
+    if not config.enabled or not seeds.any():
+        return seeds
+    spacing = np.asarray(spacing_mm, float)
+    sigma = config.smooth_sigma_mm / spacing
+    sigma[axial_axis] = 0.0
+    smooth = ndimage.gaussian_filter(np.asarray(hu, np.float32), sigma)
+    near_dense = ndimage.distance_transform_edt(hu <= config.dense_hu,
+                                                sampling=spacing) <= config.dense_margin_mm
+    near_seed = ndimage.distance_transform_edt(~seeds, sampling=spacing) <= config.max_distance_mm
+    low, high = config.window_hu
+    allowed = intracranial & ~near_dense & near_seed & (smooth >= low) & (smooth <= high)
+    return ndimage.binary_propagation(seeds & allowed, mask=allowed) | seeds
