@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from lesion_core.cmb.cleanup import CleanupConfig, cleanup, component_shape
+from scipy import ndimage
+
+from lesion_core.cmb.cleanup import CleanupConfig, blob_in_image, cleanup, component_shape
 from lesion_core.cmb.distillation import DistillationConfig, distillation_loss, soft_targets
 
 SPACING = (1.0, 1.0, 1.0)
@@ -52,6 +54,26 @@ def test_shape_measures_in_mm_on_anisotropic_grids():
     assert component_shape(rod, SPACING).elongation > 5
     config = CleanupConfig(max_elongation=1e9)                     # the rule can be relaxed
     assert cleanup(rod, SPACING, config=config)[1][0]["reason"] is None
+
+
+def test_size_is_measured_on_the_dark_blob_not_on_the_thresholded_component():
+    shape = (48, 48, 48)
+    rng = np.random.default_rng(5)
+    image = np.ones(shape, np.float32)
+    image[_sphere(shape, (14, 14, 24), 4.5)] = 0.2          # 9 mm bleed
+    image[_sphere(shape, (34, 34, 24), 2.0)] = 0.3          # 4 mm bleed
+    image = ndimage.gaussian_filter(image, 0.7) + rng.normal(0, 0.03, shape).astype(np.float32)
+    candidates = _sphere(shape, (14, 14, 24), 5.6)          # the blurred probability: 11 mm
+    candidates[34, 34, 24] = True                           # a faint one: one voxel
+    candidates[34, 10, 40] = True                           # one voxel on flat tissue
+    _, on_components = cleanup(candidates, SPACING)
+    _, on_image = cleanup(candidates, SPACING, image=image)
+    assert [r["reason"] for r in on_components] == ["too_large", "too_small", "too_small"]
+    # Components are numbered in raster order: the 9 mm bleed, flat tissue, the 4 mm one.
+    assert [r["reason"] for r in on_image] == [None, "too_small", None]
+    assert abs(on_image[0]["diameter_mm"] - 9.0) < 1.0 and abs(on_image[2]["diameter_mm"] - 4.0) < 1.0
+    # Nothing darker than its surroundings: no blob, the component's own shape is judged.
+    assert blob_in_image(np.ones(shape, np.float32), (24, 24, 24), SPACING, CleanupConfig()) is None
 
 
 def test_distillation_soft_term_is_cross_entropy_to_soft_targets():

@@ -13,6 +13,12 @@ it or names why it goes (the first failing rule, in this order):
 4. ``near_air``: the centre lies within ``min_air_distance_mm`` of air (sinuses,
    mastoids: the susceptibility blooming at air-bone interfaces is the classical mimic).
 
+Size, shape and centre are those of the **dark blob in the image** at the candidate
+(``measure_on_image``, :func:`blob_in_image`: half-depth region growing), not of the
+thresholded stage-1 component, whose extent follows the network's blur and threshold:
+judged on the component, the 10 mm rule dropped the largest bloomed bleeds (their
+probability halo reaches past 10 mm) and the 2 mm rule the faint small ones.
+
 Lengths in mm, arrays ``[i, j, k]`` on the image grid; ``spacing`` the voxel size (mm).
 """
 
@@ -38,6 +44,10 @@ class CleanupConfig:
     max_elongation: float = 2.5
     min_voxels_for_shape: int = 8
     min_air_distance_mm: float = 4.0
+    measure_on_image: bool = True
+    blob_shell_mm: tuple[float, float] = (7.0, 10.0)
+    blob_core_mm: float = 1.5
+    blob_min_depth_sd: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,58 @@ def shape_in_box(component: np.ndarray, box: tuple[slice, ...], spacing: Sequenc
                           shape.elongation)
 
 
+def blob_in_image(image: np.ndarray, centre_ijk: Sequence[float], spacing: Sequence[float],
+                  config: "CleanupConfig") -> tuple[np.ndarray, tuple[slice, ...]] | None:
+    """The dark blob of ``image`` around ``centre_ijk``: a bool crop and its box, or
+    ``None`` when nothing there is darker than its surroundings.
+
+    Half-depth region growing: the background is the median of a shell
+    ``config.blob_shell_mm`` around the centre, the depth its difference from the darkest
+    voxel within ``config.blob_core_mm``; the blob is the connected (26) set of voxels
+    darker than half-way, grown from that darkest voxel, within the shell's outer radius.
+    A depth under ``config.blob_min_depth_sd`` noise SDs (robust, of the shell) is no
+    blob: the darkest of a few voxels of flat tissue is that deep by chance.
+    The blob's size is the bleed's full width at half depth in the image, whatever threshold
+    made the candidate (the stage-1 component is a thresholded probability, larger or
+    smaller than the signal void by the network's blur).
+    """
+    spacing = np.asarray(spacing, np.float64)
+    outer = config.blob_shell_mm[1]
+    centre = np.asarray(centre_ijk, np.float64)
+    reach = np.ceil(outer / spacing).astype(int)
+    middle = np.round(centre).astype(int)
+    box = tuple(slice(max(0, m - r), min(n, m + r + 1))
+                for m, r, n in zip(middle, reach, image.shape[:3]))
+    crop = np.asarray(image[box], np.float32)
+    grid = np.meshgrid(*[(np.arange(b.start, b.stop) - c) * s
+                         for b, c, s in zip(box, centre, spacing)], indexing="ij")
+    distance = np.sqrt(sum(g ** 2 for g in grid))
+    shell = (distance >= config.blob_shell_mm[0]) & (distance <= outer)
+    core = distance <= config.blob_core_mm
+    if not shell.any() or not core.any():
+        return None
+    background = float(np.median(crop[shell]))
+    noise = 1.4826 * float(np.median(np.abs(crop[shell] - background)))
+    darkest = np.unravel_index(np.argmin(np.where(core, crop, np.inf)), crop.shape)
+    depth = background - float(crop[darkest])
+    if depth <= max(config.blob_min_depth_sd * noise, 0.0) or depth <= 0:
+        return None
+    dark = (crop <= background - depth / 2) & (distance <= outer)
+    labels, _ = ndimage.label(dark, structure=structure(26))
+    return labels == labels[darkest], box
+
+
+def measured_shape(component: ComponentShape, image: np.ndarray, spacing: Sequence[float],
+                   config: "CleanupConfig") -> ComponentShape:
+    """The shape the rules judge: that of the dark blob in ``image`` around the
+    component's centre (:func:`blob_in_image`) when ``config.measure_on_image``, else (or
+    when the image shows no blob there) the component's own."""
+    if not config.measure_on_image:
+        return component
+    found = blob_in_image(image, component.centre_ijk, spacing, config)
+    return component if found is None else shape_in_box(found[0], found[1], spacing)
+
+
 def rejection_reason(shape: ComponentShape, brain: np.ndarray | None,
                      air_distance_mm: np.ndarray | None,
                      config: CleanupConfig = CleanupConfig()) -> str | None:
@@ -97,9 +159,12 @@ def rejection_reason(shape: ComponentShape, brain: np.ndarray | None,
 
 
 def cleanup(candidates: np.ndarray, spacing: Sequence[float], brain: np.ndarray | None = None,
-            air: np.ndarray | None = None, config: CleanupConfig = CleanupConfig()
-            ) -> tuple[np.ndarray, list[dict]]:
+            air: np.ndarray | None = None, config: CleanupConfig = CleanupConfig(),
+            image: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
     """Apply the rules to every 26-connected component of ``candidates`` (bool or labels).
+
+    ``image``: the SWI on the same grid; given, size and shape are measured on its dark
+    blob at each component (:func:`measured_shape`), else on the component.
 
     Returns the kept components relabelled 1..n (``int32``) and one record per component:
     ``{"label", "kept", "reason", "diameter_mm", "elongation", "centre_ijk"}``.
@@ -114,6 +179,8 @@ def cleanup(candidates: np.ndarray, spacing: Sequence[float], brain: np.ndarray 
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         component = labels[box] == index
         shape = shape_in_box(component, box, spacing)
+        if image is not None:
+            shape = measured_shape(shape, image, spacing, config)
         reason = rejection_reason(shape, brain, air_distance, config)
         if reason is None:
             kept[box][component] = int(kept.max()) + 1

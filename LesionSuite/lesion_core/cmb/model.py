@@ -82,7 +82,8 @@ def config_from_dict(data: dict[str, Any]) -> CMBConfig:
     candidates = CandidateConfig(**stage1.pop("candidates", {}))
     stage1["features"] = tuple(stage1.get("features", Stage1Config.features))
     return CMBConfig(stage1=Stage1Config(candidates=candidates, **stage1),
-                     cleanup=CleanupConfig(**data.pop("cleanup", {})),
+                     cleanup=CleanupConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                              for k, v in data.pop("cleanup", {}).items()}),
                      sequences=tuple(data.pop("sequences", ("SWI",))), **data)
 
 
