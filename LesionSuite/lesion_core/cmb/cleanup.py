@@ -89,7 +89,7 @@ def shape_in_box(component: np.ndarray, box: tuple[slice, ...], spacing: Sequenc
 
 
 def blob_in_image(image: np.ndarray, centre_ijk: Sequence[float], spacing: Sequence[float],
-                  config: "CleanupConfig") -> tuple[np.ndarray, tuple[slice, ...]] | None:
+                  config: CleanupConfig) -> tuple[np.ndarray, tuple[slice, ...]] | None:
     """The dark blob of ``image`` around ``centre_ijk``: a bool crop and its box, or
     ``None`` when nothing there is darker than its surroundings.
 
@@ -122,7 +122,7 @@ def blob_in_image(image: np.ndarray, centre_ijk: Sequence[float], spacing: Seque
     noise = 1.4826 * float(np.median(np.abs(crop[shell] - background)))
     darkest = np.unravel_index(np.argmin(np.where(core, crop, np.inf)), crop.shape)
     depth = background - float(crop[darkest])
-    if depth <= max(config.blob_min_depth_sd * noise, 0.0) or depth <= 0:
+    if depth <= max(config.blob_min_depth_sd * noise, 0.0):
         return None
     dark = (crop <= background - depth / 2) & (distance <= outer)
     labels, _ = ndimage.label(dark, structure=structure(26))
@@ -130,7 +130,7 @@ def blob_in_image(image: np.ndarray, centre_ijk: Sequence[float], spacing: Seque
 
 
 def measured_shape(component: ComponentShape, image: np.ndarray, spacing: Sequence[float],
-                   config: "CleanupConfig") -> ComponentShape:
+                   config: CleanupConfig) -> ComponentShape:
     """The shape the rules judge: that of the dark blob in ``image`` around the
     component's centre (:func:`blob_in_image`) when ``config.measure_on_image``, else (or
     when the image shows no blob there) the component's own."""

@@ -198,7 +198,8 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     start = time.perf_counter()
     config = model.config
     progress.update(0.02, "checking and resampling the CT")
-    stack = preprocess(volume, config)
+    ct = check_ct(volume, config.grid)
+    stack = preprocess(ct, config)
     progress.update(0.2, "classifier and class activation map")
     cam, scan_probabilities = classify(model, stack, precision)
     progress.update(0.5, "segmenter")
@@ -220,7 +221,6 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     gate = (per_slice[:, 0] >= model.thresholds.slice).reshape(shape)
     masks = {k: v & gate for k, v in masks.items()}
     progress.update(0.8, "growing into the connected blood")
-    ct = check_ct(volume, config.grid)
     hu = np.asarray(ct.array, np.float32) + np.float32(stack.hu_offset)
     final = grow_into_blood(masks[model.combination], hu, ct.spacing,
                             intracranial_mask(hu, config.grid.skull_hu, stack.input_axis),
