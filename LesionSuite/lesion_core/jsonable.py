@@ -27,3 +27,8 @@ def json_safe(value: Any) -> Any:
         value = float(value)
         return value if math.isfinite(value) else None
     return value
+
+
+def dataclass_from_json(cls, data: dict[str, Any]):
+    """``cls(**data)`` with every list turned back into the tuple that JSON made it."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -20,7 +20,7 @@ import torch
 
 from ..bundle import BundleMetadata, NetworkSpec
 from ..errors import InvalidImageError
-from ..jsonable import json_safe
+from ..jsonable import dataclass_from_json, json_safe
 from ..labels import CMB
 from ..tasks import ModelCard, TaskModel, get_task, load_model
 from .candidates import CandidateConfig
@@ -82,8 +82,7 @@ def config_from_dict(data: dict[str, Any]) -> CMBConfig:
     candidates = CandidateConfig(**stage1.pop("candidates", {}))
     stage1["features"] = tuple(stage1.get("features", Stage1Config.features))
     return CMBConfig(stage1=Stage1Config(candidates=candidates, **stage1),
-                     cleanup=CleanupConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                              for k, v in data.pop("cleanup", {}).items()}),
+                     cleanup=dataclass_from_json(CleanupConfig, data.pop("cleanup", {})),
                      sequences=tuple(data.pop("sequences", ("SWI",))), **data)
 
 

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..jsonable import json_safe
+from ..jsonable import dataclass_from_json, json_safe
 from ..labels import ICH_SUBTYPE_ORDER as SUBTYPES  # the five subtypes, label-value order
 from ..training.augment import AcquisitionAugment
 from ..training.config import OptimConfig
@@ -341,17 +341,13 @@ def config_to_dict(config: ICHConfig) -> dict[str, Any]:
     return json_safe(dataclasses.asdict(config))
 
 
-def _build(cls, data: dict[str, Any]):
-    # JSON turned every tuple into a list.
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
 def config_from_dict(data: dict[str, Any]) -> ICHConfig:
     """Inverse of :func:`config_to_dict`; unknown keys raise ``TypeError``."""
     data = dict(data)
     parts = {"grid": SliceGrid, "classifier": ClassifierConfig, "cam": CAMConfig,
              "refine": RefineConfig, "segmenter": SegmenterConfig, "grow": GrowConfig}
-    kwargs: dict[str, Any] = {k: _build(cls, data.pop(k)) for k, cls in parts.items() if k in data}
+    kwargs: dict[str, Any] = {k: dataclass_from_json(cls, data.pop(k))
+                              for k, cls in parts.items() if k in data}
     if "windows" in data:
         kwargs["windows"] = tuple(Window(**w) for w in data.pop("windows"))
     if data:
