@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..baselines.masks import dilate_mm, sigma_voxels
 from .config import GrowConfig
 
 
@@ -36,13 +37,11 @@ def grow_into_blood(seeds: np.ndarray, hu: np.ndarray, spacing_mm: Sequence[floa
     seeds = np.asarray(seeds, bool)
     if not config.enabled or not seeds.any():
         return seeds
-    spacing = np.asarray(spacing_mm, float)
-    sigma = config.smooth_sigma_mm / spacing
+    sigma = sigma_voxels(config.smooth_sigma_mm, spacing_mm)
     sigma[axial_axis] = 0.0
     smooth = ndimage.gaussian_filter(np.asarray(hu, np.float32), sigma)
-    near_dense = ndimage.distance_transform_edt(hu <= config.dense_hu,
-                                                sampling=spacing) <= config.dense_margin_mm
-    near_seed = ndimage.distance_transform_edt(~seeds, sampling=spacing) <= config.max_distance_mm
+    near_dense = dilate_mm(hu > config.dense_hu, config.dense_margin_mm, spacing_mm)
+    near_seed = dilate_mm(seeds, config.max_distance_mm, spacing_mm)
     low, high = config.window_hu
     allowed = intracranial & ~near_dense & near_seed & (smooth >= low) & (smooth <= high)
     return ndimage.binary_propagation(seeds & allowed, mask=allowed) | seeds
