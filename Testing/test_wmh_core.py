@@ -23,7 +23,7 @@ from lesion_core.wmh.consistency import Transform, consistency_loss, random_tran
 from lesion_core.wmh.data import (RatingsDataset, RatingsTableError, known_transform_masks,
                                   parse_rows, read_ratings_table, table_from_synthetic_cohort,
                                   write_ratings_table)
-from lesion_core.wmh.losses import rating_loss
+from lesion_core.wmh.losses import localization_loss, rating_loss
 from lesion_core.wmh.network import DualTaskerNet
 from lesion_core.wmh.train import train
 
@@ -252,6 +252,29 @@ def _settings(steps: int, **optim) -> TrainConfig:
     return TrainConfig(optim=OptimConfig(steps=steps, batch_size=2, lr=3e-3, seed=0,
                                          device="cpu", precision="fp32", deterministic=True,
                                          **optim))
+
+
+def test_localization_negatives_are_regions_rated_zero_and_the_outside():
+    # one subject, 4x4x4 grid: brain = the inner 2x2x2 block, split between regions 1
+    # (rated 0) and 2 (rated 2); the rest of the brain is unrated region 3.
+    regions = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    brain = torch.zeros(1, 4, 4, 4, dtype=torch.bool)
+    brain[:, 1:3, 1:3, 1:3] = True
+    regions[:, 1:3, 1:3, 1] = 1
+    regions[:, 1:3, 1:2, 2] = 2
+    regions[:, 1:3, 2:3, 2] = 3
+    ratings = torch.full((1, 10), math.nan)
+    ratings[0, 0], ratings[0, 1] = 0.0, 2.0
+    quiet = torch.zeros(1, 1, 4, 4, 4)
+    assert float(localization_loss(quiet, regions, brain, ratings).negative) < 1e-5
+    for where, counts in ((regions == 1, True), (~brain, True), (regions == 2, False),
+                          (regions == 3, False)):
+        act = quiet.clone()
+        act[:, 0][where] = 0.9
+        loss = localization_loss(act, regions, brain, ratings)
+        assert (float(loss.negative) > 0.1) == counts, where
+        inside = bool((where & brain).any())
+        assert (float(loss.sparsity) > 0) == inside
 
 
 def test_training_lowers_the_rating_loss(cohort):

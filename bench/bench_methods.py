@@ -117,7 +117,8 @@ def _wmh_learned(case, folder: str | None = None, t1: bool = False,
     modality = "T1" if t1 else "FLAIR"
     result = predict(case.images[modality], _wmh_model(folder, t1))
     return Prediction(labels=result.labels, rating=result.total if rates else None,
-                      extra={"modality": modality, "levels": result.levels if rates else None})
+                      extra={"modality": modality, "levels": result.levels if rates else None,
+                             "region_ml": result.region_ml})
 
 
 @register("wmh_dualtasker", kind="wmh",

@@ -21,6 +21,7 @@ import numpy as np
 from lesion_core.metrics import (classification_scores, detect_by_distance, detect_by_overlap,
                                  rating_agreement, segmentation_scores, summarize_detections)
 from lesion_core.metrics.detection import DetectionCounts
+from lesion_core.wmh.agreement import agreement as rating_segmentation_agreement
 from lesion_core.wmh.evaluate import case_scores
 
 
@@ -46,6 +47,7 @@ def _wmh_case(case, prediction) -> dict:
     if levels:
         truth = case.targets.get("arwmc", {})
         out["region_levels"] = [[truth[r], levels[r]] for r in levels if r in truth]
+        out["agreement"] = rating_segmentation_agreement(levels, prediction.extra["region_ml"])
     return out
 
 
@@ -111,6 +113,20 @@ def _wmh_summary(rows: list[dict]) -> list:
         out += [("ARWMC total MAE", agreement.mae, "pooled"),
                 ("ARWMC total kappa (quadratic)", agreement.kappa, "pooled"),
                 ("ARWMC total Pearson r", agreement.pearson_r, "pooled")]
+        low = [r for r in rated if r["rating_true"] <= 3]
+        if low:
+            out += [("ARWMC total MAE, scans rated 0-3",
+                     float(np.mean([abs(r["rating_pred"] - r["rating_true"]) for r in low])),
+                     f"{len(low)} scans")]
+        zero = [r["rating_pred"] for r in rated if r["rating_true"] == 0]
+        if zero:
+            out += [("ARWMC total predicted, scans rated 0 (largest)", float(max(zero)),
+                     f"{len(zero)} scans")]
+    if any(r.get("agreement") is not None for r in rows):
+        out += [("rating/segmentation agreement",
+                 _stat(r.get("agreement") for r in rows),
+                 "per case: fraction of region-sides whose segmented volume lies in the "
+                 "range of the predicted level")]
     pairs = [p for r in rows for p in r.get("region_levels") or []]
     if pairs:
         regional = rating_agreement([t for t, _ in pairs], [p for _, p in pairs], max_rating=3)

@@ -149,6 +149,9 @@ class TrainConfig:
             rating loss is to move activation; a free head learns the rating distribution
             first and the map never has to explain anything (predicted totals collapse to
             the cohort mean).
+        negative_weight: weight of the voxel negatives (regions rated 0 and everything
+            outside the brain; :func:`~lesion_core.wmh.losses.localization_loss`).
+        sparsity_weight: weight of the mean activation over the brain.
     """
 
     optim: OptimConfig = WMH_OPTIM
@@ -161,6 +164,8 @@ class TrainConfig:
     acquisition: AcquisitionAugment = WMH_ACQUISITION
     rating_on_transformed: bool = True
     freeze_rating_head: bool = True
+    negative_weight: float = 1.0
+    sparsity_weight: float = 0.2
 
 
 def task_fingerprint(config: DualTaskerConfig, train_config: TrainConfig,

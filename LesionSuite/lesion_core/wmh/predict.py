@@ -18,7 +18,9 @@ Steps of :func:`predict`:
 4. the map goes back to the image grid (trilinear) and is thresholded there, so the mask
    has the image's own resolution: DualTasker keeps voxels whose activation is above the
    calibrated level **and** whose FLAIR is above the calibrated brain percentile; the T1
-   mode keeps voxels whose probability is above its level;
+   mode keeps voxels whose probability is above its level. The DualTasker's mask then
+   keeps nothing in a region-side its head rates 0 (:mod:`.agreement`: the segmentation
+   honours its own rating), and the map is 0 outside the brain;
 5. volumes (mL) per ARWMC region-side and per zone from the mask on the image grid (both
    add up to the lesion volume, as the mask lies in the brain);
    the DualTasker's ratings come from its ordinal head (per region-side: the expected
@@ -43,6 +45,7 @@ from ..atlas.arwmc import REGIONS
 from ..training import autocast
 from ..validation import Modality, validate_image
 from ..volume import Volume
+from .agreement import agreement, rating_consistent_mask
 from .atlases import SubjectAtlases, atlases_on_image, subject_atlases
 from .calibrate import segment
 from .model import WMHModel
@@ -60,7 +63,8 @@ class WMHPrediction:
 
     Attributes:
         labels: ``uint8`` mask (1 = WMH).
-        activation: ``float32`` map in [0, 1] (DualTasker activation or T1 probability).
+        activation: ``float32`` map in [0, 1] (DualTasker activation or T1 probability),
+            0 outside the brain.
         atlases: the subject's brain mask and atlases.
         ratings: expected ARWMC rating per region-side (0-3); ``None`` in the T1 mode.
         levels: most probable rating per region-side (0-3); ``None`` in the T1 mode.
@@ -87,6 +91,12 @@ class WMHPrediction:
         """ARWMC total (0-30): the sum of the per-region levels."""
         return None if self.levels is None else int(sum(self.levels.values()))
 
+    @property
+    def agreement(self) -> float | None:
+        """Fraction of region-sides whose segmented volume lies in the range of their
+        predicted level (:mod:`.agreement`); ``None`` in the T1 mode."""
+        return None if self.levels is None else agreement(self.levels, self.region_ml)
+
     def rating_rows(self) -> list[dict]:
         """One row per region-side: region, side, rating (expected), level, lesion_ml."""
         rows = []
@@ -102,6 +112,7 @@ class WMHPrediction:
         """Everything but the images, as plain JSON values."""
         return json_safe({"model": self.model_id, "model_version": self.model_version,
                           "modality": self.modality, "arwmc_total": self.total,
+                          "rating_segmentation_agreement": self.agreement,
                           "ratings": self.ratings, "levels": self.levels,
                           "lesion_ml": self.lesion_ml, "brain_ml": self.brain_ml,
                           "region_ml": self.region_ml, "zone_ml": self.zone_ml,
@@ -159,14 +170,16 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
         flair = np.nan_to_num(np.asarray(image.array, np.float32)) / (
             np.where(bias > 0, bias, 1.0) * data.scale)
         mask = segment(activation.array, flair, brain, config.thresholds)
-    voxel_ml = float(np.prod(image.spacing)) / 1000.0
     arwmc = np.asarray(atlases.arwmc.array)
+    if levels is not None:
+        mask = rating_consistent_mask(mask, arwmc, levels)
+    voxel_ml = float(np.prod(image.spacing)) / 1000.0
     region_ml = {name: float(np.sum(mask & (arwmc == i + 1)) * voxel_ml)
                  for i, name in enumerate(REGIONS)}
     progress.update(1.0, "done")
     return WMHPrediction(
         labels=image.with_array(mask.astype(np.uint8)),
-        activation=image.with_array(activation.array.astype(np.float32)),
+        activation=image.with_array(np.where(brain, activation.array, 0.0).astype(np.float32)),
         atlases=atlases, ratings=ratings, levels=levels, region_ml=region_ml,
         zone_ml=zone_volumes_ml(mask, atlases.zones.array, voxel_ml),
         lesion_ml=float(mask.sum() * voxel_ml), brain_ml=float(brain.sum() * voxel_ml),

@@ -8,6 +8,8 @@ slices...): ``x'' = A(T(x))``. The network runs on ``x`` and ``x''`` and the los
 
     rating_loss(x) [+ rating_loss(x'') with T's regions and ratings, averaged]
     + consistency_weight * mean_valid (act(x'') - T(act(x)))**2
+    + negative_weight * BCE(act, 0) over regions rated 0 and outside the brain
+    + sparsity_weight * mean activation over the brain (both branches, averaged)
 
 so the map must follow T and ignore the acquisition (the paper's transformation
 invariance, with the acquisition as part of T). The transformed branch uses the gate of
@@ -30,7 +32,7 @@ from .config import DualTaskerConfig, TrainConfig, task_fingerprint
 from .consistency import consistency_pair, random_transform
 from .data import (Masker, RatingSample, RatingsDataset, collate, next_batch,
                    read_ratings_table)
-from .losses import rating_loss
+from .losses import localization_loss, rating_loss
 from .network import DualTaskerNet
 from .preprocess import randomize_acquisition
 
@@ -89,12 +91,22 @@ def _loss(train_config: TrainConfig):
             net, batch["image"], batch["regions"], transform, moved_image=batch["moved"])
         rated = rating_loss(outputs, batch["region_ratings"], batch["total"], weight)
         rating = rated.loss
+        moved_ratings = transform.ratings(batch["region_ratings"])
         if train_config.rating_on_transformed:
-            rated_t = rating_loss(moved, transform.ratings(batch["region_ratings"]),
-                                  batch["total"], weight)
+            rated_t = rating_loss(moved, moved_ratings, batch["total"], weight)
             rating = 0.5 * (rating + rated_t.loss)
-        return {"loss": rating + train_config.consistency_weight * consistency,
-                "rating_loss": rating, "consistency_loss": consistency,
+        local = localization_loss(outputs["activation"], batch["regions"], batch["brain"],
+                                  batch["region_ratings"])
+        moved_brain = transform.map(batch["brain"][:, None].float())[:, 0] > 0.5
+        local_t = localization_loss(moved["activation"], transform.regions(batch["regions"]),
+                                    moved_brain, moved_ratings)
+        negative = 0.5 * (local.negative + local_t.negative)
+        sparsity = 0.5 * (local.sparsity + local_t.sparsity)
+        total_loss = (rating + train_config.consistency_weight * consistency
+                      + train_config.negative_weight * negative
+                      + train_config.sparsity_weight * sparsity)
+        return {"loss": total_loss, "rating_loss": rating, "consistency_loss": consistency,
+                "negative_loss": negative, "sparsity": sparsity,
                 "ordinal": rated.ordinal, "total": rated.total}
     return loss
 
