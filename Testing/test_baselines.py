@@ -231,3 +231,22 @@ def test_ich_threshold_on_synthetic_subject():
     truth = label.with_array(((label.array >= 1) & (label.array <= 5)).astype(np.uint8))
     pred = segment_ich_threshold(ct)
     assert dice(pred, truth) > 0.2
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.14, 1.14, 1.9), (0.5, 0.5, 5.0)])
+def test_morphology_in_mm_is_the_distance_rule_whatever_the_method(spacing):
+    # Small radii run as ball-shaped structuring elements, large ones as distance maps;
+    # both must give the sets the docstrings define by centre-to-centre distance.
+    from scipy import ndimage
+
+    from lesion_core.baselines.masks import dilate_mm, erode_mm
+
+    rng = np.random.default_rng(3)
+    mask = ndimage.gaussian_filter(rng.random((30, 34, 24)), 2) > 0.5
+    mask[0] = True                                    # touches the border: eroded there
+    for radius in (0.9, 1.5, 2.0, 3.0, 6.0):
+        inside = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)
+        assert np.array_equal(erode_mm(mask, radius, spacing),
+                              inside[1:-1, 1:-1, 1:-1] > radius), radius
+        assert np.array_equal(dilate_mm(mask, radius, spacing),
+                              ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius)

@@ -170,3 +170,22 @@ def test_the_same_image_registers_to_the_same_transform(subjects, registrations)
     first = registrations[(seed, modality)]
     assert again.metric == first.metric
     assert np.array_equal(again.subject_ras_to_mni, first.subject_ras_to_mni)
+
+
+def test_the_rendered_template_is_read_from_disk_in_a_new_process(tmp_path, monkeypatch):
+    import lesion_core.registration as registration
+
+    monkeypatch.setenv("LESION_SUITE_CACHE", str(tmp_path))
+    template_image.cache_clear()
+    first = template_image("T1", 6.0)
+    assert len(list(tmp_path.glob("mni_rendered_T1_6mm_*.npz"))) == 1
+
+    def no_rendering(*args):
+        raise AssertionError("rendered again instead of read from the cache")
+
+    monkeypatch.setattr(registration, "_render_template", no_rendering)
+    template_image.cache_clear()                       # what a new process starts with
+    again = template_image("T1", 6.0)
+    for a, b in zip(first, again):
+        assert np.array_equal(a.array, b.array) and np.allclose(a.affine, b.affine)
+    template_image.cache_clear()

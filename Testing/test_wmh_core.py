@@ -366,10 +366,13 @@ def test_acquisition_randomization_keeps_the_brain_median_and_the_outside():
 def test_calibration_uses_ratings_only():
     rng = np.random.default_rng(0)
     cases = []
+    # lesion volumes in the Wahlund range of each rating: 0, 0.5, 4.9 and 15.6 mL
+    boxes = {0: (0, 0, 0), 1: (2, 3, 3), 2: (5, 6, 6), 3: (9, 8, 8)}
     for index in range(8):
         rating = index % 4
         flair = rng.normal(1.0, 0.05, (20, 20, 20)).astype(np.float32)
-        flair[2:2 + 3 * rating, 5:9, 5:9] += 1.0            # lesion grows with the rating
+        a, b, c = boxes[rating]
+        flair[2:2 + a, 5:5 + b, 5:5 + c] += 1.0
         regions = np.ones(flair.shape, np.int64)
         activation = np.clip(flair - 1.0, 0, 1)
         cases.append(CalibrationCase(activation, flair, np.ones(flair.shape, bool), regions,
@@ -377,9 +380,9 @@ def test_calibration_uses_ratings_only():
     best, table = calibrate_thresholds(cases, voxel_ml=0.027)
     assert len(table) > 10 and best.activation_level is not None
     assert max(row["score"] for row in table) > 0.9
-    mask = segment(cases[3].activation, cases[3].flair, cases[3].brain, best)
-    assert 0 < mask.sum() <= 200
-    assert segment(cases[0].activation, cases[0].flair, cases[0].brain, best).sum() < mask.sum()
+    mask = segment(cases[2].activation, cases[2].flair, cases[2].brain, best)
+    assert 120 <= mask.sum() <= 200                           # most of the 180-voxel lesion
+    assert segment(cases[0].activation, cases[0].flair, cases[0].brain, best).sum() <= 2
     assert SegmentThresholds().activation_level is None
 
 

@@ -18,13 +18,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from .atlas.tissues import MODALITIES, TISSUE_MEANS, tissue_mixture
+from .baselines.masks import dilate_mm, erode_mm
 from .errors import InvalidImageError, LesionSuiteError
 from .volume import Volume
+
+#: What the on-disk template caches are derived by: a change of this module or of the
+#: tissue means renders them again.
+_CODE_SOURCES = (Path(__file__).read_text(), repr(TISSUE_MEANS))
 
 #: RAS <-> LPS: flip the first two world axes (its own inverse).
 _FLIP = np.diag([-1.0, -1.0, 1.0])
@@ -109,22 +115,9 @@ def _ras_matrix(transform) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ the template
-@lru_cache(maxsize=8)
-def template_image(modality: str, spacing_mm: float = 3.0) -> tuple[Volume, Volume, Volume]:
-    """The MNI template rendered for ``modality``, on an RAS grid of ``spacing_mm`` (mm).
-
-    Intensity = the partial-volume mixture of the template's tissue maps (grey and white
-    matter, deep grey matter, CSF, ventricles, skull, scalp, air) weighted by the centre
-    values of :data:`lesion_core.atlas.tissues.TISSUE_MEANS` for the modality (MR:
-    relative to white matter; CT: HU), smoothed by a Gaussian of FWHM = ``spacing_mm`` and
-    sampled every ``spacing_mm``. Returns ``(image, head, brain)``: the image (float32) and
-    two masks (uint8): the head (brain, CSF, skull, scalp) dilated by 6 mm, and the brain
-    dilated by 4 mm. Arrays are ``[i, j, k]``; the affines map voxels to MNI mm.
-    """
+def _render_template(modality: str, spacing_mm: float) -> dict[str, np.ndarray]:
     from .atlas.template import load_template
 
-    if modality not in TISSUE_MEANS:
-        raise ValueError(f"unknown modality {modality!r}; choose from {MODALITIES}")
     template = load_template()
     parts = tissue_mixture(template.maps)
     image = sum(parts[t] * TISSUE_MEANS[modality][t][0] for t in parts)
@@ -136,9 +129,49 @@ def template_image(modality: str, spacing_mm: float = 3.0) -> tuple[Volume, Volu
     head = ((maps["scalp"] + maps["skull"] + maps["csf"] + maps["air"]) > 0.1) | template.brain
     head = ndimage.binary_dilation(ndimage.binary_fill_holes(head[sub]), iterations=max(round(6 / step), 1))
     brain = ndimage.binary_dilation(template.brain[sub], iterations=max(round(4 / step), 1))
-    return (Volume(image.astype(np.float32), affine, "MNI152 template"),
-            Volume(head.astype(np.uint8), affine, "MNI152 head mask"),
-            Volume(brain.astype(np.uint8), affine, "MNI152 brain mask"))
+    return {"image": image.astype(np.float32), "head": head.astype(np.uint8),
+            "brain": brain.astype(np.uint8), "affine": affine}
+
+
+@lru_cache(maxsize=8)
+def template_image(modality: str, spacing_mm: float = 3.0) -> tuple[Volume, Volume, Volume]:
+    """The MNI template rendered for ``modality``, on an RAS grid of ``spacing_mm`` (mm).
+
+    Intensity = the partial-volume mixture of the template's tissue maps (grey and white
+    matter, deep grey matter, CSF, ventricles, skull, scalp, air) weighted by the centre
+    values of :data:`lesion_core.atlas.tissues.TISSUE_MEANS` for the modality (MR:
+    relative to white matter; CT: HU), smoothed by a Gaussian of FWHM = ``spacing_mm`` and
+    sampled every ``spacing_mm``. Returns ``(image, head, brain)``: the image (float32) and
+    two masks (uint8): the head (brain, CSF, skull, scalp) dilated by 6 mm, and the brain
+    dilated by 4 mm. Arrays are ``[i, j, k]``; the affines map voxels to MNI mm.
+
+    Rendering takes seconds, so it is cached on disk (like the template itself) and every
+    later process only reads it.
+    """
+    from .atlas.template import cached_arrays
+
+    if modality not in TISSUE_MEANS:
+        raise ValueError(f"unknown modality {modality!r}; choose from {MODALITIES}")
+    stored = cached_arrays(f"mni_rendered_{modality}_{float(spacing_mm):g}mm",
+                           lambda: _render_template(modality, float(spacing_mm)),
+                           *_CODE_SOURCES)
+    affine = stored["affine"]
+    return (Volume(stored["image"], affine, "MNI152 template"),
+            Volume(stored["head"], affine, "MNI152 head mask"),
+            Volume(stored["brain"], affine, "MNI152 brain mask"))
+
+
+def _template_brain() -> tuple[np.ndarray, np.ndarray]:
+    """The template's brain mask (uint8) and its affine, cached on disk: carrying it is
+    all :func:`brain_mask` needs of the template, whose full load costs a second or two."""
+    from .atlas.template import cached_arrays, load_template
+
+    def build() -> dict[str, np.ndarray]:
+        template = load_template()
+        return {"brain": template.brain.astype(np.uint8), "affine": template.affine}
+
+    stored = cached_arrays("mni_brain", build, *_CODE_SOURCES)
+    return stored["brain"], stored["affine"]
 
 
 # -------------------------------------------------------------------------- the result
@@ -370,10 +403,8 @@ def brain_mask(volume: Volume, registration: MNIRegistration, modality: str) -> 
     4. a closing of 2 mm radius (sulcal CSF enclosed by tissue), holes filled, and the
        largest connected component.
     """
-    from .atlas.template import load_template
-
-    template = load_template()
-    carried = registration.carry_mni_map(template.brain, template.affine, order=1, grid=volume).array > 0.5
+    template_brain, template_affine = _template_brain()
+    carried = registration.carry_mni_map(template_brain, template_affine, order=1, grid=volume).array > 0.5
     spacing, full = volume.spacing, np.zeros(carried.shape, bool)
     if carried.sum() < 100:
         raise RegistrationError("the registered brain lies outside this image", _FIX, volume.source)
@@ -382,19 +413,19 @@ def brain_mask(volume: Volume, registration: MNIRegistration, modality: str) -> 
     box = tuple(slice(max(s.start - m, 0), s.stop + m)
                 for s, m in zip(ndimage.find_objects(carried.astype(np.uint8))[0], margin))
     carried = carried[box]
-    inside, outside = _distance_mm(~carried, spacing), _distance_mm(carried, spacing)  # mm
+    inside = _distance_mm(~carried, spacing)  # mm to the outside of the carried mask
     data = np.nan_to_num(np.asarray(volume.array[box], dtype=np.float32))
     core = inside > CORE_DEPTH_MM if np.sum(inside > CORE_DEPTH_MM) > 50 else carried
     low, high = _brain_range(data[core], modality)
     tissue = (data >= low) & (data <= high)
     keep = (inside > BAND_MM) | (carried & tissue)
-    grow = (~carried) & (outside <= GROW_MM) & tissue
-    opened = _distance_mm(_distance_mm(~(keep | grow), spacing) > OPENING_MM, spacing) <= OPENING_MM
+    grow = (~carried) & dilate_mm(carried, GROW_MM, spacing) & tissue
+    opened = dilate_mm(erode_mm(keep | grow, OPENING_MM, spacing), OPENING_MM, spacing)
     labels, _ = ndimage.label(keep | (grow & opened))
     connected = np.isin(labels, np.unique(labels[keep & (labels > 0)]))
     mask = keep | (grow & connected)
     mask = ndimage.binary_fill_holes(  # closing, then holes filled
-        _distance_mm(_distance_mm(mask, spacing) > CLOSING_MM, spacing) > CLOSING_MM)
+        erode_mm(dilate_mm(mask, CLOSING_MM, spacing), CLOSING_MM, spacing))
     labels, count = ndimage.label(mask)
     full[box] = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1) if count > 1 else mask
     out = volume.with_array(full.astype(np.uint8))

@@ -39,6 +39,25 @@ def smooth_mm(array: np.ndarray, sigma_mm: float, spacing: Sequence[float]) -> n
     return ndimage.gaussian_filter(data, sigma_voxels(sigma_mm, spacing), mode="nearest")
 
 
+#: Largest ball (in voxels) applied as a structuring element; a larger radius is
+#: computed with a distance transform instead, whose cost does not grow with the radius.
+_MAX_BALL_VOXELS = 125
+
+
+def _ball(radius_mm: float, spacing: Sequence[float]) -> np.ndarray | None:
+    """Structuring element of the voxel offsets within ``radius_mm`` (mm), or ``None``
+    when it has more than :data:`_MAX_BALL_VOXELS` voxels. Morphology with it gives the
+    same sets as the distance-transform rules below (both compare centre-to-centre
+    distances with the radius), a few times faster for the small radii of mask clean-up."""
+    reach = np.floor(float(radius_mm) / np.asarray(spacing, dtype=np.float64)).astype(int)
+    if np.prod(2 * reach + 1) > 4 * _MAX_BALL_VOXELS:
+        return None
+    axes = [np.arange(-r, r + 1) * float(d) for r, d in zip(reach, spacing)]
+    grid = np.meshgrid(*axes, indexing="ij")
+    ball = sum(g ** 2 for g in grid) <= float(radius_mm) ** 2 * (1 + 1e-12)
+    return ball if ball.sum() <= _MAX_BALL_VOXELS else None
+
+
 def erode_mm(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
     """Voxels of ``mask`` farther than ``radius_mm`` (mm) from any background voxel.
 
@@ -47,6 +66,9 @@ def erode_mm(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> np
     mask = np.asarray(mask, dtype=bool)
     if radius_mm <= 0 or not mask.any():
         return mask.copy()
+    ball = _ball(radius_mm, spacing)
+    if ball is not None:  # kept when no background voxel lies within the ball
+        return ndimage.binary_erosion(mask, ball, border_value=0)
     padded = np.pad(mask, 1)
     distance = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
     return distance > radius_mm
@@ -57,6 +79,9 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> n
     mask = np.asarray(mask, dtype=bool)
     if radius_mm <= 0 or not mask.any():
         return mask.copy()
+    ball = _ball(radius_mm, spacing)
+    if ball is not None:
+        return ndimage.binary_dilation(mask, ball)
     return ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius_mm
 
 

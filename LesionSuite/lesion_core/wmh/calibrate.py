@@ -11,10 +11,12 @@ hyperintense. Both are percentile thresholds (:class:`SegmentThresholds`):
   divided by its brain median, so one level means the same contrast in every subject).
 
 :func:`calibrate_thresholds` tries a grid of percentile pairs and keeps the pair whose
-segmented volumes best explain the ratings: the mean of the Spearman correlations of
-(a) segmented total volume vs rated total over subjects and (b) segmented regional volume
-vs regional rating over the rated (subject, region) pairs, whichever are available. Only
-ratings enter; voxel truth is neither an argument nor read.
+segmented volumes best explain the ratings (:func:`ratings_explained`): the mean of a rank
+score (the Spearman correlations of (a) segmented total volume vs rated total over
+subjects and (b) segmented regional volume vs regional rating over the rated (subject,
+region) pairs, whichever are available) and of the level agreement (the fraction of rated
+region-sides whose segmented volume lies in the Wahlund volume range of the rated level,
+:mod:`.agreement`). Only ratings enter; voxel truth is neither an argument nor read.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from ..atlas.arwmc import REGIONS
+from .agreement import agrees
 from .config import SegmentThresholds
 
 ACTIVATION_PERCENTILES = (90.0, 93.0, 95.0, 97.0, 98.0, 99.0, 99.5)
@@ -76,10 +80,14 @@ def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(rho) if np.isfinite(rho) else -1.0
 
 
-def rating_agreement(cases: Sequence[CalibrationCase], thresholds: SegmentThresholds,
-                     voxel_ml: float) -> float:
-    """How well the segmented volumes explain the ratings (mean Spearman rho, -1..1)."""
-    volumes, totals, regional, rated = [], [], [], []
+def ratings_explained(cases: Sequence[CalibrationCase], thresholds: SegmentThresholds,
+                      voxel_ml: float) -> float:
+    """How well the segmented volumes explain the ratings (-1..1): the mean of the rank
+    score (mean Spearman rho of the totals and of the region-sides) and the level
+    agreement (fraction of rated region-sides whose segmented volume lies in the range of
+    the rated level, :mod:`.agreement`), so that a threshold must put the volumes in the
+    right range, not only in the right order."""
+    volumes, totals, regional, rated, hits = [], [], [], [], []
     for case in cases:
         mask = segment(case.activation, case.flair, case.brain, thresholds)
         if math.isfinite(case.total):
@@ -87,10 +95,15 @@ def rating_agreement(cases: Sequence[CalibrationCase], thresholds: SegmentThresh
             totals.append(case.total)
         for index, rating in enumerate(case.region_ratings):
             if math.isfinite(rating):
-                regional.append((mask & (case.regions == index + 1)).sum() * voxel_ml)
+                volume = (mask & (case.regions == index + 1)).sum() * voxel_ml
+                regional.append(volume)
                 rated.append(rating)
+                hits.append(agrees(REGIONS[index], int(rating), volume))
     scores = [_spearman(v, r) for v, r in ((volumes, totals), (regional, rated)) if len(v) >= 3]
-    return float(np.mean(scores)) if scores else -1.0
+    if not scores:
+        return -1.0
+    rank = float(np.mean(scores))
+    return 0.5 * (rank + float(np.mean(hits))) if hits else rank
 
 
 def calibrate_thresholds(cases: Sequence[CalibrationCase], voxel_ml: float,
@@ -111,7 +124,7 @@ def calibrate_thresholds(cases: Sequence[CalibrationCase], voxel_ml: float,
         for p_flair in flair_percentiles:
             candidate = SegmentThresholds(float(p_act), float(p_flair), level,
                                           flair_levels[p_flair])
-            score = rating_agreement(cases, candidate, voxel_ml)
+            score = ratings_explained(cases, candidate, voxel_ml)
             table.append({"activation_percentile": float(p_act), "flair_percentile": float(p_flair),
                           "activation_level": level, "flair_level": flair_levels[p_flair],
                           "score": score})
