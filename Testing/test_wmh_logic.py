@@ -154,6 +154,13 @@ def test_flair_gives_segmentation_overlay_table_and_regions_on_the_input_grid(
     assert all(r["reader_rating"] == "" for r in rows)
     assert result.table.GetLocked()
     assert result.total == expected.total and result.model_version == "1.0"
+    # The rating and the mask it comes with agree region by region: no lesion voxel where
+    # the level is 0, and the agreement the widget shows is the prediction's.
+    levels = [expected.levels[k] for k in REGIONS]
+    for index, level in enumerate(levels):
+        if level == 0:
+            assert not (exported.array & (expected.atlases.arwmc.array == index + 1)).any()
+    assert result.agreement == pytest.approx(expected.agreement)
 
     # Region atlas: one named segment per region-side present, hidden until asked for.
     present = sorted(int(v) for v in np.unique(expected.atlases.arwmc.array) if v)

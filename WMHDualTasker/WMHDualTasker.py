@@ -126,6 +126,9 @@ class WMHDualTaskerWidget(TaskWidget):
                 total = _("not rated in the T1 mode")
             else:
                 total = _("{total} (predicted)").format(total=result.total)
+            if result.agreement is not None:
+                total += _(", segmentation agrees with it in {percent:.0f}% of "
+                           "region-sides").format(percent=100.0 * result.agreement)
             self.ui.resultSummaryLabel.text = _(
                 "ARWMC total: {total}. WMH volume: {ml:.2f} mL. Model: {model} {version}."
             ).format(total=total, ml=float(result.summary.get("lesion_ml", 0.0)),

@@ -51,6 +51,14 @@ class SummaryFacts(predictions.SummaryFacts):
         total = self.summary.get("arwmc_total")
         return None if total is None else int(total)
 
+    @property
+    def agreement(self) -> float | None:
+        """Fraction of region-sides whose segmented volume lies in the range of their
+        predicted ARWMC level (:mod:`lesion_core.wmh.agreement`); None in the T1 mode or
+        for a result saved before it was reported."""
+        value = self.summary.get("rating_segmentation_agreement")
+        return None if value is None else float(value)
+
 
 @dataclass
 class WMHOutputs(SummaryFacts):

@@ -178,17 +178,15 @@ def consistency_pair(net, image: torch.Tensor, regions: torch.Tensor, transform:
     with a random acquisition) with ``T(regions)``, and the mean squared difference
     between ``act(T(x))`` and ``T(act(x))`` over the valid voxels of T-space.
 
-    A network with a hyperintensity gate gets, in the transformed branch, the gate of
-    ``image`` moved by ``T``: an acquisition change must not decide which voxels count as
-    hyperintense."""
+    A network with a hyperintensity gate computes, in the transformed branch, the gate of
+    the transformed image itself, as prediction does on a new scan: noise, bias or thick
+    slices then open the gate in normal tissue, and the rating of that branch can only
+    stay right if the activation there stays low. (Our first runs moved the clean image's
+    gate instead; their ratings never saw such a gate and rated scans without WMH 6-19.)"""
     if moved_image is None:
         moved_image = transform.map(image)
     outputs = net(image, regions)
-    moved_inputs = (moved_image, transform.regions(regions))
-    if hasattr(net, "gate"):
-        moved = net(*moved_inputs, gate=transform.map(net.gate(image)))
-    else:
-        moved = net(*moved_inputs)
+    moved = net(moved_image, transform.regions(regions))
     target = transform.map(outputs["activation"])
     diff = (moved["activation"] - target) ** 2
     valid = transform.valid(tuple(image.shape), image.device).expand_as(diff)

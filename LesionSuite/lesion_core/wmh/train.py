@@ -12,8 +12,8 @@ slices...): ``x'' = A(T(x))``. The network runs on ``x`` and ``x''`` and the los
     + sparsity_weight * mean activation over the brain (both branches, averaged)
 
 so the map must follow T and ignore the acquisition (the paper's transformation
-invariance, with the acquisition as part of T). The transformed branch uses the gate of
-``x`` moved by T. The optimisation itself (seeding, Adam, schedule, bf16, checkpoints,
+invariance, with the acquisition as part of T). The transformed branch uses its own
+gate, as prediction on a new scan does. The optimisation itself (seeding, Adam, schedule, bf16, checkpoints,
 progress) is :func:`lesion_core.training.run_training`. No voxel label is ever seen (the
 data come from :mod:`lesion_core.wmh.data`).
 """
