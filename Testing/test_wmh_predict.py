@@ -345,3 +345,29 @@ def test_rows_from_feedback_keeps_every_rated_case_of_the_modality(tmp_path):
     t1_rows = rr.rows_from_feedback(store.root, "T1")
     assert [(r.subject, r.total) for r in t1_rows] == [("d", 2)]
     assert rr.rows_from_feedback(tmp_path / "empty", "FLAIR") == []
+
+
+def test_scan_calibration_reads_ratings_and_images_only(cohort, models, monkeypatch):
+    from lesion_core.wmh import scan_calibration
+    from lesion_core.wmh.data import table_from_synthetic_cohort
+
+    opened = []
+    read = scan_calibration.lesion_io.read_volume
+    monkeypatch.setattr(scan_calibration.lesion_io, "read_volume",
+                        lambda path, *a, **k: opened.append(str(path)) or read(path, *a, **k))
+    rows = table_from_synthetic_cohort(cohort)
+    model = models["flair"]
+    before = model.config.thresholds
+    calibrated, table = scan_calibration.calibrate_on_scans(model, rows)
+    assert len(opened) == len(rows) and not any("truth" in p for p in opened)
+    assert model.config.thresholds == before                     # the input is untouched
+    chosen = calibrated.config.thresholds
+    assert chosen.activation_level is not None and chosen.flair_level is not None
+    assert len(table) == (len(scan_calibration.ACTIVATION_PERCENTILES)
+                          * len(scan_calibration.FLAIR_PERCENTILES))
+    assert max(row["score"] for row in table) == pytest.approx(
+        next(r["score"] for r in table if r["activation_level"] == chosen.activation_level
+             and r["flair_level"] == chosen.flair_level))
+    assert calibrated.config.shape == model.config.shape and calibrated.net is model.net
+    with pytest.raises(ValueError, match="T1 mode"):
+        scan_calibration.calibrate_on_scans(models["t1"], rows)

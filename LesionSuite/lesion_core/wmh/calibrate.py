@@ -30,7 +30,7 @@ import torch
 from scipy.stats import spearmanr
 
 from ..atlas.arwmc import REGIONS
-from .agreement import agrees
+from .agreement import agrees, rating_consistent_mask
 from .config import SegmentThresholds
 
 ACTIVATION_PERCENTILES = (90.0, 93.0, 95.0, 97.0, 98.0, 99.0, 99.5)
@@ -39,11 +39,14 @@ FLAIR_PERCENTILES = (80.0, 90.0, 95.0, 97.0, 98.0, 99.0, 99.5)
 
 @dataclass
 class CalibrationCase:
-    """One calibration subject on the working grid (arrays ``[I, J, K]``).
+    """One calibration subject on one grid (arrays ``[I, J, K]``): the working grid of the
+    training subjects, or a scan's own grid (:mod:`.scan_calibration`).
 
     ``activation`` in [0, 1], ``flair`` normalised, ``brain`` bool, ``regions`` labels
     (0 = none), ``total`` rated total (``NaN`` unknown), ``region_ratings`` ``[R]``
-    (``NaN`` unknown).
+    (``NaN`` unknown). ``voxel_ml``: this grid's voxel volume (default: the one given to
+    the calibration). ``levels``: the model's predicted level per region-side; when given,
+    the segmentation keeps nothing where it is 0, as prediction does.
     """
 
     activation: np.ndarray
@@ -52,6 +55,8 @@ class CalibrationCase:
     regions: np.ndarray
     total: float
     region_ratings: np.ndarray
+    voxel_ml: float | None = None
+    levels: dict | None = None
 
 
 def segment(activation: np.ndarray, flair_normalised: np.ndarray, brain: np.ndarray,
@@ -81,7 +86,7 @@ def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def ratings_explained(cases: Sequence[CalibrationCase], thresholds: SegmentThresholds,
-                      voxel_ml: float) -> float:
+                      default_voxel_ml: float) -> float:
     """How well the segmented volumes explain the ratings (-1..1): the mean of the rank
     score (mean Spearman rho of the totals and of the region-sides) and the level
     agreement (fraction of rated region-sides whose segmented volume lies in the range of
@@ -90,6 +95,9 @@ def ratings_explained(cases: Sequence[CalibrationCase], thresholds: SegmentThres
     volumes, totals, regional, rated, hits = [], [], [], [], []
     for case in cases:
         mask = segment(case.activation, case.flair, case.brain, thresholds)
+        if case.levels is not None:
+            mask = rating_consistent_mask(mask, case.regions, case.levels)
+        voxel_ml = case.voxel_ml or default_voxel_ml
         if math.isfinite(case.total):
             volumes.append(mask.sum() * voxel_ml)
             totals.append(case.total)

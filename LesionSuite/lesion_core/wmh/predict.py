@@ -70,6 +70,8 @@ class WMHPrediction:
         levels: most probable rating per region-side (0-3); ``None`` in the T1 mode.
         region_ml, zone_ml: lesion volume (mL) per ARWMC region-side and per zone.
         lesion_ml, brain_ml: totals (mL).
+        flair_normalised: the FLAIR the DualTasker's FLAIR threshold is compared with
+            (bias field divided out, brain median 1); ``None`` in the T1 mode.
     """
 
     labels: Volume
@@ -85,6 +87,7 @@ class WMHPrediction:
     model_version: str
     modality: str
     seconds: float = 0.0
+    flair_normalised: Volume | None = None
 
     @property
     def total(self) -> int | None:
@@ -162,6 +165,7 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
     progress.update(0.85, "segmenting on the image grid")
     activation = data.to_input_grid(working.float().cpu(), order=1)
     brain = np.asarray(atlases.brain.array) > 0
+    flair = None
     if model.is_t1:
         level = config.thresholds.activation_level
         mask = brain & (activation.array > (0.5 if level is None else level))
@@ -184,7 +188,8 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
         zone_ml=zone_volumes_ml(mask, atlases.zones.array, voxel_ml),
         lesion_ml=float(mask.sum() * voxel_ml), brain_ml=float(brain.sum() * voxel_ml),
         model_id=model.model_id, model_version=model.version, modality=model.modality,
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started,
+        flair_normalised=None if flair is None else image.with_array(flair.astype(np.float32)))
 
 
 def write_prediction(prediction: WMHPrediction, out: str | Path, stem: str = "wmh"
