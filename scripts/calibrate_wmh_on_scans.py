@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="DualTasker model folder")
     parser.add_argument("--synthetic", required=True, help="rated synthetic cohort folder")
     parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--version", help="version of the written model (default: the input's)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     model = load_wmh_model(args.model)
@@ -37,8 +38,8 @@ def main() -> None:
     training = dict(card.training, scan_calibration={
         "scans": len(rows), "data": f"synthetic cohort {Path(args.synthetic).name}",
         "score": best, "thresholds": dataclasses.asdict(calibrated.config.thresholds)})
-    calibrated = dataclasses.replace(calibrated, metadata=None,
-                                     card=dataclasses.replace(card, training=training))
+    card = dataclasses.replace(card, training=training, version=args.version or card.version)
+    calibrated = dataclasses.replace(calibrated, metadata=None, card=card)
     calibrated.save(args.out, overwrite=args.overwrite)
     print(f"thresholds {calibrated.config.thresholds} (score {best:.3f}) -> {args.out}")
 
