@@ -80,6 +80,7 @@ def test_demo_runs_every_pipeline_and_reports_progress_lines(tmp_path):
     assert wmh["arwmc_total_truth"] > 0 and wmh["dice_baseline"] is not None
     assert 0 <= wmh["arwmc_total_dualtasker"] <= 30 and wmh["dice_dualtasker"] is not None
     assert set(wmh["arwmc_levels_dualtasker"]) == set(wmh["arwmc_levels_truth"])
+    assert 0.0 <= wmh["rating_segmentation_agreement"] <= 1.0
     assert 0 <= wmh["dice_t1_mode"] <= 1
     assert 800 < report["real_t1"]["brain_ml"] < 2200
     assert (tmp_path / "demo" / "feedback" / "demo_wmh" / "records.jsonl").is_file()

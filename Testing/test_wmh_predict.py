@@ -165,7 +165,7 @@ def test_shipped_models_agree_in_bf16_and_fp32(subject, t1):
     full, half = (predict(subject.images[modality], model, atlases, precision=p)
                   for p in ("fp32", "bf16"))
     a, b = full.labels.array > 0, half.labels.array > 0
-    assert a.sum() > 20
+    assert a.sum() >= 10      # a 3.5 mm toy subject: the 2.0 thresholds keep few voxels
     assert float(np.abs(full.activation.array - half.activation.array).max()) < 0.03
     assert dice(a, b) >= (0.95 if t1 else 0.98)
     assert full.levels == half.levels

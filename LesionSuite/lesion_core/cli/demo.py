@@ -60,6 +60,7 @@ def _wmh_step(subject) -> tuple[dict, dict]:
              "dice_baseline": segmentation_scores(baseline, truth).dice,
              "dice_dualtasker": segmentation_scores(flair.labels, truth).dice,
              "dice_t1_mode": t1_dice,
+             "rating_segmentation_agreement": flair.agreement,
              "arwmc_levels_dualtasker": flair.levels,
              "arwmc_levels_truth": subject.targets["arwmc"]}
     return {"wmh_baseline": baseline, "wmh_dualtasker": flair.labels,
