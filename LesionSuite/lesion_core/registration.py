@@ -28,9 +28,13 @@ from .baselines.masks import dilate_mm, erode_mm
 from .errors import InvalidImageError, LesionSuiteError
 from .volume import Volume
 
-#: What the on-disk template caches are derived by: a change of this module or of the
-#: tissue means renders them again.
-_CODE_SOURCES = (Path(__file__).read_text(), repr(TISSUE_MEANS))
+
+@lru_cache(maxsize=1)
+def _cache_sources() -> tuple[str, str]:
+    """What the on-disk template caches are derived by: a change of this module or of the
+    tissue means renders them again (read when first needed, not at import)."""
+    return Path(__file__).read_text(), repr(TISSUE_MEANS)
+
 
 #: RAS <-> LPS: flip the first two world axes (its own inverse).
 _FLIP = np.diag([-1.0, -1.0, 1.0])
@@ -154,7 +158,7 @@ def template_image(modality: str, spacing_mm: float = 3.0) -> tuple[Volume, Volu
         raise ValueError(f"unknown modality {modality!r}; choose from {MODALITIES}")
     stored = cached_arrays(f"mni_rendered_{modality}_{float(spacing_mm):g}mm",
                            lambda: _render_template(modality, float(spacing_mm)),
-                           *_CODE_SOURCES)
+                           *_cache_sources())
     affine = stored["affine"]
     return (Volume(stored["image"], affine, "MNI152 template"),
             Volume(stored["head"], affine, "MNI152 head mask"),
@@ -170,7 +174,7 @@ def _template_brain() -> tuple[np.ndarray, np.ndarray]:
         template = load_template()
         return {"brain": template.brain.astype(np.uint8), "affine": template.affine}
 
-    stored = cached_arrays("mni_brain", build, *_CODE_SOURCES)
+    stored = cached_arrays("mni_brain", build, *_cache_sources())
     return stored["brain"], stored["affine"]
 
 

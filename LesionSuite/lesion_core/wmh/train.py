@@ -13,8 +13,8 @@ slices...): ``x'' = A(T(x))``. The network runs on ``x`` and ``x''`` and the los
 
 so the map must follow T and ignore the acquisition (the paper's transformation
 invariance, with the acquisition as part of T). The transformed branch uses its own
-gate, as prediction on a new scan does. The optimisation itself (seeding, Adam, schedule, bf16, checkpoints,
-progress) is :func:`lesion_core.training.run_training`. No voxel label is ever seen (the
+gate, as prediction on a new scan does. The optimisation itself (seeding, Adam, schedule,
+bf16, checkpoints, progress) is :func:`lesion_core.training.run_training`. No voxel label is ever seen (the
 data come from :mod:`lesion_core.wmh.data`).
 """
 
@@ -77,6 +77,7 @@ def _sampler(samples: Sequence[RatingSample], config: DualTaskerConfig,
             randomize_acquisition(augmenter, image, brain, ctx.rng, percentile)
             for image, brain in zip(transform.map(batch["image"]), moved_brain)])
         batch["transform"] = transform
+        batch["moved_brain"] = moved_brain
         return batch
     return sample
 
@@ -97,9 +98,8 @@ def _loss(train_config: TrainConfig):
             rating = 0.5 * (rating + rated_t.loss)
         local = localization_loss(outputs["activation"], batch["regions"], batch["brain"],
                                   batch["region_ratings"])
-        moved_brain = transform.map(batch["brain"][:, None].float())[:, 0] > 0.5
         local_t = localization_loss(moved["activation"], transform.regions(batch["regions"]),
-                                    moved_brain, moved_ratings)
+                                    batch["moved_brain"], moved_ratings)
         negative = 0.5 * (local.negative + local_t.negative)
         sparsity = 0.5 * (local.sparsity + local_t.sparsity)
         total_loss = (rating + train_config.consistency_weight * consistency
