@@ -118,7 +118,7 @@ def _wmh_learned(case, folder: str | None = None, t1: bool = False,
     result = predict(case.images[modality], _wmh_model(folder, t1))
     return Prediction(labels=result.labels, rating=result.total if rates else None,
                       extra={"modality": modality, "levels": result.levels if rates else None,
-                             "region_ml": result.region_ml})
+                             "agreement": result.agreement if rates else None})
 
 
 @register("wmh_dualtasker", kind="wmh",

@@ -21,7 +21,6 @@ import numpy as np
 from lesion_core.metrics import (classification_scores, detect_by_distance, detect_by_overlap,
                                  rating_agreement, segmentation_scores, summarize_detections)
 from lesion_core.metrics.detection import DetectionCounts
-from lesion_core.wmh.agreement import agreement as rating_segmentation_agreement
 from lesion_core.wmh.evaluate import case_scores
 
 
@@ -47,7 +46,7 @@ def _wmh_case(case, prediction) -> dict:
     if levels:
         truth = case.targets.get("arwmc", {})
         out["region_levels"] = [[truth[r], levels[r]] for r in levels if r in truth]
-        out["agreement"] = rating_segmentation_agreement(levels, prediction.extra["region_ml"])
+        out["agreement"] = prediction.extra.get("agreement")
     return out
 
 

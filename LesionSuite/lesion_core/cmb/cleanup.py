@@ -129,15 +129,18 @@ def blob_in_image(image: np.ndarray, centre_ijk: Sequence[float], spacing: Seque
     return labels == labels[darkest], box
 
 
-def measured_shape(component: ComponentShape, image: np.ndarray, spacing: Sequence[float],
-                   config: CleanupConfig) -> ComponentShape:
-    """The shape the rules judge: that of the dark blob in ``image`` around the
-    component's centre (:func:`blob_in_image`) when ``config.measure_on_image``, else (or
-    when the image shows no blob there) the component's own."""
-    if not config.measure_on_image:
-        return component
-    found = blob_in_image(image, component.centre_ijk, spacing, config)
-    return component if found is None else shape_in_box(found[0], found[1], spacing)
+def judged_shape(component: np.ndarray, box: tuple[slice, ...], spacing: Sequence[float],
+                 image: np.ndarray | None = None,
+                 config: CleanupConfig = CleanupConfig()) -> ComponentShape:
+    """The shape the rules judge for a component (bool crop ``component`` at ``box``):
+    that of the dark blob in ``image`` around its centre (:func:`blob_in_image`) when an
+    image is given and ``config.measure_on_image``, else (or when the image shows no blob
+    there) the component's own."""
+    shape = shape_in_box(component, box, spacing)
+    if image is None or not config.measure_on_image:
+        return shape
+    found = blob_in_image(image, shape.centre_ijk, spacing, config)
+    return shape if found is None else shape_in_box(found[0], found[1], spacing)
 
 
 def rejection_reason(shape: ComponentShape, brain: np.ndarray | None,
@@ -164,7 +167,7 @@ def cleanup(candidates: np.ndarray, spacing: Sequence[float], brain: np.ndarray 
     """Apply the rules to every 26-connected component of ``candidates`` (bool or labels).
 
     ``image``: the SWI on the same grid; given, size and shape are measured on its dark
-    blob at each component (:func:`measured_shape`), else on the component.
+    blob at each component (:func:`judged_shape`), else on the component.
 
     Returns the kept components relabelled 1..n (``int32``) and one record per component:
     ``{"label", "kept", "reason", "diameter_mm", "elongation", "centre_ijk"}``.
@@ -178,9 +181,7 @@ def cleanup(candidates: np.ndarray, spacing: Sequence[float], brain: np.ndarray 
     records = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         component = labels[box] == index
-        shape = shape_in_box(component, box, spacing)
-        if image is not None:
-            shape = measured_shape(shape, image, spacing, config)
+        shape = judged_shape(component, box, spacing, image, config)
         reason = rejection_reason(shape, brain, air_distance, config)
         if reason is None:
             kept[box][component] = int(kept.max()) + 1

@@ -29,7 +29,7 @@ from ..validation import Modality, validate_image
 from ..volume import Volume
 from .candidates import extract_candidates, normalised_input
 from .candidates_file import FILES
-from .cleanup import measured_shape, rejection_reason, shape_in_box
+from .cleanup import judged_shape, rejection_reason
 from .discriminator import predict_with_flips
 from .model import CMBModel
 from .patches import extract_patch
@@ -182,8 +182,8 @@ def predict_cmb(image: Volume, model: CMBModel, sequence: str = "SWI",
     for index, candidate in enumerate(candidates):
         passed = bool(student[index] >= config.stage2_threshold)
         box = boxes[candidate.id - 1]
-        shape = measured_shape(shape_in_box(labels.array[box] == candidate.id, box, labels.spacing),
-                               pre.array, pre.spacing, config.cleanup)
+        shape = judged_shape(labels.array[box] == candidate.id, box, labels.spacing,
+                             pre.array, config.cleanup)
         reason = rejection_reason(shape, inside, air_distance, config.cleanup)
         dropped = None if passed and reason is None else ("stage2" if not passed else "cleanup")
         results.append(CandidateResult(
