@@ -55,6 +55,8 @@ class CMBDetectorParameterNode:
     allowModalityMismatch - run a model trained on the other sequence.
     showRejected - also show the candidates stage 2 rejected.
     alsoStage1 - "Retrain from my decisions" also fine-tunes stage 1.
+    forceResult - report a result even on an image that does not look like a head scan
+        (``predict --force``); the result is then marked out of distribution.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -62,6 +64,7 @@ class CMBDetectorParameterNode:
     allowModalityMismatch: bool = False
     showRejected: bool = False
     alsoStage1: bool = False
+    forceResult: bool = False
 
 
 class CMBDetectorWidget(TaskWidget):
@@ -126,7 +129,8 @@ class CMBDetectorWidget(TaskWidget):
 
     def predictionOptions(self, parameters) -> dict:
         return {"modality": parameters.modality,
-                "allow_modality_mismatch": parameters.allowModalityMismatch}
+                "allow_modality_mismatch": parameters.allowModalityMismatch,
+                "force": parameters.forceResult}
 
     def reviewOptions(self) -> dict:
         return {"show_rejected": bool(self._parameterNode and self._parameterNode.showRejected)}
@@ -152,11 +156,11 @@ class CMBDetectorWidget(TaskWidget):
         if review.current is not None:
             view.selectRow(review.current)
         counts = review.counts()
-        self.ui.resultSummaryLabel.text = _(
+        self.ui.resultSummaryLabel.text = result.summary_text(_(
             "{kept} microbleeds kept of {n} candidates. Shown {shown}: accepted {accept}, "
             "rejected {reject}, added {add}, not yet decided {undecided}. Model: {model} "
             "{version}.").format(kept=result.kept_count, n=len(result.candidates),
-                                 model=result.model_id, version=result.model_version, **counts)
+                                 model=result.model_id, version=result.model_version, **counts))
         self.ui.caseLabel.text = self.caseText(review)
         self.updateButtons()
         if jump:
@@ -210,6 +214,7 @@ class CMBDetectorTest(TaskModuleTest):
     def checkParameterDefaults(self, parameters):
         self.assertEqual(parameters.modality, "SWI")
         self.assertFalse(parameters.showRejected)
+        self.assertFalse(parameters.forceResult)  # refused, not marked, unless asked
 
     def test_review_round_trip(self):
         import tempfile

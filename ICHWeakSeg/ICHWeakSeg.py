@@ -54,11 +54,14 @@ class ICHWeakSegParameterNode:
     inputVolume - the non-contrast head CT (Hounsfield units).
     camOpacity - opacity of the activation map over the CT (0-1).
     camThreshold - activation below this (0-1) is not drawn.
+    forceResult - report a result even on an image that does not look like a head scan
+        (``predict --force``); the result is then marked out of distribution.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     camOpacity: Annotated[float, WithinRange(0.0, 1.0)] = DEFAULT_CAM_OPACITY
     camThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
+    forceResult: bool = False
 
 
 class ICHWeakSegWidget(TaskWidget):
@@ -106,7 +109,7 @@ class ICHWeakSegWidget(TaskWidget):
         TaskWidget.onApply(self)
 
     def predictionOptions(self, parameters) -> dict:
-        return {"feedback_root": self._feedbackFolder()}
+        return {"feedback_root": self._feedbackFolder(), "force": parameters.forceResult}
 
     def showResult(self, result) -> None:
         self._camShown = None
@@ -130,7 +133,7 @@ class ICHWeakSegWidget(TaskWidget):
             self.updateButtons()
             return
         summary, counts = result.summary, review.counts()
-        self.ui.resultSummaryLabel.text = _(
+        self.ui.resultSummaryLabel.text = result.summary_text(_(
             "Haemorrhage {present} (scan probability {p:.2f}); subtypes: {subtypes}; "
             "{ml:.2f} mL. {predicted} of {slices} slices predicted positive. Your labels: "
             "{labelled} slices ({haemorrhage} haemorrhage, {no_haemorrhage} none, "
@@ -139,7 +142,7 @@ class ICHWeakSegWidget(TaskWidget):
             p=float(summary.get("scan_probability", 0.0)),
             subtypes=", ".join(summary.get("subtypes") or []) or "-",
             ml=float(summary.get("volume_ml", 0.0)), model=result.model_id,
-            version=result.model_version, **counts)
+            version=result.model_version, **counts))
         notes = []
         if result.reader_mask_version is not None:
             notes.append(_("Showing your saved mask (version {n}); the model's result is "
@@ -177,6 +180,7 @@ class ICHWeakSegTest(TaskModuleTest):
 
     def checkParameterDefaults(self, parameters):
         self.assertAlmostEqual(parameters.camOpacity, DEFAULT_CAM_OPACITY)
+        self.assertFalse(parameters.forceResult)  # refused, not marked, unless asked
 
     def test_review_round_trip(self):
         import tempfile

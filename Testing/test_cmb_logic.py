@@ -172,6 +172,46 @@ def test_prediction_command_line(logic, tmp_path):
         logic.prediction_command("in", "out", modality="FLAIR")
 
 
+def test_force_asks_for_a_result_marked_out_of_distribution(logic, swi_node, monkeypatch):
+    """``force`` gives ``--force`` (last), from ``start_prediction`` too; never otherwise."""
+    from lesion_core.cli import build_parser
+
+    assert CMBDetectorLogic.prediction_options(force=True)["--force"] is True
+    assert CMBDetectorLogic.prediction_options()["--force"] is False
+    argv = logic.prediction_command("in", "out", python="py", force=True)
+    assert argv[-1] == "--force" and build_parser().parse_args(argv[3:]).force
+    assert "--force" not in logic.prediction_command("in", "out", python="py")
+    assert not build_parser().parse_args(logic.prediction_command("in", "out")[3:]).force
+    # What start_prediction would run (no child is started here).
+    monkeypatch.setattr(logic, "start_in_child", lambda node, command, **options: command(
+        Path("in.nii.gz"), Path("out"), Path("error.json")))
+    assert logic.start_prediction(swi_node, force=True)[-1] == "--force"
+    assert "--force" not in logic.start_prediction(swi_node, "model", "T2star", True, "cpu")
+
+
+def test_a_forced_result_says_so_and_an_older_one_still_loads(logic, swi_node, out_dir):
+    """``out_of_distribution`` of ``cmb_candidates.json``: the findings on the result and
+    its nodes; a file without it (written before the checks) loads unmarked."""
+    path = out_dir / "cmb_candidates.json"
+    data = json.loads(path.read_text())
+    assert "out_of_distribution" not in data
+    older = logic.load_results(swi_node, out_dir)
+    assert older.out_of_distribution == () and older.summary_text("Done.") == "Done."
+    attribute = "LesionSuite.CMB.OutOfDistribution"
+    assert all(node.GetAttribute(attribute) is None for node in older.nodes)
+
+    findings = ["the image has only 3 distinct values: a mask or label map, not a scan"]
+    path.write_text(json.dumps({**data, "out_of_distribution": findings}))
+    forced = logic.load_results(swi_node, out_dir)
+    assert forced.out_of_distribution == tuple(findings)
+    assert forced.summary["out_of_distribution"] == findings
+    assert {node.GetAttribute(attribute) for node in forced.nodes} == {findings[0]}
+    assert forced.summary_text("Done.") == (f"Out of distribution: {findings[0]}. Treat this "
+                                            "result with caution.\nDone.")
+    path.write_text(json.dumps({**data, "out_of_distribution": []}))
+    assert logic.load_results(swi_node, out_dir).out_of_distribution == ()
+
+
 def test_the_command_line_parses_the_options_used():
     from lesion_core.cli import build_parser
 

@@ -24,7 +24,8 @@ from lesion_core.cmb.predict import predict_cmb, write_prediction
 from lesion_core.cmb.stage1 import (PatchSampler, Stage1Config, Stage1TrainConfig,
                                     TrainingVolume, build_stage1, stage1_probability,
                                     train_stage1)
-from lesion_core.errors import InvalidImageError, OperationCancelled, UnreadableFileError
+from lesion_core.errors import (CohortError, InvalidImageError, OperationCancelled,
+                                 UnreadableFileError)
 from lesion_core.io import read_volume, write_volume
 from lesion_core.progress import Progress
 from lesion_core.synth.cohort import make_cohort
@@ -395,5 +396,5 @@ def test_read_cohorts_takes_every_sequence_a_table_holds(cohort, tmp_path):
     table = cohort[0][0].image.parents[1] / "cmb_labels.csv"
     rows = read_cohorts([table])
     assert [r.sequence for r in rows] == ["SWI", "SWI"]
-    with pytest.raises(InvalidImageError, match="no T2star images"):
+    with pytest.raises(CohortError, match="no T2star images"):
         read_cohorts([table], ("T2star",))

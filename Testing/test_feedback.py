@@ -230,3 +230,36 @@ def test_case_info_and_unstorable_payload(store: FeedbackStore) -> None:
 def test_record_from_dict_rejects_incomplete() -> None:
     with pytest.raises(ValueError, match="missing"):
         Record.from_dict({"record_id": "x"})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_or_infinite_payload_is_refused_and_nothing_written(store: FeedbackStore,
+                                                                 bad: float) -> None:
+    """Python's json would write a bare ``NaN``, which no strict JSON reader accepts."""
+    case = store.case("s1")
+    case.record("k", "t0", {"score": 0.5})
+    with pytest.raises(FeedbackStoreError, match="NaN or infinity") as err:
+        case.record("k", "t1", {"score": [1.0, bad]})
+    assert "records.jsonl" in str(err.value) and "None" in str(err.value)
+    with pytest.raises(FeedbackStoreError, match="NaN or infinity"):
+        case.save_label_image("lesions", _label(1), payload={"volume_ml": bad})
+    assert case.label_versions("lesions") == []  # no image without its record
+    lines = case.records_path.read_bytes().splitlines()
+    assert len(lines) == 1 and all(json.loads(line, parse_constant=lambda c: 1 / 0)
+                                   for line in lines)
+
+
+def test_records_written_with_nan_before_stay_readable(store: FeedbackStore) -> None:
+    """A file written by an earlier version (bare NaN on a line) loses no decision."""
+    case = store.case("s1")
+    kept = case.record("k", "t0", {"score": 0.5})
+    old = json.dumps({**kept.__dict__, "record_id": "old-1", "target": "t1",
+                      "payload": {"score": float("nan")}}, separators=(",", ":"))
+    with open(case.records_path, "ab") as handle:
+        handle.write(old.encode() + b"\n")
+    case.record("k", "t2", {"score": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no line is skipped
+        records = case.records(strict=True)
+    assert [r.target for r in records] == ["t0", "t1", "t2"]
+    assert np.isnan(records[1].payload["score"])

@@ -252,6 +252,47 @@ def test_damaged_outputs_give_one_clear_error_and_no_node(logic, mrml_scene, ct_
     assert mrml_scene.GetNumberOfNodes() == before
 
 
+def test_force_asks_for_a_result_marked_out_of_distribution(logic, ct_node, monkeypatch):
+    """``force`` gives ``--force`` (last), from ``start_prediction`` too; never otherwise."""
+    from lesion_core.cli import build_parser
+
+    assert ICHWeakSegLogic.prediction_options(force=True)["--force"] is True
+    assert ICHWeakSegLogic.prediction_options()["--force"] is False
+    argv = logic.prediction_command("ct", "out", python="py", force=True)
+    assert argv[-1] == "--force" and build_parser().parse_args(argv[3:]).force
+    assert "--force" not in logic.prediction_command("ct", "out", "model", "cpu", python="py")
+    # What start_prediction would run (no child is started here).
+    monkeypatch.setattr(logic, "start_in_child", lambda node, command, **options: command(
+        Path("in.nii.gz"), Path("out"), Path("error.json")))
+    assert logic.start_prediction(ct_node, force=True)[-1] == "--force"
+    assert "--force" not in logic.start_prediction(ct_node, "model", "cpu", "store")
+
+
+def test_a_forced_result_says_so_and_an_older_one_still_loads(logic, ct_node, out_dir,
+                                                              store):
+    """``out_of_distribution`` of ``ich_summary.json``: the findings on the result and its
+    nodes; a summary without it (written before the checks) loads unmarked."""
+    path = out_dir / "ich_summary.json"
+    summary = json.loads(path.read_text())
+    assert "out_of_distribution" not in summary
+    older = logic.load_results(ct_node, out_dir, feedback_root=store)
+    assert older.out_of_distribution == () and older.summary_text("Done.") == "Done."
+    attribute = "LesionSuite.ICH.OutOfDistribution"
+    assert all(node.GetAttribute(attribute) is None for node in older.nodes)
+
+    findings = ["only 4% of the non-air voxels are soft tissue (-20 to 100 HU), where a "
+                "head CT is mostly brain", "the intracranial mask measures 80 mL, outside "
+                "the 600-2600 mL of an adult brain (a wrong voxel size, a partial scan or "
+                "not a head)"]
+    path.write_text(json.dumps({**summary, "out_of_distribution": findings}))
+    forced = logic.load_results(ct_node, out_dir, feedback_root=store)
+    assert forced.out_of_distribution == tuple(findings)
+    assert {node.GetAttribute(attribute) for node in forced.nodes} == {"; ".join(findings)}
+    assert forced.summary_text("Done.").startswith(
+        f"Out of distribution: {findings[0]}; {findings[1]}. Treat this result with "
+        "caution.\n")
+
+
 def test_the_command_line_parses_the_options_used():
     from lesion_core.cli import build_parser
 

@@ -155,9 +155,13 @@ def test_evaluation_figures_on_hand_made_cases():
 
 def test_cli_predict_and_bad_input(saved, tmp_path, capsys):
     folder, ct_path = saved
-    assert main(["ich", "predict", str(ct_path), "--model", str(folder), "--device", "cpu",
-                 "--out", str(tmp_path / "out")]) == 0
-    assert outputs_file.read_summary(tmp_path / "out" / outputs_file.SUMMARY_FILE)
+    # The toy head is far smaller than an adult's: refused, then reported when forced.
+    argv = ["ich", "predict", str(ct_path), "--model", str(folder), "--device", "cpu",
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 2 and "intracranial mask measures" in capsys.readouterr().err
+    assert main(argv + ["--force"]) == 0
+    summary = outputs_file.read_summary(tmp_path / "out" / outputs_file.SUMMARY_FILE)
+    assert "intracranial mask measures" in summary["out_of_distribution"][0]
     ct = lesion_io.read_volume(ct_path)
     hu = np.asarray(ct.array, np.float32)
     mr_path = lesion_io.write_volume(Volume(np.clip(hu + 1000, 0, None) * 0.4, ct.affine,

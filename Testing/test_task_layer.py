@@ -59,6 +59,95 @@ def test_result_nodes_and_saved_files_keep_their_names(task, mrml_scene, tmp_pat
     assert result.input.GetScene() is mrml_scene
 
 
+# ------------------------------------------------------------------ out of distribution
+
+#: Findings as ``lesion_core.head_check`` words them (a forced result's summary keeps them).
+FINDINGS = ["the image has only 2 distinct values: a mask or label map, not a scan",
+            "the brain mask measures 90 mL, outside the 600-2600 mL of an adult brain (a "
+            "wrong voxel size, a partial scan or not a head)"]
+
+
+def test_the_findings_of_a_summary_and_the_warning_they_give():
+    from LesionSuiteLib.predictions import (SummaryFacts, out_of_distribution_findings,
+                                            out_of_distribution_warning)
+
+    assert out_of_distribution_findings({"out_of_distribution": FINDINGS}) == tuple(FINDINGS)
+    for older in ({}, {"out_of_distribution": []}, {"out_of_distribution": None}):
+        assert out_of_distribution_findings(older) == ()  # older results still load
+    assert out_of_distribution_findings({"out_of_distribution": " one "}) == ("one",)
+    assert out_of_distribution_warning(FINDINGS) == (
+        f"Out of distribution: {FINDINGS[0]}; {FINDINGS[1]}. Treat this result with caution.")
+    assert out_of_distribution_warning(["noise."]) == \
+        "Out of distribution: noise. Treat this result with caution."
+    assert out_of_distribution_warning(()) == out_of_distribution_warning(["  "]) == ""
+
+    class Facts(SummaryFacts):
+        def __init__(self, summary):
+            self.summary = summary
+
+    assert Facts({}).summary_text("3 microbleeds.") == "3 microbleeds."
+    marked = Facts({"out_of_distribution": FINDINGS[:1]})
+    assert marked.out_of_distribution == tuple(FINDINGS[:1])
+    assert marked.summary_text("3 microbleeds.") == (
+        f"Out of distribution: {FINDINGS[0]}. Treat this result with caution.\n"
+        "3 microbleeds.")
+
+
+@pytest.mark.parametrize("task", sw.TASKS)
+def test_a_forced_result_is_marked_on_its_nodes_its_saved_scene_and_files(task, mrml_scene,
+                                                                        tmp_path):
+    """The findings go on every result node (a saved and reopened scene keeps them) and
+    beside the saved node files; a normal result has neither."""
+    from LesionSuiteLib.scene import create_scene, release_scene
+
+    attribute = f"LesionSuite.{task.upper()}.OutOfDistribution"
+    case = sw.make_case(task, mrml_scene, tmp_path / "work")
+    normal = case.result
+    assert normal.out_of_distribution == ()
+    assert [node.GetAttribute(attribute) for node in normal.nodes] == [None] * len(normal.nodes)
+    assert "out_of_distribution" not in case.logic.save_results(normal, tmp_path / "normal")
+    assert case.logic.out_of_distribution_attribute == attribute
+
+    outputs = _outputs_of(case, tmp_path / "work")
+    outputs.summary["out_of_distribution"] = list(FINDINGS)
+    forced = case.logic.add_result_nodes(normal.input, outputs)
+    assert forced.out_of_distribution == tuple(FINDINGS)
+    for node in forced.nodes:
+        assert node.GetAttribute(attribute) == "; ".join(FINDINGS), node.GetName()
+
+    mrml_scene.SetSaveToXMLString(1)
+    mrml_scene.Commit()
+    reopened = create_scene()
+    try:
+        reopened.SetLoadFromXMLString(1)
+        reopened.SetSceneXMLString(mrml_scene.GetSceneXMLString())
+        reopened.Import()
+        again = [reopened.GetNodeByID(node.GetID()) for node in forced.nodes]
+        assert [node.GetAttribute(attribute) for node in again] == \
+            ["; ".join(FINDINGS)] * len(again)
+    finally:
+        release_scene(reopened)
+
+    paths = case.logic.save_results(forced, tmp_path / "forced")
+    note = paths["out_of_distribution"]
+    assert note.name == f"{normal.input.GetName()}_out_of_distribution.txt"
+    text = note.read_text(encoding="utf-8")
+    assert f"This {task.upper()} result is out of distribution" in text
+    assert "Treat this result with caution." in text
+    assert text.splitlines()[-2:] == [f"- {finding}" for finding in FINDINGS]
+
+
+def _outputs_of(case, work: Path):
+    """The outputs the case's result nodes were made from, made again (CMB and ICH: read
+    from the files ``make_case`` wrote in ``work``)."""
+    from LesionSuiteLib import mrml_bridge as mb
+
+    image = mb.node_to_volume(case.result.input, world=False)
+    if case.task == "wmh":
+        return sw.wmh_outputs(image)
+    return case.logic.outputs_type.read(work / case.task, image)
+
+
 # ------------------------------------------------------------------ command lines
 
 

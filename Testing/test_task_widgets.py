@@ -6,9 +6,10 @@ Each module file is imported as Slicer imports it; its widget is set up against 
 .ui (only the widget names the .ui holds exist) on a real MRML scene (slicer-core). What
 is checked: every push button of the .ui is wired to a slot of the panel, the per-user
 settings keep their keys, Apply and Train call the Logic with the hub's device and the
-panel's options (retraining got no device for CMB and ICH before), a refused review action
-is shown and the panel redrawn, and the self-test skeleton runs every test in a fresh
-scene.
+panel's options (retraining got no device for CMB and ICH before; the box that asks for a
+result on an image the head checks refuse), the result summary starts with the
+out-of-distribution warning of such a result, a refused review action is shown and the
+panel redrawn, and the self-test skeleton runs every test in a fresh scene.
 """
 
 from __future__ import annotations
@@ -231,18 +232,12 @@ def test_the_module_is_listed_under_the_hub_and_loaded_after_it(app, module):
 
 
 @pytest.mark.parametrize("module, options", [
-    ("WMHDualTasker", {"t1": False}),
-    ("CMBDetector", {"modality": "SWI", "allow_modality_mismatch": False}),
-    ("ICHWeakSeg", {"feedback_root": "FEEDBACK"}),
+    ("WMHDualTasker", {"t1": False, "force": False}),
+    ("CMBDetector", {"modality": "SWI", "allow_modality_mismatch": False, "force": False}),
+    ("ICHWeakSeg", {"feedback_root": "FEEDBACK", "force": False}),
 ])
 def test_apply_starts_the_prediction_on_the_hubs_device(app, mrml_scene, module, options):
-    import numpy as np
-
-    from lesion_core.volume import Volume
-    from LesionSuiteLib import mrml_bridge as mb
-
-    node = mb.volume_to_node(mrml_scene, Volume(np.zeros((3, 3, 3), np.float32), np.eye(4)),
-                             "scan")
+    node = _scan(mrml_scene)
     widget = _panel(app, module)
     assert widget._parameterNode.inputVolume is node  # the scene's first volume
     widget.updateButtons()  # what the parameter node's ModifiedEvent calls
@@ -256,6 +251,66 @@ def test_apply_starts_the_prediction_on_the_hubs_device(app, mrml_scene, module,
     assert widget.ui.cancelButton.enabled and not widget.ui.applyButton.enabled
     widget.onApply()  # busy: nothing more starts
     assert len(widget.logic.calls) == 1
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_the_force_box_asks_for_a_result_marked_out_of_distribution(app, mrml_scene,
+                                                                    module):
+    """The check box, bound to the parameter node, reaches ``start_prediction(force=)``."""
+    _scan(mrml_scene)
+    widget = _panel(app, module)
+    box = "forceResultCheckBox"
+    assert widget.ui.classes[box] == "QCheckBox" and not widget._parameterNode.forceResult
+    assert _ui_property(module, box, "SlicerParameterName") == "forceResult"
+    assert "out of distribution" in _ui_property(module, box, "toolTip")
+    assert _ui_property(module, box, "text") == \
+        "Report a result even if the image does not look like a head scan"
+    widget._parameterNode.forceResult = True
+    widget.logic = RecordingLogic(widget.logic)
+    widget.onApply()
+    (name, args, kwargs), = widget.logic.calls
+    assert name == "start_prediction" and kwargs["force"] is True
+
+
+@pytest.mark.parametrize("module, task", [("WMHDualTasker", "wmh"), ("CMBDetector", "cmb"),
+                                          ("ICHWeakSeg", "ich")])
+def test_the_summary_starts_with_the_warning_on_a_result_out_of_distribution(
+        app, mrml_scene, tmp_path, module, task):
+    import saved_work as sw
+
+    widget = _panel(app, module)
+    case = sw.make_case(task, mrml_scene, tmp_path / "work")
+    widget._result = case.result
+    # The WMH ratings table needs Qt's item flags: its summary is drawn without a review.
+    widget._review = None if task == "wmh" else case.open_review(tmp_path / "store")
+    widget.showReview()
+    normal = widget.ui.resultSummaryLabel.text
+    assert "Model:" in normal and "distribution" not in normal
+    findings = ["the image has only 2 distinct values: a mask or label map, not a scan",
+                "the brain mask measures 90 mL, outside the 600-2600 mL of an adult brain"]
+    case.result.summary["out_of_distribution"] = findings
+    widget.showReview()
+    assert widget.ui.resultSummaryLabel.text == (
+        f"Out of distribution: {findings[0]}; {findings[1]}. Treat this result with "
+        f"caution.\n{normal}")
+
+
+def _scan(scene):
+    """A small scalar volume node: the scene's first volume, the panel's default input."""
+    import numpy as np
+
+    from lesion_core.volume import Volume
+    from LesionSuiteLib import mrml_bridge as mb
+
+    return mb.volume_to_node(scene, Volume(np.zeros((3, 3, 3), np.float32), np.eye(4)),
+                             "scan")
+
+
+def _ui_property(module: str, widget: str, name: str) -> str:
+    """The text of a widget's property in the module's .ui."""
+    root = ET.parse(REPO / module / "Resources" / "UI" / f"{module}.ui").getroot()
+    found = root.find(f".//widget[@name='{widget}']/property[@name='{name}']/string")
+    return found.text
 
 
 @pytest.mark.parametrize("module, options", [

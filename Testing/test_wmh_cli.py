@@ -275,7 +275,7 @@ def _one_line(code, err, *fragments):
         assert fragment in err, (fragment, err)
 
 
-def test_bad_input_exits_2_with_one_line(models, tmp_path, capsys):
+def test_bad_input_exits_2_with_one_line(models, cohort, tmp_path, capsys):
     missing = tmp_path / "missing.nii.gz"
     # Once as a user runs it (a new process: no traceback reaches the terminal) ...
     _one_line(*run_cli("wmh", "predict", missing, "--model", models / "flair")[::2],
@@ -286,8 +286,7 @@ def test_bad_input_exits_2_with_one_line(models, tmp_path, capsys):
     ct_path = lesion_io.write_volume(Volume(ct, np.eye(4)), tmp_path / "head_ct.nii.gz")
     code = main(["wmh", "predict", str(ct_path), "--model", str(models / "flair")])
     _one_line(code, capsys.readouterr().err, str(ct_path), "looks like CT")
-    flair = rng.uniform(100, 500, (16, 16, 16)).astype(np.float32)
-    flair_path = lesion_io.write_volume(Volume(flair, np.eye(4)), tmp_path / "flair.nii.gz")
+    flair_path = _records(cohort)[0]["flair"]  # a head: the model is what is wrong
     code = main(["wmh", "predict", str(flair_path), "--model", str(models / "cmb")])
     _one_line(code, capsys.readouterr().err, str(models / "cmb"), "not a WMH model")
     code = main(["wmh", "predict", str(flair_path), "--model", str(tmp_path)])

@@ -37,6 +37,7 @@ from lesion_core.wmh.model import build_t1_network, save_wmh_model  # noqa: E402
 from lesion_core.wmh.predict import SubjectAtlases, predict  # noqa: E402
 from lesion_core.wmh.reader_ratings import RATING_KIND  # noqa: E402
 from lesion_core.wmh.train import build_network  # noqa: E402
+import saved_work as sw  # noqa: E402
 from documented_scripts import check_documented_scripts  # noqa: E402
 from LesionSuiteLib import mrml_bridge as mb  # noqa: E402
 from LesionSuiteLib.volumes import matrix_to_numpy  # noqa: E402
@@ -455,6 +456,62 @@ def test_prediction_command_line(logic, tmp_path):
     argv = logic.prediction_command("in.nii.gz", "out", python="py")
     assert argv == ["py", "-m", "lesion_core", "--progress-lines", "wmh", "predict",
                     "in.nii.gz", "--out", "out", "--device", "cpu"]
+
+
+def test_force_asks_for_a_result_marked_out_of_distribution(logic, mrml_scene,
+                                                            monkeypatch):
+    """``force`` gives ``--force`` (last), from ``start_prediction`` too; never otherwise."""
+    from lesion_core.cli import build_parser
+
+    assert WMHDualTaskerLogic.prediction_options(force=True)["--force"] is True
+    assert WMHDualTaskerLogic.prediction_options()["--force"] is False
+    argv = logic.prediction_command("in.nii.gz", "out", python="py", force=True)
+    assert argv[-1] == "--force" and build_parser().parse_args(argv[3:]).force
+    assert "--force" not in logic.prediction_command("in.nii.gz", "out", "m", t1=True)
+    # What start_prediction would run (no child is started here).
+    node = mb.volume_to_node(mrml_scene, sw.wmh_image(), "FLAIR")
+    monkeypatch.setattr(logic, "start_in_child", lambda node, command, **options: command(
+        Path("in.nii.gz"), Path("out"), Path("error.json")))
+    assert logic.start_prediction(node, "model", force=True)[-1] == "--force"
+    assert "--force" not in logic.start_prediction(node, "model", True, "cpu")
+
+
+def _write_outputs(folder: Path, image: Volume, **summary) -> None:
+    """The files of a ``wmh predict`` output folder, made by hand (``saved_work``'s
+    outputs), the summary updated with ``summary``."""
+    import json
+
+    from lesion_core import io as lesion_io
+    from lesion_core.wmh.outputs_file import FILES
+
+    outputs = sw.wmh_outputs(image)
+    paths = FILES.create(folder)
+    for key in ("labels", "activation", "regions"):
+        lesion_io.write_volume(getattr(outputs, key), paths[key])
+    paths["summary"].write_text(json.dumps({**outputs.summary, "brain_ml": 1200.0,
+                                            "zone_ml": {}, **summary}))
+
+
+def test_a_forced_result_says_so_and_an_older_one_still_loads(logic, mrml_scene, tmp_path):
+    """``out_of_distribution`` of ``wmh_summary.json``: the findings on the result and its
+    nodes; a summary without it (written before the checks) loads unmarked."""
+    image = sw.wmh_image()
+    node = mb.volume_to_node(mrml_scene, image, "FLAIR")
+    attribute = "LesionSuite.WMH.OutOfDistribution"
+    _write_outputs(tmp_path / "older", image)
+    older = logic.load_results(node, tmp_path / "older")
+    assert older.out_of_distribution == () and older.summary_text("Done.") == "Done."
+    assert all(n.GetAttribute(attribute) is None for n in older.nodes)
+
+    findings = ["the image spans 48 to 84 mm along its axes (voxel size 2, 2, 3 mm), outside "
+                "the 40-450 mm of a head; a wrong voxel size in the header does this too"]
+    _write_outputs(tmp_path / "forced", image, out_of_distribution=findings)
+    forced = logic.load_results(node, tmp_path / "forced")
+    assert forced.out_of_distribution == tuple(findings)
+    assert {n.GetAttribute(attribute) for n in forced.nodes} == {findings[0]}
+    assert forced.summary_text("ARWMC total: 4.").splitlines() == [
+        f"Out of distribution: {findings[0]}. Treat this result with caution.",
+        "ARWMC total: 4."]
 
 
 def test_background_prediction_gives_the_in_process_result(logic, mrml_scene, flair_node,

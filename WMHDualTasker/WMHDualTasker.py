@@ -59,10 +59,13 @@ class WMHDualTaskerParameterNode:
     modality - "FLAIR": segmentation and ARWMC ratings; "T1": segmentation from T1 alone.
     showRegions - show the ARWMC region atlas of the current result.
     trainingSteps - steps of "Train from my ratings"; 0 keeps the command's default.
+    forceResult - report a result even on an image that does not look like a head scan
+        (``predict --force``); the result is then marked out of distribution.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     modality: Annotated[str, Choice(["FLAIR", "T1"])] = "FLAIR"
+    forceResult: bool = False
     showRegions: bool = False
     trainingSteps: Annotated[int, WithinRange(0, 100000)] = 0
 
@@ -100,7 +103,7 @@ class WMHDualTaskerWidget(TaskWidget):
             self.logic.set_regions_visible(self._result, parameters.showRegions)
 
     def predictionOptions(self, parameters) -> dict:
-        return {"t1": parameters.modality == "T1"}
+        return {"t1": parameters.modality == "T1", "force": parameters.forceResult}
 
     def trainingOptions(self, parameters) -> dict:
         return {"steps": parameters.trainingSteps or None}
@@ -129,10 +132,10 @@ class WMHDualTaskerWidget(TaskWidget):
             if result.agreement is not None:
                 total += _(", segmentation agrees with it in {percent:.0f}% of "
                            "region-sides").format(percent=100.0 * result.agreement)
-            self.ui.resultSummaryLabel.text = _(
+            self.ui.resultSummaryLabel.text = result.summary_text(_(
                 "ARWMC total: {total}. WMH volume: {ml:.2f} mL. Model: {model} {version}."
             ).format(total=total, ml=float(result.summary.get("lesion_ml", 0.0)),
-                     model=result.model_id, version=result.model_version)
+                     model=result.model_id, version=result.model_version))
             if review is None:
                 return
             for row in review.rows():
@@ -186,6 +189,7 @@ class WMHDualTaskerTest(TaskModuleTest):
     def checkParameterDefaults(self, parameters):
         self.assertEqual(parameters.modality, "FLAIR")
         self.assertFalse(parameters.showRegions)
+        self.assertFalse(parameters.forceResult)  # refused, not marked, unless asked
 
     def test_run_and_rating_round_trip(self):
         import tempfile

@@ -104,38 +104,48 @@ class CMBDetectorLogic(TaskLogic):
     # ------------------------------------------------------------- prediction
     @classmethod
     def prediction_options(cls, model_folder=None, device=None, modality: str = "SWI",
-                           allow_modality_mismatch: bool = False) -> dict[str, object]:
-        """``--sequence M(, --model F)(, --allow-modality-mismatch)(, --device D)`` of
-        ``cmb predict``: ``modality`` is ``"SWI"`` or ``"T2star"`` (what the input is);
-        ``allow_modality_mismatch`` runs a model trained on the other sequence."""
+                           allow_modality_mismatch: bool = False, force: bool = False
+                           ) -> dict[str, object]:
+        """``--sequence M(, --model F)(, --allow-modality-mismatch)(, --device D)(,
+        --force)`` of ``cmb predict``: ``modality`` is ``"SWI"`` or ``"T2star"`` (what the
+        input is); ``allow_modality_mismatch`` runs a model trained on the other sequence;
+        ``force`` gives a result even on an image that does not look like a head scan,
+        marked out of distribution."""
         if modality not in MODALITIES:
             raise InvalidImageError(f"modality {modality!r} is not one the CMB detector "
                                     "knows", f"Choose one of {', '.join(MODALITIES)}")
         return {"--sequence": modality, "--model": model_folder or None,
                 "--allow-modality-mismatch": bool(allow_modality_mismatch),
-                "--device": device}
+                "--device": device, "--force": bool(force)}
 
     def start_prediction(self, input_volume_node, model_folder=None, modality: str = "SWI",
-                         allow_modality_mismatch: bool = False, device: str | None = None):
+                         allow_modality_mismatch: bool = False, device: str | None = None,
+                         force: bool = False):
         """Write the input to a temporary folder and start ``cmb predict`` in a child
-        process; poll the returned job, then call :meth:`finish_prediction`."""
+        process; poll the returned job, then call :meth:`finish_prediction`. ``force``:
+        report a result even when the input does not look like a head scan (the command
+        refuses it otherwise); the result is then marked out of distribution."""
         return self.start_in_child(input_volume_node, lambda image, out, error: (
             self.prediction_command(image, out, model_folder, device, error,
                                     modality=modality,
-                                    allow_modality_mismatch=allow_modality_mismatch)))
+                                    allow_modality_mismatch=allow_modality_mismatch,
+                                    force=force)))
 
     def run(self, input_volume_node, model_folder=None, modality: str = "SWI",
             allow_modality_mismatch: bool = False, device: str | None = None,
-            progress=None, timeout: float | None = None) -> CMBResultNodes:
+            progress=None, timeout: float | None = None, force: bool = False
+            ) -> CMBResultNodes:
         """:meth:`start_prediction`, wait, :meth:`finish_prediction` (blocks; scripts).
 
         ``progress``: a :class:`lesion_core.progress.Progress`, updated from the child's
         progress lines; its ``cancel()`` stops the child (``OperationCancelled``).
         ``timeout``: seconds before the child is cancelled (None: no limit).
+        ``force``: a result even on an image that does not look like a head scan, marked
+        out of distribution.
         """
         return self.wait_for(self.start_prediction(
-            input_volume_node, model_folder, modality, allow_modality_mismatch, device),
-            progress, timeout)
+            input_volume_node, model_folder, modality, allow_modality_mismatch, device,
+            force=force), progress, timeout)
 
     # ------------------------------------------------------------------ nodes
     def add_result_nodes(self, input_volume_node, outputs: CMBOutputs) -> CMBResultNodes:

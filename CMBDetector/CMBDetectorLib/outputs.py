@@ -4,10 +4,13 @@ The command writes into its ``--out`` folder (the contract between ``lesion_core
 this module):
 
 - ``cmb_candidates.json``: ``{"model": {"name", "version"}, "image", "modality", "count",
-  "thresholds", "candidates": [...]}``, one entry per stage-1 candidate with ``id``,
-  ``centre_ras`` (RAS mm of the image as given), ``volume_mm3``, ``diameter_mm``,
-  ``stage1_probability``, ``stage2_probability``, ``kept``, ``dropped_by`` (None,
-  ``"stage2"`` or ``"cleanup"``), ``reason``, ``location`` (MARS category) and ``region``;
+  "thresholds", "brain_ml", "out_of_distribution", "candidates": [...]}``
+  (``out_of_distribution``: the findings of a result asked for with ``--force`` on an
+  image the head checks refuse, empty otherwise; older files lack it and
+  ``brain_ml``), one entry per stage-1 candidate with ``id``, ``centre_ras`` (RAS mm of
+  the image as given), ``volume_mm3``, ``diameter_mm``, ``stage1_probability``,
+  ``stage2_probability``, ``kept``, ``dropped_by`` (None, ``"stage2"`` or
+  ``"cleanup"``), ``reason``, ``location`` (MARS category) and ``region``;
 - ``cmb_labels.nii.gz``: int32, value = candidate id on the voxels of each *kept* CMB;
 - ``cmb_candidates_labels.nii.gz``: the same for every candidate, kept or dropped.
 
@@ -43,7 +46,9 @@ class CMBOutputs(SummaryFacts):
         labels: int32 label map of the kept CMBs (value = candidate id).
         candidate_labels: int32 label map of every candidate, or None when absent.
         summary: ``model`` (name), ``model_version``, ``modality``, ``count`` (kept),
-            ``thresholds`` and ``image``, from the JSON.
+            ``thresholds``, ``image`` and ``out_of_distribution`` (the findings of a result
+            asked for with ``--force`` on an image the head checks refuse; empty
+            otherwise, and for files written before the checks), from the JSON.
     """
 
     candidates: list[dict[str, Any]]
@@ -68,7 +73,8 @@ class CMBOutputs(SummaryFacts):
         model = data.get("model") or {}
         summary = {"model": model.get("name", ""), "model_version": model.get("version", ""),
                    "modality": data.get("modality", ""), "count": data.get("count"),
-                   "thresholds": data.get("thresholds", {}), "image": data.get("image")}
+                   "thresholds": data.get("thresholds", {}), "image": data.get("image"),
+                   "out_of_distribution": list(data.get("out_of_distribution") or [])}
         return cls(list(data["candidates"]), labels, candidate_labels, summary)
 
     @property

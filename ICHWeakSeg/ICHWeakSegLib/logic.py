@@ -129,24 +129,31 @@ class ICHWeakSegLogic(TaskLogic):
     retraining = RETRAINING
 
     # ------------------------------------------------------------- prediction
-    # ``ich predict`` takes only the options every task has (TaskLogic.prediction_options).
+    # ``ich predict`` takes only the options every task has: --model, --device, --force
+    # (TaskLogic.prediction_options).
     def start_prediction(self, input_volume_node, model_folder=None,
-                         device: str | None = None, feedback_root: str | Path | None = None):
+                         device: str | None = None, feedback_root: str | Path | None = None,
+                         force: bool = False):
         """Write the CT to a temporary folder and start ``ich predict`` in a child process;
         poll the returned job, then call :meth:`finish_prediction`. ``feedback_root``:
-        where a stored reader mask of this CT is looked for (default: the user's)."""
+        where a stored reader mask of this CT is looked for (default: the user's);
+        ``force``: report a result even when the input does not look like a head CT (the
+        command refuses it otherwise); the result is then marked out of distribution."""
         return self.start_in_child(input_volume_node, lambda image, out, error: (
-            self.prediction_command(image, out, model_folder, device, error)),
+            self.prediction_command(image, out, model_folder, device, error, force=force)),
             feedback_root=feedback_root)
 
     def run(self, input_volume_node, model_folder=None, device: str | None = None,
             feedback_root: str | Path | None = None, progress=None,
-            timeout: float | None = None) -> ICHResultNodes:
+            timeout: float | None = None, force: bool = False) -> ICHResultNodes:
         """:meth:`start_prediction`, wait, :meth:`finish_prediction` (blocks; scripts).
         ``progress`` (a :class:`lesion_core.progress.Progress`) follows and cancels it;
-        ``timeout``: seconds before the child is cancelled (None: no limit)."""
+        ``timeout``: seconds before the child is cancelled (None: no limit); ``force``: a
+        result even on an image that does not look like a head CT, marked out of
+        distribution."""
         return self.wait_for(self.start_prediction(input_volume_node, model_folder, device,
-                                                   feedback_root), progress, timeout)
+                                                   feedback_root, force=force),
+                             progress, timeout)
 
     def load_results(self, input_volume_node, folder: str | Path,
                      feedback_root: str | Path | None = None) -> ICHResultNodes:

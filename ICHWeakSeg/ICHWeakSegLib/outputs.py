@@ -12,7 +12,9 @@ this module):
   mask on the slice);
 - ``ich_summary.json``: ``{"model": {"name", "version"}, "image", "slice_axis",
   "scan_probability", "present", "subtypes", "volume_ml", "volume_ml_by_subtype",
-  "thresholds", "combination"}``.
+  "thresholds", "combination", "out_of_distribution"}`` (``out_of_distribution``: the
+  findings of a result asked for with ``--force`` on an image the head checks refuse,
+  empty otherwise; older files lack it).
 
 :class:`ICHOutputs` holds them. The CSV and JSON are read and checked by
 :mod:`lesion_core.ich.outputs_file`, the slices and maps checked against the input CT here,

@@ -49,9 +49,35 @@ GRID_TOLERANCE_MM = 1e-3
 T = TypeVar("T")
 
 
+#: The end of an out-of-distribution warning (:func:`out_of_distribution_warning`).
+OUT_OF_DISTRIBUTION_CAUTION = "Treat this result with caution."
+
+
+def out_of_distribution_findings(summary: dict) -> tuple[str, ...]:
+    """The ``out_of_distribution`` findings of a prediction's summary: one sentence each on
+    why the input did not look like a head scan of the task's kind, written when the user
+    insisted (``predict --force``). Empty when the checks found nothing, and for results
+    written before the checks existed (no key)."""
+    value = summary.get("out_of_distribution") if isinstance(summary, dict) else None
+    if not value:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    return tuple(str(finding).strip() for finding in value if str(finding).strip())
+
+
+def out_of_distribution_warning(findings) -> str:
+    """``"Out of distribution: <finding>; <finding>. Treat this result with caution."``, or
+    ``""`` when there is no finding."""
+    findings = [str(f).strip().rstrip(".") for f in findings or () if str(f).strip()]
+    if not findings:
+        return ""
+    return f"Out of distribution: {'; '.join(findings)}. {OUT_OF_DISTRIBUTION_CAUTION}"
+
+
 class SummaryFacts:
     """Model facts read from a prediction's ``summary`` dict (``model``, ``model_version``,
-    ``modality``); mixed into the classes that carry one."""
+    ``modality``, ``out_of_distribution``); mixed into the classes that carry one."""
 
     summary: dict
 
@@ -66,6 +92,20 @@ class SummaryFacts:
     @property
     def modality(self) -> str:
         return str(self.summary.get("modality", ""))
+
+    @property
+    def out_of_distribution(self) -> tuple[str, ...]:
+        """Why the input did not look like a head scan the model reads, one finding each,
+        when the user asked for a result anyway (:func:`out_of_distribution_findings`);
+        empty for a normal result and for one written before the checks existed."""
+        return out_of_distribution_findings(self.summary)
+
+    def summary_text(self, text: str) -> str:
+        """The result summary a panel shows: ``text``, after the out-of-distribution
+        warning on a line of its own when the result has findings
+        (:func:`out_of_distribution_warning`)."""
+        warning = out_of_distribution_warning(self.out_of_distribution)
+        return f"{warning}\n{text}" if warning else text
 
 
 def file_stem(name: str) -> str:

@@ -10,9 +10,10 @@ derives from :class:`TaskLogic`, which does what is the same for every task:
   (:meth:`TaskLogic.wait_for`), read its output files back on the input's grid and add
   the result nodes when it is finished (:meth:`TaskLogic.finish_prediction`), or add them
   from an output folder made earlier (:meth:`TaskLogic.load_results`);
-- add the result nodes all or none, tagged with the model and the input and put under the
-  input's parent transform, so they lie on the input exactly and move with it
-  (:meth:`TaskLogic.adding_results`);
+- add the result nodes all or none, tagged with the model and the input (and, for a
+  result the user asked for on an image the head checks refuse, ``--force``, with its
+  out-of-distribution findings) and put under the input's parent transform, so they lie
+  on the input exactly and move with it (:meth:`TaskLogic.adding_results`);
 - save and remove a result's nodes, open the reader's review of a result, and start
   retraining from the reader's work (:mod:`.retraining`).
 
@@ -42,6 +43,18 @@ try:
     from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic as _LogicBase
 except ImportError:  # slicer-core wheel: real MRML, no application
     _LogicBase = None
+
+#: Written beside the saved node files of a result marked out of distribution.
+OUT_OF_DISTRIBUTION_FILE = "_out_of_distribution.txt"
+
+
+def out_of_distribution_note(label: str, findings) -> str:
+    """The text of :data:`OUT_OF_DISTRIBUTION_FILE`: the warning, then one finding a
+    line."""
+    lines = [f"This {label} result is out of distribution: the image did not look like a "
+             "head scan the model reads, and a result was asked for anyway (--force).",
+             predictions.OUT_OF_DISTRIBUTION_CAUTION, "", "Findings:"]
+    return "\n".join(lines + [f"- {finding}" for finding in findings]) + "\n"
 
 
 class TaskLogic(_LogicBase or _HeadlessLogicBase):
@@ -77,6 +90,13 @@ class TaskLogic(_LogicBase or _HeadlessLogicBase):
         """Node attribute naming the ID of the input volume node a result belongs to."""
         return f"LesionSuite.{self.label}.InputNodeID"
 
+    @property
+    def out_of_distribution_attribute(self) -> str:
+        """Node attribute of a result marked out of distribution (the user asked for a
+        result on an image the head checks refuse): its findings joined by ``"; "``.
+        Absent on a normal result; a saved scene keeps it."""
+        return f"LesionSuite.{self.label}.OutOfDistribution"
+
     # ------------------------------------------------------------------ input
     def read_input(self, input_volume_node) -> Volume:
         """The node's voxels and local IJK-to-RAS geometry (nothing checked beyond the
@@ -106,13 +126,16 @@ class TaskLogic(_LogicBase or _HeadlessLogicBase):
         return lesion_core_command(args, python)
 
     @classmethod
-    def prediction_options(cls, model_folder=None, device=None) -> dict[str, object]:
+    def prediction_options(cls, model_folder=None, device=None, force: bool = False
+                           ) -> dict[str, object]:
         """The task's ``predict`` options as ``{flag: value}``, in command-line order
         (see :func:`~.child_process.command_options`). Here the ones every task's
-        ``predict`` has, ``(--model M)(, --device D)``; a task with options of its own
-        overrides this and refuses values it does not know (an option it does not take at
-        all is a ``TypeError``)."""
-        return {"--model": model_folder or None, "--device": device}
+        ``predict`` has, ``(--model M)(, --device D)(, --force)``: ``force`` reports a
+        result on an image that does not look like a head scan of the task's kind, marked
+        out of distribution, where the command would refuse it. A task with options of
+        its own overrides this and refuses values it does not know (an option it does not
+        take at all is a ``TypeError``)."""
+        return {"--model": model_folder or None, "--device": device, "--force": bool(force)}
 
     def start_in_child(self, input_volume_node,
                        command: Callable[[Path, Path, Path], list[str]],
@@ -169,12 +192,17 @@ class TaskLogic(_LogicBase or _HeadlessLogicBase):
         """``with self.adding_results(node, outputs) as created:`` append each node the
         block adds; if the block raises, they are removed again, so a failure half-way
         leaves the scene as it was; if it succeeds, they are tagged with the model and the
-        input and put under the input's parent transform."""
+        input (and :attr:`out_of_distribution_attribute` when ``outputs`` has findings)
+        and put under the input's parent transform."""
         with predictions.all_or_none(input_volume_node.GetScene()) as created:
             yield created
-            predictions.place_with_input(created, input_volume_node, {
+            attributes = {
                 self.result_attribute: f"{outputs.model_id} {outputs.model_version}",
-                self.input_attribute: input_volume_node.GetID()})
+                self.input_attribute: input_volume_node.GetID()}
+            findings = getattr(outputs, "out_of_distribution", ())
+            if findings:
+                attributes[self.out_of_distribution_attribute] = "; ".join(findings)
+            predictions.place_with_input(created, input_volume_node, attributes)
 
     @staticmethod
     def remove_result_nodes(result) -> None:
@@ -189,13 +217,21 @@ class TaskLogic(_LogicBase or _HeadlessLogicBase):
                      ) -> dict[str, Path]:
         """Write each result node into ``folder`` as ``<stem><file name>`` (see
         :attr:`result_files`; ``stem``: default the input volume's name made safe for
-        file names); returns the paths by result attribute."""
+        file names); returns the paths by result attribute. A result marked out of
+        distribution also gets ``<stem>`` :data:`OUT_OF_DISTRIBUTION_FILE` (key
+        ``out_of_distribution``): the warning and one finding a line, since the node
+        files cannot carry the mark."""
         folder = Path(folder)
         stem = stem or predictions.file_stem(result.input.GetName())
         paths = {key: folder / f"{stem}{name}"
                  for key, name in self.result_file_names(result).items()}
         for key, path in paths.items():
             mb.write_node(getattr(result, key), path)
+        findings = getattr(result, "out_of_distribution", ())
+        if findings:
+            paths["out_of_distribution"] = folder / f"{stem}{OUT_OF_DISTRIBUTION_FILE}"
+            paths["out_of_distribution"].write_text(
+                out_of_distribution_note(self.label, findings), encoding="utf-8")
         return paths
 
     # ------------------------------------------------------------------ review

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from .atomic import atomic_write, atomic_write_bytes
 from .device import select_device
 from .errors import ModelBundleError
 from .labels import Code, LesionLabel
-from .networks import get_network_class, name_of_network
+from .networks import CORRUPT_FIX, check_network_args, get_network_class, name_of_network
 
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -135,6 +136,9 @@ class BundleMetadata:
                     and isinstance(spec.get("args", {}), dict)):
                 raise bad(f"network {net!r} needs a 'class' name and an 'args' object")
             specs[net] = NetworkSpec(spec["class"], dict(spec.get("args", {})))
+            # Before anything is built from them (any reader, any later use).
+            check_network_args(net, spec["class"], specs[net].args,
+                               str(source) if source is not None else None)
         try:
             labels = [_label_from_dict(d) for d in data.get("labels", [])]
         except (TypeError, KeyError, ValueError) as exc:
@@ -316,6 +320,32 @@ def _build(net: str, spec: NetworkSpec, source: Path) -> torch.nn.Module:
                                source=source) from exc
 
 
+def _check_size(net: str, spec: NetworkSpec, state: dict[str, torch.Tensor],
+                folder: Path) -> None:
+    """Refuse metadata whose network would not be the one the weights file holds, before
+    its real tensors are allocated: the network is built on the ``meta`` device (shapes
+    only, no memory) and its parameter count compared with the file's. A constructor that
+    needs real tensors is skipped here (its arguments are bounded, and
+    ``load_state_dict`` compares the shapes)."""
+    # Imported outside the meta context: tensors a module makes when imported must be real.
+    import monai.networks.nets  # noqa: F401  (what every allowed network builds on)
+
+    get_network_class(spec.class_name, source=str(folder / METADATA_FILE))
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in
+                      _build(net, spec, folder / METADATA_FILE).state_dict().items()}
+    except (NotImplementedError, RuntimeError):
+        return
+    described = sum(math.prod(s) for s in shapes.values())
+    held = sum(v.numel() for v in state.values())
+    if described != held:
+        raise ModelBundleError(
+            f"the weights of network {net!r} do not fit its architecture ({spec.class_name} "
+            f"as described has {described:,} parameters, {WEIGHTS_FILE} holds {held:,})",
+            CORRUPT_FIX, source=folder / METADATA_FILE)
+
+
 def load_bundle(folder: str | Path, device: str | torch.device | None = None,
                 only: Iterable[str] | None = None) -> LoadedBundle:
     """Verify, rebuild and load a model folder.
@@ -359,8 +389,9 @@ def load_bundle(folder: str | Path, device: str | torch.device | None = None,
     dev = select_device(device) if device is not None else torch.device("cpu")
     loaded: dict[str, torch.nn.Module] = {}
     for net in names:
-        module = _build(net, meta.networks[net], folder / METADATA_FILE)
         state = {k[len(net) + 1:]: v for k, v in tensors.items() if k.startswith(net + ".")}
+        _check_size(net, meta.networks[net], state, folder)
+        module = _build(net, meta.networks[net], folder / METADATA_FILE)
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -15,21 +15,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-#: Exit codes of the ``lesion-suite`` command (0: done): a user error, and Cancel (Ctrl-C).
+#: Exit codes of the ``lesion-suite`` command (0: done): an internal error (a bug of ours,
+#: its traceback in a log file), a user error, and Cancel (Ctrl-C).
+EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
 
 
 class LesionSuiteError(Exception):
-    """Base class: ``<source>: <problem>. <fix>``."""
+    """Base class: ``<source>: <problem>. <fix>``, always one line (line breaks inside a
+    library's message become spaces)."""
 
     def __init__(self, problem: str, fix: str, source: str | Path | None = None):
-        self.problem = problem.rstrip(". ")
-        fix = fix.strip()
+        self.problem = _one_line(problem).rstrip(". ")
+        fix = _one_line(fix)
         self.fix = fix[:1].upper() + fix[1:]
         self.source = str(source) if source is not None else None
         prefix = f"{self.source}: " if self.source else ""
         super().__init__(f"{prefix}{self.problem}. {self.fix}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 class UnreadableFileError(LesionSuiteError):

@@ -72,6 +72,26 @@ def _check_name(value: str, what: str, source: Path | None = None) -> str:
     return value
 
 
+def _check_storable(value: Any, source: Path) -> None:
+    """Refuse a record (or its payload) that strict JSON cannot hold, before anything is
+    written: a refused decision is reported to the reader, never half-saved."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):  # e.g. a circular reference
+            raise FeedbackStoreError(f"the payload cannot be stored as JSON ({exc})",
+                                     "Pass only strings, numbers, lists and dicts",
+                                     source=source) from exc
+        raise FeedbackStoreError(
+            "the payload holds NaN or infinity, which JSON cannot store; the decision was "
+            "not saved", "Store a finite number, or None for a missing value",
+            source=source) from exc
+    except TypeError as exc:
+        raise FeedbackStoreError(f"the payload cannot be stored as JSON ({exc})",
+                                 "Pass only strings, numbers, lists and dicts",
+                                 source=source) from exc
+
+
 def _login_name() -> str:
     """The operating-system user, recorded when the caller names no reader."""
     try:
@@ -100,9 +120,13 @@ class Record:
     model_version: str | None = None
 
     def to_line(self) -> bytes:
-        """The record as one UTF-8 JSON line ending in ``\\n`` (no newline inside)."""
-        return (json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
-                + "\n").encode("utf-8")
+        """The record as one UTF-8 JSON line ending in ``\\n`` (no newline inside).
+
+        Strict JSON: NaN and infinity raise ``ValueError`` (Python would write a bare
+        ``NaN``, which other JSON readers refuse). Reading stays lenient, so records written
+        before this rule remain readable."""
+        return (json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"),
+                           allow_nan=False) + "\n").encode("utf-8")
 
     @classmethod
     def from_dict(cls, data: Any) -> "Record":
@@ -195,12 +219,7 @@ class CaseFeedback:
                                      source=self.records_path)
         rec = self._new_record(kind, target, dict(payload or {}), reader, model_id,
                                model_version)
-        try:
-            rec.to_line()
-        except (TypeError, ValueError) as exc:
-            raise FeedbackStoreError(f"the payload cannot be stored as JSON ({exc})",
-                                     "Pass only strings, numbers, lists and dicts",
-                                     source=self.records_path) from exc
+        _check_storable(asdict(rec), self.records_path)
         self._ensure_folder()
         with file_lock(self.folder / LOCK_FILE):
             self._append_locked(rec)
@@ -287,6 +306,8 @@ class CaseFeedback:
         import nibabel as nib
 
         _check_name(name, "label name", self.labels_dir)
+        _check_storable([payload, model_id, model_version],  # before the image is written
+                        self.records_path)
         self._ensure_folder()
         array = np.asarray(volume.array)
         if array.dtype == bool:

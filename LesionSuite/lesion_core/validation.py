@@ -16,6 +16,10 @@ from .volume import Volume
 
 #: Plausible voxel sizes of clinical brain images, in mm.
 MIN_SPACING_MM, MAX_SPACING_MM = 0.1, 10.0
+#: Largest intensity magnitude accepted. Processing is in float32 (largest 3.4e38), and
+#: normalisation squares and sums intensities; no scanner or converter writes values
+#: anywhere near this, so larger ones are a damaged or mis-scaled file.
+MAX_ABS_INTENSITY = 1e30
 
 
 class Modality(str, Enum):
@@ -64,6 +68,12 @@ def validate_image(volume: Volume, modality: Modality | None = None,
                 f"{bad:,} voxels are NaN or infinite",
                 "fix the conversion that produced the file (or replace them with 0)", source)
     lo, hi = float(array.min()), float(array.max())
+    if max(abs(lo), abs(hi)) > MAX_ABS_INTENSITY:
+        raise InvalidImageError(
+            f"intensities reach {lo if abs(lo) > abs(hi) else hi:g}; processing in float32 "
+            f"needs magnitudes below {MAX_ABS_INTENSITY:g}",
+            "fix the conversion or its scaling (NIfTI scl_slope, DICOM RescaleSlope) that "
+            "produced the file", source)
     if lo == hi:
         raise InvalidImageError(f"the image is constant (every voxel is {lo:g})",
                                 "the export or conversion lost the image data; re-export it", source)

@@ -169,18 +169,23 @@ class WMHDualTaskerLogic(TaskLogic):
     # ------------------------------------------------------------- background
     @classmethod
     def prediction_options(cls, model_folder=None, device=None, t1: bool = False,
-                           atlases_dir: Path | None = None) -> dict[str, object]:
-        """``--device D(, --model M)(, --t1)(, --atlases A)`` of ``wmh predict``: the
-        device defaults to the CPU; ``t1``: the T1 mode; ``atlases_dir``: the subject's
-        brain mask and atlases, written by :func:`lesion_core.wmh.atlases.write_atlases`
-        (registration is skipped)."""
+                           atlases_dir: Path | None = None, force: bool = False
+                           ) -> dict[str, object]:
+        """``--device D(, --model M)(, --t1)(, --atlases A)(, --force)`` of ``wmh
+        predict``: the device defaults to the CPU; ``t1``: the T1 mode; ``atlases_dir``:
+        the subject's brain mask and atlases, written by
+        :func:`lesion_core.wmh.atlases.write_atlases` (registration is skipped);
+        ``force``: a result even on an image that does not look like a head scan, marked
+        out of distribution."""
         return {"--device": device or "cpu", "--model": model_folder or None,
-                "--t1": bool(t1), "--atlases": atlases_dir}
+                "--t1": bool(t1), "--atlases": atlases_dir, "--force": bool(force)}
 
     def start_prediction(self, input_volume_node, model_folder=None, t1: bool = False,
-                         device: str = "cpu", atlases=None):
+                         device: str = "cpu", atlases=None, force: bool = False):
         """Write the input to a temporary folder and start the prediction in a child
-        process; poll the returned job, then call :meth:`finish_prediction`."""
+        process; poll the returned job, then call :meth:`finish_prediction`. ``force``:
+        report a result even when the input does not look like a head scan (the command
+        refuses it otherwise); the result is then marked out of distribution."""
         from lesion_core.wmh.atlases import write_atlases
 
         if not model_folder:
@@ -190,7 +195,8 @@ class WMHDualTaskerLogic(TaskLogic):
             atlases_dir = None if atlases is None else write_atlases(
                 atlases, out_dir.parent / "atlases")
             return self.prediction_command(image_path, out_dir, model_folder, device,
-                                           error_file, t1=t1, atlases_dir=atlases_dir)
+                                           error_file, t1=t1, atlases_dir=atlases_dir,
+                                           force=force)
 
         return self.start_in_child(input_volume_node, command)
 

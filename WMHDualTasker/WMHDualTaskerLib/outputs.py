@@ -69,7 +69,9 @@ class WMHOutputs(SummaryFacts):
         activation: ``float32`` map in [0, 1].
         regions: ``uint8`` ARWMC region-side atlas (value = ``REGIONS`` index + 1).
         summary: ``WMHPrediction.summary()``: model, model_version, modality, arwmc_total,
-            ratings, levels, lesion_ml, brain_ml, region_ml, zone_ml, seconds.
+            ratings, levels, lesion_ml, brain_ml, region_ml, zone_ml, seconds and
+            out_of_distribution (the findings of a result asked for with ``--force`` on
+            an image the head checks refuse; empty otherwise, absent in older files).
     """
 
     labels: Volume

@@ -1,9 +1,21 @@
 """The ``lesion-suite`` command line.
 
 Each sub-command lives in its own module with ``register(subparsers)``; :mod:`.tasks`
-registers ``<task> predict|train|evaluate`` for every task of :mod:`lesion_core.tasks`. User errors (:class:`~lesion_core.errors.LesionSuiteError`) print
-one line and exit with code 2; Cancel (Ctrl-C) exits with 130; anything else is a bug and
-keeps its traceback.
+registers ``<task> predict|train|evaluate`` for every task of :mod:`lesion_core.tasks`.
+
+Exit codes and what the user sees on stderr:
+
+* 0: done;
+* 2: a user error (:class:`~lesion_core.errors.LesionSuiteError`): one line naming the file,
+  what is wrong and what to do;
+* 130: Cancel (Ctrl-C);
+* 1: anything else, which is a bug of ours, not of the input: one line
+  (``lesion-suite: internal error: <type>: <message> (details in <log file>); please report
+  it``) and the full traceback in a new log file, ``lesion-suite-<time>-<pid>.log`` in the
+  folder ``LESION_SUITE_LOG_DIR`` names, by default the user's cache folder
+  (``$XDG_CACHE_HOME`` or ``~/.cache``, ``%LOCALAPPDATA%`` on Windows, then
+  ``lesion-suite/logs``). Where that folder cannot be written the log goes to the system
+  temporary folder; where neither can, the traceback follows the line on stderr.
 
 Two options serve a parent process (the Slicer modules run the CLI as a child):
 ``--progress-lines`` reports progress as machine-readable lines on stdout, and
@@ -15,15 +27,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
+import tempfile
+import traceback
+from datetime import datetime
 from pathlib import Path
 
 from .. import __version__
-from ..errors import (EXIT_CANCELLED, EXIT_USER_ERROR, LesionSuiteError, OperationCancelled,
-                      error_to_json)
+from ..errors import (EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, LesionSuiteError,
+                      OperationCancelled, error_to_json)
 from . import demo, info, synth, tasks, validate
 
 _COMMANDS = (info, validate, synth, demo, tasks)
+
+#: The environment variable naming the folder of internal-error logs (module notes).
+LOG_DIR_VARIABLE = "LESION_SUITE_LOG_DIR"
+#: An internal error's message is cut to this many characters on its one line.
+_MESSAGE_CHARS = 300
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stdout = open(os.devnull, "w")
         return 0
+    except Exception as exc:  # a bug of ours: one line for the user, the details in a log
+        return _report_internal_error(exc, sys.argv[1:] if argv is None else argv)
 
 
 def _write_error(exc: LesionSuiteError, path: Path) -> None:
@@ -69,6 +92,68 @@ def _write_error(exc: LesionSuiteError, path: Path) -> None:
     except OSError as failure:
         # The one-line message is already out; a parent without the file reports the log.
         print(f"lesion-suite: could not write {path}: {failure}", file=sys.stderr)
+
+
+def _report_internal_error(exc: Exception, argv: list[str]) -> int:
+    """Print the one line of an unexpected exception and keep its traceback in a log file
+    (on stderr when no log can be written); return the exit code."""
+    details = traceback.format_exc()
+    log = _write_log(_log_text(argv, details))
+    message = " ".join(str(exc).split())
+    if len(message) > _MESSAGE_CHARS:
+        message = message[:_MESSAGE_CHARS - 3] + "..."
+    where = f"details in {log}" if log is not None else "details below"
+    print(f"lesion-suite: internal error: {type(exc).__name__}: {message} ({where}); "
+          "please report it", file=sys.stderr)
+    if log is None:
+        print(details, file=sys.stderr, end="")
+    return EXIT_INTERNAL_ERROR
+
+
+def _log_text(argv: list[str], details: str) -> str:
+    """What a report needs: the command, the versions, the traceback."""
+    return (f"command: lesion-suite {' '.join(map(str, argv))}\n"
+            f"lesion-suite {__version__}, Python {platform.python_version()}, "
+            f"{platform.platform()}\n"
+            f"time: {datetime.now().isoformat(timespec='seconds')}\n\n{details}")
+
+
+def log_folders() -> list[Path]:
+    """Where internal-error logs go, in the order tried: ``LESION_SUITE_LOG_DIR`` (when
+    set) or the user's cache folder, then the system temporary folder."""
+    folders = []
+    given = os.environ.get(LOG_DIR_VARIABLE)
+    if given:
+        folders.append(Path(given).expanduser())
+    elif os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        folders.append(Path(os.environ["LOCALAPPDATA"]) / "lesion-suite" / "logs")
+    else:
+        try:
+            cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+            folders.append(cache / "lesion-suite" / "logs")
+        except RuntimeError:  # no home folder (a service account): the temporary one
+            pass
+    return folders + [Path(tempfile.gettempdir()) / "lesion-suite-logs"]
+
+
+def _write_log(text: str) -> Path | None:
+    """Write ``text`` to a new log file in the first folder of :func:`log_folders` that
+    takes it; ``None`` when none does. An existing log is never overwritten."""
+    stem = f"lesion-suite-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    for folder in log_folders():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(100):  # the same process failing twice in a second (tests)
+                path = folder / (f"{stem}.log" if n == 0 else f"{stem}-{n}.log")
+                try:
+                    with path.open("x", encoding="utf-8") as handle:
+                        handle.write(text)
+                    return path
+                except FileExistsError:
+                    continue
+        except OSError:
+            continue
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

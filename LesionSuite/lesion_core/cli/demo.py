@@ -148,9 +148,10 @@ _STEPS = {"wmh": _wmh_step, "cmb": _cmb_step, "ich": _ich_step}
 
 def _real_t1_wmh(volume, out: Path) -> dict:
     """The T1 mode on the real T1 (no labels: volumes per zone are what there is to show)."""
+    from ..output_folder import publish
     from ..wmh.predict import predict, write_prediction
     prediction = predict(volume, load_model("wmh", kind="wmh_t1"))
-    write_prediction(prediction, out)
+    publish(out, lambda folder: write_prediction(prediction, folder))
     summary = prediction.summary()
     return {"wmh_ml_t1_mode": round(summary["lesion_ml"], 2),
             "brain_ml": round(summary["brain_ml"], 1),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import CommandError
 from ..synth import DOMAINS, KINDS
 from ..synth.splits import split_of
 from .progress_bar import ProgressBar
@@ -20,6 +22,9 @@ if TYPE_CHECKING:  # the builders use torch: imported when a cohort is made, not
 #: FLAIR/CT slices, 1 mm T1).
 SMALL_SPACING_MM = 3.5
 MEDIUM_SPACING_MM = 2.0
+#: ``--spacing`` range: finer anatomy needs memory that grows with the cube of 1/spacing
+#: (0.5 mm: 8x the 1 mm phantom); coarser than 10 mm leaves no brain structure to see.
+SPACING_RANGE_MM = (0.5, 10.0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,12 +66,42 @@ def small_config(kind: str) -> SubjectConfig:
                          acquisition={name: coarse for name in names})
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse options that would make nothing, or fail after the first subject, before
+    any subject is made (one :class:`CommandError` each)."""
+    if args.n < 1:
+        raise CommandError(f"--n {args.n} makes no subject", "give --n 1 or more")
+    if args.seed < 0:
+        raise CommandError(f"--seed {args.seed} is negative", "give a seed of 0 or more")
+    if args.workers < 1:
+        raise CommandError(f"--workers {args.workers} is fewer than one process",
+                           "give --workers 1 or more")
+    low, high = SPACING_RANGE_MM
+    # `not low <= x <= high` is also true for NaN.
+    if args.spacing is not None and not low <= args.spacing <= high:
+        raise CommandError(f"--spacing {args.spacing:g} mm is outside {low:g}-{high:g} mm",
+                           f"give an anatomy voxel size from {low:g} to {high:g} mm (e.g. 1.5)")
+    _check_output_folder(Path(args.out))
+
+
+def _check_output_folder(out: Path) -> None:
+    """``out`` is, or can become, a folder: neither it nor a folder above it is a file."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise CommandError(f"{path} is a file, not a folder",
+                                   "give an --out folder that is not inside a file",
+                                   out if path != out else None)
+            return
+
+
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..synth import SubjectConfig, make_cohort
     from ..synth.anatomy import AnatomyConfig
 
+    check_options(args)
     kinds = KINDS if args.kind == "all" else (args.kind,)
     seeds = list(range(args.seed, args.seed + args.n))
     splits = sorted({split_of(s) for s in seeds})
@@ -78,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             config = {"small": small_config(kind),
                       "medium": SubjectConfig(anatomy=AnatomyConfig(spacing_mm=MEDIUM_SPACING_MM)),
                       "full": SubjectConfig()}[args.size]
-            if args.spacing:
+            if args.spacing is not None:
                 config = replace(config, anatomy=AnatomyConfig(spacing_mm=args.spacing))
             if args.sequence and kind == "cmb":
                 config = replace(config, swi_variant=args.sequence)

@@ -4,9 +4,12 @@ Each task of :mod:`lesion_core.tasks` gets the same three verbs with the shared 
 :mod:`.common` and the options the task declares (:attr:`~lesion_core.tasks.Task.options`),
 whose values reach the task's verbs as keyword arguments:
 
-* ``predict INPUT``: the input is read and checked before torch is imported, the model is
-  loaded (``--model``, default the shipped one) and checked against the options, then the
-  prediction runs and its files go to ``--out`` (default ``<task>_output``);
+* ``predict INPUT``: ``--out`` and the input are checked before torch is imported (the
+  input also as a head scan of the task's kind, :mod:`lesion_core.head_check`), the model
+  is loaded (``--model``, default the shipped one) and checked against the options, then
+  the prediction runs, its brain mask is checked, and its files go to ``--out`` (default
+  ``<task>_output``) all together or not at all (:func:`~lesion_core.output_folder.publish`);
+  ``--force`` reports a result on an image the checks refuse, marked out of distribution;
 * ``train``: from the task's own data sources (``--table``, ``--synthetic``...) a whole
   training (``fit``, continuing ``--init`` where the task can), or from a reader's
   decisions (``--feedback STORE``) a fine-tune of ``--init`` (default the shipped model);
@@ -23,10 +26,12 @@ one line and exit code 2 (see :mod:`lesion_core.cli`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from functools import partial
 from pathlib import Path
 
+from ..output_folder import check_output_folder, publish
 from ..tasks import Option, Task, TrainSettings, all_tasks, option
 from .common import (check_device, check_steps, load_model, model_options, refuse_saved_model,
                      training_options)
@@ -45,11 +50,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def shared_options(task: Task, verb: str) -> tuple[Option, ...]:
     """The options a verb has for every task (beside :func:`.common.model_options` or
-    :func:`.common.training_options`): its input, and where its results go."""
+    :func:`.common.training_options`): its input (``predict``: with ``--series``, which
+    reaches :meth:`~lesion_core.tasks.Task.read_input` as ``series``), and where its
+    results go."""
     if verb == "predict":
         return (option(task.input_argument[0], help=task.input_argument[1]),
                 option("--out", default=f"{task.name}_output",
-                       help="output folder (default: %(default)s)"))
+                       help="output folder (default: %(default)s)"),
+                option("--series", metavar="UID",
+                       help="SeriesInstanceUID of the series to read, for a DICOM folder "
+                            "of several"),
+                option("--force", action="store_true",
+                       help="report a result even when the image does not look like a head "
+                            "scan of this kind; the result is marked out of distribution"))
     if verb == "evaluate":
         return (option(task.cohort_argument[0], help=task.cohort_argument[1]),
                 option("--json", metavar="OUT",
@@ -95,17 +108,51 @@ def run_predict(task: Task, args: argparse.Namespace) -> int:
     image_path = getattr(args, task.input_argument[0])
     # Input, model and options are checked before any progress is shown, so a mistake is
     # one line; the input before torch is imported, so a wrong file fails at once.
-    inputs = task.read_input(image_path, **options)
+    out = check_output_folder(args.out)
+    inputs = task.read_input(image_path, series=args.series, **options)
+    findings = _judge_image(task, inputs, image_path, args.force)
     model = load_model(task, args.model, check_device(args.device), task.kind(**options),
                        "predict")
     task.check_model(model, image_path, **options)
     with ProgressBar(args, f"{task.name} predict") as progress:
         prediction = task.predict(inputs, model, progress, args.precision, **options)
-        paths = task.write_outputs(prediction, args.out, str(Path(image_path).resolve()),
-                                   **options)
+        prediction = _judge_brain(task, prediction, findings, image_path, args.force)
+        paths = publish(out, lambda folder: task.write_outputs(
+            prediction, folder, str(Path(image_path).resolve()), **options))
     lines = task.prediction_lines(prediction, model, image_path)
+    lines += [f"OUT OF DISTRIBUTION (--force): {finding}"
+              for finding in getattr(prediction, "out_of_distribution", ())]
     print("\n".join(lines + ["files: " + ", ".join(str(p) for p in paths.values())]))
     return 0
+
+
+def _head_fix(task: Task) -> str:
+    return (f"give a whole-head {task.head_modality} scan of the kind the model reads "
+            "(and check the voxel size in its header)")
+
+
+def _judge_image(task: Task, inputs, image_path: str, force: bool) -> list[str]:
+    """The head checks of the input image (before a model is loaded): refused unless
+    ``force``; the findings go on to mark the result."""
+    from .. import head_check
+
+    if task.head_modality is None:
+        return []
+    findings = head_check.image_findings(task.head_image(inputs), task.head_modality)
+    return list(head_check.refuse_unless_forced(findings, image_path, force, _head_fix(task)))
+
+
+def _judge_brain(task: Task, prediction, findings: list[str], image_path: str, force: bool):
+    """The prediction, refused when its brain mask's volume is implausible (unless
+    ``force``), marked with every finding when forced."""
+    from .. import head_check
+
+    if task.head_modality is None:
+        return prediction
+    brain_ml, what = task.brain_volume(prediction)
+    findings = findings + head_check.brain_findings(brain_ml, what)
+    marks = head_check.refuse_unless_forced(findings, image_path, force, _head_fix(task))
+    return dataclasses.replace(prediction, out_of_distribution=marks) if marks else prediction
 
 
 # -------------------------------------------------------------------------- train

@@ -26,7 +26,6 @@ A cohort table is the ``cmb_labels.csv`` that ``lesion-suite synth cmb`` writes 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,11 +34,12 @@ import numpy as np
 import torch
 
 from ..device import select_device
-from ..errors import InvalidImageError
+from ..errors import CohortError
 from ..io import read_volume
 from ..jsonable import json_safe
 from ..metrics.detection import label_objects, object_centres
 from ..progress import Progress, ensure_progress
+from ..tables import read_csv_records
 from ..tasks import ModelCard
 from ..training import OptimConfig
 from ..training.cache import cached_arrays, parallel_map
@@ -88,26 +88,29 @@ class CMBTrainConfig:
     seed: int = 0
 
 
+#: What to do about a cohort table that cannot be used.
+_TABLE_FIX = "give the cmb_labels.csv that 'lesion-suite synth cmb' wrote"
+
+
 def read_cohort(table: str | Path, sequence: str = "SWI") -> list[CohortRow]:
-    """Rows of a cohort table that have a ``sequence`` image and its truth."""
+    """Rows of a cohort table that have a ``sequence`` image and its truth; a table that
+    cannot be read (missing, binary, empty) or has none is one :class:`CohortError`."""
     table = Path(table)
     if sequence not in SEQUENCES:
         raise ValueError(f"sequence must be one of {SEQUENCES}, got {sequence!r}")
+    return _rows_of(read_csv_records(table, CohortError, _TABLE_FIX), table, sequence)
+
+
+def _rows_of(rows: list[dict], table: Path, sequence: str) -> list[CohortRow]:
+    """The rows of a table's records that have a ``sequence`` image and its truth."""
     key = sequence.lower()
-    try:
-        with open(table, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise InvalidImageError(f"the cohort table cannot be read ({exc})",
-                                "give the cmb_labels.csv that 'lesion-suite synth cmb' wrote",
-                                source=table) from exc
     out = [CohortRow(r.get("subject", ""), sequence, Path(r[key]), Path(r[f"{key}_cmb_truth"]),
                      Path(r[f"{key}_mimics_truth"]) if r.get(f"{key}_mimics_truth") else None)
            for r in rows if r.get(key) and r.get(f"{key}_cmb_truth")]
     if not out:
-        raise InvalidImageError(f"the cohort table has no {sequence} images with CMB truth",
-                                f"give a table with columns '{key}' and '{key}_cmb_truth'",
-                                source=table)
+        raise CohortError(f"the cohort table has no {sequence} images with CMB truth",
+                          f"give a table with columns '{key}' and '{key}_cmb_truth'",
+                          source=table)
     return out
 
 
@@ -116,16 +119,17 @@ def read_cohorts(tables, sequences=SEQUENCES) -> list[CohortRow]:
     SWI or T2*-GRE subjects, or both)."""
     rows = []
     for table in tables:
+        # Read once: a table that cannot be read is its own error, not "no images".
+        records = read_csv_records(table, CohortError, _TABLE_FIX)
         found = []
         for sequence in sequences:
             try:
-                found += read_cohort(table, sequence)
-            except InvalidImageError:
+                found += _rows_of(records, Path(table), sequence)
+            except CohortError:
                 continue
         if not found:
-            raise InvalidImageError(f"the cohort table has no {' or '.join(sequences)} images "
-                                    "with CMB truth", "give a cmb_labels.csv that "
-                                    "'lesion-suite synth cmb' wrote", source=table)
+            raise CohortError(f"the cohort table has no {' or '.join(sequences)} images "
+                              "with CMB truth", _TABLE_FIX, source=table)
         rows += found
     return rows
 

@@ -67,7 +67,10 @@ class CandidateResult:
 @dataclass
 class CMBPrediction:
     """Result of :func:`predict_cmb`: ``labels`` (int32, image grid, kept CMBs),
-    ``candidate_labels`` (every candidate), ``probability`` (stage 1, 1 mm RAS grid)."""
+    ``candidate_labels`` (every candidate), ``probability`` (stage 1, 1 mm RAS grid),
+    ``brain_ml`` (the intensity brain mask's volume, mL) and ``out_of_distribution`` (why
+    the input is not a head scan the model knows, when a result was asked for anyway;
+    :mod:`lesion_core.head_check`)."""
 
     labels: Volume
     candidate_labels: Volume
@@ -77,6 +80,8 @@ class CMBPrediction:
     model_version: str
     sequence: str
     thresholds: dict[str, float]
+    brain_ml: float | None = None
+    out_of_distribution: tuple[str, ...] = ()
 
     @property
     def kept(self) -> list[CandidateResult]:
@@ -199,7 +204,8 @@ def predict_cmb(image: Volume, model: CMBModel, sequence: str = "SWI",
                          _on_image_grid(labels, [r.id for r in results], centres, image),
                          probability, results, model.model_id, model.version, sequence,
                          {"stage1": config.stage1.candidates.threshold,
-                          "stage2": config.stage2_threshold})
+                          "stage2": config.stage2_threshold},
+                         float(inside.sum() * pre.voxel_volume_ml))
 
 
 CSV_FIELDS = ("id", "centre_r", "centre_a", "centre_s", "volume_mm3", "diameter_mm",
@@ -212,6 +218,8 @@ def prediction_json(prediction: CMBPrediction, image_path: str | None = None) ->
     return {"model": {"name": prediction.model_id, "version": prediction.model_version},
             "image": image_path, "modality": prediction.sequence,
             "count": len(prediction.kept), "thresholds": prediction.thresholds,
+            "brain_ml": prediction.brain_ml,
+            "out_of_distribution": list(prediction.out_of_distribution),
             "candidates": [{**asdict(c), "centre_ras": list(c.centre_ras)}
                            for c in prediction.candidates]}
 

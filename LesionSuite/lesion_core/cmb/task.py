@@ -36,6 +36,7 @@ class CMBTask(Task):
                  "train": "train the three stages, or fine-tune from a reader's decisions",
                  "evaluate": "score a model on a cohort's truth"}
     modalities = SEQUENCES
+    head_modality = "MR"
     bundle_kinds = ("cmb",)
     default_models = {"cmb": "cmb_shiva_distilled"}
     required_networks = ("stage1", "student")
@@ -76,11 +77,13 @@ class CMBTask(Task):
         return model_from_bundle(loaded)
 
     # ----------------------------------------------------------------- predict
-    def read_input(self, path, **options: Any):
+    def read_input(self, path, series: str | None = None, **options: Any):
+        """The SWI or T2*-GRE image, checked as MR (``series``: the SeriesInstanceUID in a
+        DICOM folder of several)."""
         from ..io import read_volume
         from ..validation import Modality, validate_image
 
-        return validate_image(read_volume(path), Modality.MR)
+        return validate_image(read_volume(path, series_uid=series), Modality.MR)
 
     def check_model(self, model, path, sequence: str = "SWI",
                     allow_modality_mismatch: bool = False, **options: Any) -> None:

@@ -20,7 +20,6 @@ every path it opens in ``opened`` (the tests check it).
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ import numpy as np
 import torch
 
 from .. import io as lesion_io
-from ..errors import LesionSuiteError
-from ..tables import read_csv_records
+from ..errors import CohortError
+from ..tables import read_csv_records, read_subject_targets
 from ..volume import Volume
 from .config import CLASSES, SUBTYPES, ICHConfig
 from .preprocess import SliceStack, cached_stack
@@ -43,8 +42,12 @@ TRUTH_WORDS = ("truth", "mask", "label", "_seg", ".seg.", "annotation")
 Labels = tuple  # tuple[float | None, ...] in CLASSES order
 
 
-class WeakLabelTableError(LesionSuiteError):
-    """A weak-label table that cannot be used for training."""
+class WeakLabelTableError(CohortError):
+    """A weak-label table (or a synthetic cohort's labels) that cannot be used for training."""
+
+
+#: What to do about a synthetic cohort whose labels cannot be read.
+_COHORT_FIX = "regenerate the cohort with `lesion-suite synth ich --out DIR`"
 
 
 @dataclass(frozen=True)
@@ -155,27 +158,43 @@ def table_from_synthetic_cohort(folder: str | Path, slice_level: bool = True,
     from each ``targets.json``, scan presence, subtypes and ``targets.slices`` (kept only
     when the CT was acquired in axial slices). Truth columns are never looked at.
     ``slice_level=False`` keeps scan labels only; ``subtypes=False`` keeps "any" only.
+    A table or targets file of another shape is one :class:`WeakLabelTableError` naming it.
     """
-    folder = Path(folder)
-    with (folder / "ich_labels.csv").open(newline="") as handle:
-        cohort = [{k: r[k] for k in ("subject", "ct", "targets")} for r in csv.DictReader(handle)]
+    table = Path(folder) / "ich_labels.csv"
+    try:
+        cohort = [{k: r[k] for k in ("subject", "ct", "targets")}
+                  for r in read_csv_records(table, WeakLabelTableError, _COHORT_FIX)]
+    except KeyError as exc:
+        raise WeakLabelTableError(f"the table has no column {exc}", _COHORT_FIX, table) from exc
     scans = []
     for record in cohort:
-        stored = json.loads(Path(record["targets"]).read_text())
-        targets = stored["targets"]
-        axial = stored.get("acquisition", {}).get("CT", {}).get("slice_axis", 2) == 2
-
-        def labels(present: bool, names: Iterable[str]) -> Labels:
-            names = set(names)
-            return _complete([float(present)] + [float(k in names) if subtypes else None
-                                                 for k in SUBTYPES])
-
-        slices = tuple((int(s["index"]), labels(s["ich"], s["subtypes"]))
-                       for s in targets.get("slices", [])) if slice_level and axial else ()
-        scans.append(WeakScan(record["subject"], record["ct"],
-                              labels(bool(targets["ich_present"]), targets.get("subtypes", [])),
-                              slices))
+        source = Path(record["targets"])
+        stored = read_subject_targets(source, _COHORT_FIX)
+        try:
+            scans.append(_scan_of_targets(record, stored, slice_level, subtypes))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # The file is JSON but not what `synth ich` writes (edited, or another kind).
+            raise WeakLabelTableError(f"the targets are not those of a synthetic ICH subject "
+                                      f"({type(exc).__name__}: {exc})", _COHORT_FIX,
+                                      source) from exc
     return scans
+
+
+def _scan_of_targets(record: dict, stored: dict, slice_level: bool,
+                     subtypes: bool) -> WeakScan:
+    """The :class:`WeakScan` of one cohort row and its ``targets.json`` (as read)."""
+    targets = stored["targets"]
+    axial = stored.get("acquisition", {}).get("CT", {}).get("slice_axis", 2) == 2
+
+    def labels(present: bool, names: Iterable[str]) -> Labels:
+        names = set(names)
+        return _complete([float(present)] + [float(k in names) if subtypes else None
+                                             for k in SUBTYPES])
+
+    slices = tuple((int(s["index"]), labels(s["ich"], s["subtypes"]))
+                   for s in targets.get("slices", [])) if slice_level and axial else ()
+    return WeakScan(record["subject"], record["ct"],
+                    labels(bool(targets["ich_present"]), targets.get("subtypes", [])), slices)
 
 
 @dataclass

@@ -23,7 +23,6 @@ benchmark (``bench/``) use these functions.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +34,7 @@ from ..errors import CohortError
 from ..jsonable import json_safe
 from ..metrics import dice, roc_auc
 from ..progress import Progress, ensure_progress
+from ..tables import read_csv_records
 from ..tasks import EvaluationReport
 from ..training import resolve_precision
 from ..volume import Volume
@@ -141,12 +141,11 @@ def read_cohort(folder: str | Path) -> list[dict]:
     fix = "give a folder written by `lesion-suite synth ich --out DIR`"
     if not table.is_file():
         raise CohortError(f"there is no {COHORT_TABLE}: not a synthetic ICH cohort", fix, folder)
-    with table.open(newline="") as handle:
-        try:
-            return [{k: r[k] for k in ("subject", "ct", "ct_ich_truth")}
-                    for r in csv.DictReader(handle)]
-        except KeyError as exc:
-            raise CohortError(f"the table has no column {exc}", fix, table) from exc
+    try:
+        return [{k: r[k] for k in ("subject", "ct", "ct_ich_truth")}
+                for r in read_csv_records(table, CohortError, fix)]
+    except KeyError as exc:
+        raise CohortError(f"the table has no column {exc}", fix, table) from exc
 
 
 def _device(model: ICHModel):

@@ -77,6 +77,9 @@ class ICHPrediction:
         slice_probabilities: ``float32 [n_slices, 6]`` (any, then subtypes) per CT slice
             along ``slice_axis``; scan_probabilities: ``float32 [6]``.
         stages: with ``stages=True``, bool masks of :data:`STAGES` (CT grid).
+        intracranial_ml: volume of the intracranial mask the growth step used (mL).
+        out_of_distribution: why the input is not a head CT the model knows
+            (:mod:`lesion_core.head_check`), when a result was asked for anyway.
     """
 
     labels: Volume
@@ -92,6 +95,8 @@ class ICHPrediction:
     model_version: str
     seconds: float = 0.0
     stages: dict[str, np.ndarray] = field(default_factory=dict)
+    intracranial_ml: float | None = None
+    out_of_distribution: tuple[str, ...] = ()
 
     @property
     def scan_probability(self) -> float:
@@ -222,8 +227,8 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     masks = {k: v & gate for k, v in masks.items()}
     progress.update(0.8, "growing into the connected blood")
     hu = np.asarray(ct.array, np.float32) + np.float32(stack.hu_offset)
-    final = grow_into_blood(masks[model.combination], hu, ct.spacing,
-                            intracranial_mask(hu, config.grid.skull_hu, stack.input_axis),
+    intracranial = intracranial_mask(hu, config.grid.skull_hu, stack.input_axis)
+    final = grow_into_blood(masks[model.combination], hu, ct.spacing, intracranial,
                             stack.input_axis, config.grow)
     progress.update(0.85, "components and subtypes")
     reference = Volume(np.zeros(stack.input_shape, np.uint8), stack.input_affine, stack.source)
@@ -236,7 +241,8 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
         reference.with_array(cam_ct, kind="ich_cam"), per_slice, scan_probabilities,
         stack.input_axis, components, model.thresholds, model.thresholds.as_dict(config),
         model.combination, model.model_id, model.version, time.perf_counter() - start,
-        {k: v for k, v in masks.items() if stages})
+        {k: v for k, v in masks.items() if stages},
+        float(intracranial.sum() * reference.voxel_volume_ml))
 
 
 def summary_json(prediction: ICHPrediction, image_path: str | None = None) -> dict:
@@ -249,7 +255,9 @@ def summary_json(prediction: ICHPrediction, image_path: str | None = None) -> di
             "volume_ml_by_subtype": prediction.volume_ml_by_subtype,
             "thresholds": prediction.threshold_dict, "combination": prediction.combination,
             "components": [asdict(c) for c in prediction.components],
-            "seconds": round(prediction.seconds, 2)}
+            "seconds": round(prediction.seconds, 2),
+            "intracranial_ml": prediction.intracranial_ml,
+            "out_of_distribution": list(prediction.out_of_distribution)}
 
 
 def write_prediction(prediction: ICHPrediction, out: str | Path,

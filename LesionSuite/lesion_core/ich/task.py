@@ -39,6 +39,7 @@ class ICHTask(Task):
                           "reader's slice labels",
                  "evaluate": "score every stage on a synthetic cohort's truth"}
     modalities = ("CT",)
+    head_modality = "CT"
     bundle_kinds = ("ich",)
     default_models = {"ich": "ich_weakseg_cam"}
     required_networks = ("segmenter",)
@@ -81,12 +82,16 @@ class ICHTask(Task):
         return model_from_bundle(loaded)
 
     # ----------------------------------------------------------------- predict
-    def read_input(self, path, **options: Any):
-        """The CT, checked (an MR, a scout, a CT not in HU fail at once, in one line)."""
+    def read_input(self, path, series: str | None = None, **options: Any):
+        """The CT, checked (an MR, a scout, a CT not in HU fail at once, in one line);
+        ``series``: the SeriesInstanceUID in a DICOM folder of several."""
         from ..io import read_volume
         from .preprocess import check_ct
 
-        return check_ct(read_volume(path))
+        return check_ct(read_volume(path, series_uid=series))
+
+    def brain_volume(self, prediction):
+        return prediction.intracranial_ml, "intracranial"
 
     def predict(self, inputs, model, progress=None, precision: str = "auto", **options: Any):
         from .predict import predict_ich

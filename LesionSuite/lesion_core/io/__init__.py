@@ -22,6 +22,10 @@ SUPPORTED_FORMATS = "NIfTI (.nii, .nii.gz), NRRD (.nrrd, .seg.nrrd) or a DICOM s
 
 def image_format(path: str | Path) -> str:
     """``"nifti"``, ``"seg.nrrd"``, ``"nrrd"`` or ``"dicom"``; raises for anything else."""
+    if not str(path).strip():
+        # Path("") is the working folder, which would then be searched for DICOM files.
+        raise UnreadableFileError("the image path is empty",
+                                  f"give {SUPPORTED_FORMATS}")
     path = Path(path)
     if not path.exists():
         raise UnreadableFileError("the file or folder does not exist",
@@ -44,8 +48,8 @@ def image_format(path: str | Path) -> str:
 
 def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
     """Read one 3D image. For a DICOM folder with several series, pass ``series_uid``."""
+    kind = image_format(path)  # before Path(): an empty path must not become "."
     path = Path(path)
-    kind = image_format(path)
     if kind == "nifti":
         return read_nifti(path)
     if kind == "nrrd":

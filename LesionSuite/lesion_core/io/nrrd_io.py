@@ -7,15 +7,17 @@ space is converted between the file's (``left-posterior-superior`` as Slicer wri
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import nrrd
 import numpy as np
 
-from ..errors import UnreadableFileError
+from ..errors import InvalidImageError, UnreadableFileError
 from ..volume import Volume
 from .limits import check_voxel_count
+from .reasons import one_line, reason
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _SPACE_SIGN = {
@@ -40,32 +42,61 @@ def _affine_from_header(header: dict, path: Path) -> tuple[np.ndarray, list[int]
     space = str(header.get("space", "")).lower()
     if space not in _SPACE_SIGN:
         raise UnreadableFileError(
-            f"NRRD world space '{space or 'missing'}' is not supported",
+            f"NRRD world space '{one_line(space, 60) or 'missing'}' is not supported",
             "save the volume from Slicer or another tool with space 'left-posterior-superior'",
             path)
-    directions = np.asarray(header.get("space directions"), dtype=np.float64)
-    spatial = [a for a in range(directions.shape[0]) if np.all(np.isfinite(directions[a]))]
-    if len(spatial) != 3 or directions.shape[1] != 3:
+    try:
+        directions = np.asarray(header.get("space directions"), dtype=np.float64)
+        origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
+    except (TypeError, ValueError):  # pynrrd keeps fields it cannot parse as they are
+        directions = origin = np.zeros(0)
+    spatial = [a for a in range(directions.shape[0]) if np.all(np.isfinite(directions[a]))
+               ] if directions.ndim == 2 else []
+    if directions.ndim != 2 or directions.shape[1] != 3 or len(spatial) != 3:
         raise UnreadableFileError(
             "the NRRD file does not describe a 3D volume (it needs three spatial axes)",
             "convert it to a 3D NRRD or NIfTI volume", path)
+    if origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        raise UnreadableFileError(
+            f"the NRRD space origin {origin.tolist()} is not a 3D point (damaged header)",
+            "re-export the file", path)
+    sizes = np.linalg.norm(directions[spatial], axis=1)
+    if not np.all(sizes > 0):
+        # A zero direction is a zero voxel size: nothing could be measured in mm.
+        raise InvalidImageError(
+            f"the header gives voxel size {' x '.join(f'{s:g}' for s in sizes)} mm (space "
+            "directions); a voxel size must be a positive number",
+            "set the voxel size in the converter that wrote the file, then export it again",
+            path)
     affine = np.eye(4)
     affine[:3, :3] = directions[spatial].T
-    affine[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
+    affine[:3, 3] = origin
     return _SPACE_SIGN[space] @ affine, spatial
 
 
 def _read(path: Path) -> tuple[np.ndarray, dict]:
     try:
-        header = nrrd.read_header(str(path))
-    except (nrrd.NRRDError, OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UnreadableFileError(f"not a readable NRRD file ({exc})",
+        # pynrrd casts damaged numbers (e.g. sizes "nan") with a numpy warning, which
+        # would add lines to the one-line error; the values are checked below.
+        with np.errstate(all="ignore"):
+            header = nrrd.read_header(str(path))
+    except (nrrd.NRRDError, OSError, UnicodeDecodeError, ValueError, KeyError,
+            IndexError) as exc:  # KeyError: an unknown type; IndexError: an empty vector
+        raise UnreadableFileError(f"not a readable NRRD file ({reason(exc, with_type=True)})",
                                   "check that the file is a complete .nrrd, or re-export it", path)
-    check_voxel_count(header.get("sizes", []), path)
+    sizes = np.asarray(header.get("sizes", []))
+    if sizes.ndim != 1 or not sizes.size or sizes.dtype.kind not in "iu" or sizes.min() < 1:
+        raise UnreadableFileError(f"the NRRD sizes {one_line(header.get('sizes'), 60)} are not "
+                                  "a positive number of voxels per axis (damaged header)",
+                                  "re-export the file", path)
+    check_voxel_count(sizes, path)
     try:
-        array, header = nrrd.read(str(path), index_order="F")
-    except (nrrd.NRRDError, OSError, ValueError, EOFError) as exc:
-        raise UnreadableFileError(f"the NRRD data are truncated or corrupt ({exc})",
+        with np.errstate(all="ignore"):  # the header is parsed again (see above)
+            array, header = nrrd.read(str(path), index_order="F")
+    except (nrrd.NRRDError, OSError, ValueError, EOFError, KeyError, zlib.error) as exc:
+        # zlib.error: gzip-encoded data that are not gzip; OSError covers bzip2 and gzip
+        # framing errors; KeyError: a type pynrrd has no numpy type for.
+        raise UnreadableFileError(f"the NRRD data are truncated or corrupt ({reason(exc)})",
                                   "re-copy or re-export the file", path)
     return array, header
 
@@ -104,26 +135,46 @@ def read_segmentation(path: Path) -> tuple[Volume, list[SegmentInfo]]:
     """
     array, header = _read(path)
     affine, spatial = _affine_from_header(header, path)
-    segments: list[tuple[SegmentInfo, int]] = []
-    index = 0
-    while f"Segment{index}_ID" in header:
-        key = f"Segment{index}_"
-        color = tuple(float(c) for c in str(header.get(key + "Color", "0.5 0.5 0.5")).split())
-        segments.append((SegmentInfo(
-            header[key + "ID"], header.get(key + "Name", header[key + "ID"]),
-            int(header.get(key + "LabelValue", index + 1)), color,
-            _terminology_from_tags(header.get(key + "Tags", ""))),
-            int(header.get(key + "Layer", 0))))
-        index += 1
+    if array.ndim not in (3, 4):
+        raise UnreadableFileError(
+            f"the segmentation has {array.ndim} axes; Slicer writes 3 (one layer) or 4",
+            "save the segmentation from Slicer again", path)
     if array.ndim == 3:
         layers = array[np.newaxis]
     else:
         layer_axis = next(a for a in range(array.ndim) if a not in spatial)
         layers = np.moveaxis(array, layer_axis, 0)
+    segments = _segments(header, len(layers), path)
     merged = np.zeros(layers.shape[1:], dtype=np.uint16)
     for info, layer in segments:
         merged[layers[layer] == info.label_value] = info.label_value
     return Volume(merged, affine, str(path), {"source_format": "seg.nrrd"}), [s for s, _ in segments]
+
+
+def _segments(header: dict, n_layers: int, path: Path) -> list[tuple[SegmentInfo, int]]:
+    """Each ``SegmentN_*`` description with its layer; a malformed one is one clear error."""
+    segments: list[tuple[SegmentInfo, int]] = []
+    index = 0
+    while f"Segment{index}_ID" in header:
+        key = f"Segment{index}_"
+        try:
+            color = tuple(float(c) for c in str(header.get(key + "Color", "0.5 0.5 0.5")).split())
+            value, layer = (int(header.get(key + "LabelValue", index + 1)),
+                            int(header.get(key + "Layer", 0)))
+        except (TypeError, ValueError) as exc:
+            raise UnreadableFileError(f"segment {index}'s description is malformed "
+                                      f"({reason(exc)})",
+                                      "save the segmentation from Slicer again", path) from exc
+        if not 0 <= layer < n_layers or not 0 < value < 2 ** 16:
+            raise UnreadableFileError(
+                f"segment {index} has layer {layer} and label value {value}, outside the "
+                f"file's {n_layers} layer(s) and 1-65535", "save the segmentation from "
+                "Slicer again", path)
+        segments.append((SegmentInfo(
+            str(header[key + "ID"]), str(header.get(key + "Name", header[key + "ID"])), value,
+            color, _terminology_from_tags(header.get(key + "Tags", ""))), layer))
+        index += 1
+    return segments
 
 
 def write_segmentation(labels: Volume, segments: list[SegmentInfo], path: Path) -> None:

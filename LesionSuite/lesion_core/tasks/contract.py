@@ -11,7 +11,9 @@ models                      :meth:`Task.load_model` (the generic loader), :meth:
                             (:class:`~.models.TaskModel`)
 predict                     :meth:`read_input` (torch-free checks), :meth:`check_model`,
                             :meth:`predict`, :meth:`write_outputs`, :meth:`read_outputs`
-                            (torch-free), :meth:`prediction_lines`
+                            (torch-free), :meth:`prediction_lines`; is the input a head
+                            scan: :meth:`head_image`, :meth:`brain_volume`
+                            (:mod:`lesion_core.head_check`)
 evaluate                    :meth:`read_cohort`, :meth:`evaluate` (one
                             :class:`~.reports.EvaluationReport`), :meth:`summary_lines`
 train                       :meth:`check_training`, :meth:`training_data`, :meth:`fit` and
@@ -100,6 +102,9 @@ class Task:
     options: ClassVar[Mapping[str, tuple[Option, ...]]] = {}
     #: What ``--steps`` counts in this task's ``train``.
     steps_help: ClassVar[str] = "optimiser steps"
+    #: The modality family of the input (``"MR"`` or ``"CT"``) for the head checks; None:
+    #: the input is not a head scan and is not judged as one.
+    head_modality: ClassVar[str | None] = None
     #: What ``evaluate`` scores against (kept with a recorded evaluation).
     evaluation_truth: ClassVar[str] = "the cohort's truth (evaluation only)"
 
@@ -139,8 +144,19 @@ class Task:
     # ----------------------------------------------------------------- predict
     def read_input(self, path: str | Path, **options: Any) -> Any:
         """Read and check what ``predict`` runs on, before torch is imported (a wrong file
-        fails at once, in one line)."""
+        fails at once, in one line). ``series`` (an option every task's ``predict`` has)
+        picks one series of a DICOM folder that holds several."""
         raise NotImplementedError
+
+    def head_image(self, inputs: Any) -> Any:
+        """The image (a :class:`~lesion_core.volume.Volume`) in what :meth:`read_input`
+        returned, judged by :func:`lesion_core.head_check.image_findings`."""
+        return inputs
+
+    def brain_volume(self, prediction: Any) -> tuple[float | None, str]:
+        """``(mL, what)``: the volume of the brain (or intracranial) mask the prediction
+        made, judged by :func:`lesion_core.head_check.brain_findings`."""
+        return getattr(prediction, "brain_ml", None), "brain"
 
     def check_model(self, model: Any, path: str | Path, **options: Any) -> None:
         """Refuse a model that cannot run on this input with these options (before any
@@ -159,9 +175,12 @@ class Task:
     def read_outputs(self, folder: str | Path, stem: str | None = None,
                      **options: Any) -> dict[str, Any]:
         """What :meth:`write_outputs` wrote, checked and without torch: role -> the parsed
-        table or document, or the path of an image (a missing file is one clear error)."""
+        table or document, or the path of an image (a missing file, or a folder whose
+        writing was killed half way, is one clear error)."""
+        from ..output_folder import check_complete
         from .outputs import FileCheck
 
+        check_complete(folder, self.rerun_fix)
         out = {}
         for role, path in self.output_files.paths(folder, stem).items():
             if role in self.output_readers:

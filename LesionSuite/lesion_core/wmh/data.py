@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,9 @@ import numpy as np
 import torch
 
 from .. import io as lesion_io
-from ..errors import LesionSuiteError
+from ..errors import CohortError
 from ..atlas.arwmc import REGIONS, arwmc_atlas_mni
-from ..tables import read_csv_records
+from ..tables import read_csv_records, read_subject_targets
 from ..training import EpochOrder, SampleContext
 from ..training.cache import cached_arrays
 from ..volume import Volume
@@ -77,8 +76,8 @@ def next_batch(order: EpochOrder, items: Sequence[T], ctx: SampleContext) -> lis
     return [items[i] for i in order.take(min(ctx.batch_size, count), count, ctx.generator)]
 
 
-class RatingsTableError(LesionSuiteError):
-    """A ratings table that cannot be used for training."""
+class RatingsTableError(CohortError):
+    """A ratings table (or a synthetic cohort's ratings) that cannot be used for training."""
 
 
 @dataclass(frozen=True)
@@ -147,10 +146,18 @@ def parse_rows(records: Iterable[dict], source: str | Path | None = None,
     return rows
 
 
+#: What to do about a ratings table that cannot be read or has no subjects.
+_TABLE_FIX = ("give a ratings CSV with a header row (subject, image, total and region "
+              "columns) and one row per subject")
+#: ... and about a synthetic cohort whose ratings cannot be read.
+_COHORT_FIX = "regenerate the cohort with `lesion-suite synth wmh --out DIR`"
+
+
 def read_ratings_table(path: str | Path) -> list[RatingRow]:
     """Read and validate a ratings CSV (see the module notes)."""
     path = Path(path)
-    return parse_rows(read_csv_records(path, RatingsTableError), source=path, base=path.parent)
+    return parse_rows(read_csv_records(path, RatingsTableError, _TABLE_FIX), source=path,
+                      base=path.parent)
 
 
 def write_ratings_table(rows: Sequence[RatingRow], path: str | Path) -> Path:
@@ -176,12 +183,15 @@ def table_from_synthetic_cohort(folder: str | Path, modality: str = "FLAIR",
     """
     folder = Path(folder)
     table = folder / "wmh_labels.csv"
-    with table.open(newline="") as handle:
-        cohort = list(csv.DictReader(handle))
+    cohort = read_csv_records(table, RatingsTableError, _COHORT_FIX)
     rows = []
     for record in cohort:
-        targets = json.loads(Path(record["targets"]).read_text())["targets"]
+        source = Path(record["targets"])
+        targets = read_subject_targets(source, _COHORT_FIX)["targets"]
         ratings = targets.get("arwmc", {})
+        if not isinstance(ratings, dict):
+            raise RatingsTableError("'arwmc' is not an object of ratings by region-side",
+                                    _COHORT_FIX, source)
         rows.append({"subject": record["subject"], "image": record[modality.lower()],
                      "total": targets.get("arwmc_total") if total else None,
                      **{r: ratings.get(r) if per_region else None for r in REGIONS}})

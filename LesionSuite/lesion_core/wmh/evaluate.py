@@ -20,7 +20,6 @@ pooled over region-sides and subjects, and the MAE per region-side.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from ..jsonable import json_safe
 from ..metrics import (SegmentationScores, mean_absolute_error, rating_agreement,
                        segmentation_scores, summarize_segmentation)
 from ..progress import Progress, ensure_progress
+from ..tables import read_csv_records
 from ..atlas.arwmc import REGIONS
 from ..tasks import EvaluationReport
 from ..volume import Volume
@@ -105,8 +105,7 @@ def read_cohort(folder: str | Path, modality: str = "FLAIR") -> list[CohortCase]
     if not table.is_file():
         raise CohortError(f"there is no {COHORT_TABLE}: not a synthetic WMH cohort", fix,
                           folder)
-    with table.open(newline="") as handle:
-        records = list(csv.DictReader(handle))
+    records = read_csv_records(table, CohortError, fix)
     key = modality.lower()
     needed = ("subject", key, f"{key}_wmh_truth", "arwmc_total")
     missing = [c for c in needed if records and c not in records[0]]

@@ -72,6 +72,9 @@ class WMHPrediction:
         lesion_ml, brain_ml: totals (mL).
         flair_normalised: the FLAIR the DualTasker's FLAIR threshold is compared with
             (bias field divided out, brain median 1); ``None`` in the T1 mode.
+        out_of_distribution: why the input is not a head scan the model knows
+            (:mod:`lesion_core.head_check`), when the user asked for a result anyway;
+            empty for an ordinary result.
     """
 
     labels: Volume
@@ -88,6 +91,7 @@ class WMHPrediction:
     modality: str
     seconds: float = 0.0
     flair_normalised: Volume | None = None
+    out_of_distribution: tuple[str, ...] = ()
 
     @property
     def total(self) -> int | None:
@@ -119,7 +123,8 @@ class WMHPrediction:
                           "ratings": self.ratings, "levels": self.levels,
                           "lesion_ml": self.lesion_ml, "brain_ml": self.brain_ml,
                           "region_ml": self.region_ml, "zone_ml": self.zone_ml,
-                          "seconds": self.seconds})
+                          "seconds": self.seconds,
+                          "out_of_distribution": list(self.out_of_distribution)})
 
 
 def _levels(cumulative: torch.Tensor) -> list[int]:

@@ -15,7 +15,6 @@ fractional label: the loss takes fractions).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from .. import io as lesion_io
-from ..errors import LesionSuiteError
+from ..errors import CohortError
 from ..progress import Progress, ensure_progress
 from ..tables import read_csv_records
 from ..tasks import ModelCard
@@ -55,24 +54,25 @@ def read_thick_label_table(path: str | Path) -> list[ThickLabelRow]:
     to the table's folder."""
     path = Path(path)
     rows = []
-    for record in read_csv_records(path):
+    for record in read_csv_records(path, CohortError, "give a CSV file with the columns "
+                                   f"{', '.join(COLUMNS)} and one row per subject"):
         missing = [c for c in COLUMNS if not str(record.get(c) or "").strip()]
         if missing:
-            raise LesionSuiteError(f"a row lacks {', '.join(missing)}",
+            raise CohortError(f"a row lacks {', '.join(missing)}",
                                    f"give {', '.join(COLUMNS)} on every row", path)
         paths = [str(path.parent / record[c]) if not Path(record[c]).is_absolute()
                  else record[c] for c in COLUMNS[1:]]
         rows.append(ThickLabelRow(record["subject"].strip(), *paths))
     if not rows:
-        raise LesionSuiteError("the table has no rows", "add one row per subject", path)
+        raise CohortError("the table has no rows", "add one row per subject", path)
     return rows
 
 
 def thick_table_from_synthetic_cohort(folder: str | Path) -> list[ThickLabelRow]:
     """Rows of a synthetic WMH cohort: its T1 and its thick-slice FLAIR rater label."""
-    with (Path(folder) / "wmh_labels.csv").open(newline="") as handle:
-        return [ThickLabelRow(r["subject"], r["t1"], r["flair_wmh_thick_label"])
-                for r in csv.DictReader(handle)]
+    records = read_csv_records(Path(folder) / "wmh_labels.csv", CohortError,
+                               "regenerate the cohort with `lesion-suite synth wmh --out DIR`")
+    return [ThickLabelRow(r["subject"], r["t1"], r["flair_wmh_thick_label"]) for r in records]
 
 
 def slice_axis(volume: Volume) -> int:

@@ -41,6 +41,7 @@ class WMHTask(Task):
                  "train": "train a model (DualTasker: from ARWMC ratings only)",
                  "evaluate": "score a model on a synthetic cohort's truth"}
     modalities = ("FLAIR", "T1")
+    head_modality = "MR"
     bundle_kinds = ("wmh", "wmh_t1")
     default_models = {"wmh": "wmh_flair_dualtasker", "wmh_t1": "wmh_t1_thickslice"}
     required_networks = ("net",)
@@ -103,14 +104,24 @@ class WMHTask(Task):
         return model_from_bundle(loaded)
 
     # ----------------------------------------------------------------- predict
-    def read_input(self, path, atlases: str | None = None, **options: Any) -> dict:
-        """The image (checked as MR) and, with ``atlases``, the subject's atlases."""
+    def read_input(self, path, atlases: str | None = None, stem: str | None = None,
+                   series: str | None = None, **options: Any) -> dict:
+        """The image (checked as MR; ``series``: the SeriesInstanceUID in a DICOM folder of
+        several) and, with ``atlases``, the subject's atlases; a ``stem`` that is not a
+        plain file name is refused first."""
         from ..io import read_volume
+        from ..output_folder import plain_file_stem
         from ..validation import Modality, validate_image
         from .atlases import read_atlases
 
-        return {"image": validate_image(read_volume(path), Modality.MR),
+        if stem is not None:
+            plain_file_stem(stem)
+
+        return {"image": validate_image(read_volume(path, series_uid=series), Modality.MR),
                 "atlases": read_atlases(atlases) if atlases else None}
+
+    def head_image(self, inputs: dict):
+        return inputs["image"]
 
     def predict(self, inputs: dict, model, progress=None, precision: str = "auto",
                 **options: Any):
