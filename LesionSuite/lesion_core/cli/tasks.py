@@ -26,13 +26,13 @@ one line and exit code 2 (see :mod:`lesion_core.cli`).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from functools import partial
 from pathlib import Path
 
-from ..output_folder import check_output_folder, publish
+from ..output_folder import check_output_folder
 from ..tasks import Option, Task, TrainSettings, all_tasks, option
+from ..tasks.cases import out_of_distribution_lines, prepare_case, run_case
 from .common import (check_device, check_steps, load_model, model_options, refuse_saved_model,
                      training_options)
 from .progress_bar import ProgressBar
@@ -106,53 +106,20 @@ def _values(task: Task, verb: str, args: argparse.Namespace) -> dict:
 def run_predict(task: Task, args: argparse.Namespace) -> int:
     options = _values(task, "predict", args)
     image_path = getattr(args, task.input_argument[0])
-    # Input, model and options are checked before any progress is shown, so a mistake is
-    # one line; the input before torch is imported, so a wrong file fails at once.
+    # Output folder, input, model and options are checked before any progress is shown, so
+    # a mistake is one line; the input before torch is imported, so a wrong file fails at once.
     out = check_output_folder(args.out)
-    inputs = task.read_input(image_path, series=args.series, **options)
-    findings = _judge_image(task, inputs, image_path, args.force)
+    case = prepare_case(task, image_path, args.series, args.force, **options)
     model = load_model(task, args.model, check_device(args.device), task.kind(**options),
                        "predict")
     task.check_model(model, image_path, **options)
     with ProgressBar(args, f"{task.name} predict") as progress:
-        prediction = task.predict(inputs, model, progress, args.precision, **options)
-        prediction = _judge_brain(task, prediction, findings, image_path, args.force)
-        paths = publish(out, lambda folder: task.write_outputs(
-            prediction, folder, str(Path(image_path).resolve()), **options))
+        prediction, paths = run_case(task, case, model, out, progress, args.precision,
+                                     args.force, **options)
     lines = task.prediction_lines(prediction, model, image_path)
-    lines += [f"OUT OF DISTRIBUTION (--force): {finding}"
-              for finding in getattr(prediction, "out_of_distribution", ())]
+    lines += out_of_distribution_lines(prediction)
     print("\n".join(lines + ["files: " + ", ".join(str(p) for p in paths.values())]))
     return 0
-
-
-def _head_fix(task: Task) -> str:
-    return (f"give a whole-head {task.head_modality} scan of the kind the model reads "
-            "(and check the voxel size in its header)")
-
-
-def _judge_image(task: Task, inputs, image_path: str, force: bool) -> list[str]:
-    """The head checks of the input image (before a model is loaded): refused unless
-    ``force``; the findings go on to mark the result."""
-    from .. import head_check
-
-    if task.head_modality is None:
-        return []
-    findings = head_check.image_findings(task.head_image(inputs), task.head_modality)
-    return list(head_check.refuse_unless_forced(findings, image_path, force, _head_fix(task)))
-
-
-def _judge_brain(task: Task, prediction, findings: list[str], image_path: str, force: bool):
-    """The prediction, refused when its brain mask's volume is implausible (unless
-    ``force``), marked with every finding when forced."""
-    from .. import head_check
-
-    if task.head_modality is None:
-        return prediction
-    brain_ml, what = task.brain_volume(prediction)
-    findings = findings + head_check.brain_findings(brain_ml, what)
-    marks = head_check.refuse_unless_forced(findings, image_path, force, _head_fix(task))
-    return dataclasses.replace(prediction, out_of_distribution=marks) if marks else prediction
 
 
 # -------------------------------------------------------------------------- train

@@ -1,0 +1,85 @@
+"""One case through a task's ``predict``: the steps every caller runs the same way.
+
+``lesion-suite <task> predict`` runs one case; a batch over a cohort runs many with one
+model. Both go through :func:`prepare_case` (torch-free: the input read and checked, also as
+a head scan of the task's kind, :mod:`lesion_core.head_check`) and :func:`run_case` (the
+prediction, its brain mask checked, the files published into the output folder all
+together or not at all, :func:`~lesion_core.output_folder.publish`). ``force`` reports a
+result on an image the checks refuse, marked out of distribution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .contract import Task
+
+
+@dataclass
+class PreparedCase:
+    """A case ready to predict: its image path, what :meth:`Task.read_input` returned and
+    the head-check findings so far (non-empty only when forced)."""
+
+    image_path: str
+    inputs: Any
+    findings: list[str]
+
+
+def prepare_case(task: Task, image_path: str | Path, series: str | None = None,
+                 force: bool = False, **options: Any) -> PreparedCase:
+    """Read and check one input (one clear error for a bad one), before a model is needed."""
+    inputs = task.read_input(image_path, series=series, **options)
+    return PreparedCase(str(image_path), inputs, _judge_image(task, inputs, str(image_path), force))
+
+
+def run_case(task: Task, case: PreparedCase, model: Any, out: str | Path, progress=None,
+             precision: str = "auto", force: bool = False, **options: Any
+             ) -> tuple[Any, dict[str, Path]]:
+    """Predict ``case`` with ``model`` and publish its files into ``out``; returns the
+    prediction and role -> path of each file written."""
+    from ..output_folder import publish
+
+    prediction = task.predict(case.inputs, model, progress, precision, **options)
+    prediction = _judge_brain(task, prediction, case.findings, case.image_path, force)
+    source = str(Path(case.image_path).resolve())
+    paths = publish(out, lambda folder: task.write_outputs(prediction, folder, source, **options))
+    return prediction, paths
+
+
+def out_of_distribution_lines(prediction: Any) -> list[str]:
+    """The lines that mark a forced result (none for an ordinary one)."""
+    return [f"OUT OF DISTRIBUTION (--force): {finding}"
+            for finding in getattr(prediction, "out_of_distribution", ())]
+
+
+def _head_fix(task: Task) -> str:
+    return (f"give a whole-head {task.head_modality} scan of the kind the model reads "
+            "(and check the voxel size in its header)")
+
+
+def _judge_image(task: Task, inputs: Any, image_path: str, force: bool) -> list[str]:
+    """The head checks of the input image: refused unless ``force``; the findings go on to
+    mark the result."""
+    from .. import head_check
+
+    if task.head_modality is None:
+        return []
+    findings = head_check.image_findings(task.head_image(inputs), task.head_modality)
+    return list(head_check.refuse_unless_forced(findings, image_path, force, _head_fix(task)))
+
+
+def _judge_brain(task: Task, prediction: Any, findings: list[str], image_path: str,
+                 force: bool) -> Any:
+    """The prediction, refused when its brain mask's volume is implausible (unless
+    ``force``), marked with every finding when forced."""
+    from .. import head_check
+
+    if task.head_modality is None:
+        return prediction
+    brain_ml, what = task.brain_volume(prediction)
+    findings = findings + head_check.brain_findings(brain_ml, what)
+    marks = head_check.refuse_unless_forced(findings, image_path, force, _head_fix(task))
+    return dataclasses.replace(prediction, out_of_distribution=marks) if marks else prediction
