@@ -45,7 +45,8 @@ HEAVY = ("torch", "monai", "nibabel")
 #: Import names of everything the hub installs (``Resources/requirements.txt`` and torch),
 #: none of which a fresh Slicer has: the module files and the panels' set-up need none.
 HUB_INSTALLS = HEAVY + ("nrrd", "safetensors", "skimage", "pylibjpeg", "libjpeg", "openjpeg",
-                        "rle", "tqdm", "nilearn")
+                        "rle", "tqdm", "nilearn", "matplotlib", "mpl_toolkits", "pylab",
+                        "highdicom")
 #: Slicer module folders in load order: the hub first (the task modules depend on it).
 MODULES = ("LesionSuite", "WMHDualTasker", "CMBDetector", "ICHWeakSeg")
 #: Packages beside the module files; Slicer puts each module folder on ``sys.path``.

@@ -93,6 +93,19 @@ def test_demo_runs_every_pipeline_and_reports_progress_lines(tmp_path):
     fractions = [e[0] for e in events if e is not None]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert any(line.startswith("wmh (") for line in out.splitlines())
+    # The HTML reports (lesion_core.report; their content: test_report.py).
+    pages = report["html_reports"]
+    assert set(pages) == {"wmh", "cmb", "ich", "real_t1", "cohort"}
+    assert pages["cohort"] == str(tmp_path / "demo" / "cohort_report.html")
+    for kind in ("wmh", "cmb", "ich"):
+        assert pages[kind] == str(tmp_path / "demo" / "predictions" / report[kind]["subject"]
+                                  / "report.html")
+    for page in pages.values():
+        text = open(page, encoding="utf-8").read()
+        assert text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in text
+    cohort = open(pages["cohort"], encoding="utf-8").read()
+    assert "4 case(s)" in cohort and cohort.count('href="') == 4
+    assert f"cohort page: {pages['cohort']}" in out
 
 
 def _bad_inputs(tmp_path, real_t1_path):

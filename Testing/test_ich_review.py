@@ -168,8 +168,10 @@ def test_the_real_commands_predict_and_retrain_from_the_labels(logic, mrml_scene
     array = np.ascontiguousarray(np.moveaxis(np.asarray(ct.array), 2, 0)[:, ::-1])
     affine = np.array([[0, -4.0, 0, 80], [0, 0, 4.0, -80], [5.0, 0, 0, -20], [0, 0, 0, 1]])
     node = mb.volume_to_node(mrml_scene, Volume(array, affine), "ToyCT")
+    # The toy head is smaller than an adult's: forced (the result is marked).
     result = logic.run(node, tmp_path / "model", device="cpu", feedback_root=store,
-                       timeout=300)
+                       timeout=300, force=True)
+    assert result.out_of_distribution
     assert result.slice_axis == 0 and result.table.GetNumberOfRows() == 8
     assert result.model_id == "ich_toy"
     np.testing.assert_array_equal(mb.node_ijk_to_ras(result.cam), affine)

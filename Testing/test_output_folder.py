@@ -70,8 +70,12 @@ def test_ctrl_c_during_the_moves_is_held_until_they_are_done(tmp_path, monkeypat
         return real_replace(src, dst)
 
     monkeypatch.setattr(output_folder.os, "replace", replace_and_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        publish(tmp_path / "out", _writer("new"))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            publish(tmp_path / "out", _writer("new"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert _tags(tmp_path / "out") == {"new"}
     assert not (tmp_path / "out" / WRITING_MARKER).exists()
 

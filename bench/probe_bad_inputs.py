@@ -254,10 +254,10 @@ def run_probe(probe: Probe, timeout: float = 600) -> dict:
             "shown": str(shown).replace(tmp, "TMP"), "passed": passed}
 
 
-def interrupted_predict(tries: int = 6) -> dict:
-    """Ctrl-C at ``tries`` moments near the end of ``wmh predict --t1`` (where the files are
-    written) into a folder holding an earlier result: every file must stay whole and
-    readable, with no staging folder or marker left behind."""
+def interrupted_predict(delays_s=(0.0, 0.01, 0.03, 0.06, 0.1, 0.2)) -> dict:
+    """Ctrl-C at moments of ``wmh predict --t1`` writing its files (``delays_s`` after its
+    staging folder appears) into a folder holding an earlier result: every file must stay
+    whole and readable, with no staging folder or marker left behind."""
     import signal
     import time
 
@@ -265,17 +265,19 @@ def interrupted_predict(tries: int = 6) -> dict:
         out = Path(tmp) / "out"
         argv = [sys.executable, "-m", "lesion_core", "wmh", "predict", str(REAL_T1), "--t1",
                 "--out", str(out)]
-        start = time.perf_counter()
         subprocess.run(argv, capture_output=True, check=True)
-        duration, names = time.perf_counter() - start, sorted(p.name for p in out.iterdir())
+        names = sorted(p.name for p in out.iterdir())
         codes, damaged = [], []
-        for k in range(tries):
+        for k, delay in enumerate(delays_s):
             child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(duration * (0.6 + 0.45 * k / max(tries - 1, 1)))
+            while child.poll() is None and not any(out.glob(".staging-*")):
+                time.sleep(0.001)
+            time.sleep(delay)
             child.send_signal(signal.SIGINT)
             codes.append(child.wait())
-            if sorted(p.name for p in out.iterdir()) != names:
-                damaged.append(f"try {k}: files {sorted(p.name for p in out.iterdir())}")
+            left = sorted(p.name for p in out.iterdir())
+            if left != names:
+                damaged.append(f"try {k}: files {left}")
             for path in out.glob("*.nii.gz"):
                 try:
                     read_volume(path).array.sum()
@@ -288,9 +290,10 @@ def interrupted_predict(tries: int = 6) -> dict:
                     damaged.append(f"try {k}: {path.name}: {exc}")
     shown = (f"exit codes {codes}; after each, the folder held the complete earlier or new "
              "result" if not damaged else "; ".join(damaged))
-    return {"probe": f"Ctrl-C at {tries} moments of `wmh predict` writing over an earlier "
-                     "result", "command": "", "exit": "/".join(map(str, sorted(set(codes)))),
-            "shown": shown, "passed": not damaged and 130 in codes}
+    return {"probe": f"Ctrl-C at {len(delays_s)} moments of `wmh predict` writing over an "
+                     "earlier result", "command": "",
+            "exit": "/".join(map(str, sorted(set(codes)))), "shown": shown,
+            "passed": not damaged and 130 in codes}
 
 
 def render(results: list[dict]) -> str:

@@ -10,3 +10,19 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[test]"
+# dciodvfy (Debian's dicom3tools) validates the exported DICOM SEG and SR in the tests,
+# which fail without it unless LESION_SUITE_ALLOW_MISSING_DCIODVFY=1. Installed where
+# apt-get and root (or sudo) are at hand; elsewhere this says how, and goes on.
+if ! command -v dciodvfy >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools
+  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 \
+      && sudo -n true 2>/dev/null; then
+    sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq dicom3tools
+  else
+    echo "setup_env: dciodvfy not installed (needs apt-get with root or sudo): install" \
+         "dicom3tools, or set LESION_SUITE_ALLOW_MISSING_DCIODVFY=1 to skip the DICOM" \
+         "validation in the tests" >&2
+  fi
+fi

@@ -8,7 +8,9 @@ detector; ICH: the CAM-based weakly supervised model), score them with the paper
 report. Then the bundled real T1 (validate, reorient, resample, T1-mode WMH with volumes
 per zone), a reader's ARWMC rating and a reader's accept/reject/add decisions on the
 microbleed candidates in a feedback store. ICH: the weakly supervised segmentation with
-its class activation map.
+its class activation map. Last, an HTML report (:mod:`lesion_core.report`) of each learned
+model's result (written as ``predict`` writes it, to ``predictions/<subject id>``) and of
+the real T1's, and the cohort page over them (``cohort_report.html``).
 """
 
 from __future__ import annotations
@@ -43,16 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _wmh_step(subject) -> tuple[dict, dict]:
-    """Baseline, then the shipped DualTasker (FLAIR, ratings) and T1-mode models."""
+def _wmh_step(subject, folder: Path) -> tuple[dict, dict]:
+    """Baseline, then the shipped DualTasker (FLAIR, ratings) and T1-mode models; the
+    DualTasker's result is also written to ``folder`` as ``wmh predict`` writes it."""
     from ..baselines import segment_wmh_threshold
     from ..metrics import segmentation_scores
-    from ..wmh.predict import predict
+    from ..output_folder import publish
+    from ..wmh.predict import predict, write_prediction
     truth = subject.labels["FLAIR"]["wmh"]
     baseline = segment_wmh_threshold(subject.images["FLAIR"])
     flair = predict(subject.images["FLAIR"], load_model("wmh"))
     t1 = predict(subject.images["T1"], load_model("wmh", kind="wmh_t1"))
     t1_dice = segmentation_scores(t1.labels, subject.labels["T1"]["wmh"]).dice
+    publish(folder, lambda staging: write_prediction(flair, staging))
     facts = {"arwmc_total_truth": subject.targets["arwmc_total"],
              "arwmc_total_dualtasker": flair.total,
              "wmh_ml_truth": round(subject.targets["wmh_volume_ml"], 2),
@@ -67,13 +72,15 @@ def _wmh_step(subject) -> tuple[dict, dict]:
             "wmh_dualtasker_activation": flair.activation, "wmh_t1_mode": t1.labels}, facts
 
 
-def _cmb_step(subject) -> tuple[dict, dict]:
-    """LoG baseline, then the shipped three-stage detector; each candidate with the
-    decision a reader who knows the truth would make (accept within 5 mm of a true
-    microbleed, else reject; add what no candidate found)."""
+def _cmb_step(subject, folder: Path) -> tuple[dict, dict]:
+    """LoG baseline, then the shipped three-stage detector (its result also written to
+    ``folder`` as ``cmb predict`` writes it); each candidate with the decision a reader
+    who knows the truth would make (accept within 5 mm of a true microbleed, else reject;
+    add what no candidate found)."""
     from ..baselines import detect_cmb_log
     from ..cmb.evaluate import case_counts, true_centres
-    from ..cmb.predict import prediction_json, predict_cmb
+    from ..cmb.predict import prediction_json, predict_cmb, write_prediction
+    from ..output_folder import publish
     from ..metrics import detect_by_overlap
     name = subject.primary_modality
     truth = subject.labels[name]["cmb"]
@@ -81,6 +88,8 @@ def _cmb_step(subject) -> tuple[dict, dict]:
     counts = detect_by_overlap(predicted.array, truth.array, relabel=False)
     model = load_model("cmb")
     result = predict_cmb(subject.images[name], model, name, allow_other_sequence=True)
+    publish(folder, lambda staging: write_prediction(result, staging,
+                                                     str(_image_file(folder, name))))
     stages = {stage: c.as_dict() for stage, c in case_counts(result, truth).items()}
     centres = true_centres(truth)
     document = prediction_json(result)
@@ -121,17 +130,21 @@ def _cmb_decisions(report: dict, out: Path) -> dict:
     return made
 
 
-def _ich_step(subject) -> tuple[dict, dict]:
+def _ich_step(subject, folder: Path) -> tuple[dict, dict]:
     """HU threshold baseline, then the shipped weakly supervised model (classifier with
-    interslice context, CAM, pseudo-mask refinement, segmenter)."""
+    interslice context, CAM, pseudo-mask refinement, segmenter), its result also written
+    to ``folder`` as ``ich predict`` writes it."""
     from ..baselines import segment_ich_threshold
-    from ..ich.predict import predict_ich, summary_json
+    from ..ich.predict import predict_ich, summary_json, write_prediction
     from ..metrics import dice
+    from ..output_folder import publish
     predicted = segment_ich_threshold(subject.images["CT"])
     truth = subject.labels["CT"]["ich"].array
     blood = (truth >= 1) & (truth <= 5)
     result = predict_ich(subject.images["CT"], load_model("ich"))
     summary = summary_json(result)
+    publish(folder, lambda staging: write_prediction(result, staging,
+                                                     str(_image_file(folder, "CT"))))
     return {"ich_baseline": predicted, "ich_weakseg": result.labels, "ich_cam": result.cam}, {
         "subtypes_truth": subject.targets.get("subtypes", []),
         "subtypes_predicted": summary.get("subtypes", []),
@@ -144,6 +157,33 @@ def _ich_step(subject) -> tuple[dict, dict]:
 
 
 _STEPS = {"wmh": _wmh_step, "cmb": _cmb_step, "ich": _ich_step}
+#: Where each synthetic subject's learned-model result is written: ``<out>/predictions/
+#: <subject id>``, as ``predict --out`` would write it.
+PREDICTIONS = "predictions"
+#: The page over every result, in the demo's output folder.
+COHORT_REPORT = "cohort_report.html"
+
+
+def _image_file(folder: Path, modality: str) -> Path:
+    """The image of ``modality`` of the subject whose prediction ``folder`` this is
+    (``save_subject`` wrote it to ``<out>/synthetic/<subject id>/<modality>.nii.gz``)."""
+    return folder.parent.parent / "synthetic" / folder.name / f"{modality.lower()}.nii.gz"
+
+
+def _reports(report: dict, out: Path, real_t1: str) -> dict:
+    """A report.html in each prediction folder (the reader's decisions from the demo's
+    feedback store) and the cohort page over them; name -> path."""
+    from ..report import write_case_report, write_cohort_report
+
+    modality = {"wmh": "FLAIR", "cmb": "SWI", "ich": "CT"}
+    written = {}
+    for kind in _STEPS:
+        folder = out / PREDICTIONS / report[kind]["subject"]
+        image = _image_file(folder, modality[kind])
+        written[kind], _ = write_case_report(folder, kind, image=image, feedback=out / "feedback")
+    written["real_t1"], _ = write_case_report(out / "real_t1_wmh", "wmh", image=real_t1)
+    written["cohort"] = write_cohort_report([out], out / COHORT_REPORT)[0]
+    return {name: str(path) for name, path in written.items()}
 
 
 def _real_t1_wmh(volume, out: Path) -> dict:
@@ -177,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             subject = make_subject(DEMO_SEED, config)
             save_subject(subject, out / "synthetic")
             progress.update((index + 0.5) / 4, f"{kind}: running the baseline")
-            predictions, scores = step(subject)
+            predictions, scores = step(subject, out / PREDICTIONS / subject.subject_id)
             for name, volume in predictions.items():
                 write_volume(volume, out / "synthetic" / subject.subject_id / f"{name}.nii.gz")
             report[kind] = {"subject": subject.subject_id, **json_safe(scores)}
@@ -197,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
         record_rating(case, "frontal_left", report["wmh"]["arwmc_levels_truth"]["frontal_left"],
                       reader="demo", model_id="wmh_flair_dualtasker", model_version="demo")
         report["cmb"]["reader_decisions"] = _cmb_decisions(report, out)
+        progress.update(0.9, "writing the HTML reports")
+        report["html_reports"] = _reports(report, out, args.input)
         (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
         progress.update(1.0, "done")
     for kind in _STEPS:
@@ -218,4 +260,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"real T1: {volume.orientation} {volume.shape}, brain {real['brain_ml']:.0f} mL, "
           f"T1-mode WMH {real['wmh_ml_t1_mode']:.1f} mL -> {real['outputs']}")
     print(f"report: {out / 'report.json'}; feedback store: {out / 'feedback'}")
+    pages = report["html_reports"]
+    print("HTML reports: " + ", ".join(f"{name} {path}" for name, path in pages.items()
+                                       if name != "cohort"))
+    print(f"cohort page: {pages['cohort']}")
     return 0

@@ -1,5 +1,8 @@
 """``lesion-suite synth {wmh,cmb,ich,all} --n N --seed S --out DIR [--size small|full]
-[--domain standard|randomized|shifted] [--workers W]``."""
+[--domain standard|randomized|shifted] [--workers W] [--dicom]``.
+
+``--dicom`` also writes each image as a DICOM series, ``<subject>/dicom/<image>/``
+(e.g. ``ich_00003/dicom/ct/``), the input of ``lesion-suite <task> predict --dicom``."""
 
 from __future__ import annotations
 
@@ -50,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes generating subjects (default 1); the files do not "
                              "depend on it")
+    parser.add_argument("--dicom", action="store_true",
+                        help="also write each image as a DICOM series (CT / MR Image Storage) "
+                             "in <subject>/dicom/<image>/")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(run=run)
 
@@ -120,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
             config = replace(config, domain=args.domain)
             out = args.out if len(kinds) == 1 else f"{args.out}/{kind}"
             stage = progress.sub(index / len(kinds), (index + 1) / len(kinds))
-            table = make_cohort(kind, seeds, out, config, progress=stage, workers=args.workers)
+            table = make_cohort(kind, seeds, out, config, progress=stage, workers=args.workers,
+                                dicom=args.dicom)
             print(f"{kind}: {len(seeds)} subjects (seeds {seeds[0]}-{seeds[-1]}, "
                   f"{'/'.join(splits)}, {args.domain} domain) -> {table}")
     return 0

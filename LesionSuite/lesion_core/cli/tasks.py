@@ -10,11 +10,15 @@ whose values reach the task's verbs as keyword arguments:
   the prediction runs, its brain mask is checked, and its files go to ``--out`` (default
   ``<task>_output``) all together or not at all (:func:`~lesion_core.output_folder.publish`);
   ``--force`` reports a result on an image the checks refuse, marked out of distribution;
+  ``--dicom`` (a DICOM series input) also writes ``<stem>_seg.dcm`` and ``<stem>_sr.dcm``
+  (DICOM SEG and TID 1500 SR referencing the series, :mod:`lesion_core.dicom_export`);
 * ``train``: from the task's own data sources (``--table``, ``--synthetic``...) a whole
   training (``fit``, continuing ``--init`` where the task can), or from a reader's
   decisions (``--feedback STORE``) a fine-tune of ``--init`` (default the shipped model);
   options and data are checked before the long run, and the trained model saves itself
-  with its card into ``--out`` (an existing model only with ``--overwrite``);
+  with its card into ``--out`` (an existing model only with ``--overwrite``); under
+  ``torchrun --nproc_per_node=K`` every process trains (:mod:`lesion_core.training.distributed`)
+  and rank 0 alone shows progress and saves the model;
 * ``evaluate COHORT``: the cohort is checked before the model is loaded; the task's
   summary is printed, ``--json FILE`` keeps the whole report and ``--record`` stores the
   summary in the model's card.
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from ..output_folder import check_output_folder
 from ..tasks import Option, Task, TrainSettings, all_tasks, option
-from ..tasks.cases import out_of_distribution_lines, prepare_case, run_case
+from ..tasks.cases import check_dicom_export, out_of_distribution_lines, prepare_case, run_case
 from .common import (check_device, check_steps, load_model, model_options, refuse_saved_model,
                      training_options)
 from .progress_bar import ProgressBar
@@ -62,7 +66,10 @@ def shared_options(task: Task, verb: str) -> tuple[Option, ...]:
                             "of several"),
                 option("--force", action="store_true",
                        help="report a result even when the image does not look like a head "
-                            "scan of this kind; the result is marked out of distribution"))
+                            "scan of this kind; the result is marked out of distribution"),
+                option("--dicom", action="store_true",
+                       help="also write the result as a DICOM SEG and SR (<stem>_seg.dcm, "
+                            "<stem>_sr.dcm) referencing the input DICOM series"))
     if verb == "evaluate":
         return (option(task.cohort_argument[0], help=task.cohort_argument[1]),
                 option("--json", metavar="OUT",
@@ -109,13 +116,15 @@ def run_predict(task: Task, args: argparse.Namespace) -> int:
     # Output folder, input, model and options are checked before any progress is shown, so
     # a mistake is one line; the input before torch is imported, so a wrong file fails at once.
     out = check_output_folder(args.out)
+    if args.dicom:
+        check_dicom_export(image_path)
     case = prepare_case(task, image_path, args.series, args.force, **options)
     model = load_model(task, args.model, check_device(args.device), task.kind(**options),
                        "predict")
     task.check_model(model, image_path, **options)
     with ProgressBar(args, f"{task.name} predict") as progress:
         prediction, paths = run_case(task, case, model, out, progress, args.precision,
-                                     args.force, **options)
+                                     args.force, dicom=args.dicom, **options)
     lines = task.prediction_lines(prediction, model, image_path)
     lines += out_of_distribution_lines(prediction)
     print("\n".join(lines + ["files: " + ", ".join(str(p) for p in paths.values())]))
@@ -139,6 +148,11 @@ def run_train(task: Task, args: argparse.Namespace) -> int:
         data = task.training_data(settings, **options)
         init = load_model(task, args.init, "cpu", kind, "train", "--init") if args.init else None
         run = partial(task.fit, data, settings, init=init, **options)
+    from ..training.distributed import is_main_process
+
+    if not is_main_process():  # another rank under torchrun: rank 0 shows, saves, reports
+        run()
+        return 0
     with ProgressBar(args, f"{task.name} train") as progress:
         trained, report = run(progress=progress)
         saved = trained.save(args.out, overwrite=args.overwrite)

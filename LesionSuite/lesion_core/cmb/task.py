@@ -42,6 +42,7 @@ class CMBTask(Task):
     required_networks = ("stage1", "student")
     output_files = FILES
     output_readers = {"json": read_candidates}
+    key_figures = {"cmb_count": ("json", "count")}
     input_argument = ("image", "SWI or T2*-GRE magnitude: NIfTI, NRRD or DICOM folder")
     cohort_argument = ("table", "cohort table (cmb_labels.csv)")
     steps_help = "stage 1 steps (--table) or fine-tune steps (--feedback)"

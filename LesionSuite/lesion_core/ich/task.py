@@ -45,6 +45,9 @@ class ICHTask(Task):
     required_networks = ("segmenter",)
     output_files = FILES
     output_readers = {"summary": read_summary, "slices": read_slices}
+    key_figures = {"present": ("summary", "present"), "volume_ml": ("summary", "volume_ml"),
+                   "subtypes": ("summary", "subtypes"),
+                   "scan_probability": ("summary", "scan_probability")}
     input_argument = ("ct", "non-contrast head CT in HU: NIfTI, NRRD or DICOM folder")
     cohort_argument = ("cohort", "a `lesion-suite synth ich` folder")
     steps_help = ("with --feedback only: fine-tune steps; the whole training takes "

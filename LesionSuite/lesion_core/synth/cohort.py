@@ -23,6 +23,7 @@ import numpy as np
 
 from ..atomic import atomic_write_bytes
 from ..io import write_volume
+from ..io.dicom_write import SeriesIdentity, deterministic_uid, write_dicom_series
 from ..jsonable import json_safe
 from ..progress import Progress, ensure_progress
 from ..volume import Volume
@@ -35,6 +36,8 @@ from .lesions import LesionInsertion
 
 #: Slice thickness (mm) of the simulated thick-slice FLAIR rater labels of WMH subjects.
 THICK_LABEL_MM = 5.0
+#: Subfolder of a subject with its images as DICOM series (``--dicom``): ``dicom/<name>/``.
+DICOM_FOLDER = "dicom"
 
 
 @dataclass(frozen=True)
@@ -186,8 +189,11 @@ def make_subject(seed: int, config: SubjectConfig = SubjectConfig()) -> Syntheti
                             targets, facts, anatomy)
 
 
-def save_subject(subject: SyntheticSubject, folder: str | Path) -> dict:
-    """Write images, label maps and ``targets.json``; returns the manifest row (paths)."""
+def save_subject(subject: SyntheticSubject, folder: str | Path, dicom: bool = False) -> dict:
+    """Write images, label maps and ``targets.json``; returns the manifest row (paths).
+
+    ``dicom``: also write each image as a DICOM series in ``dicom/<name>/`` (row key
+    ``<name>_dicom``, see :func:`save_dicom_series`)."""
     folder = Path(folder).resolve() / subject.subject_id  # absolute: the table works from anywhere
     folder.mkdir(parents=True, exist_ok=True)
     row = {"subject": subject.subject_id, "kind": subject.kind, "seed": subject.seed}
@@ -201,10 +207,48 @@ def save_subject(subject: SyntheticSubject, folder: str | Path) -> dict:
         from ..wmh.t1_fit import thick_label_from_mask
         thick = thick_label_from_mask(subject.labels["FLAIR"]["wmh"], THICK_LABEL_MM)
         row["flair_wmh_thick_label"] = str(write_volume(thick, folder / "flair_wmh_thick_label.nii.gz"))
+    if dicom:
+        row.update(save_dicom_series(subject, folder / DICOM_FOLDER))
     (folder / "targets.json").write_text(json.dumps(
         json_safe({"targets": subject.targets, "acquisition": subject.acquisition}), indent=1))
     row["targets"] = str(folder / "targets.json")
     row.update(weak_labels(subject))
+    return row
+
+
+def subject_identity(subject: SyntheticSubject, name: str) -> SeriesIdentity:
+    """The DICOM identity of image ``name`` of ``subject``: patient, study and frame of
+    reference shared by the subject's images, one series each. Every UID derives from the
+    kind, the seed and what was acquired (so one seed made at two sizes differs)."""
+    made = json.dumps(json_safe(subject.acquisition), sort_keys=True)
+    base = ("lesion-suite synth", subject.kind, subject.seed, made)
+    number = list(subject.images).index(name) + 1
+    age = subject.targets.get("age_years")
+    return SeriesIdentity(
+        patient_id=subject.subject_id, patient_name=f"Synthetic^{subject.subject_id}",
+        study_uid=deterministic_uid(*base, "study"),
+        series_uid=deterministic_uid(*base, "series", name),
+        frame_of_reference_uid=deterministic_uid(*base, "frame of reference"),
+        series_number=number, series_description=f"{name} (synthetic)",
+        study_description=f"LesionSuite synthetic {subject.kind.upper()} subject",
+        study_id=str(subject.seed)[-16:], accession_number=f"LS{subject.seed}"[:16],
+        patient_age="" if age is None else f"{int(min(max(age, 0), 999)):03d}Y")
+
+
+def save_dicom_series(subject: SyntheticSubject, folder: str | Path) -> dict[str, str]:
+    """Write each image of ``subject`` as a DICOM series in ``folder/<name>/`` (CT Image
+    Storage in HU for CT, MR Image Storage otherwise; :mod:`lesion_core.io.dicom_write`);
+    returns ``{"<name>_dicom": folder}`` for the manifest row."""
+    row = {}
+    for name, image in subject.images.items():
+        target = Path(folder) / name.lower()
+        if target.is_dir():  # a re-run writes the series anew, never beside an older one
+            for old in target.glob("*.dcm"):
+                old.unlink()
+        modality = "CT" if name == "CT" else "MR"
+        write_dicom_series(image, target, modality, subject_identity(subject, name),
+                           sequence=None if modality == "CT" else name)
+        row[f"{name.lower()}_dicom"] = str(target)
     return row
 
 
@@ -232,7 +276,7 @@ def weak_labels(subject: SyntheticSubject) -> dict:
             "truth_ich_ml": round(float(t.get("total_volume_ml", 0.0)), 3)}
 
 
-def _make_and_save(seed: int, config: SubjectConfig, out: str | Path) -> dict:
+def _make_and_save(seed: int, config: SubjectConfig, out: str | Path, dicom: bool = False) -> dict:
     """One subject generated and saved (module level: a worker process runs it).
 
     A subject already saved in ``out`` with the same seed and config (its record in
@@ -240,33 +284,34 @@ def _make_and_save(seed: int, config: SubjectConfig, out: str | Path) -> dict:
     generation was stopped continues where it stopped.
     """
     record = Path(out) / ".subjects" / f"{seed}.json"
-    made_with = json_safe({"seed": seed, "config": asdict(config)})
+    made_with = json_safe({"seed": seed, "config": asdict(config),
+                           **({"dicom": True} if dicom else {})})  # older records: no key
     if record.is_file():
         saved = json.loads(record.read_text())
         if saved.get("made_with") == made_with:
             return saved["row"]
-    row = save_subject(make_subject(seed, config), out)
+    row = save_subject(make_subject(seed, config), out, dicom=dicom)
     record.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(record, json.dumps({"made_with": made_with, "row": json_safe(row)}).encode())
     return row
 
 
 def _rows(seeds: list[int], config: SubjectConfig, out: str | Path, workers: int,
-          progress: Progress) -> list[dict]:
+          progress: Progress, dicom: bool = False) -> list[dict]:
     """Manifest rows in seed order, made in ``workers`` processes (1: in this one)."""
     total = max(len(seeds), 1)
     if workers <= 1 or len(seeds) <= 1:
         rows = []
         for index, seed in enumerate(seeds):
             progress.update(index / total, f"subject {index + 1}/{len(seeds)}")
-            rows.append(_make_and_save(seed, config, out))
+            rows.append(_make_and_save(seed, config, out, dicom))
         return rows
     progress.update(0.0, f"{len(seeds)} subjects in {workers} processes")
     # Spawned, not forked: a fork of a process whose torch/OpenMP threads have run can hang.
     pool = ProcessPoolExecutor(max_workers=min(workers, len(seeds)),
                                mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = [pool.submit(_make_and_save, seed, config, out) for seed in seeds]
+        futures = [pool.submit(_make_and_save, seed, config, out, dicom) for seed in seeds]
         for done, future in enumerate(futures, start=1):
             future.result()
             progress.update(done / total, f"subject {done}/{len(seeds)}")
@@ -276,17 +321,18 @@ def _rows(seeds: list[int], config: SubjectConfig, out: str | Path, workers: int
 
 
 def make_cohort(kind: str, seeds: list[int], out: str | Path, config: SubjectConfig | None = None,
-                progress: Progress | None = None, workers: int = 1) -> Path:
+                progress: Progress | None = None, workers: int = 1, dicom: bool = False) -> Path:
     """Generate and save ``seeds`` subjects; writes ``<out>/<kind>_labels.csv``.
 
     One row per subject: image paths, ground-truth label map paths (``*_truth.nii.gz``),
     the weak labels of :func:`weak_labels` and ``targets.json`` (everything known).
     ``workers`` > 1 generates subjects in that many processes; every subject depends only
     on its seed and ``config``, so the files are the same whatever ``workers``.
+    ``dicom``: also each image as a DICOM series (column ``<name>_dicom``, the folder).
     """
     progress = ensure_progress(progress)
     config = replace(config or SubjectConfig(), kind=kind)
-    rows = _rows(list(seeds), config, out, workers, progress)
+    rows = _rows(list(seeds), config, out, workers, progress, dicom)
     progress.update(1.0, "done")
     path = Path(out) / f"{kind}_labels.csv"
     with open(path, "w", newline="") as handle:

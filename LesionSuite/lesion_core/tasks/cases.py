@@ -5,7 +5,9 @@ model. Both go through :func:`prepare_case` (torch-free: the input read and chec
 a head scan of the task's kind, :mod:`lesion_core.head_check`) and :func:`run_case` (the
 prediction, its brain mask checked, the files published into the output folder all
 together or not at all, :func:`~lesion_core.output_folder.publish`). ``force`` reports a
-result on an image the checks refuse, marked out of distribution.
+result on an image the checks refuse, marked out of distribution. ``dicom`` also writes the
+result as a DICOM SEG and SR referencing the source series (:mod:`lesion_core.dicom_export`),
+published with the other files; :func:`check_dicom_export` refuses a non-DICOM input first.
 """
 
 from __future__ import annotations
@@ -35,18 +37,51 @@ def prepare_case(task: Task, image_path: str | Path, series: str | None = None,
     return PreparedCase(str(image_path), inputs, _judge_image(task, inputs, str(image_path), force))
 
 
+def check_dicom_export(image_path: str | Path) -> None:
+    """Refuse ``--dicom`` for an input that is not a DICOM series (one CommandError),
+    before anything is read."""
+    from ..dicom_export.export import check_dicom_input
+
+    check_dicom_input(image_path)
+
+
 def run_case(task: Task, case: PreparedCase, model: Any, out: str | Path, progress=None,
-             precision: str = "auto", force: bool = False, **options: Any
-             ) -> tuple[Any, dict[str, Path]]:
+             precision: str = "auto", force: bool = False, dicom: bool = False,
+             **options: Any) -> tuple[Any, dict[str, Path]]:
     """Predict ``case`` with ``model`` and publish its files into ``out``; returns the
-    prediction and role -> path of each file written."""
+    prediction and role -> path of each file written. ``dicom``: also the DICOM SEG and
+    SR (roles ``dicom_seg``, ``dicom_sr``), written inside the same publish."""
     from ..output_folder import publish
 
+    files = _dicom_source_files(task, case) if dicom else None  # refused before predicting
     prediction = task.predict(case.inputs, model, progress, precision, **options)
     prediction = _judge_brain(task, prediction, case.findings, case.image_path, force)
     source = str(Path(case.image_path).resolve())
-    paths = publish(out, lambda folder: task.write_outputs(prediction, folder, source, **options))
-    return prediction, paths
+
+    def write(folder: Path) -> dict[str, Path]:
+        paths = task.write_outputs(prediction, folder, source, **options)
+        if files is not None:
+            paths = {**paths, **_write_dicom(task, prediction, paths, files, folder, options)}
+        return paths
+
+    return prediction, publish(out, write)
+
+
+def _dicom_source_files(task: Task, case: PreparedCase) -> list[str]:
+    """The input series' files in slice order (one clear error for a non-DICOM input)."""
+    from ..dicom_export.export import source_files
+
+    return source_files(task.head_image(case.inputs))
+
+
+def _write_dicom(task: Task, prediction: Any, paths: dict[str, Path], files: list[str],
+                 folder: Path, options: dict) -> dict[str, Path]:
+    """The SEG and SR of ``prediction``, from the summary just written (so the SR's
+    figures are the JSON's), named after the task's stem."""
+    from ..dicom_export.export import SUMMARY_ROLES, export_case
+
+    return export_case(task.name, prediction.labels, paths[SUMMARY_ROLES[task.name]], files,
+                       folder, options.get("stem") or task.name)
 
 
 def out_of_distribution_lines(prediction: Any) -> list[str]:

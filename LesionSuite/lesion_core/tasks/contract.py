@@ -95,6 +95,9 @@ class Task:
     #: among them (images are returned as paths).
     output_files: ClassVar[OutputFiles] = OutputFiles({})
     output_readers: ClassVar[Mapping[str, Callable[[Path], Any]]] = {}
+    #: The key figures of one prediction for a cohort table (``lesion-suite batch``):
+    #: column -> (role of a table or document among :attr:`output_readers`, its key).
+    key_figures: ClassVar[Mapping[str, tuple[str, str]]] = {}
     #: ``(name, help)`` of the positional argument of ``predict`` and of ``evaluate``.
     input_argument: ClassVar[tuple[str, str]] = ("image", "the image")
     cohort_argument: ClassVar[tuple[str, str]] = ("cohort", "a synthetic cohort folder")

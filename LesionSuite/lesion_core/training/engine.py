@@ -16,6 +16,13 @@ progress and cancel, the history and checkpoints. With a checkpoint folder, the 
 after a kill resumes from the last checkpoint and reaches the same weights as an
 uninterrupted run (the batch drawn after a checkpoint is drawn from the random state saved
 in it, not from where the prefetch thread had got to).
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1, :mod:`.distributed`) the same call trains with K
+processes: the network is wrapped in ``DistributedDataParallel``, so every step averages
+the gradients of K batches (an effective batch of K x ``batch_size``); rank r draws its
+batches from seed ``seed + r`` (rank 0 draws what a single process draws); rank 0 alone
+writes the checkpoint, which holds every rank's random state, so a rerun with the same K
+resumes exactly. A single process runs none of this.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from ..device import deterministic_algorithms, select_device
 from ..errors import OperationCancelled
 from ..progress import Progress, ensure_progress
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from . import distributed
 from .config import OptimConfig
 from .precision import autocast, resolve_precision
 
@@ -91,9 +99,13 @@ class TrainResult:
                 "loss_last50": float(np.mean(tail)) if tail else None}
 
 
-def _fingerprint(config: OptimConfig, task: Mapping[str, Any] | None) -> str:
+def _fingerprint(config: OptimConfig, task: Mapping[str, Any] | None, world_size: int = 1
+                 ) -> str:
     kept = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_FINGERPRINTED}
-    return json.dumps({"optim": kept, "task": task or {}}, sort_keys=True, default=str)
+    settings: dict[str, Any] = {"optim": kept, "task": task or {}}
+    if world_size > 1:  # K processes reach other weights; one process keeps its old key
+        settings["world_size"] = world_size
+    return json.dumps(settings, sort_keys=True, default=str)
 
 
 def _lr_factor(config: OptimConfig) -> Callable[[int], float]:
@@ -124,10 +136,11 @@ class _Sampler:
     """Draws batches in step order, optionally one step ahead in a thread; every batch comes
     with the random state it was drawn from, which is what a checkpoint before it saves."""
 
-    def __init__(self, sample, state: Stateful | None, config: OptimConfig, prefetch: bool):
+    def __init__(self, sample, state: Stateful | None, config: OptimConfig, prefetch: bool,
+                 seed: int):
         self.sample, self.state, self.config = sample, state, config
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
         self.prefetch = prefetch
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._thread: threading.Thread | None = None
@@ -220,15 +233,17 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
     """
     progress = ensure_progress(progress)
     device = select_device(config.device)
+    ranks = distributed.join_process_group(device)
+    device = distributed.rank_device(device, ranks)
     precision = resolve_precision(config.precision, device)
     net = _build(model, config.seed).to(device).train()
     chosen = list(parameters(net) if parameters is not None else
                   (p for p in net.parameters() if p.requires_grad))
     optimiser = torch.optim.AdamW(chosen, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_factor(config))
-    sampler = _Sampler(sample, state, config, prefetch)
+    sampler = _Sampler(sample, state, config, prefetch, config.seed + ranks.rank)
     result = TrainResult(precision=precision)
-    fingerprint = _fingerprint(config, fingerprint)
+    fingerprint = _fingerprint(config, fingerprint, ranks.world_size)
 
     saved = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     if saved is not None:
@@ -240,22 +255,41 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
         net.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
-        sampler.restore(saved["next_batch"])
+        own = saved["ranks"][ranks.rank] if ranks.distributed else saved
+        torch.set_rng_state(own["torch_rng"])
+        sampler.restore(own["next_batch"])
         result.history = {k: list(v) for k, v in saved["history"].items()}
         result.steps = result.resumed_from = int(saved["step"])
         result.wall_s = float(saved["wall_s"])
     else:
-        torch.manual_seed(config.seed)  # dropout and other global draws of the network
+        # Dropout and other global draws of the network (each rank its own).
+        torch.manual_seed(config.seed + ranks.rank)
+    # Wrapped after loading: DDP starts every rank from rank 0's weights and buffers.
+    trained = distributed.wrap(net, device) if ranks.distributed else net
 
     def checkpoint(step: int, next_batch: Mapping[str, Any]) -> None:
+        """Save the run (with several ranks: a collective call, rank 0 writes)."""
         if checkpoint_dir is None:
             return
-        save_checkpoint(checkpoint_dir, {
-            "fingerprint": fingerprint, "step": step, "model": net.state_dict(),
-            "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(), "next_batch": next_batch,
-            "history": result.history, "wall_s": wall_before + time.monotonic() - began})
+        own = {"torch_rng": torch.get_rng_state(), "next_batch": next_batch}
+        every = distributed.gather(own, ranks) if ranks.distributed else None
+        if not ranks.main:
+            return
+        payload = {"fingerprint": fingerprint, "step": step, "model": net.state_dict(),
+                   "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+                   **own, "history": result.history,
+                   "wall_s": wall_before + time.monotonic() - began}
+        if every is not None:
+            payload["ranks"] = every
+        save_checkpoint(checkpoint_dir, payload)
+
+    def checkpoint_due(step: int) -> bool:
+        due = bool(time.monotonic() - last_saved >= config.checkpoint_every_s
+                   or (config.checkpoint_every_steps
+                       and step % config.checkpoint_every_steps == 0))
+        if ranks.distributed and checkpoint_dir is not None:
+            due = distributed.agree(due, device)  # rank 0's clock decides for all
+        return due and step > result.resumed_from
 
     began = last_saved = time.monotonic()
     wall_before = result.wall_s
@@ -265,10 +299,7 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
         with deterministic_algorithms(config.deterministic):
             while step < config.steps:
                 snap, batch = sampler.next(step)
-                due = (time.monotonic() - last_saved >= config.checkpoint_every_s
-                       or (config.checkpoint_every_steps
-                           and step % config.checkpoint_every_steps == 0))
-                if due and step > result.resumed_from:
+                if checkpoint_due(step):
                     checkpoint(step, snap)
                     last_saved = time.monotonic()
                 try:
@@ -278,9 +309,10 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
                         progress.update(step / max(config.steps, 1),
                                         f"{label} step {step + 1}/{config.steps}{shown}")
                 except OperationCancelled:
-                    checkpoint(step, snap)
+                    if not ranks.distributed:  # the others would wait for it forever
+                        checkpoint(step, snap)
                     raise
-                _train_step(net, optimiser, scheduler, loss, _to_device(batch, device),
+                _train_step(trained, optimiser, scheduler, loss, _to_device(batch, device),
                             StepContext(step, device, config), precision, config, result)
                 step += 1
     finally:
@@ -288,6 +320,8 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
     result.steps = step
     if saved is None or saved["step"] < step:
         checkpoint(step, sampler.snapshot())
+    if ranks.distributed:
+        distributed.sync_buffers(net)
     result.wall_s = wall_before + time.monotonic() - began
     progress.update(1.0, f"{label} done")
     return net.eval().to("cpu"), result

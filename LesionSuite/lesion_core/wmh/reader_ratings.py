@@ -11,12 +11,15 @@ training run can always open it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import FeedbackStoreError
 from ..feedback import CaseFeedback, FeedbackStore, Record
 from ..feedback_cases import CASE_IMAGE_FILE, ensure_case_image
 from ..atlas.arwmc import REGIONS
-from .data import RatingRow, parse_rows
+
+if TYPE_CHECKING:  # .data imports torch; the reader's ratings are read without it (reports)
+    from .data import RatingRow
 
 RATING_KIND = "wmh.rating"
 TOTAL = "total"
@@ -62,6 +65,8 @@ def standing_ratings(case: CaseFeedback) -> dict[str, int]:
 def rows_from_feedback(root: str | Path, modality: str = "FLAIR") -> list[RatingRow]:
     """Training rows from every case of a store that has standing ratings and an image
     of ``modality``; cases without ratings are left out."""
+    from .data import parse_rows  # torch: only training needs the rows
+
     store = FeedbackStore(root)
     records = []
     for case_id in store.cases():

@@ -47,6 +47,8 @@ class WMHTask(Task):
     required_networks = ("net",)
     output_files = FILES
     output_readers = {"summary": read_summary, "ratings": read_ratings}
+    key_figures = {"lesion_ml": ("summary", "lesion_ml"), "brain_ml": ("summary", "brain_ml"),
+                   "arwmc_total": ("summary", "arwmc_total")}
     input_argument = ("image", "FLAIR (or 3D T1 with --t1): NIfTI, NRRD or DICOM folder")
     cohort_argument = ("cohort", "a `lesion-suite synth wmh` folder")
     evaluation_truth = "voxel labels and ARWMC ratings of the cohort (evaluation only)"
