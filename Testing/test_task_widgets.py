@@ -330,6 +330,72 @@ def test_train_retrains_on_the_hubs_device_for_every_task(app, module, options):
     assert widget.ui.statusLabel.text == widget.trainingMessage
 
 
+# ------------------------------------------------------------------ DICOM export
+
+
+class ExportingLogic(RecordingLogic):
+    """Records ``export_dicom`` and returns its paths, or raises ``error``."""
+
+    error = None
+
+    def export_dicom(self, result, folder, **kwargs):
+        self.calls.append(("export_dicom", (result, folder), kwargs))
+        if self.error is not None:
+            raise self.error
+        return {"dicom_seg": Path(folder) / "x_seg.dcm", "dicom_sr": Path(folder) / "x_sr.dcm"}
+
+
+@pytest.mark.parametrize("module, task", [("WMHDualTasker", "wmh"), ("CMBDetector", "cmb"),
+                                          ("ICHWeakSeg", "ich")])
+def test_export_dicom_needs_a_dicom_input_and_shows_the_paths_or_the_error(
+        app, mrml_scene, tmp_path, monkeypatch, caplog, module, task):
+    """The button is wired, enabled only for a result on an input loaded from DICOM; it
+    asks for a folder (remembered), calls the Logic's ``export_dicom`` with the panel's
+    feedback folder, and shows the paths written, or the error."""
+    import saved_work as sw
+    from lesion_core.errors import InvalidImageError
+
+    widget = _panel(app, module)
+    button = widget.ui.exportDicomButton
+    assert widget.ui.classes["exportDicomButton"] == "QPushButton"
+    assert button.connections["clicked(bool)"] == widget.onExportDicom
+    assert _ui_property(module, "exportDicomButton", "text") == "Export DICOM SEG + SR"
+    widget.updateButtons()
+    assert not button.enabled                                   # no result
+    case = sw.make_case(task, mrml_scene, tmp_path / "work")
+    widget._result = case.result
+    widget.updateButtons()
+    assert not button.enabled                                   # input not from DICOM
+    case.result.input.SetAttribute("DICOM.instanceUIDs", "1.2.3.1 1.2.3.2")
+    widget.updateButtons()
+    assert button.enabled
+
+    answers, starts = [str(tmp_path / "dicom"), "", str(tmp_path / "dicom")], []
+
+    def ask(parent, title, start):
+        starts.append(start)
+        return answers.pop(0)
+
+    monkeypatch.setattr(sys.modules["qt"], "QFileDialog",
+                        types.SimpleNamespace(getExistingDirectory=ask), raising=False)
+    monkeypatch.setattr(slicer.util, "mainWindow", lambda: None)
+    widget.logic = ExportingLogic(widget.logic)
+    widget.onExportDicom()
+    feedback = widget.ui.feedbackFolderPathLineEdit.currentPath
+    assert widget.logic.calls == [("export_dicom", (case.result, str(tmp_path / "dicom")),
+                                   {"feedback_root": feedback})]
+    assert widget.ui.statusLabel.text == (f"Written: {tmp_path / 'dicom' / 'x_seg.dcm'} and "
+                                          f"{tmp_path / 'dicom' / 'x_sr.dcm'}.")
+    widget.onExportDicom()                                      # the dialog cancelled
+    assert len(widget.logic.calls) == 1 and starts[1] == str(tmp_path / "dicom")
+
+    widget.logic.error = InvalidImageError("volume 'x' was not loaded from DICOM", "Load it")
+    with caplog.at_level(logging.ERROR):
+        widget.onExportDicom()
+    assert "not loaded from DICOM" in caplog.text and len(widget.logic.calls) == 2
+    assert "Written" in widget.ui.statusLabel.text              # unchanged
+
+
 # ------------------------------------------------------------------ review
 
 

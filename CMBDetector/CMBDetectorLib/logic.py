@@ -20,8 +20,10 @@ on the input exactly and move with it. Nothing is added before the outputs were 
 if adding fails half-way the nodes added so far are removed.
 
 What every task does alike (the child process, all-or-none nodes, saving, the review,
-retraining) is :class:`LesionSuiteLib.task_logic.TaskLogic`'s; this module keeps the
-command's options and the node building.
+retraining, the DICOM SEG and SR export with ``export_dicom``) is
+:class:`LesionSuiteLib.task_logic.TaskLogic`'s; this module keeps the command's options,
+the node building, and the microbleeds of the segmentation as the SEG's segments (one per
+microbleed: :func:`microbleed_ids`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lesion_core.errors import InvalidImageError
+from lesion_core.labels import CMB
 from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
 from LesionSuiteLib.child_process import ChildProcess
@@ -100,6 +105,9 @@ class CMBDetectorLogic(TaskLogic):
                     "segmentation": "_cmb.seg.nrrd"}
     open_review_of = Later("CMBDetectorLib.review", "CMBReview.for_result")
     retraining = RETRAINING
+    #: The DICOM export (``export_dicom``) reads the "Cerebral microbleed" segment, as the
+    #: reader left it, and writes one SEG segment per microbleed (:meth:`export_label_map`).
+    segment_labels = (CMB,)
 
     # ------------------------------------------------------------- prediction
     @classmethod
@@ -150,8 +158,6 @@ class CMBDetectorLogic(TaskLogic):
     # ------------------------------------------------------------------ nodes
     def add_result_nodes(self, input_volume_node, outputs: CMBOutputs) -> CMBResultNodes:
         """Create the markups, table and segmentation nodes (all or none)."""
-        from lesion_core.labels import CMB
-
         scene = input_volume_node.GetScene()
         name = input_volume_node.GetName()
         candidates = outputs.candidates
@@ -178,6 +184,21 @@ class CMBDetectorLogic(TaskLogic):
             created.append(segmentation)
         return CMBResultNodes(input_volume_node, markups, table, segmentation,
                               list(candidates), outputs.candidate_labels, dict(outputs.summary))
+
+    # ------------------------------------------------------------------ DICOM
+    def export_label_map(self, result: CMBResultNodes) -> Volume:
+        """The microbleeds of the segmentation *as it is now* (the reader's Segment Editor
+        edits included), each voxel the candidate id of its microbleed, on the input's
+        local grid: the SEG has one segment per microbleed (see :func:`microbleed_ids`)."""
+        painted = super().export_label_map(result)
+        return painted.with_array(microbleed_ids(np.asarray(painted.array) > 0,
+                                                 result.candidates, result.candidate_labels,
+                                                 painted))
+
+    def export_summary(self, result: CMBResultNodes) -> dict:
+        """The result's summary with its candidates (``cmb_candidates.json`` as the SR
+        reads it: the kept microbleeds' sizes and places, the count)."""
+        return {**result.summary, "candidates": list(result.candidates)}
 
     @staticmethod
     def _style_markups(markups) -> None:
@@ -217,4 +238,45 @@ class CMBDetectorLogic(TaskLogic):
                                      {"--stage1": bool(stage1)}, device)
 
 
-__all__ = ["CMBDetectorLogic", "CMBResultNodes", "default_feedback_root"]
+def microbleed_ids(painted: np.ndarray, candidates: list, candidate_labels: Volume | None,
+                   grid: Volume) -> np.ndarray:
+    """An int32 map of ``painted`` (the segmentation's voxels) by microbleed: each
+    26-connected component of it takes the ids of the kept candidates it holds (their
+    voxels of ``candidate_labels``, or without that map their centre voxels), each of its
+    other voxels the id of the nearest such voxel in the component (mm on ``grid``); a
+    component with no kept candidate, drawn by the reader, gets a new id above every
+    candidate's. A kept microbleed the reader erased has no voxel left."""
+    from scipy import ndimage
+
+    painted = np.asarray(painted, bool)
+    kept = [int(c["id"]) for c in candidates if c.get("kept")]
+    seeds = np.zeros(painted.shape, np.int32)
+    if candidate_labels is not None:
+        ids = np.asarray(candidate_labels.array).astype(np.int32)
+        seeds = np.where(painted & np.isin(ids, kept), ids, 0).astype(np.int32)
+    else:
+        for candidate in (c for c in candidates if c.get("kept")):
+            voxel = tuple(int(v) for v in np.rint(grid.ras_to_voxel(candidate["centre_ras"])))
+            inside = all(0 <= v < n for v, n in zip(voxel, painted.shape))
+            if inside and painted[voxel]:
+                seeds[voxel] = int(candidate["id"])
+    out = np.zeros(painted.shape, np.int32)
+    components, _ = ndimage.label(painted, structure=np.ones((3, 3, 3), bool))
+    next_id = max([int(c["id"]) for c in candidates] + [0]) + 1
+    spacing = [float(s) for s in grid.spacing[:3]]
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        inside = components[box] == index
+        local = np.where(inside, seeds[box], 0)
+        if not local.any():
+            out[box][inside] = next_id
+            next_id += 1
+            continue
+        _, nearest = ndimage.distance_transform_edt(local == 0, sampling=spacing,
+                                                    return_indices=True)
+        out[box][inside] = local[tuple(nearest)][inside]
+    return out
+
+
+__all__ = ["CMBDetectorLogic", "CMBResultNodes", "default_feedback_root", "microbleed_ids"]

@@ -27,8 +27,10 @@ and move with it. Nothing is added before the outputs were read, and if adding f
 half-way the nodes added so far are removed.
 
 What every task does alike (the child process, all-or-none nodes, saving, the review,
-retraining) is :class:`LesionSuiteLib.task_logic.TaskLogic`'s; this module keeps the
-command's options, the node building with the reader's stored mask, and the CAM display.
+retraining, the DICOM SEG and SR export of a result with ``export_dicom``: the
+segmentation shown, as the reader left it) is
+:class:`LesionSuiteLib.task_logic.TaskLogic`'s; this module keeps the command's options,
+the node building with the reader's stored mask, and the CAM display.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from lesion_core.errors import InvalidImageError
+from lesion_core.labels import ICH_SUBTYPES
 from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
 from LesionSuiteLib import predictions
@@ -127,6 +130,10 @@ class ICHWeakSegLogic(TaskLogic):
                     "table": "_ich_slices.tsv"}
     open_review_of = Later("ICHWeakSegLib.review", "ICHSliceReview.for_result")
     retraining = RETRAINING
+    #: The DICOM export (``export_dicom``) writes one segment per subtype of the
+    #: segmentation shown (the reader's mask when there is one), as the reader left it;
+    #: a perihaematomal oedema segment the reader drew is exported too.
+    segment_labels = ICH_SUBTYPES
 
     # ------------------------------------------------------------- prediction
     # ``ich predict`` takes only the options every task has: --model, --device, --force

@@ -15,14 +15,17 @@
   run on the device chosen in the LesionSuite hub;
 - the review of a result: opened when the prediction is finished, the reader's actions
   forwarded to it with errors shown (:func:`~LesionSuiteGUI.errors.showingErrors`), the
-  case line with the damaged lines of the store.
+  case line with the damaged lines of the store;
+- "Export DICOM SEG + SR": the result, as the reader left it, written into a folder the
+  user picks (the Logic's ``export_dicom``); enabled when the input was loaded from DICOM.
 
 A task's widget sets the class attributes (its Logic, parameter node, words) and writes
 what is its own: ``setupPanel``, ``updatePanel``, the options its Logic calls take
 (``predictionOptions``, ``trainingOptions``, ``reviewOptions``), ``showResult`` and
 ``showReview``. Its .ui has ``inputSelector``, ``applyButton``, ``cancelButton``,
-``undoButton``, ``trainButton``, ``progressBar``, ``statusLabel``, ``caseLabel``,
-``modelFolderPathLineEdit``, ``feedbackFolderPathLineEdit`` and ``readerLineEdit``.
+``undoButton``, ``trainButton``, ``exportDicomButton``, ``progressBar``, ``statusLabel``,
+``caseLabel``, ``modelFolderPathLineEdit``, ``feedbackFolderPathLineEdit`` and
+``readerLineEdit``.
 
 :class:`TaskModuleTest` is the self-test skeleton and :class:`TaskModule` the module
 description every task module shares.
@@ -126,7 +129,7 @@ class TaskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         for name, slot in (("applyButton", "onApply"), ("cancelButton", "onCancel"),
                            ("undoButton", "onUndo"), ("trainButton", "onTrain"),
-                           *self.buttonSlots):
+                           ("exportDicomButton", "onExportDicom"), *self.buttonSlots):
             getattr(self.ui, name).connect("clicked(bool)", getattr(self, slot))
         if self.rowView:
             getattr(self.ui, self.rowView).connect("clicked(QModelIndex)", self.onRowClicked)
@@ -196,7 +199,13 @@ class TaskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.enabled = busy
         self.ui.trainButton.enabled = not busy and self.canTrain(parameters)
         self.ui.undoButton.enabled = bool(review and review.can_undo)
+        self.ui.exportDicomButton.enabled = not busy and self.canExportDicom()
         self.updatePanel(parameters, review, busy)
+
+    def canExportDicom(self) -> bool:
+        """Whether there is a result whose input names its DICOM source."""
+        result = self._result
+        return result is not None and self.logic.has_dicom_source(result.input)
 
     def canTrain(self, parameters) -> bool:
         """Whether the panel's choices allow training (when nothing runs)."""
@@ -368,6 +377,26 @@ class TaskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         position = review.jump_position() if review is not None else None
         if position is not None:
             slicer.modules.markups.logic().JumpSlicesToLocation(*position, True)
+
+    # ------------------------------------------------------------------ DICOM
+    def onExportDicom(self) -> None:
+        """Ask for a folder, then write the result there as a DICOM SEG and SR (the
+        Logic's ``export_dicom``, with the reader's edits and decisions); the paths go in
+        the status line, an error in the error display."""
+        if self._result is None or self._busy():
+            return
+        settings = qt.QSettings()
+        folder = qt.QFileDialog.getExistingDirectory(
+            slicer.util.mainWindow(), _("Folder for the DICOM SEG and SR"),
+            settings.value(self.settingsPrefix + "dicomExportFolder", ""))
+        if not folder:
+            return
+        settings.setValue(self.settingsPrefix + "dicomExportFolder", folder)
+        with showingErrors(_("The DICOM SEG and SR were not written."), waitCursor=True):
+            paths = self.logic.export_dicom(self._result, folder,
+                                            feedback_root=self._feedbackFolder())
+            self.ui.statusLabel.text = _("Written: {seg} and {sr}.").format(
+                seg=paths["dicom_seg"], sr=paths["dicom_sr"])
 
     # --------------------------------------------------------------- training
     def onTrain(self) -> None:

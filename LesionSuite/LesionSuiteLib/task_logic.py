@@ -15,12 +15,16 @@ derives from :class:`TaskLogic`, which does what is the same for every task:
   out-of-distribution findings) and put under the input's parent transform, so they lie
   on the input exactly and move with it (:meth:`TaskLogic.adding_results`);
 - save and remove a result's nodes, open the reader's review of a result, and start
-  retraining from the reader's work (:mod:`.retraining`).
+  retraining from the reader's work (:mod:`.retraining`);
+- export a result as a DICOM SEG and SR that reference the input's source series
+  (:meth:`TaskLogic.export_dicom`, see :mod:`.dicom_results`), from its nodes as they are
+  now: the reader's edits of the segmentation and review decisions included.
 
 What a task declares: its command-line name (:attr:`TaskLogic.task`), what its input is,
-how its outputs are read (:attr:`TaskLogic.outputs_type`), its result files, its review
-and its :class:`~.retraining.Retraining`; and what it writes: its options, its node
-building (``add_result_nodes``) and its own display rules.
+how its outputs are read (:attr:`TaskLogic.outputs_type`), its result files, its review,
+the lesion labels of its segmentation (:attr:`TaskLogic.segment_labels`) and its
+:class:`~.retraining.Retraining`; and what it writes: its options, its node building
+(``add_result_nodes``) and its own display rules.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any, Callable, Mapping
 from lesion_core.errors import InvalidImageError
 from lesion_core.volume import Volume
 
+from . import dicom_results
 from . import mrml_bridge as mb
 from . import predictions
 from .child_process import child_env, command_options, lesion_core_command
@@ -74,6 +79,9 @@ class TaskLogic(_LogicBase or _HeadlessLogicBase):
     open_review_of: Any = None
     #: Fine-tuning from the reader's work (:mod:`.retraining`).
     retraining: Retraining
+    #: The lesion labels (:mod:`lesion_core.labels`) a result's ``segmentation`` node holds,
+    #: for the DICOM export: a segment is one of them by its label-value tag or its name.
+    segment_labels: tuple = ()
 
     @property
     def label(self) -> str:
@@ -233,6 +241,89 @@ class TaskLogic(_LogicBase or _HeadlessLogicBase):
             paths["out_of_distribution"].write_text(
                 out_of_distribution_note(self.label, findings), encoding="utf-8")
         return paths
+
+    # ------------------------------------------------------------------ DICOM
+    @staticmethod
+    def has_dicom_source(input_volume_node) -> bool:
+        """Whether the input was loaded through Slicer's DICOM module (it names its source
+        images in the ``DICOM.instanceUIDs`` attribute), so that a result on it can be
+        exported as a DICOM SEG and SR (:meth:`export_dicom`)."""
+        return dicom_results.has_dicom_source(input_volume_node)
+
+    @staticmethod
+    def dicom_source_files(input_volume_node, lookup: dicom_results.Lookup | None = None
+                           ) -> list[Path]:
+        """The files of the input's source images, from its ``DICOM.instanceUIDs``
+        attribute through ``lookup`` (SOP Instance UID -> file path). Default lookup:
+        Slicer's DICOM database (``slicer.dicomDatabase.fileForInstance``, imported only
+        then, so scripts and tests without the application pass their own). See
+        :func:`.dicom_results.source_files` for the errors."""
+        return dicom_results.source_files(input_volume_node, lookup)
+
+    def export_label_map(self, result) -> Volume:
+        """The label map the SEG is made of, on the input's local grid: the result's
+        segmentation node *as it is now*, so the reader's Segment Editor edits are
+        exported (segments by :attr:`segment_labels`; another non-empty segment is
+        refused by name)."""
+        return dicom_results.segmentation_label_map(
+            result.segmentation, self.read_input(result.input), self.segment_labels,
+            self.label)
+
+    def export_summary(self, result) -> dict:
+        """The summary document the SR's figures come from: the one the result carries
+        (the model's figures; the reader's decisions are added from the store)."""
+        return dict(result.summary)
+
+    def stored_review(self, input_volume_node, feedback_root: str | Path):
+        """The reader's standing decisions of this task on the input's case in the store
+        at ``feedback_root`` (:func:`lesion_core.dicom_export.review.review_from_store`),
+        or None when the store or the case holds none. Nothing is written."""
+        from lesion_core.dicom_export.review import review_from_store
+
+        from .review_cases import open_volume_case
+
+        root = Path(feedback_root)
+        if not root.is_dir():
+            return None
+        case = open_volume_case(root, input_volume_node).case
+        if not case.folder.is_dir():
+            return None
+        return review_from_store(root, case.case_id, self.task)
+
+    def export_dicom(self, result, folder: str | Path, source_files=None,
+                     feedback_root: str | Path | None = None, stem: str | None = None,
+                     lookup: dicom_results.Lookup | None = None) -> dict[str, Path]:
+        """Write a result as a DICOM SEG and a TID 1500 SR that reference the input's
+        source series: ``<stem>_seg.dcm`` and ``<stem>_sr.dcm`` in ``folder`` (stem
+        default: ``<input name>_<task>``); returns ``{"dicom_seg": path, "dicom_sr":
+        path}``. The objects are those of ``lesion-suite <task> predict --dicom``
+        (:mod:`lesion_core.dicom_export`, see docs/dicom.md), made from the nodes:
+
+        - the SEG from the result's segmentation node *as it is now*
+          (:meth:`export_label_map`): what the reader edited in the Segment Editor is
+          what is exported;
+        - the SR's figures from the summary the result carries (:meth:`export_summary`:
+          the model's, not recomputed from an edited segmentation), with the reader's
+          decisions on the case from the feedback store at ``feedback_root``
+          (:meth:`stored_review`; None or a store without the case: none);
+        - ``source_files``: the source series' files (any order: they are put in the
+          order of the volume's slices); default: found from the input's
+          ``DICOM.instanceUIDs`` with ``lookup`` (:meth:`dicom_source_files`; default
+          Slicer's DICOM database).
+
+        Raises a :class:`~lesion_core.errors.LesionSuiteError` (one line: what and what to
+        do) for an input without a DICOM source, source files that are missing or not of
+        this volume, a segment the export does not know, or a folder that cannot be
+        written; nothing is written then.
+        """
+        if source_files is None:
+            source_files = self.dicom_source_files(result.input, lookup)
+        labels = self.export_label_map(result)
+        datasets = dicom_results.source_datasets(source_files, labels)
+        review = self.stored_review(result.input, feedback_root) if feedback_root else None
+        stem = stem or f"{predictions.file_stem(result.input.GetName())}_{self.task}"
+        return dicom_results.export_to_folder(self.task, labels, self.export_summary(result),
+                                              datasets, folder, stem, review)
 
     # ------------------------------------------------------------------ review
     def open_review(self, result, feedback_root: str | Path | None = None,

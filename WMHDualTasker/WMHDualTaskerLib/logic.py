@@ -18,7 +18,8 @@ prediction succeeded, and if adding fails half-way the nodes added so far are re
 ``run`` blocks (scripts, tests, the Python console). The GUI uses
 :meth:`start_prediction` / :meth:`finish_prediction` instead, which run the prediction in a
 child process (see :mod:`LesionSuiteLib.predictions` for why). What every task does alike
-(the child process, all-or-none nodes, saving, the review, retraining) is
+(the child process, all-or-none nodes, saving, the review, retraining, the DICOM SEG and
+SR export of a result with ``export_dicom``) is
 :class:`LesionSuiteLib.task_logic.TaskLogic`'s; this module keeps the WMH model, the
 in-process run, the command's options and the node building.
 """
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lesion_core.errors import ModelBundleError
+from lesion_core.labels import WMH
 from lesion_core.volume import Volume
 from LesionSuiteLib import mrml_bridge as mb
 from LesionSuiteLib.child_process import ChildProcess
@@ -96,6 +98,8 @@ class WMHDualTaskerLogic(TaskLogic):
                     "table": "_arwmc.tsv", "regions": "_arwmc_regions.seg.nrrd"}
     open_review_of = Later("WMHDualTaskerLib.review", "RatingReview.for_result")
     retraining = RETRAINING
+    #: The DICOM export (``export_dicom``) writes the WMH segment, as the reader left it.
+    segment_labels = (WMH,)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -203,8 +207,6 @@ class WMHDualTaskerLogic(TaskLogic):
     # ------------------------------------------------------------------ nodes
     def add_result_nodes(self, input_volume_node, outputs: WMHOutputs) -> WMHResultNodes:
         """Create the four result nodes in the input's scene (all or none)."""
-        from lesion_core.labels import WMH
-
         scene = input_volume_node.GetScene()
         name = input_volume_node.GetName()
         with self.adding_results(input_volume_node, outputs) as created:

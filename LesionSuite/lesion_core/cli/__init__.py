@@ -37,9 +37,9 @@ from pathlib import Path
 from .. import __version__
 from ..errors import (EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, LesionSuiteError,
                       OperationCancelled, error_to_json)
-from . import batch, demo, info, report, synth, tasks, validate
+from . import batch, demo, info, report, review, synth, tasks, validate
 
-_COMMANDS = (info, validate, synth, demo, tasks, batch, report)
+_COMMANDS = (info, validate, synth, demo, tasks, batch, report, review)
 
 #: The environment variable naming the folder of internal-error logs (module notes).
 LOG_DIR_VARIABLE = "LESION_SUITE_LOG_DIR"

@@ -1,0 +1,146 @@
+"""One case of the review station: its image and result in a scene, and its review.
+
+:class:`CaseSession` does what a reader does in Slicer, through the same code: read the
+image into a volume node, let the task's Logic add the result nodes from the output folder
+(``load_results``) and open the task's review on the feedback store (``open_review``).
+The page's buttons call :meth:`CaseSession.act`, which calls the review's own methods
+(``accept``, ``reject``, ``undo`` ...), so each decision is one record written at once
+by the review state machine, and :meth:`CaseSession.rows` reads back what the review shows.
+
+No trame here: the tests drive a session under the ``slicer-core`` wheel alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from lesion_core.errors import InvalidImageError
+
+from .. import mrml_bridge as mb
+from ..later import Later
+from .cases import Case
+
+#: Each task's Logic class, imported when a case of the task is opened (the task Libs live
+#: in the module folders, which Slicer, or :func:`add_module_folders`, puts on the path).
+TASK_LOGICS = {"wmh": Later("WMHDualTaskerLib.logic", "WMHDualTaskerLogic"),
+               "cmb": Later("CMBDetectorLib.logic", "CMBDetectorLogic"),
+               "ich": Later("ICHWeakSegLib.logic", "ICHWeakSegLogic")}
+#: The module folder of each task's Lib package (a source checkout's layout).
+_MODULE_FOLDERS = ("WMHDualTasker", "CMBDetector", "ICHWeakSeg")
+#: The page's CMB actions -> the review's method.
+CMB_ACTIONS = ("accept", "reject", "undo", "next", "previous")
+
+
+def add_module_folders() -> None:
+    """Put the task module folders of a source checkout on ``sys.path`` (Slicer does this
+    for an installed extension), so their ``*Lib`` packages import."""
+    checkout = Path(__file__).resolve().parents[3]
+    for name in _MODULE_FOLDERS:
+        folder = checkout / name
+        if folder.is_dir() and str(folder) not in sys.path:
+            sys.path.append(str(folder))
+
+
+class CaseSession:
+    """A case opened in ``scene`` for ``reader``, its decisions in ``store`` (a folder).
+
+    Attributes:
+        volume_node: the image's node; result: the task Logic's result nodes;
+        review: the task's review (``CMBReview``, ``RatingReview``, ``ICHSliceReview``).
+    """
+
+    def __init__(self, scene, case: Case, store: Path, reader: Optional[str] = None):
+        if case.image is None:
+            raise InvalidImageError(case.problem or "this case has no image",
+                                    "Check the case folder", source=case.folder)
+        from lesion_core.io import read_volume
+
+        self.case, self.store, self.reader = case, Path(store), reader
+        self.logic = TASK_LOGICS[case.task].resolve()()
+        image = read_volume(case.image)
+        self.volume_node = mb.volume_to_node(scene, image, case.folder.name)
+        try:
+            options = {"feedback_root": self.store} if case.task == "ich" else {}
+            self.result = self.logic.load_results(self.volume_node, case.folder, **options)
+            self.review = self.logic.open_review(self.result, self.store, reader=reader)
+        except Exception:
+            scene.RemoveNode(self.volume_node)  # a case that fails leaves no half scene
+            raise
+
+    @property
+    def nodes(self) -> list:
+        """Every node this case added (the image first)."""
+        return [self.volume_node, *self.result.nodes]
+
+    def close(self) -> None:
+        """Remove the case's nodes from the scene (the store keeps every decision)."""
+        scene = self.volume_node.GetScene()
+        for node in reversed(self.nodes):
+            if node is not None and scene is not None:
+                scene.RemoveNode(node)
+
+    # ------------------------------------------------------------------ CMB
+    def rows(self) -> List[Dict[str, Any]]:
+        """The table rows the page shows: the review's items (CMB), one per shown item,
+        ``index`` its item index."""
+        review = self.review
+        if self.case.task != "cmb":
+            return []
+        out = []
+        for index in review.visible_indices():
+            item = review.items[index]
+            facts = item.facts()
+            out.append({"index": index, "id": item.label, "decision": item.decision or "",
+                        "status": _status(item), "cmb": item.is_cmb,
+                        "p1": _rounded(facts.get("stage1_probability")),
+                        "p2": _rounded(facts.get("stage2_probability")),
+                        "diameter_mm": _rounded(facts.get("diameter_mm"), 1),
+                        "where": "/".join(str(facts.get(k) or "?")
+                                          for k in ("location", "region"))})
+        return out
+
+    def act(self, action: str, index: Optional[int] = None) -> Optional[str]:
+        """Do a page action on the review (see :data:`CMB_ACTIONS`; ``index``: the item,
+        default the current one); returns the record id written, if any."""
+        review = self.review
+        if action not in CMB_ACTIONS or self.case.task != "cmb":
+            raise ValueError(f"unknown review action {action!r}")
+        if action in ("accept", "reject"):
+            record = getattr(review, action)(index)
+            return None if record is None else record.record_id
+        if action == "undo":
+            review.undo()
+        elif action == "next":
+            review.next()
+        else:
+            review.previous()
+        return None
+
+    def select(self, index: int) -> Optional[tuple]:
+        """Make item ``index`` current; returns where to centre the views (world RAS)."""
+        self.review.select(index)
+        return self.review.jump_position()
+
+    def summary(self) -> str:
+        """One line over the review's state for the page."""
+        if self.case.task == "cmb":
+            counts = self.review.counts()
+            return (f"{counts['shown']} shown, {counts['cmb']} microbleeds; accepted "
+                    f"{counts['accept']}, rejected {counts['reject']}, added {counts['add']}, "
+                    f"undecided {counts['undecided']}")
+        return f"{self.case.task.upper()} result loaded"
+
+
+def _status(item) -> str:
+    from CMBDetectorLib.outputs import status
+
+    return status(item.candidate)
+
+
+def _rounded(value, digits: int = 2):
+    return None if value is None else round(float(value), digits)
+
+
+__all__ = ["CMB_ACTIONS", "CaseSession", "TASK_LOGICS", "add_module_folders"]

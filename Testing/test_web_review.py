@@ -1,0 +1,287 @@
+"""The browser review station (``lesion-suite review``), end to end in a real browser.
+
+The server runs as the user runs it, ``python -m lesion_core review DIR --port P``, in a
+child process on a free port, over a hand-made CMB output folder (``cmb_outputs``); Debian's
+chromium, driven by Playwright, clicks and types as a reader does. Checked: the decisions
+reach the feedback store at once, through the CMB review state machine, exactly one record
+each; a page reload shows them again. Then, without a browser: the case queue, the
+session on a plain MRML scene, and the command's one-line install hint.
+
+What the browser tests need (trame-slicer, Playwright, chromium) is installed by
+``scripts/setup_env.sh``; where it is missing they fail saying how to install it, unless
+``LESION_SUITE_ALLOW_MISSING_BROWSER=1`` asks to skip them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import cmb_outputs as co
+from lesion_core import io as lesion_io
+
+REPO = Path(__file__).resolve().parent.parent
+#: Where a chromium other than Debian's lies (else it is looked up on PATH).
+CHROMIUM_VARIABLE = "LESION_SUITE_CHROMIUM"
+ALLOW_MISSING = "LESION_SUITE_ALLOW_MISSING_BROWSER"
+INSTALL = ("run scripts/setup_env.sh (it installs trame-slicer, Playwright and Debian's "
+           "chromium with libegl1 libegl-mesa0 libgl1-mesa-dri), or set "
+           f"{ALLOW_MISSING}=1 to skip the browser tests")
+#: Seconds to wait for the server to answer, and for the page's parts.
+START_TIMEOUT_S = 90
+PAGE_TIMEOUT_MS = 30000
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (or the one :data:`CHROMIUM_VARIABLE` names)."""
+    named = os.environ.get(CHROMIUM_VARIABLE)
+    if named:
+        return named if Path(named).is_file() else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def missing_browser_parts() -> list[str]:
+    """What the browser tests need and this machine lacks."""
+    missing = [name for name in ("trame_slicer", "playwright", "slicer")
+               if importlib.util.find_spec(name) is None]
+    if chromium_path() is None:
+        missing.append("chromium")
+    return missing
+
+
+def require_browser() -> None:
+    """Skip (only when :data:`ALLOW_MISSING` is 1) or fail, naming what is missing."""
+    missing = missing_browser_parts()
+    if not missing:
+        return
+    message = f"the browser review tests need {', '.join(missing)}"
+    if os.environ.get(ALLOW_MISSING) == "1":
+        pytest.skip(f"{message} ({ALLOW_MISSING}=1)")
+    pytest.fail(f"{message}: {INSTALL}", pytrace=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_cmb_case(root: Path, name: str = "case1", seed: int = 3) -> Path:
+    """A CMB output folder ``root/name`` whose candidates file names its image."""
+    image = co.swi_volume(seed=seed)
+    image_path = root / "images" / f"{name}_swi.nii.gz"
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    lesion_io.write_volume(image, image_path)
+    co.write_outputs(root / name, image, image_path=str(image_path))
+    return root / name
+
+
+class Server:
+    """``lesion-suite review`` in a child process (started and stopped by the tests)."""
+
+    def __init__(self, root: Path, port: int, log: Path):
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        self.url = f"http://127.0.0.1:{port}/"
+        self.log = log
+        self.started = time.perf_counter()
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lesion_core", "review", str(root), "--port", str(port),
+                 "--reader", "dr-web"], stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.start_s = self._wait()
+
+    def _wait(self) -> float:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the review server stopped: {self.log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(self.url, timeout=2).read()
+                return time.perf_counter() - self.started
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"the review server did not answer in {START_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(),
+                                              args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def cmb_server(tmp_path, browser):
+    root = tmp_path / "outputs"
+    write_cmb_case(root)
+    server = Server(root, free_port(), tmp_path / "server.log")
+    yield server, root
+    server.stop()
+
+
+def rows(page) -> list[list[str]]:
+    """The CMB table's cells, row by row."""
+    return [text.split("\t") for text in page.locator("tr.cand-row").all_inner_texts()]
+
+
+def wait_for_decisions(page, wanted: list[str]) -> list[list[str]]:
+    """Wait until the table's decision column reads ``wanted`` (the server answers each
+    click asynchronously)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = rows(page)
+        if [r[1] if len(r) > 1 else "" for r in found] == wanted:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"the table shows {rows(page)}, not the decisions {wanted}")
+
+
+def wait_for_views(page) -> None:
+    """Wait for the three slice views' images (not the loading splash)."""
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('img.image-display-area'))"
+        ".filter(i => i.naturalWidth > 0).length >= 3", timeout=PAGE_TIMEOUT_MS)
+
+
+def store_decisions(root: Path) -> list[str]:
+    """The decisions the store holds (every record, undone ones too), in write order."""
+    from lesion_core.cmb import reader_decisions as rd
+    from lesion_core.feedback import FeedbackStore
+
+    store = FeedbackStore(root / "feedback")
+    records = [r for case in store.cases() for r in store.case(case).records()]
+    return [r.payload.get("decision") if r.kind == rd.DECISION_KIND else r.kind
+            for r in records]
+
+
+# ------------------------------------------------------------------ in the browser
+
+
+def test_cmb_decisions_from_the_browser_reach_the_store_and_survive_a_reload(cmb_server,
+                                                                             browser):
+    server, root = cmb_server
+    page = browser.new_page(viewport={"width": 1400, "height": 800})
+    page.goto(server.url)
+    page.wait_for_selector("tr.cand-row", timeout=PAGE_TIMEOUT_MS)
+    wait_for_views(page)
+    assert [r[0] for r in rows(page)] == ["1", "2", "5"]  # kept candidates; 3, 4 dropped
+    assert store_decisions(root) == []
+
+    page.locator(".action-accept").click()                # candidate 1, then on to 2
+    wait_for_decisions(page, ["accept", "", ""])
+    assert store_decisions(root) == ["accept"]            # written at once
+    page.keyboard.press("a")                              # the shortcut: candidate 2
+    wait_for_decisions(page, ["accept", "accept", ""])
+    page.locator("tr.cand-row", has_text="infratentorial").click()
+    page.keyboard.press("r")
+    wait_for_decisions(page, ["accept", "accept", "reject"])
+
+    page.reload()
+    page.wait_for_selector("tr.cand-row", timeout=PAGE_TIMEOUT_MS)
+    wait_for_decisions(page, ["accept", "accept", "reject"])
+    assert store_decisions(root) == ["accept", "accept", "reject"]
+    page.close()
+
+
+def test_a_bad_case_folder_is_a_message_in_the_page(tmp_path, browser):
+    root = tmp_path / "outputs"
+    write_cmb_case(root)
+    broken = root / "case0_broken"
+    broken.mkdir()
+    (broken / "cmb_candidates.json").write_text("{not json", encoding="utf-8")
+    server = Server(root, free_port(), tmp_path / "server.log")
+    try:
+        page = browser.new_page()
+        page.goto(server.url)
+        message = page.wait_for_selector(".review-message", timeout=PAGE_TIMEOUT_MS)
+        assert "cannot be shown" in message.inner_text()
+        page.locator(".case-item", has_text="case1").click()   # the good case still opens
+        page.wait_for_selector("tr.cand-row", timeout=PAGE_TIMEOUT_MS)
+        page.close()
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------------ no browser
+
+
+def test_the_case_queue_finds_results_and_their_images(tmp_path):
+    from LesionSuiteLib.web_review.cases import find_cases
+
+    root = tmp_path / "outputs"
+    write_cmb_case(root, "b")
+    lost = write_cmb_case(root, "a")
+    data = json.loads((lost / "cmb_candidates.json").read_text())
+    data["image"] = str(tmp_path / "gone.nii.gz")
+    (lost / "cmb_candidates.json").write_text(json.dumps(data))
+    cases = find_cases(root)
+    assert [(c.task, c.folder.name) for c in cases] == [("cmb", "a"), ("cmb", "b")]
+    assert cases[0].image is None and "gone.nii.gz" in cases[0].problem
+    assert cases[1].image == root / "images" / "b_swi.nii.gz"
+
+
+def test_a_session_drives_the_cmb_review_state_machine(tmp_path, mrml_scene):
+    from LesionSuiteLib.web_review.cases import feedback_root, find_cases
+    from LesionSuiteLib.web_review.session import CaseSession
+
+    root = tmp_path / "outputs"
+    write_cmb_case(root)
+    case = find_cases(root)[0]
+    session = CaseSession(mrml_scene, case, feedback_root(root), reader="dr-web")
+    assert type(session.review).__name__ == "CMBReview"   # the module's own review
+    assert [r["id"] for r in session.rows()] == ["1", "2", "5"]
+    assert session.act("accept") and session.act("reject")
+    session.act("undo")
+    assert [r["decision"] for r in session.rows()] == ["accept", "", ""]
+    assert store_decisions(root) == ["accept", "reject", "undo"]  # one record each
+    session.close()
+    again = CaseSession(mrml_scene, case, feedback_root(root))  # a server restart
+    assert [r["decision"] for r in again.rows()] == ["accept", "", ""]
+
+
+def test_the_command_says_how_to_install_the_review(monkeypatch, capsys, tmp_path):
+    from lesion_core.cli import main
+    from lesion_core.cli import review
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "trame_slicer" else real(name, *a))
+    assert main(["review", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and 'pip install "lesion-suite[review]"' in error
+    assert review.INSTALL_HINT.startswith("Install")
+
+
+def test_the_command_module_imports_neither_trame_nor_slicer():
+    import ast
+
+    source = (REPO / "LesionSuite" / "lesion_core" / "cli" / "review.py").read_text()
+    top = [node for node in ast.parse(source).body
+           if isinstance(node, (ast.Import, ast.ImportFrom))]
+    names = {alias.name for node in top for alias in node.names} | \
+        {getattr(node, "module", None) or "" for node in top}
+    assert not any(n.split(".")[0] in ("trame", "trame_slicer", "slicer", "vtk", "torch",
+                                       "LesionSuiteLib") for n in names)

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Screenshots of the browser review station, one per task, and its latency figures.
+
+    .venv/bin/python scripts/screenshot_review.py [DIR] [--out docs/images]
+
+Starts ``lesion-suite review DIR`` on a free port (DIR default: a folder of small
+hand-made WMH, CMB and ICH results in the demo's layout, built from the test helpers),
+opens each task's first case in Debian's chromium (Playwright), waits for the three
+slice views' images (a plain ``chromium --screenshot`` only catches the loading splash)
+and saves ``review_<task>.png``. It prints, as JSON, what docs/benchmarks.md reports:
+server start (to the first answer), first image (page load to three view images), case
+switch, and accept-click to store-write latency (median of the clicks; these write
+records into DIR's feedback store, so give a copy of real results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "Testing"))
+
+import test_web_review as web  # noqa: E402  (the tests' server and browser helpers)
+
+
+def build_examples(root: Path) -> Path:
+    """Small WMH, CMB and ICH results in the demo's layout (``predictions/<id>`` beside
+    ``synthetic/<id>/<modality>.nii.gz``)."""
+    import cmb_outputs
+    import ich_outputs
+    import wmh_outputs
+    from lesion_core import io as lesion_io
+
+    for subject, modality, module, image in (
+            ("wmh-demo", "flair", wmh_outputs, wmh_outputs.flair_volume(1)),
+            ("cmb-demo", "swi", cmb_outputs, cmb_outputs.swi_volume(1)),
+            ("ich-demo", "ct", ich_outputs, ich_outputs.ct_volume(1))):
+        image_path = root / "synthetic" / subject / f"{modality}.nii.gz"
+        image_path.parent.mkdir(parents=True, exist_ok=True)
+        lesion_io.write_volume(image, image_path)
+        folder = root / "predictions" / subject
+        if module is wmh_outputs:
+            module.write_outputs(folder, image)
+        else:
+            module.write_outputs(folder, image, image_path=str(image_path))
+    return root
+
+
+def store_size(root: Path) -> int:
+    return len(web.store_decisions(root))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", nargs="?", help="results to review (default: examples)")
+    parser.add_argument("--out", default=str(REPO / "docs" / "images"))
+    args = parser.parse_args(argv)
+    if web.missing_browser_parts():
+        sys.exit(f"screenshot_review: missing {', '.join(web.missing_browser_parts())}: "
+                 f"{web.INSTALL}")
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="review-shots-"))
+    root = Path(args.folder) if args.folder else build_examples(work / "outputs")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    server = web.Server(root, web.free_port(), work / "server.log")
+    figures = {"server_start_s": round(server.start_s, 2)}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=web.chromium_path(),
+                                                 args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 800})
+            started = time.perf_counter()
+            page.goto(server.url)
+            web.wait_for_views(page)
+            figures["first_image_s"] = round(time.perf_counter() - started, 2)
+            titles = page.locator(".case-item").all_inner_texts()
+            shot_tasks, switches = set(), []
+            for index, title in enumerate(titles):
+                task = title.split()[0].lower()
+                if task in shot_tasks:
+                    continue
+                started = time.perf_counter()
+                page.locator(".case-item").nth(index).click()
+                page.wait_for_function(
+                    f"document.querySelector('.case-title').innerText.startsWith("
+                    f"{json.dumps(title.split()[0])})", timeout=web.PAGE_TIMEOUT_MS)
+                web.wait_for_views(page)
+                time.sleep(1.5)  # let the views' last frames after the switch arrive
+                switches.append(time.perf_counter() - started - 1.5)
+                page.screenshot(path=str(out / f"review_{task}.png"))
+                shot_tasks.add(task)
+                if task == "cmb":
+                    figures["accept_click_to_store_s"] = click_latencies(page, root)
+            figures["case_switch_s"] = round(statistics.median(switches), 2)
+            browser.close()
+    finally:
+        server.stop()
+    figures["screenshots"] = sorted(str(p) for p in out.glob("review_*.png"))
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+def click_latencies(page, root: Path, clicks: int = 3) -> dict:
+    """Median and maximum seconds from an Accept click to the record in the store."""
+    times = []
+    for _ in range(clicks):
+        before = store_size(root)
+        started = time.perf_counter()
+        page.locator(".action-accept").click()
+        while store_size(root) == before and time.perf_counter() - started < 20:
+            time.sleep(0.005)
+        times.append(time.perf_counter() - started)
+        page.keyboard.press("u")  # undo: the store keeps both records
+        while store_size(root) == before + 1 and time.perf_counter() - started < 20:
+            time.sleep(0.005)
+    return {"median": round(statistics.median(times), 3), "max": round(max(times), 3)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
