@@ -64,3 +64,10 @@ if multiprocessing.current_process().name != "MainProcess" and TASK.name not in 
 
 def load_toy_model() -> str:
     return "toy-model"
+
+
+def load_missing_model() -> str:
+    """What a wrong ``--model`` does in a worker: one user error."""
+    from lesion_core.errors import ModelBundleError
+
+    raise ModelBundleError("there is no model here", "give a model folder", "/no/model")

@@ -142,13 +142,20 @@ def test_shard_summaries_merge_into_one_table(tmp_path):
 def test_failures_crashes_and_a_dead_worker_are_recorded_and_the_batch_goes_on(tmp_path):
     """User errors fail a case, exceptions and a worker killed inside a case crash it; the
     other cases are done, by a new worker where one died."""
-    from batch_toys import load_toy_model
+    from batch_toys import load_missing_model, load_toy_model
+
+    from lesion_core.errors import ModelBundleError
 
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     plan = {"a": "0", "b": "bad", "c": "crash", "d": "die", "e": "0.1", "f": "0"}
     for name, text in plan.items():
         (inputs / f"{name}.nii").write_text(text)
+    # A model the workers cannot load stops the batch with its own error, and the right
+    # model afterwards is not refused as "other settings" (nothing was made).
+    wrong = WorkerSetup("batchtoy", str(tmp_path / "out"), load_missing_model, threads=1)
+    with pytest.raises(ModelBundleError, match="there is no model here"):
+        run_batch(list_cases(inputs), BatchPlan(wrong, ("size",), {"model": "wrong"}))
     setup = WorkerSetup("batchtoy", str(tmp_path / "out"), load_toy_model, threads=1)
     outcome = run_batch(list_cases(inputs), BatchPlan(setup, ("size",), {"model": "toy"},
                                                       workers=2))

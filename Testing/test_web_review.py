@@ -1,11 +1,13 @@
 """The browser review station (``lesion-suite review``), end to end in a real browser.
 
 The server runs as the user runs it, ``python -m lesion_core review DIR --port P``, in a
-child process on a free port, over a hand-made CMB output folder (``cmb_outputs``); Debian's
-chromium, driven by Playwright, clicks and types as a reader does. Checked: the decisions
-reach the feedback store at once, through the CMB review state machine, exactly one record
-each; a page reload shows them again. Then, without a browser: the case queue, the
-session on a plain MRML scene, and the command's one-line install hint.
+child process on a free port, over hand-made output folders (``cmb_outputs``,
+``wmh_outputs``, ``ich_outputs``); Debian's chromium, driven by Playwright, clicks and
+types as a reader does. Checked, per task: the decisions (CMB accept / reject / a missed
+microbleed added by a click in a view, WMH ARWMC ratings, ICH slice labels) reach the
+feedback store at once, through the task's review state machine, exactly one record each;
+a page reload shows them again. Then, without a browser: the case queue, the sessions on a
+plain MRML scene, and the command's one-line install hint.
 
 What the browser tests need (trame-slicer, Playwright, chromium) is installed by
 ``scripts/setup_env.sh``; where it is missing they fail saying how to install it, unless
@@ -28,6 +30,8 @@ from pathlib import Path
 import pytest
 
 import cmb_outputs as co
+import ich_outputs
+import wmh_outputs
 from lesion_core import io as lesion_io
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +87,27 @@ def write_cmb_case(root: Path, name: str = "case1", seed: int = 3) -> Path:
     image_path.parent.mkdir(parents=True, exist_ok=True)
     lesion_io.write_volume(image, image_path)
     co.write_outputs(root / name, image, image_path=str(image_path))
+    return root / name
+
+
+def write_wmh_case(root: Path, name: str = "wmh1", seed: int = 1) -> Path:
+    """A WMH output folder in the demo's layout (the WMH summary names no image):
+    ``root/predictions/name`` beside ``root/synthetic/name/flair.nii.gz``."""
+    image = wmh_outputs.flair_volume(seed)
+    image_path = root / "synthetic" / name / "flair.nii.gz"
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    lesion_io.write_volume(image, image_path)
+    wmh_outputs.write_outputs(root / "predictions" / name, image)
+    return root / "predictions" / name
+
+
+def write_ich_case(root: Path, name: str = "ich1", seed: int = 1) -> Path:
+    """An ICH output folder ``root/name`` whose summary names its CT."""
+    image = ich_outputs.ct_volume(seed)
+    image_path = root / "images" / f"{name}_ct.nii.gz"
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    lesion_io.write_volume(image, image_path)
+    ich_outputs.write_outputs(root / name, image, image_path=str(image_path))
     return root / name
 
 
@@ -142,9 +167,38 @@ def cmb_server(tmp_path, browser):
     server.stop()
 
 
-def rows(page) -> list[list[str]]:
-    """The CMB table's cells, row by row."""
-    return [text.split("\t") for text in page.locator("tr.cand-row").all_inner_texts()]
+@pytest.fixture
+def served(tmp_path, browser):
+    """``served(write)``: a server over ``tmp_path/outputs`` after ``write(root)``."""
+    started = []
+
+    def start(write):
+        root = tmp_path / "outputs"
+        write(root)
+        started.append(Server(root, free_port(), tmp_path / "server.log"))
+        started[-1].browser = browser
+        return started[-1], root
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def rows(page, row_class: str = "cand-row") -> list[list[str]]:
+    """A table's cells, row by row (CMB candidates by default)."""
+    return [text.split("\t") for text in page.locator(f"tr.{row_class}").all_inner_texts()]
+
+
+def wait_until(check, what: str, seconds: float = 20):
+    """Poll ``check()`` until it is truthy (the server answers each click
+    asynchronously); returns its value."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_for_decisions(page, wanted: list[str]) -> list[list[str]]:
@@ -177,6 +231,22 @@ def store_decisions(root: Path) -> list[str]:
             for r in records]
 
 
+def store_records(root: Path) -> list[tuple]:
+    """``(kind, target, payload)`` of every record in the store, in write order."""
+    from lesion_core.feedback import FeedbackStore
+
+    store = FeedbackStore(root / "feedback")
+    return [(r.kind, r.target, r.payload) for case in store.cases()
+            for r in store.case(case).records()]
+
+
+def view_click(page, view: int = 0, right: float = 0.0) -> None:
+    """A click in slice view ``view`` (0: axial), as a reader's mouse: in the middle (the
+    current item), or ``right`` of the view's width to the right of it."""
+    box = page.locator("img.image-display-area").nth(view).bounding_box()
+    page.mouse.click(box["x"] + box["width"] * (0.5 + right), box["y"] + box["height"] / 2)
+
+
 # ------------------------------------------------------------------ in the browser
 
 
@@ -199,11 +269,90 @@ def test_cmb_decisions_from_the_browser_reach_the_store_and_survive_a_reload(cmb
     page.keyboard.press("r")
     wait_for_decisions(page, ["accept", "accept", "reject"])
 
+    page.locator(".show-rejected input").check()          # the stage-2 drop, 3, listed
+    wait_until(lambda: [r[0] for r in rows(page)] == ["1", "2", "3", "5"], "candidate 3")
+    page.locator(".show-rejected input").uncheck()
+    wait_until(lambda: [r[0] for r in rows(page)] == ["1", "2", "5"], "3 hidden again")
+
+    page.locator("tr.cand-row", has_text="deep").click()  # views centred on candidate 2
+    page.locator(".action-add").click()                   # place mode, then a click
+    time.sleep(0.5)
+    view_click(page, right=0.12)                          # ~6 mm off it: a new point
+    wait_for_decisions(page, ["accept", "accept", "reject", "add"])
+    assert store_decisions(root) == ["accept", "accept", "reject", "add"]
+
     page.reload()
     page.wait_for_selector("tr.cand-row", timeout=PAGE_TIMEOUT_MS)
-    wait_for_decisions(page, ["accept", "accept", "reject"])
-    assert store_decisions(root) == ["accept", "accept", "reject"]
+    wait_for_decisions(page, ["accept", "accept", "reject", "add"])
+    assert store_decisions(root) == ["accept", "accept", "reject", "add"]
     page.close()
+
+
+def test_an_arwmc_rating_from_the_browser_reaches_the_store_and_survives_a_reload(served):
+    server, root = served(write_wmh_case)
+    page = server_page(server)
+    page.wait_for_selector("tr.arwmc-row", timeout=PAGE_TIMEOUT_MS)
+    table = rows(page, "arwmc-row")
+    assert [r[:2] for r in table[:2]] == [["frontal", "left"], ["frontal", "right"]]
+    assert table[-1][0] == "total" and len(table) == 11
+
+    def select(index: int):
+        return page.locator("tr.arwmc-row").nth(index).locator("select.rating-select")
+
+    select(0).select_option("3")                          # frontal left
+    wait_until(lambda: len(store_records(root)) == 1, "the first rating in the store")
+    select(5).select_option("1")
+    wait_until(lambda: len(store_records(root)) == 2, "the second rating in the store")
+    target = rows(page, "arwmc-row")[5]
+    wanted = [("wmh.rating", "frontal_left", {"rating": 3}),
+              ("wmh.rating", f"{target[0].replace(' ', '_')}_{target[1]}", {"rating": 1})]
+    assert store_records(root) == wanted
+
+    page.reload()
+    page.wait_for_selector("tr.arwmc-row", timeout=PAGE_TIMEOUT_MS)
+    wait_until(lambda: select(0).input_value() == "3" and select(5).input_value() == "1",
+               "the ratings shown again")
+    assert [select(i).input_value() for i in (1, 2, 10)] == ["", "", ""]
+    assert store_records(root) == wanted                  # the reload wrote nothing
+    page.close()
+
+
+def test_an_ich_slice_label_from_the_browser_reaches_the_store_and_survives_a_reload(served):
+    server, root = served(write_ich_case)
+    page = server_page(server)
+    page.wait_for_selector("tr.slice-row", timeout=PAGE_TIMEOUT_MS)
+
+    def reader_column():
+        return [r[3] if len(r) > 3 else "" for r in rows(page, "slice-row")]
+
+    page.locator("tr.slice-row").nth(3).click()
+    page.locator(".subtype-subdural input").check()
+    page.locator(".action-haemorrhage").click()
+    wait_until(lambda: reader_column()[3] == "haemorrhage: subdural", "slice 3's label")
+    page.locator("tr.slice-row").nth(0).click()
+    page.keyboard.press("0")                              # the shortcut: no haemorrhage
+    wait_until(lambda: reader_column()[0] == "no haemorrhage", "slice 0's label")
+    wanted = [("ich.slice_label", "slice:3", {"haemorrhage": True, "subtypes": ["subdural"],
+                                              "slice_axis": 2}),
+              ("ich.slice_label", "slice:0", {"haemorrhage": False, "subtypes": [],
+                                              "slice_axis": 2})]
+    assert store_records(root) == wanted
+
+    page.reload()
+    page.wait_for_selector("tr.slice-row", timeout=PAGE_TIMEOUT_MS)
+    wait_until(lambda: reader_column()[0] == "no haemorrhage"
+               and reader_column()[3] == "haemorrhage: subdural", "the labels shown again")
+    assert sum(1 for text in reader_column() if text) == 2
+    assert store_records(root) == wanted
+    page.close()
+
+
+def server_page(server):
+    """A page on the server with its three slice views drawn."""
+    page = server.browser.new_page(viewport={"width": 1400, "height": 800})
+    page.goto(server.url)
+    wait_for_views(page)
+    return page
 
 
 def test_a_bad_case_folder_is_a_message_in_the_page(tmp_path, browser):
@@ -260,6 +409,62 @@ def test_a_session_drives_the_cmb_review_state_machine(tmp_path, mrml_scene):
     session.close()
     again = CaseSession(mrml_scene, case, feedback_root(root))  # a server restart
     assert [r["decision"] for r in again.rows()] == ["accept", "", ""]
+
+
+def test_sessions_drive_the_wmh_and_ich_reviews_and_show_their_overlays(tmp_path,
+                                                                       mrml_scene):
+    from LesionSuiteLib.web_review.cases import feedback_root, find_cases
+    from LesionSuiteLib.web_review.session import CaseSession
+
+    root = tmp_path / "outputs"
+    write_wmh_case(root)
+    write_ich_case(root)
+    wmh, ich = sorted(find_cases(root), key=lambda c: c.task, reverse=True)
+
+    session = CaseSession(mrml_scene, wmh, feedback_root(root), reader="dr-web")
+    assert type(session.review).__name__ == "RatingReview"
+    assert session.act("rate", "frontal_left", "2") and session.act("rate", "total", "")\
+        is None                                          # clearing nothing writes nothing
+    with pytest.raises(Exception, match="0-3"):
+        session.act("rate", "frontal_left", "7")          # checked before any write
+    assert session.rows()[0]["reader"] == "2"
+    composite = [mrml_scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")]  # one view's
+    session.show_overlay(0.7)
+    assert composite and all(n.GetForegroundVolumeID() == session.result.activation.GetID()
+                             and abs(n.GetForegroundOpacity() - 0.7) < 1e-6
+                             for n in composite)
+    session.close()
+
+    session = CaseSession(mrml_scene, ich, feedback_root(root), reader="dr-web")
+    session.select(3)
+    assert session.act("haemorrhage", ["subdural"]) and session.act("no_haemorrhage", 0)
+    session.act("undo")
+    assert [r["reader"] for r in session.rows()][:4] == ["", "", "", "haemorrhage: subdural"]
+    session.page.set_threshold(0.5)
+    assert abs(session.page.threshold() - 0.5) < 1e-6
+    session.show_overlay(0.3)
+    assert all(n.GetForegroundVolumeID() == session.result.cam.GetID() for n in composite)
+    assert sorted((k, t, p.get("rating", p.get("haemorrhage")))  # the cases in any order
+                  for k, t, p in store_records(root) if k != "undo") == [
+        ("ich.slice_label", "slice:0", False), ("ich.slice_label", "slice:3", True),
+        ("wmh.rating", "frontal_left", 2)]
+
+
+def test_a_cmb_session_adds_a_missed_point_and_keeps_the_points_locked(tmp_path,
+                                                                       mrml_scene):
+    from LesionSuiteLib.web_review.cases import feedback_root, find_cases
+    from LesionSuiteLib.web_review.session import CaseSession
+
+    root = tmp_path / "outputs"
+    write_cmb_case(root)
+    session = CaseSession(mrml_scene, find_cases(root)[0], feedback_root(root))
+    markups = session.result.markups
+    far = session.review.items[1].centre_ras                # world = local: no transform
+    assert session.act("add", [far[0] + 8.0, far[1], far[2]])
+    session.act("show_rejected", True)
+    assert [r["id"] for r in session.rows()] == ["1", "2", "3", "5", "+1"]
+    assert all(markups.GetNthControlPointLocked(i)
+               for i in range(markups.GetNumberOfControlPoints()))  # a drag moves none
 
 
 def test_the_command_says_how_to_install_the_review(monkeypatch, capsys, tmp_path):

@@ -45,7 +45,7 @@ except ImportError:  # a checkout without the package installed
 
 #: The image column of each task's synthetic cohort table.
 IMAGE_COLUMN = {"wmh": "flair", "cmb": "swi", "ich": "ct"}
-#: Seeds of the speed cohort (apart from the training and benchmark seeds).
+#: Seeds of the speed cohort: the shifted set's range, in the standard domain; only timed.
 SEED0 = 950000
 
 

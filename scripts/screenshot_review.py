@@ -7,10 +7,12 @@ Starts ``lesion-suite review DIR`` on a free port (DIR default: a folder of smal
 hand-made WMH, CMB and ICH results in the demo's layout, built from the test helpers),
 opens each task's first case in Debian's chromium (Playwright), waits for the three
 slice views' images (a plain ``chromium --screenshot`` only catches the loading splash)
-and saves ``review_<task>.png``. It prints, as JSON, what docs/benchmarks.md reports:
-server start (to the first answer), first image (page load to three view images), case
-switch, and accept-click to store-write latency (median of the clicks; these write
-records into DIR's feedback store, so give a copy of real results).
+and saves ``review_<task>.png`` (the ICH page on its most probable slice). It prints, as
+JSON, what docs/benchmarks.md reports: server start (to the first answer), first image
+(page load to three view images), case switch, slice-frame latency while scrolling the
+axial view (mouse wheel to the view's next image, median and p95), and accept-click to
+store-write latency (median of the clicks; these write records into DIR's feedback store,
+so give a copy of real results).
 """
 
 from __future__ import annotations
@@ -95,6 +97,10 @@ def main(argv=None) -> int:
                 web.wait_for_views(page)
                 time.sleep(1.5)  # let the views' last frames after the switch arrive
                 switches.append(time.perf_counter() - started - 1.5)
+                if task == "ich":
+                    show_most_probable_slice(page)
+                if task == "wmh":
+                    figures["slice_frame_s"] = scroll_latencies(page)
                 page.screenshot(path=str(out / f"review_{task}.png"))
                 shot_tasks.add(task)
                 if task == "cmb":
@@ -106,6 +112,42 @@ def main(argv=None) -> int:
     figures["screenshots"] = sorted(str(p) for p in out.glob("review_*.png"))
     print(json.dumps(figures, indent=1))
     return 0
+
+
+def show_most_probable_slice(page) -> None:
+    """Click the ICH table's most probable slice (the CAM is on it) and let it draw."""
+    rows = web.rows(page, "slice-row")
+    best = max(range(len(rows)), key=lambda i: float(rows[i][1] or 0))
+    page.locator("tr.slice-row").nth(best).click()
+    # The click scrolled the panel to the row: back to its top for the picture.
+    page.evaluate("document.querySelectorAll('.v-navigation-drawer__content')"
+                  ".forEach(e => { e.scrollTop = 0; })")
+    time.sleep(1.5)
+
+
+def scroll_latencies(page, steps: int = 30) -> dict:
+    """Seconds from one mouse-wheel step over the axial view to that view's next image
+    (the server renders the slice and streams it): median and p95 of ``steps``."""
+    view = page.locator("img.image-display-area").first
+    box = view.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    times = []
+    for step in range(steps):
+        before = view.get_attribute("src")
+        started = time.perf_counter()
+        page.mouse.wheel(0, 100 if step < steps // 2 else -100)
+        try:
+            page.wait_for_function(
+                "old => document.querySelector('img.image-display-area').src !== old",
+                arg=before, timeout=5000, polling=5)
+        except Exception:  # no new frame (e.g. at the volume's edge): not a latency
+            continue
+        times.append(time.perf_counter() - started)
+        time.sleep(0.1)
+    times.sort()
+    return {"median": round(statistics.median(times), 3),
+            "p95": round(times[min(len(times) - 1, int(0.95 * len(times)))], 3),
+            "frames": len(times)} if times else {}
 
 
 def click_latencies(page, root: Path, clicks: int = 3) -> dict:

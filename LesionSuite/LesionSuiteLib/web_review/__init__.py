@@ -10,6 +10,10 @@ machines as in the Slicer modules.
 - :mod:`.cases`: the case queue (prediction folders under DIR, their images, the store);
 - :mod:`.session`: one case loaded into a scene and its review (no trame: testable under
   the ``slicer-core`` wheel alone);
+- :mod:`.reviews`: each task's review as the page sees it (rows, actions, overlay; no
+  trame either);
+- :mod:`.panels`: the task panels' widgets (CMB candidates, WMH ARWMC ratings, ICH slice
+  labels);
 - :mod:`.server`: the trame application (imports trame-slicer).
 
 Not shipped in the Slicer extension: Slicer has its own views; this needs trame-slicer

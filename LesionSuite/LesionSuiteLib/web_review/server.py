@@ -2,10 +2,16 @@
 
 One server holds one MRML scene (trame-slicer's :class:`SlicerApp`, the scene with the
 module logics Slicer would register), three linked slice views streamed as images, and a
-side panel: the case list with next / previous, the case's table and its review buttons.
-A button or shortcut triggers a server callback that calls :class:`.session.CaseSession`,
+side panel: the case list with next / previous, the task's panel (:mod:`.panels`: CMB
+candidates, WMH ARWMC ratings, ICH slice labels) and the overlay controls. A button,
+choice or shortcut triggers a server callback that calls :class:`.session.CaseSession`,
 that is, the task's own review object; the panel's state is then read back from it, so
 the page never keeps a decision the store does not hold.
+
+A missed microbleed is added as in Slicer: *Add missed* puts the views in Slicer's place
+mode on a hidden markups node; the click's point goes to the review (``add``) and is
+removed from that node again. The candidates' own points are locked by the review, so a
+drag in a view never moves one.
 
 trame keeps one state per server, shared by every tab, so a page reload (or a second tab)
 shows the same case and decisions; a server restart reads them from the store again.
@@ -19,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from lesion_core.errors import LesionSuiteError
+from slicer import vtkMRMLMarkupsNode
 from trame.app import get_server
 from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import client, html
@@ -28,7 +35,9 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
+from . import panels
 from .cases import feedback_root, find_cases
+from .reviews import DEFAULT_OVERLAY_OPACITY
 from .session import CaseSession, add_module_folders
 
 log = logging.getLogger(__name__)
@@ -36,19 +45,20 @@ log = logging.getLogger(__name__)
 #: Keyboard shortcuts of the CMB review, as in the Slicer module's panel.
 CMB_KEYS = {"a": "accept", "r": "reject", "u": "undo", "n": "next", "p": "previous",
             "ArrowDown": "next", "ArrowUp": "previous"}
+#: Keyboard shortcuts of the ICH slice review ("h" marks with the subtypes ticked).
+ICH_KEYS = {"h": "haemorrhage", "0": "no_haemorrhage", "u": "undo", "ArrowDown": "next",
+            "ArrowUp": "previous"}
 #: Sent to the server from the page: a key press outside a text field (the shortcuts).
 _KEY_SCRIPT = """
 window.addEventListener('keydown', function (event) {
   const target = event.target;
-  if (target && (target.tagName === 'INPUT' || target.tagName === 'TEXTAREA')) return;
+  if (target && ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName)) return;
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   if (window.trame && window.trame.trigger) {
     window.trame.trigger('review_key', [event.key]);
   }
 });
 """
-_ROW_STYLE = ("row.index === current ? 'background: #ffe9a8; cursor: pointer' "
-              ": 'cursor: pointer'")
 
 
 class ReviewStation:
@@ -72,6 +82,7 @@ class ReviewStation:
             ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view(),
             ViewLayoutDefinition.sagittal_view()]))
         self.session: Optional[CaseSession] = None
+        self._placement = None  # the hidden markups node a missed microbleed is placed on
         self._state_defaults()
         self._build_ui()
         self.layout_manager.set_layout("review")
@@ -79,6 +90,11 @@ class ReviewStation:
         self.server.trigger("review_action")(self.on_action)
         self.server.trigger("select_row")(self.on_select)
         self.server.trigger("open_case")(self.open_case)
+        self.server.trigger("start_placing")(self.start_placing)
+        state = self.server.state
+        state.change("opacity")(self.on_opacity)
+        state.change("cam_threshold")(self.on_threshold)
+        state.change("show_rejected")(self.on_show_rejected)
         self.open_case(0)
 
     # ------------------------------------------------------------------ state
@@ -95,6 +111,11 @@ class ReviewStation:
         state.summary = ""
         state.message = ""
         state.store_path = str(self.store)
+        state.opacity = DEFAULT_OVERLAY_OPACITY
+        state.cam_threshold = 0.0
+        state.show_rejected = False
+        state.subtypes = []
+        state.placing = False
 
     def _publish(self) -> None:
         """Copy what the review shows into the page's state."""
@@ -104,8 +125,10 @@ class ReviewStation:
                 state.rows, state.current, state.summary = [], None, ""
                 return
             state.rows = session.rows()
-            state.current = getattr(session.review, "current", None)
+            state.current = session.page.current
             state.summary = session.summary()
+            if session.case.task == "ich":  # tick the current slice's standing subtypes
+                state.subtypes = session.page.current_subtypes()
 
     # ------------------------------------------------------------------ cases
     def open_case(self, index) -> None:
@@ -127,20 +150,27 @@ class ReviewStation:
             return
         display = self.slicer_app.display_manager
         display.show_volume_in_slice_background(self.session.volume_node)
-        display.show_volume_in_slice_foreground(None)
+        self.session.show_overlay(state.opacity)
+        if case.task == "ich":
+            state.cam_threshold = round(self.session.page.threshold(), 2)
+        if case.task == "cmb":
+            self.session.act("show_rejected", bool(state.show_rejected))
         display.reset_views()
         self._publish()
         self._centre()
 
     # ---------------------------------------------------------------- review
-    def on_action(self, action: str, index=None) -> None:
-        """A review button: ``accept``, ``reject``, ``undo``, ``next``, ``previous``."""
+    def on_action(self, action: str, *args) -> None:
+        """A review control: the action of the task's page (CMB ``accept`` ..., WMH
+        ``rate`` target value, ICH ``haemorrhage`` subtypes ...) with its arguments."""
         if self.session is None:
             return
         started = time.perf_counter()
+        self.server.state.message = ""
         try:
-            self.session.act(action, None if index is None else int(index))
-        except LesionSuiteError as exc:
+            self.session.act(action, *args)
+        except (LesionSuiteError, ValueError, IndexError) as exc:
+            # Nothing was written: the review checks before it writes. Say why.
             self.server.state.message = str(exc)
         log.info("review %s took %.3f s", action, time.perf_counter() - started)
         self._publish()
@@ -155,19 +185,73 @@ class ReviewStation:
         self._centre()
 
     def on_key(self, key: str) -> None:
-        """A shortcut (:data:`CMB_KEYS`); ``]`` / ``[`` move to the next / previous case."""
+        """A shortcut (:data:`CMB_KEYS`, :data:`ICH_KEYS`); ``]`` / ``[`` move to the
+        next / previous case."""
         if key in ("]", "["):
             self.open_case(self.server.state.case_index + (1 if key == "]" else -1))
-        elif self.session is not None and self.session.case.task == "cmb" \
-                and key in CMB_KEYS:
+            return
+        task = self.session.case.task if self.session is not None else None
+        if task == "cmb" and key in CMB_KEYS:
             self.on_action(CMB_KEYS[key])
+        elif task == "ich" and key in ICH_KEYS:
+            action = ICH_KEYS[key]
+            self.on_action(action, *([list(self.server.state.subtypes or [])]
+                                     if action == "haemorrhage" else []))
+
+    # --------------------------------------------------------------- controls
+    def on_opacity(self, opacity=None, **_) -> None:
+        """The overlay slider: the activation map (WMH) or CAM (ICH) opacity."""
+        if self.session is not None and opacity is not None:
+            self.session.show_overlay(float(opacity))
+
+    def on_threshold(self, cam_threshold=None, **_) -> None:
+        """The CAM threshold slider (ICH): values below it are not drawn."""
+        if self.session is not None and self.session.case.task == "ich" \
+                and cam_threshold is not None:
+            self.session.page.set_threshold(float(cam_threshold))
+
+    def on_show_rejected(self, show_rejected=None, **_) -> None:
+        """The CMB filter: also list the candidates stage 2 dropped."""
+        if self.session is not None and self.session.case.task == "cmb":
+            self.session.act("show_rejected", bool(show_rejected))
+            self._publish()
+
+    def start_placing(self) -> None:
+        """*Add missed*: the next click in a slice view places a point (Slicer's place
+        mode), which :meth:`on_point_placed` records as an added microbleed."""
+        if self.session is None or self.session.case.task != "cmb":
+            return
+        node = self._placement
+        if node is None or node.GetScene() is None:
+            node = self.slicer_app.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode",
+                                                           "CMB point being placed")
+            node.SetHideFromEditors(True)
+            node.AddObserver(vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                             self.on_point_placed)
+            self._placement = node
+        self.slicer_app.markups_logic.place_node(node, persistent=False)
+        self.server.state.placing = True
+
+    def on_point_placed(self, node, _event) -> None:
+        """The placed point becomes the review's ``add`` (world RAS); the point itself
+        is removed: the review shows the added microbleed on its own node."""
+        count = node.GetNumberOfControlPoints()
+        if count == 0:
+            return
+        position = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(count - 1, position)
+        node.RemoveAllControlPoints()
+        self.slicer_app.markups_logic.disable_place_mode()
+        with self.server.state as state:
+            state.placing = False
+        self.on_action("add", position)
 
     def _centre(self) -> None:
         """Centre the slice views on the current item, as the module's panel does."""
         position = None
         review = getattr(self.session, "review", None)
-        if review is not None and hasattr(review, "jump_position"):
-            position = review.jump_position()
+        if review is not None:
+            position = self.session.page.jump_position()
         if position is None:
             return
         scene = self.slicer_app.scene
@@ -190,7 +274,9 @@ class ReviewStation:
             with layout.drawer as drawer:
                 drawer.width = 460
                 self._case_list()
-                self._cmb_panel()
+                panels.cmb_panel()
+                panels.wmh_panel()
+                panels.ich_panel()
             with layout.content:
                 with html.Div(style="height: 100%; position: relative;"):
                     self.layout_manager.initialize_layout_grid(layout)
@@ -204,29 +290,6 @@ class ReviewStation:
         v3.VAlert(v_if="message", text=("message",), type="error", density="compact",
                   classes="ma-2 review-message")
 
-    def _cmb_panel(self) -> None:
-        with html.Div(v_if="task === 'cmb'", classes="pa-2 cmb-panel"):
-            html.Div("{{ summary }}", classes="text-body-2 mb-2 review-summary")
-            with html.Div(classes="d-flex flex-wrap ga-1 mb-2"):
-                for label, action in (("Accept (A)", "accept"), ("Reject (R)", "reject"),
-                                      ("Undo (U)", "undo"), ("Previous (P)", "previous"),
-                                      ("Next (N)", "next")):
-                    v3.VBtn(label, size="small", classes=f"action-{action}",
-                            click=f"trigger('review_action', ['{action}'])")
-            with v3.VTable(density="compact", classes="cmb-table"):
-                with html.Thead():
-                    with html.Tr():
-                        for title in ("id", "decision", "status", "p1", "p2", "mm",
-                                      "where"):
-                            html.Th(title)
-                with html.Tbody():
-                    with html.Tr(v_for="row in rows", key="row.index", classes="cand-row",
-                                 style=(_ROW_STYLE,),
-                                 click="trigger('select_row', [row.index])"):
-                        for field in ("id", "decision", "status", "p1", "p2",
-                                      "diameter_mm", "where"):
-                            html.Td(f"{{{{ row.{field} }}}}", classes=f"col-{field}")
-
 
 def serve(root, port: int = 8080, host: str = "127.0.0.1", reader: Optional[str] = None,
           open_browser: bool = False) -> None:
@@ -236,4 +299,4 @@ def serve(root, port: int = 8080, host: str = "127.0.0.1", reader: Optional[str]
                          show_connection_info=True)
 
 
-__all__ = ["CMB_KEYS", "ReviewStation", "serve"]
+__all__ = ["CMB_KEYS", "ICH_KEYS", "ReviewStation", "serve"]

@@ -4,8 +4,10 @@
 image into a volume node, let the task's Logic add the result nodes from the output folder
 (``load_results``) and open the task's review on the feedback store (``open_review``).
 The page's buttons call :meth:`CaseSession.act`, which calls the review's own methods
-(``accept``, ``reject``, ``undo`` ...), so each decision is one record written at once
-by the review state machine, and :meth:`CaseSession.rows` reads back what the review shows.
+through the task's page (:mod:`.reviews`: CMB ``accept`` / ``reject`` / ``add``, WMH
+``set_rating_text``, ICH ``mark_haemorrhage`` ...), so each decision is one record written
+at once by the review state machine, and :meth:`CaseSession.rows` reads back what the
+review shows.
 
 No trame here: the tests drive a session under the ``slicer-core`` wheel alone.
 """
@@ -21,6 +23,7 @@ from lesion_core.errors import InvalidImageError
 from .. import mrml_bridge as mb
 from ..later import Later
 from .cases import Case
+from .reviews import CMBPage, DEFAULT_OVERLAY_OPACITY, PAGES, TaskPage
 
 #: Each task's Logic class, imported when a case of the task is opened (the task Libs live
 #: in the module folders, which Slicer, or :func:`add_module_folders`, puts on the path).
@@ -29,8 +32,8 @@ TASK_LOGICS = {"wmh": Later("WMHDualTaskerLib.logic", "WMHDualTaskerLogic"),
                "ich": Later("ICHWeakSegLib.logic", "ICHWeakSegLogic")}
 #: The module folder of each task's Lib package (a source checkout's layout).
 _MODULE_FOLDERS = ("WMHDualTasker", "CMBDetector", "ICHWeakSeg")
-#: The page's CMB actions -> the review's method.
-CMB_ACTIONS = ("accept", "reject", "undo", "next", "previous")
+#: The page's CMB actions (each calls the review's method of that name).
+CMB_ACTIONS = tuple(CMBPage.actions)
 
 
 def add_module_folders() -> None:
@@ -58,6 +61,7 @@ class CaseSession:
         from lesion_core.io import read_volume
 
         self.case, self.store, self.reader = case, Path(store), reader
+        self._page: Optional[TaskPage] = None
         self.logic = TASK_LOGICS[case.task].resolve()()
         image = read_volume(case.image)
         self.volume_node = mb.volume_to_node(scene, image, case.folder.name)
@@ -81,66 +85,36 @@ class CaseSession:
             if node is not None and scene is not None:
                 scene.RemoveNode(node)
 
-    # ------------------------------------------------------------------ CMB
-    def rows(self) -> List[Dict[str, Any]]:
-        """The table rows the page shows: the review's items (CMB), one per shown item,
-        ``index`` its item index."""
-        review = self.review
-        if self.case.task != "cmb":
-            return []
-        out = []
-        for index in review.visible_indices():
-            item = review.items[index]
-            facts = item.facts()
-            out.append({"index": index, "id": item.label, "decision": item.decision or "",
-                        "status": _status(item), "cmb": item.is_cmb,
-                        "p1": _rounded(facts.get("stage1_probability")),
-                        "p2": _rounded(facts.get("stage2_probability")),
-                        "diameter_mm": _rounded(facts.get("diameter_mm"), 1),
-                        "where": "/".join(str(facts.get(k) or "?")
-                                          for k in ("location", "region"))})
-        return out
+    # ---------------------------------------------------------------- review
+    @property
+    def page(self) -> TaskPage:
+        """The task's page over :attr:`review` (see :mod:`.reviews`)."""
+        if self._page is None:
+            self._page = PAGES[self.case.task](self.logic, self.result, self.review)
+        return self._page
 
-    def act(self, action: str, index: Optional[int] = None) -> Optional[str]:
-        """Do a page action on the review (see :data:`CMB_ACTIONS`; ``index``: the item,
-        default the current one); returns the record id written, if any."""
-        review = self.review
-        if action not in CMB_ACTIONS or self.case.task != "cmb":
-            raise ValueError(f"unknown review action {action!r}")
-        if action in ("accept", "reject"):
-            record = getattr(review, action)(index)
-            return None if record is None else record.record_id
-        if action == "undo":
-            review.undo()
-        elif action == "next":
-            review.next()
-        else:
-            review.previous()
-        return None
+    def rows(self) -> List[Dict[str, Any]]:
+        """The table rows the page shows (candidates, ARWMC targets or slices)."""
+        return self.page.rows()
+
+    def act(self, action: str, *args) -> Optional[str]:
+        """Do a page action on the review (the task page's ``actions``: e.g. CMB
+        ``accept``, WMH ``rate``, ICH ``haemorrhage``); returns the record id written, if
+        any. An action of another task raises ``ValueError``."""
+        return self.page.act(action, *args)
 
     def select(self, index: int) -> Optional[tuple]:
-        """Make item ``index`` current; returns where to centre the views (world RAS)."""
-        self.review.select(index)
-        return self.review.jump_position()
+        """Make row ``index`` current; returns where to centre the views (world RAS)."""
+        self.page.act("select", index)
+        return self.page.jump_position()
 
     def summary(self) -> str:
         """One line over the review's state for the page."""
-        if self.case.task == "cmb":
-            counts = self.review.counts()
-            return (f"{counts['shown']} shown, {counts['cmb']} microbleeds; accepted "
-                    f"{counts['accept']}, rejected {counts['reject']}, added {counts['add']}, "
-                    f"undecided {counts['undecided']}")
-        return f"{self.case.task.upper()} result loaded"
+        return self.page.summary()
 
-
-def _status(item) -> str:
-    from CMBDetectorLib.outputs import status
-
-    return status(item.candidate)
-
-
-def _rounded(value, digits: int = 2):
-    return None if value is None else round(float(value), digits)
+    def show_overlay(self, opacity: float = DEFAULT_OVERLAY_OPACITY) -> None:
+        """The image with the task's overlay (WMH activation, ICH CAM) at ``opacity``."""
+        self.page.show_overlay(opacity)
 
 
 __all__ = ["CMB_ACTIONS", "CaseSession", "TASK_LOGICS", "add_module_folders"]

@@ -74,6 +74,8 @@ class WorkerPool:
                     self._drain(slot, queue, started, finished)
                     if slot.process.is_alive():
                         continue
+                    # What it sent just before it ended (its last record) is still in the pipe.
+                    self._drain(slot, queue, started, finished, assign=False)
                     slots.remove(slot)
                     slot.connection.close()
                     if slot.case is not None:  # died inside a case: the case is recorded
@@ -98,9 +100,10 @@ class WorkerPool:
         theirs.close()  # the child holds its end; ours must not keep EOF from showing
         return _Slot(process, mine)
 
-    def _drain(self, slot: _Slot, queue: deque, started, finished) -> None:
-        """Handle every message the worker has sent (its last record may arrive just
-        before it ends)."""
+    def _drain(self, slot: _Slot, queue: deque, started, finished, assign: bool = True
+               ) -> None:
+        """Handle every message the worker has sent, giving it its next case unless not
+        ``assign`` (it has ended)."""
         while True:
             try:
                 if not slot.connection.poll():
@@ -116,22 +119,25 @@ class WorkerPool:
                 slot.case = None
                 finished(value)
             slot.ready = True
-            self._assign(slot, queue, started)
+            if assign:
+                self._assign(slot, queue, started)
 
     @staticmethod
     def _assign(slot: _Slot, queue: deque, started) -> None:
         if slot.case is not None or slot.released:
             return
+        case = queue.popleft() if queue else None
         try:
-            if queue:
-                slot.case = queue.popleft()
-                started(slot.case)
-                slot.connection.send(slot.case)
-            else:
-                slot.released = True
-                slot.connection.send(None)
-        except (OSError, ValueError):
-            pass  # the worker is gone: its death is handled with the case it held
+            slot.connection.send(case)
+        except (OSError, ValueError):  # the worker is gone: the case waits for another
+            if case is not None:
+                queue.appendleft(case)
+            return
+        if case is None:
+            slot.released = True
+        else:
+            slot.case = case
+            started(case)
 
 
 def _worker_entry(setup: WorkerSetup, connection) -> None:

@@ -120,8 +120,9 @@ class BatchState:
 
     # ----------------------------------------------------------------- settings
     def check_settings(self, settings: Mapping[str, Any]) -> None:
-        """Keep ``settings`` for the folder, or refuse them when the folder's results were
-        made with others (one :class:`~lesion_core.errors.CommandError`)."""
+        """Keep ``settings`` for the folder, or refuse them when the folder holds results
+        made with others (one :class:`~lesion_core.errors.CommandError`). Settings that
+        made no record yet (a run that stopped on a wrong ``--model``) are replaced."""
         path = self.folder / "settings.json"
         wanted = json.loads(json.dumps(settings, default=str))
         try:
@@ -130,15 +131,18 @@ class BatchState:
             kept = None
         except (OSError, ValueError):
             kept = None  # damaged: this run's settings replace it
-        if kept is not None and kept != wanted:
+        if kept is not None and kept != wanted and self._has_records():
             differ = sorted(k for k in set(kept) | set(wanted) if kept.get(k) != wanted.get(k))
             raise CommandError(
                 f"the results in this folder were made with other settings "
                 f"({', '.join(differ)}: {', '.join(f'{kept.get(k)!r}' for k in differ)})",
                 "rerun with the same model and options to resume, or give a new --out",
                 self.out)
-        if kept is None:
+        if kept != wanted:
             atomic_write_bytes(path, json.dumps(wanted, indent=1, sort_keys=True).encode())
+
+    def _has_records(self) -> bool:
+        return next(self.cases.glob("*.json"), None) is not None
 
     # ------------------------------------------------------------------- events
     def log(self, event: str, case_id: str, **extra: Any) -> None:

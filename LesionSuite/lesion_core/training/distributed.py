@@ -2,8 +2,8 @@
 
 ``torchrun --nproc_per_node=K`` (or a job array of nodes with ``--nnodes``) starts every
 process with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address in its
-environment. :func:`ranks_from_environment` reads them (torch-free, so the command line can
-ask :func:`is_main_process` before torch is imported); :func:`join_process_group` creates the
+environment. :func:`ranks_from_environment` reads them (:func:`is_main_process` tells the
+command line whether to save and report); :func:`join_process_group` creates the
 one process group of the run on first use (NCCL for CUDA, gloo otherwise) and keeps it for
 every later network of the same command (CMB and ICH train several in turn).
 
@@ -20,6 +20,10 @@ import atexit
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -69,90 +73,68 @@ def is_main_process() -> bool:
     return ranks_from_environment().main
 
 
-def join_process_group(device) -> Ranks:
+def join_process_group(device: torch.device) -> Ranks:
     """This process's :class:`Ranks`; in a multi-process run, the process group is created
     on the first call (NCCL when ``device`` is a CUDA device, else gloo) and destroyed when
     the process exits."""
     ranks = ranks_from_environment()
     if not ranks.distributed:
         return ranks
-    import torch.distributed as dist
-
     if not dist.is_initialized():
-        backend = "nccl" if getattr(device, "type", str(device)).startswith("cuda") else "gloo"
+        backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
         atexit.register(_leave)
     return ranks
 
 
 def _leave() -> None:
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
-def rank_device(device, ranks: Ranks):
+def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
     """The device this rank trains on: each process of a multi-process CUDA run takes the
     GPU of its local rank (whatever ``cuda:N`` was asked for); other devices are kept."""
-    import torch
-
     if ranks.distributed and device.type == "cuda":
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     return device
 
 
-def _comm_device(net_device):
+def _comm_device(net_device: torch.device) -> torch.device:
     """Where small tensors for collectives live: NCCL needs them on the GPU."""
-    import torch
-    import torch.distributed as dist
-
     return net_device if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
-def agree(flag: bool, net_device) -> bool:
+def decided_by_rank0(flag: bool, net_device: torch.device) -> bool:
     """Rank 0's ``flag`` on every rank (one tiny broadcast): a decision every rank must make
     the same, such as "checkpoint now", which rank 0 takes by its own clock."""
-    import torch
-    import torch.distributed as dist
-
     value = torch.tensor([1 if flag else 0], device=_comm_device(net_device))
     dist.broadcast(value, 0)
     return bool(value.item())
 
 
-def gather(item: Any, ranks: Ranks) -> list[Any]:
+def gather_from_ranks(item: Any, ranks: Ranks) -> list[Any]:
     """Every rank's ``item`` (picklable), in rank order, on every rank."""
-    import torch.distributed as dist
-
     items: list[Any] = [None] * ranks.world_size
     dist.all_gather_object(items, item)
     return items
 
 
-def wrap(net, device, find_unused: bool = False):
+def wrap_in_ddp(net: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
     """``net`` in ``DistributedDataParallel`` (gradients averaged over the ranks in every
-    backward pass; the initial weights and buffers are rank 0's)."""
-    from torch.nn.parallel import DistributedDataParallel
-
+    backward pass; the initial weights and buffers are rank 0's). The tasks' networks use
+    every trainable parameter in each forward pass (each whole training was run under
+    torchrun: WMH DualTasker and T1 mode, CMB stage 1, teacher and student, ICH classifier
+    and segmenter), so DDP need not search the graph for unused ones; a network that
+    skips one fails at its second step with DDP's own message."""
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(net, device_ids=ids, output_device=ids[0] if ids else None,
-                                   find_unused_parameters=find_unused)
+    return DistributedDataParallel(net, device_ids=ids, output_device=ids[0] if ids else None)
 
 
-def sync_buffers(net) -> None:
+def sync_buffers(net: torch.nn.Module) -> None:
     """Rank 0's buffers (e.g. normalisation statistics) on every rank: DDP copies them
     before each forward pass, so after the last step they could still differ."""
-    import torch.distributed as dist
-
     for buffer in net.buffers():
         dist.broadcast(buffer.data, 0)
 
-
-def barrier() -> None:
-    """Wait for every rank (no-op in a single process)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()

@@ -45,8 +45,9 @@ from ..device import deterministic_algorithms, select_device
 from ..errors import OperationCancelled
 from ..progress import Progress, ensure_progress
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from . import distributed
 from .config import OptimConfig
+from .distributed import (decided_by_rank0, gather_from_ranks, join_process_group,
+                          rank_device, sync_buffers, wrap_in_ddp)
 from .precision import autocast, resolve_precision
 
 # Settings that change neither the weights nor the random draws: a run may resume with
@@ -233,8 +234,8 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
     """
     progress = ensure_progress(progress)
     device = select_device(config.device)
-    ranks = distributed.join_process_group(device)
-    device = distributed.rank_device(device, ranks)
+    ranks = join_process_group(device)
+    device = rank_device(device, ranks)
     precision = resolve_precision(config.precision, device)
     net = _build(model, config.seed).to(device).train()
     chosen = list(parameters(net) if parameters is not None else
@@ -265,14 +266,14 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
         # Dropout and other global draws of the network (each rank its own).
         torch.manual_seed(config.seed + ranks.rank)
     # Wrapped after loading: DDP starts every rank from rank 0's weights and buffers.
-    trained = distributed.wrap(net, device) if ranks.distributed else net
+    trained = wrap_in_ddp(net, device) if ranks.distributed else net
 
     def checkpoint(step: int, next_batch: Mapping[str, Any]) -> None:
         """Save the run (with several ranks: a collective call, rank 0 writes)."""
         if checkpoint_dir is None:
             return
         own = {"torch_rng": torch.get_rng_state(), "next_batch": next_batch}
-        every = distributed.gather(own, ranks) if ranks.distributed else None
+        every = gather_from_ranks(own, ranks) if ranks.distributed else None
         if not ranks.main:
             return
         payload = {"fingerprint": fingerprint, "step": step, "model": net.state_dict(),
@@ -288,7 +289,7 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
                    or (config.checkpoint_every_steps
                        and step % config.checkpoint_every_steps == 0))
         if ranks.distributed and checkpoint_dir is not None:
-            due = distributed.agree(due, device)  # rank 0's clock decides for all
+            due = decided_by_rank0(due, device)  # rank 0's clock decides for all
         return due and step > result.resumed_from
 
     began = last_saved = time.monotonic()
@@ -321,7 +322,7 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
     if saved is None or saved["step"] < step:
         checkpoint(step, sampler.snapshot())
     if ranks.distributed:
-        distributed.sync_buffers(net)
+        sync_buffers(net)
     result.wall_s = wall_before + time.monotonic() - began
     progress.update(1.0, f"{label} done")
     return net.eval().to("cpu"), result
