@@ -24,7 +24,8 @@ from lesion_core.cli import main
 from lesion_core.errors import CommandError, UnreadableFileError
 from lesion_core.feedback import FeedbackStore
 from lesion_core.labels import CMB, ICH_SUBTYPES
-from lesion_core.report import find_predictions, open_prediction, write_case_report
+from lesion_core.report.case import write_case_report
+from lesion_core.report.folders import find_predictions, open_prediction
 from lesion_core.report import cmb as cmb_view
 from lesion_core.report import plots
 from lesion_core.report.cohort import write_cohort_report

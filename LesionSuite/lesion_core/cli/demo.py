@@ -173,7 +173,8 @@ def _image_file(folder: Path, modality: str) -> Path:
 def _reports(report: dict, out: Path, real_t1: str) -> dict:
     """A report.html in each prediction folder (the reader's decisions from the demo's
     feedback store) and the cohort page over them; name -> path."""
-    from ..report import write_case_report, write_cohort_report
+    from ..report.case import write_case_report
+    from ..report.cohort import write_cohort_report
 
     modality = {"wmh": "FLAIR", "cmb": "SWI", "ich": "CT"}
     written = {}

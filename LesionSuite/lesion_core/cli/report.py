@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_case(args: argparse.Namespace) -> int:
-    from ..report import write_case_report
+    from ..report.case import write_case_report
 
     if not 1 <= args.slices <= MAX_SLICES:
         raise CommandError(f"--slices {args.slices} is not 1-{MAX_SLICES}",
@@ -72,7 +72,7 @@ def run_case(args: argparse.Namespace) -> int:
 
 
 def run_cohort(args: argparse.Namespace) -> int:
-    from ..report import write_cohort_report
+    from ..report.cohort import write_cohort_report
 
     path, _, cases, seconds = write_cohort_report(args.folders, args.out, args.task, args.title)
     print(f"cohort report: {path} ({cases} case(s), {seconds:.1f} s)")

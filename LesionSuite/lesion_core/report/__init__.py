@@ -20,14 +20,6 @@ Modules, one job each:
 - :mod:`.wmh`, :mod:`.cmb`, :mod:`.ich`: what each task shows (overlays, tables, figures);
 - :mod:`.case`: one case's page; :mod:`.cohort`: the cohort page.
 
-Nothing here imports torch.
+Nothing here imports torch. Import the modules themselves (``lesion_core.report.case``...):
+this package file imports none, so the task views can import their siblings without a cycle.
 """
-
-from __future__ import annotations
-
-from .case import CaseReport, build_case_report, write_case_report
-from .cohort import write_cohort_report
-from .folders import REPORTED_TASKS, PredictionFolder, find_predictions, open_prediction
-
-__all__ = ["CaseReport", "PredictionFolder", "REPORTED_TASKS", "build_case_report",
-           "find_predictions", "open_prediction", "write_case_report", "write_cohort_report"]
