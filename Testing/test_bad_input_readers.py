@@ -25,7 +25,7 @@ from pydicom.tag import Tag
 from geometry import random_volume
 from lesion_core.cli import main
 from lesion_core.errors import InvalidImageError, UnreadableFileError
-from lesion_core.io import dicom as dicom_io
+from lesion_core.io import dicom_series as dicom_io
 from lesion_core.io import read_volume, write_volume
 from lesion_core.io.dicom import list_series, read_dicom
 from lesion_core.validation import validate_image

@@ -269,7 +269,11 @@ def interrupted_predict(delays_s=(0.0, 0.01, 0.03, 0.06, 0.1, 0.2)) -> dict:
         names = sorted(p.name for p in out.iterdir())
         codes, damaged = [], []
         for k, delay in enumerate(delays_s):
-            child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # A shell starts background jobs with Ctrl-C ignored, and Python keeps an ignored
+            # SIGINT ignored: give the child the terminal's default, as a user's run has.
+            child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                      signal.SIG_DFL))
             while child.poll() is None and not any(out.glob(".staging-*")):
                 time.sleep(0.001)
             time.sleep(delay)
