@@ -140,3 +140,22 @@ def test_dicom_on_a_nifti_input_is_one_error_before_any_work(subjects, models, t
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--dicom" in err[0] and "not DICOM" in err[0]
     assert subjects["ich"]["ct"] in err[0] and not out.exists()
+
+
+def test_batch_writes_the_dicom_objects_of_each_dicom_case(subjects, models, tmp_path, capsys):
+    """``batch ich --dicom``: the DICOM series case gets its SEG and SR with its other
+    files; a NIfTI case fails with the reason and the batch goes on."""
+    table = tmp_path / "cases.csv"
+    table.write_text(f"case_id,path\nseries,{subjects['ich']['ct_dicom']}\n"
+                     f"nifti,{subjects['ich']['ct']}\n")
+    out = tmp_path / "batch"
+    assert main(["batch", "ich", "--inputs", str(table), "--out", str(out), "--model",
+                 str(models["ich"]), "--device", "cpu", "--force", "--dicom"]) == 0
+    capsys.readouterr()
+    assert_valid(out / "series" / "ich_seg.dcm")
+    assert_valid(out / "series" / "ich_sr.dcm")
+    with (out / "batch_summary.csv").open(newline="") as handle:
+        rows = {row["case_id"]: row for row in csv.DictReader(handle)}
+    assert rows["series"]["status"] == "done"
+    assert rows["nifti"]["status"] == "failed" and "--dicom" in rows["nifti"]["error"]
+    assert not (out / "nifti").exists()

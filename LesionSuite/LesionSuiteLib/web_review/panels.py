@@ -122,4 +122,27 @@ def ich_panel() -> None:
                ("slice", "probability", "present", "reader"))
 
 
-__all__ = ["cmb_panel", "ich_panel", "overlay_controls", "wmh_panel"]
+def display_controls() -> None:
+    """The image's window/level presets of its modality (CT: brain, subdural, bone,
+    auto; MR: auto, the 1st-99th percentiles)."""
+    with html.Div(v_if="task", classes="pa-2 display-controls"):
+        v3.VSelect(v_model=("wl_preset",), items=("wl_presets",), label="Window/level",
+                   density="compact", hide_details=True, classes="wl-preset")
+
+
+def retrain_controls() -> None:
+    """*Retrain from my decisions* (the task's retraining as a background job), its
+    progress line and *Cancel*."""
+    with html.Div(v_if="task", classes="pa-2 retrain-controls"):
+        with html.Div(classes="d-flex ga-1 mb-1"):
+            v3.VBtn("Retrain from my decisions", size="small", classes="action-retrain",
+                    disabled=("retrain_running",), click="trigger('retrain_start')")
+            v3.VBtn("Cancel", size="small", classes="action-retrain-cancel",
+                    disabled=("!retrain_running",), click="trigger('retrain_cancel')")
+        v3.VProgressLinear(v_if="retrain_running", model_value=("retrain_fraction * 100",),
+                           height=4, classes="mb-1")
+        html.Div("{{ retrain_text }}", classes="text-body-2 retrain-text")
+
+
+__all__ = ["cmb_panel", "display_controls", "ich_panel", "overlay_controls",
+           "retrain_controls", "wmh_panel"]

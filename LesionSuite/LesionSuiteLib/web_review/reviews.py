@@ -87,6 +87,58 @@ def show_layers(background, foreground=None, opacity: float = DEFAULT_OVERLAY_OP
         node.SetForegroundOpacity(opacity)
 
 
+# --------------------------------------------------------------- window/level
+#: Window/level presets of the background image per modality: name -> (window, level)
+#: in the image's units (CT: HU), or None for the automatic percentile window.
+WINDOW_LEVEL_PRESETS: Dict[str, Dict[str, Optional[tuple]]] = {
+    "ct": {"brain": (80.0, 40.0), "subdural": (215.0, 75.0), "bone": (2800.0, 600.0),
+           "auto": None},
+    "mr": {"auto": None},
+}
+#: The percentiles of the image's voxels the automatic window spans.
+AUTO_PERCENTILES = (1.0, 99.0)
+#: Each task's image modality (CMB: SWI, WMH: FLAIR, ICH: CT).
+TASK_MODALITY = {"cmb": "mr", "wmh": "mr", "ich": "ct"}
+
+
+def window_level_presets(task: str) -> List[str]:
+    """The preset names the page offers for ``task``'s image (its modality's)."""
+    return list(WINDOW_LEVEL_PRESETS[TASK_MODALITY.get(task, "mr")])
+
+
+def auto_window_level(volume_node, percentiles=AUTO_PERCENTILES) -> tuple:
+    """``(window, level)`` spanning ``percentiles`` of the node's voxel values."""
+    import numpy as np
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    image = volume_node.GetImageData()
+    scalars = image.GetPointData().GetScalars() if image is not None else None
+    if scalars is None or scalars.GetNumberOfTuples() == 0:
+        return 1.0, 0.5
+    values = vtk_to_numpy(scalars).astype(np.float64).ravel()
+    low, high = np.percentile(values[np.isfinite(values)], percentiles)
+    return max(float(high - low), 1e-6), float(high + low) / 2.0
+
+
+def apply_window_level(volume_node, task: str, preset: str) -> tuple:
+    """Show ``volume_node`` with the window/level ``preset`` of ``task``'s modality
+    (:data:`WINDOW_LEVEL_PRESETS`; ``auto``: the :data:`AUTO_PERCENTILES` of its
+    voxels) on its scalar display node, Slicer's automatic window/level turned off.
+    Returns ``(window, level)``; an unknown preset raises ``ValueError``."""
+    presets = WINDOW_LEVEL_PRESETS[TASK_MODALITY.get(task, "mr")]
+    if preset not in presets:
+        raise ValueError(f"unknown window/level preset {preset!r} for {task}: "
+                         f"choose one of {', '.join(presets)}")
+    window, level = presets[preset] or auto_window_level(volume_node)
+    display = volume_node.GetDisplayNode()
+    if display is None:
+        volume_node.CreateDefaultDisplayNodes()
+        display = volume_node.GetDisplayNode()
+    display.SetAutoWindowLevel(0)
+    display.SetWindowLevel(float(window), float(level))
+    return float(window), float(level)
+
+
 # ----------------------------------------------------------------------- CMB
 class CMBPage(TaskPage):
     """Candidates: accept / reject / undo / next / previous, add a missed microbleed at a
@@ -236,5 +288,6 @@ def _rounded(value, digits: int = 2):
     return None if value is None else round(float(value), digits)
 
 
-__all__ = ["CMBPage", "DEFAULT_OVERLAY_OPACITY", "ICHPage", "PAGES", "TaskPage", "WMHPage",
-           "show_layers"]
+__all__ = ["AUTO_PERCENTILES", "CMBPage", "DEFAULT_OVERLAY_OPACITY", "ICHPage", "PAGES",
+           "TASK_MODALITY", "TaskPage", "WINDOW_LEVEL_PRESETS", "WMHPage", "apply_window_level",
+           "auto_window_level", "show_layers", "window_level_presets"]

@@ -19,6 +19,7 @@ shows the same case and decisions; a server restart reads them from the store ag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Optional
 
 from lesion_core.errors import LesionSuiteError
 from slicer import vtkMRMLMarkupsNode
-from trame.app import get_server
+from trame.app import asynchronous, get_server
 from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import client, html
 from trame.widgets import vuetify3 as v3
@@ -38,9 +39,12 @@ from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from . import panels
 from .cases import feedback_root, find_cases
 from .reviews import DEFAULT_OVERLAY_OPACITY
-from .session import CaseSession, add_module_folders
+from .session import CaseSession, RetrainJob, add_module_folders
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks at a running retraining's progress.
+RETRAIN_POLL_S = 0.5
 
 #: Keyboard shortcuts of the CMB review, as in the Slicer module's panel.
 CMB_KEYS = {"a": "accept", "r": "reject", "u": "undo", "n": "next", "p": "previous",
@@ -83,6 +87,7 @@ class ReviewStation:
             ViewLayoutDefinition.sagittal_view()]))
         self.session: Optional[CaseSession] = None
         self._placement = None  # the hidden markups node a missed microbleed is placed on
+        self.retrain_job: Optional[RetrainJob] = None
         self._state_defaults()
         self._build_ui()
         self.layout_manager.set_layout("review")
@@ -91,10 +96,13 @@ class ReviewStation:
         self.server.trigger("select_row")(self.on_select)
         self.server.trigger("open_case")(self.open_case)
         self.server.trigger("start_placing")(self.start_placing)
+        self.server.trigger("retrain_start")(self.start_retraining)
+        self.server.trigger("retrain_cancel")(self.cancel_retraining)
         state = self.server.state
         state.change("opacity")(self.on_opacity)
         state.change("cam_threshold")(self.on_threshold)
         state.change("show_rejected")(self.on_show_rejected)
+        state.change("wl_preset")(self.on_window_level)
         self.open_case(0)
 
     # ------------------------------------------------------------------ state
@@ -116,6 +124,11 @@ class ReviewStation:
         state.show_rejected = False
         state.subtypes = []
         state.placing = False
+        state.wl_presets = []
+        state.wl_preset = "auto"
+        state.retrain_running = False
+        state.retrain_fraction = 0.0
+        state.retrain_text = ""
 
     def _publish(self) -> None:
         """Copy what the review shows into the page's state."""
@@ -150,6 +163,11 @@ class ReviewStation:
             return
         display = self.slicer_app.display_manager
         display.show_volume_in_slice_background(self.session.volume_node)
+        presets = self.session.window_level_presets()
+        with state:
+            state.wl_presets = presets
+            state.wl_preset = "brain" if "brain" in presets else "auto"
+        self.session.set_window_level(state.wl_preset)
         self.session.show_overlay(state.opacity)
         if case.task == "ich":
             state.cam_threshold = round(self.session.page.threshold(), 2)
@@ -216,6 +234,48 @@ class ReviewStation:
             self.session.act("show_rejected", bool(show_rejected))
             self._publish()
 
+    def on_window_level(self, wl_preset=None, **_) -> None:
+        """The window/level preset of the image (CT brain / subdural / bone, auto)."""
+        if self.session is None or not wl_preset:
+            return
+        try:
+            self.session.set_window_level(str(wl_preset))
+        except ValueError as exc:
+            self.server.state.message = str(exc)
+
+    # ------------------------------------------------------------- retraining
+    def start_retraining(self) -> None:
+        """*Retrain from my decisions*: the task Logic's retraining of the open case's
+        task from the store, in a child process, into a new model folder next to the
+        store; its progress is polled on the server's event loop."""
+        state = self.server.state
+        if self.session is None or (self.retrain_job and not self.retrain_job.finished):
+            return
+        try:
+            self.retrain_job = self.session.start_retraining()
+        except LesionSuiteError as exc:  # nothing to learn from, no model to start from
+            state.retrain_text = f"Cannot retrain: {exc}"
+            return
+        with state:
+            state.retrain_running, state.retrain_fraction = True, 0.0
+            state.retrain_text = self.retrain_job.text
+        asynchronous.create_task(self._watch_retraining(self.retrain_job))
+
+    async def _watch_retraining(self, job: RetrainJob) -> None:
+        running = True
+        while running:
+            await asyncio.sleep(RETRAIN_POLL_S)
+            running = job.poll()
+            with self.server.state as state:
+                state.retrain_fraction = round(job.fraction, 3)
+                state.retrain_text = job.text
+                state.retrain_running = running
+
+    def cancel_retraining(self) -> None:
+        """*Cancel*: end the retraining's process tree (the polling says it ended)."""
+        if self.retrain_job is not None and not self.retrain_job.finished:
+            self.retrain_job.cancel()
+
     def start_placing(self) -> None:
         """*Add missed*: the next click in a slice view places a point (Slicer's place
         mode), which :meth:`on_point_placed` records as an added microbleed."""
@@ -277,6 +337,8 @@ class ReviewStation:
                 panels.cmb_panel()
                 panels.wmh_panel()
                 panels.ich_panel()
+                panels.display_controls()
+                panels.retrain_controls()
             with layout.content:
                 with html.Div(style="height: 100%; position: relative;"):
                     self.layout_manager.initialize_layout_grid(layout)

@@ -23,7 +23,8 @@ from lesion_core.errors import InvalidImageError
 from .. import mrml_bridge as mb
 from ..later import Later
 from .cases import Case
-from .reviews import CMBPage, DEFAULT_OVERLAY_OPACITY, PAGES, TaskPage
+from .reviews import (CMBPage, DEFAULT_OVERLAY_OPACITY, PAGES, TaskPage, apply_window_level,
+                      window_level_presets)
 
 #: Each task's Logic class, imported when a case of the task is opened (the task Libs live
 #: in the module folders, which Slicer, or :func:`add_module_folders`, puts on the path).
@@ -116,5 +117,65 @@ class CaseSession:
         """The image with the task's overlay (WMH activation, ICH CAM) at ``opacity``."""
         self.page.show_overlay(opacity)
 
+    # ---------------------------------------------------------- window/level
+    def window_level_presets(self) -> List[str]:
+        """The window/level presets of this case's modality (CT: brain, subdural, bone,
+        auto; MR: auto)."""
+        return window_level_presets(self.case.task)
 
-__all__ = ["CMB_ACTIONS", "CaseSession", "TASK_LOGICS", "add_module_folders"]
+    def set_window_level(self, preset: str) -> tuple:
+        """Show the image with ``preset`` (see :func:`.reviews.apply_window_level`);
+        returns ``(window, level)``."""
+        return apply_window_level(self.volume_node, self.case.task, preset)
+
+    # ------------------------------------------------------------- retraining
+    def start_retraining(self, init_model=None, out_folder=None) -> "RetrainJob":
+        """Start the task Logic's retraining (``start_training``: ``lesion-suite <task>
+        train --feedback STORE --init MODEL --out NEW`` in a child process) from the
+        store's decisions, into a new model folder next to the store (default) from
+        ``init_model`` (default: the shipped model). Raises as ``start_training`` does
+        when the store holds nothing to learn from or the model is missing."""
+        if out_folder is None:
+            out_folder = self.logic.retraining.new_model_folder(self.store.parent)
+        child, out = self.logic.start_training(self.store, init_model, out_folder)
+        return RetrainJob(child, Path(out))
+
+
+class RetrainJob:
+    """A running retraining: :meth:`poll` (never blocks) reads the child's progress,
+    :meth:`cancel` ends its process tree; :attr:`text` is the line the page shows."""
+
+    def __init__(self, child, out_folder: Path):
+        self.child, self.out_folder = child, Path(out_folder)
+        self.fraction = 0.0
+        self.text = "Retraining started"
+        self.finished = False
+        self.succeeded = False
+
+    def poll(self) -> bool:
+        """Read the child's new events; returns whether it is still running."""
+        from ..child_process import FinishedEvent, ProgressEvent
+
+        for event in self.child.poll():
+            if isinstance(event, ProgressEvent):
+                self.fraction = float(event.fraction)
+                self.text = f"{event.fraction * 100:.0f}% {event.message}".strip()
+            elif isinstance(event, FinishedEvent):
+                self.finished = True
+                self.succeeded = event.returncode == 0 and not event.cancelled
+                if event.cancelled:
+                    self.text = "Retraining cancelled; no new model"
+                elif self.succeeded:
+                    self.fraction = 1.0
+                    self.text = f"New model: {self.out_folder}"
+                else:
+                    tail = self.child.log_tail(1).strip() or f"exit status {event.returncode}"
+                    self.text = f"Retraining failed: {tail}"
+        return not self.finished
+
+    def cancel(self) -> None:
+        """End the child and its descendants (the model it started from is unchanged)."""
+        self.child.cancel()
+
+
+__all__ = ["CMB_ACTIONS", "CaseSession", "RetrainJob", "TASK_LOGICS", "add_module_folders"]

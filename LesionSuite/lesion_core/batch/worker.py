@@ -44,6 +44,8 @@ class WorkerSetup:
             model; it raises a user error for a bad ``--model`` or ``--device``.
         options: the task's predict options (keyword -> value), the same for every case.
         force: report results on images the head checks refuse (marked out of distribution).
+        dicom: also write each case's DICOM SEG and SR (a case that is not a DICOM series
+            fails with the reason).
         precision: ``auto``, ``fp32`` or ``bf16``.
         threads: torch threads of this worker (the machine's cores split between workers).
     """
@@ -55,6 +57,7 @@ class WorkerSetup:
     force: bool = False
     precision: str = "auto"
     threads: int = 1
+    dicom: bool = False
 
 
 class CaseRunner:
@@ -71,18 +74,20 @@ class CaseRunner:
         self.model = setup.load_model()
 
     def run(self, case: BatchCase) -> CaseRecord:
-        from ..tasks.cases import prepare_case, run_case
+        from ..tasks.cases import check_dicom_export, prepare_case, run_case
 
         setup, task = self.setup, self.task
         record = CaseRecord(case.case_id, case.path, DONE, series=case.series,
                             worker_pid=os.getpid())
         began = time.monotonic()
         try:
+            if setup.dicom:
+                check_dicom_export(case.path)
             prepared = prepare_case(task, case.path, case.series, setup.force, **setup.options)
             task.check_model(self.model, case.path, **setup.options)
             folder = Path(setup.out) / case.case_id
             prediction, _ = run_case(task, prepared, self.model, folder, None, setup.precision,
-                                     setup.force, **setup.options)
+                                     setup.force, setup.dicom, **setup.options)
             record.out_of_distribution = list(getattr(prediction, "out_of_distribution", ()))
             record.figures = key_figures(task, folder, setup.options)
         except LesionSuiteError as exc:

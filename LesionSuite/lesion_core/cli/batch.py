@@ -10,7 +10,8 @@ names one subject's files). Options:
 * ``--shard I/N``: a deterministic 1/N of the cases (N machines, or a SLURM job array);
 * ``--retry-failed``: run failed and crashed cases again (a rerun skips them otherwise);
 * ``--force``: as in predict, results on images the head checks refuse, marked out of
-  distribution.
+  distribution;
+* ``--dicom``: as in predict, each case's DICOM SEG and SR too (cases must be DICOM series).
 
 A rerun resumes: finished cases are skipped, the case that was in flight runs again. The
 summary (``OUT/batch_summary.csv``, or ``.shard-I-of-N.csv``) has one row per case;
@@ -79,6 +80,9 @@ def _add_task(tasks: argparse._SubParsersAction, task: Task) -> None:
     parser.add_argument("--force", action="store_true",
                         help="report results even on images that do not look like a head "
                              "scan of this kind; they are marked out of distribution")
+    parser.add_argument("--dicom", action="store_true",
+                        help="also write each case's result as a DICOM SEG and SR referencing "
+                             "its DICOM series")
     for declared in batch_options(task):
         parser.add_argument(*declared.flags, **declared.settings)
     model_options(parser)
@@ -105,9 +109,10 @@ def run_batch_command(task: Task, args: argparse.Namespace) -> int:
     threads = threads_per_worker(args.workers)
     setup = WorkerSetup(task.name, str(out),
                         partial(load_batch_model, task.name, model, args.device, kind),
-                        options, args.force, args.precision, threads)
+                        options, args.force, args.precision, threads, args.dicom)
     settings = {"task": task.name, "model": model or f"shipped {task.default_models[kind]}",
-                "options": options, "precision": args.precision}
+                "options": options, "precision": args.precision,
+                **({"dicom": True} if args.dicom else {})}  # older batch folders resume
     plan = BatchPlan(setup, tuple(task.key_figures), settings, args.workers, shard,
                      args.retry_failed)
     with CaseProgress(args, f"batch {task.name}") as progress:
