@@ -490,3 +490,95 @@ def test_the_command_module_imports_neither_trame_nor_slicer():
         {getattr(node, "module", None) or "" for node in top}
     assert not any(n.split(".")[0] in ("trame", "trame_slicer", "slicer", "vtk", "torch",
                                        "LesionSuiteLib") for n in names)
+
+
+def test_window_level_presets_set_the_image_display_node(tmp_path, mrml_scene):
+    from LesionSuiteLib.web_review.cases import feedback_root, find_cases
+    from LesionSuiteLib.web_review.reviews import apply_window_level, window_level_presets
+    from LesionSuiteLib.web_review.session import CaseSession
+
+    assert window_level_presets("ich") == ["brain", "subdural", "bone", "auto"]
+    assert window_level_presets("cmb") == window_level_presets("wmh") == ["auto"]
+    root = tmp_path / "outputs"
+    write_ich_case(root)
+    session = CaseSession(mrml_scene, find_cases(root)[0], feedback_root(root))
+    display = session.volume_node.GetDisplayNode()
+    for preset, wanted in (("brain", (80, 40)), ("subdural", (215, 75)),
+                           ("bone", (2800, 600))):
+        assert session.set_window_level(preset) == wanted
+        assert not display.GetAutoWindowLevel()
+        assert (display.GetWindow(), display.GetLevel()) == wanted
+    with pytest.raises(ValueError, match="preset"):
+        session.set_window_level("lung")
+    assert (display.GetWindow(), display.GetLevel()) == (2800, 600)  # unchanged
+
+    import numpy as np
+    from LesionSuiteLib import mrml_bridge as mb
+    from lesion_core.volume import Volume
+
+    values = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)   # 0..999
+    node = mb.volume_to_node(mrml_scene, Volume(values, np.eye(4)), "mr")
+    window, level = apply_window_level(node, "wmh", "auto")          # 1st..99th percentile
+    assert abs(level - 499.5) < 1e-3 and abs(window - 0.98 * 999) < 1e-3
+    assert (node.GetDisplayNode().GetWindow(), node.GetDisplayNode().GetLevel()) == \
+        pytest.approx((window, level))
+
+
+def fake_training(steps: int, seconds: float = 0.0, fail: bool = False) -> str:
+    """A child's script that prints ``steps`` progress lines (as ``--progress-lines``
+    does), sleeping ``seconds`` after each, and exits 0 (1 with ``fail``)."""
+    return ("import sys, time\n"
+            "from lesion_core.progress import format_progress_line\n"
+            f"for i in range({steps}):\n"
+            f"    print(format_progress_line((i + 1) / {steps}, f'epoch {{i + 1}}'))\n"
+            f"    time.sleep({seconds})\n"
+            f"print('model written') if not {fail} else sys.exit('no GPU left')\n")
+
+
+def test_retraining_from_a_session_runs_the_logic_child_reports_progress_and_cancels(
+        tmp_path, mrml_scene, monkeypatch):
+    from LesionSuiteLib.child_process import ChildProcess, child_env
+    from LesionSuiteLib.web_review.cases import feedback_root, find_cases
+    from LesionSuiteLib.web_review.session import CaseSession
+    from lesion_core.errors import LesionSuiteError
+
+    root = tmp_path / "outputs"
+    write_cmb_case(root)
+    session = CaseSession(mrml_scene, find_cases(root)[0], feedback_root(root))
+    with pytest.raises(LesionSuiteError, match="no CMB decision"):
+        session.start_retraining()                       # nothing decided yet
+    session.act("accept")
+    calls, scripts = [], [fake_training(3), fake_training(1, fail=True),
+                          fake_training(50, seconds=1.0)]
+
+    def start_training(store, init_model=None, out_folder=None, **_):  # the Logic's call
+        calls.append((Path(store), init_model, Path(out_folder)))
+        child = ChildProcess([sys.executable, "-c", scripts[len(calls) - 1]],
+                             env=child_env())
+        return child, Path(out_folder)
+
+    monkeypatch.setattr(session.logic, "start_training", start_training)
+
+    def run(job, until=lambda job: job.finished, seconds: float = 60):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until(job):
+            job.poll()
+            time.sleep(0.05)
+        return job
+
+    job = run(session.start_retraining())
+    store = feedback_root(root)
+    assert calls[0][:2] == (store, None)                  # the store, the shipped model
+    assert calls[0][2].parent == store.parent and calls[0][2].name.startswith("cmb_reader_")
+    assert job.succeeded and job.fraction == 1.0
+    assert job.text == f"New model: {calls[0][2]}"
+
+    job = run(session.start_retraining())
+    assert job.finished and not job.succeeded and job.text == "Retraining failed: no GPU left"
+
+    job = run(session.start_retraining(), until=lambda job: job.fraction > 0)
+    assert job.text.startswith("2% epoch 1")
+    job.cancel()
+    run(job, seconds=20)
+    assert job.finished and not job.succeeded and "cancelled" in job.text
+    assert not job.child.running
