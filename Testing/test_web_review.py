@@ -240,6 +240,20 @@ def store_records(root: Path) -> list[tuple]:
             for r in store.case(case).records()]
 
 
+def view_brightness(view) -> float:
+    """The mean grey value (0..255) of a slice view's current image."""
+    return view.evaluate("""img => {
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const context = canvas.getContext('2d');
+        context.drawImage(img, 0, 0);
+        const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+        let sum = 0;
+        for (let i = 0; i < data.length; i += 4) sum += data[i];
+        return sum / (data.length / 4);
+    }""")
+
+
 def view_click(page, view: int = 0, right: float = 0.0) -> None:
     """A click in slice view ``view`` (0: axial), as a reader's mouse: in the middle (the
     current item), or ``right`` of the view's width to the right of it."""
@@ -288,6 +302,47 @@ def test_cmb_decisions_from_the_browser_reach_the_store_and_survive_a_reload(cmb
     page.close()
 
 
+def test_two_tabs_on_one_cmb_case_share_one_session_and_the_last_decision_stands(
+        cmb_server, browser, mrml_scene):
+    """Two readers' tabs (two browser contexts) on one server: one shared state and one
+    :class:`CaseSession` per server, so each tab shows the other's decision; an accept
+    in one and a reject of the same candidate in the other are two whole records, and
+    the later one stands when the case is opened again."""
+    from LesionSuiteLib.web_review.cases import feedback_root, find_cases
+    from LesionSuiteLib.web_review.session import CaseSession
+
+    server, root = cmb_server
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 800})
+                for _ in range(2)]
+    first, second = (context.new_page() for context in contexts)
+    for page in (first, second):
+        page.goto(server.url)
+        page.wait_for_selector("tr.cand-row", timeout=PAGE_TIMEOUT_MS)
+    first.locator(".action-retrain").click()              # nothing decided: said, not run
+    wait_until(lambda: "no CMB decision" in second.locator(".retrain-text").inner_text(),
+               "the retraining's reason in both tabs")
+    first.locator("tr.cand-row", has_text="infratentorial").click()
+    first.locator(".action-accept").click()
+    wait_for_decisions(second, ["", "", "accept"])        # shown in the other tab too
+    second.locator("tr.cand-row", has_text="infratentorial").click()
+    second.locator(".action-reject").click()
+    wait_for_decisions(first, ["", "", "reject"])
+    assert store_decisions(root) == ["accept", "reject"]  # both records, in click order
+    lines = [line for path in (root / "feedback").glob("*/records.jsonl")
+             for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 2 and all(json.loads(line)["kind"] for line in lines)
+
+    third = contexts[0].new_page()                        # the case opened again
+    third.goto(server.url)
+    third.wait_for_selector("tr.cand-row", timeout=PAGE_TIMEOUT_MS)
+    wait_for_decisions(third, ["", "", "reject"])
+    again = CaseSession(mrml_scene, find_cases(root)[0], feedback_root(root))
+    assert [r["decision"] for r in again.rows()] == ["", "", "reject"]  # a restart too
+    again.close()
+    for context in contexts:
+        context.close()
+
+
 def test_an_arwmc_rating_from_the_browser_reaches_the_store_and_survives_a_reload(served):
     server, root = served(write_wmh_case)
     page = server_page(server)
@@ -324,6 +379,13 @@ def test_an_ich_slice_label_from_the_browser_reaches_the_store_and_survives_a_re
 
     def reader_column():
         return [r[3] if len(r) > 3 else "" for r in rows(page, "slice-row")]
+
+    axial = page.locator("img.image-display-area").nth(0)
+    brain = view_brightness(axial)                        # the CT brain window (default)
+    page.locator(".wl-preset").click()
+    page.locator(".v-overlay .v-list-item", has_text="bone").click()
+    wait_until(lambda: view_brightness(axial) < brain - 5,  # brain tissue darker in it
+               "the bone window drawn")
 
     page.locator("tr.slice-row").nth(3).click()
     page.locator(".subtype-subdural input").check()
