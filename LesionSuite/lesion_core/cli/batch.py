@@ -35,6 +35,7 @@ from ..output_folder import check_output_folder
 from ..progress import Progress, line_printer
 from ..tasks import Task, all_tasks, get_task
 from .common import check_device, load_model, model_options
+from .tasks import shared_options
 
 #: Predict options that name one subject's own files, so cannot apply to a whole cohort.
 PER_SUBJECT_OPTIONS = ("atlases",)
@@ -77,12 +78,10 @@ def _add_task(tasks: argparse._SubParsersAction, task: Task) -> None:
                         help="take only shard I (0 to N-1) of N: for N machines or a job array")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run failed and crashed cases again (a rerun skips them)")
-    parser.add_argument("--force", action="store_true",
-                        help="report results even on images that do not look like a head "
-                             "scan of this kind; they are marked out of distribution")
-    parser.add_argument("--dicom", action="store_true",
-                        help="also write each case's result as a DICOM SEG and SR referencing "
-                             "its DICOM series")
+    # --force and --dicom mean what they mean in predict: one declaration serves both.
+    for declared in shared_options(task, "predict"):
+        if declared.dest in ("force", "dicom"):
+            parser.add_argument(*declared.flags, **declared.settings)
     for declared in batch_options(task):
         parser.add_argument(*declared.flags, **declared.settings)
     model_options(parser)
