@@ -644,3 +644,25 @@ def test_retraining_from_a_session_runs_the_logic_child_reports_progress_and_can
     run(job, seconds=20)
     assert job.finished and not job.succeeded and "cancelled" in job.text
     assert not job.child.running
+
+
+def test_a_t1_mode_result_opens_on_the_image_its_summary_names(tmp_path, mrml_scene):
+    """A WMH summary names its input (as predict and the demo write it), so a result
+    outside the demo's layout, here one of the T1 mode, opens on that image."""
+    import json
+
+    from LesionSuiteLib.web_review.cases import feedback_root, find_cases
+    from LesionSuiteLib.web_review.session import CaseSession
+
+    root = tmp_path / "outputs"
+    image = wmh_outputs.flair_volume(2)
+    image_path = lesion_io.write_volume(image, tmp_path / "elsewhere" / "t1.nii.gz")
+    folder = root / "real_t1_wmh"
+    wmh_outputs.write_outputs(folder, image, t1=True)
+    summary = json.loads((folder / "wmh_summary.json").read_text())
+    (folder / "wmh_summary.json").write_text(json.dumps({"image": str(image_path), **summary}))
+    [case] = find_cases(root)
+    assert case.image == image_path and not case.problem, case.problem
+    session = CaseSession(mrml_scene, case, feedback_root(root), reader="dr-web")
+    assert session.result is not None
+    session.close()

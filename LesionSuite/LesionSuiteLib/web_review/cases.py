@@ -3,9 +3,9 @@
 A case is one task's result (:func:`lesion_core.report.folders.detect` over the folders
 ``lesion-suite report`` walks) with the image it was made from:
 
-- the image the result's summary names (CMB, ICH), when that file is there;
+- the image the result's summary names, when that file is there;
 - else the demo's layout, ``<out>/synthetic/<subject>/<modality>.nii.gz`` beside
-  ``<out>/predictions/<subject>`` (the WMH summary names no image);
+  ``<out>/predictions/<subject>`` (a WMH summary written before it named its image);
 - else the case cannot be shown, and the page says why (:attr:`Case.problem`).
 
 The feedback store is ``DIR/feedback``, where ``lesion-suite demo`` keeps its reader's

@@ -57,7 +57,8 @@ def _wmh_step(subject, folder: Path) -> tuple[dict, dict]:
     flair = predict(subject.images["FLAIR"], load_model("wmh"))
     t1 = predict(subject.images["T1"], load_model("wmh", kind="wmh_t1"))
     t1_dice = segmentation_scores(t1.labels, subject.labels["T1"]["wmh"]).dice
-    publish(folder, lambda staging: write_prediction(flair, staging))
+    publish(folder, lambda staging: write_prediction(
+        flair, staging, image_path=str(_image_file(folder, "FLAIR"))))
     facts = {"arwmc_total_truth": subject.targets["arwmc_total"],
              "arwmc_total_dualtasker": flair.total,
              "wmh_ml_truth": round(subject.targets["wmh_volume_ml"], 2),
@@ -192,7 +193,8 @@ def _real_t1_wmh(volume, out: Path) -> dict:
     from ..output_folder import publish
     from ..wmh.predict import predict, write_prediction
     prediction = predict(volume, load_model("wmh", kind="wmh_t1"))
-    publish(out, lambda folder: write_prediction(prediction, folder))
+    publish(out, lambda folder: write_prediction(prediction, folder,
+                                                 image_path=str(Path(volume.source).resolve())))
     summary = prediction.summary()
     return {"wmh_ml_t1_mode": round(summary["lesion_ml"], 2),
             "brain_ml": round(summary["brain_ml"], 1),

@@ -70,7 +70,8 @@ class PredictionFolder:
 
     @property
     def image_path(self) -> Path | None:
-        """The input image the summary names (CMB and ICH), or None."""
+        """The input image the summary names, or None (a WMH result written before its
+        summary named it)."""
         image = self.summary.get("image")
         return Path(image) if isinstance(image, str) and image else None
 

@@ -197,11 +197,12 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
         flair_normalised=None if flair is None else image.with_array(flair.astype(np.float32)))
 
 
-def write_prediction(prediction: WMHPrediction, out: str | Path, stem: str = "wmh"
-                     ) -> dict[str, Path]:
+def write_prediction(prediction: WMHPrediction, out: str | Path, stem: str = "wmh",
+                     image_path: str | None = None) -> dict[str, Path]:
     """Write the label map, activation map and ARWMC atlas (NIfTI, the input's grid), the
-    ratings table (CSV, one row per region-side) and the summary (JSON) into ``out``: the
-    files of :mod:`.outputs_file`, their names starting with ``stem``."""
+    ratings table (CSV, one row per region-side) and the summary (JSON, naming
+    ``image_path``, the input, when given) into ``out``: the files of
+    :mod:`.outputs_file`, their names starting with ``stem``."""
     paths = FILES.create(out, stem)
     lesion_io.write_volume(prediction.labels, paths["labels"])
     lesion_io.write_volume(prediction.activation, paths["activation"])
@@ -213,5 +214,6 @@ def write_prediction(prediction: WMHPrediction, out: str | Path, stem: str = "wm
             writer.writerow({k: ("" if row[k] is None else
                                  round(row[k], 4) if isinstance(row[k], float) else row[k])
                              for k in writer.fieldnames})
-    paths["summary"].write_text(json.dumps(prediction.summary(), indent=2))
+    summary = {"image": image_path, **prediction.summary()}  # as CMB and ICH name theirs
+    paths["summary"].write_text(json.dumps(summary, indent=2))
     return paths

@@ -136,7 +136,8 @@ class WMHTask(Task):
                       **options: Any) -> dict[str, Path]:
         from .predict import write_prediction
 
-        return write_prediction(prediction, folder, stem=stem or FILES.default_stem)
+        return write_prediction(prediction, folder, stem=stem or FILES.default_stem,
+                                image_path=image_path)
 
     def prediction_lines(self, prediction, model, image_path: str) -> list[str]:
         lines = [f"{image_path}: {model.modality} model {model.model_id} {model.version}"]
