@@ -39,6 +39,19 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+#: An internal error's message is cut to this many characters on its one line.
+INTERNAL_MESSAGE_CHARS = 300
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """``internal error: <type>: <message>`` on one line, cut to a readable length: what
+    the command line prints (and a batch records) for a bug of ours."""
+    message = _one_line(exc)
+    if len(message) > INTERNAL_MESSAGE_CHARS:
+        message = message[:INTERNAL_MESSAGE_CHARS - 3] + "..."
+    return f"internal error: {type(exc).__name__}: {message}"
+
+
 class UnreadableFileError(LesionSuiteError):
     """The file does not exist, is not an image, or is truncated/corrupt."""
 

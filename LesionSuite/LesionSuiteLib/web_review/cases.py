@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from lesion_core.errors import CommandError, UnreadableFileError
-from lesion_core.report.folders import _SUMMARY_FILES, SEARCH_DEPTH, _folders, detect
+from lesion_core.report.folders import SEARCH_DEPTH, SUMMARY_FILES, detect, prediction_folders
 
 #: The store's folder inside the reviewed folder (the demo's layout).
 FEEDBACK_FOLDER = "feedback"
@@ -49,7 +49,7 @@ class Case:
 def find_image(task: str, folder: Path, stem: Optional[str] = None) -> tuple:
     """``(image path or None, problem)`` of the result of ``task`` in ``folder`` (see the
     module notes)."""
-    named = _named_image(folder / _SUMMARY_FILES[task].format(stem=stem or "wmh"))
+    named = _named_image(folder / SUMMARY_FILES[task].format(stem=stem or "wmh"))
     if named is not None and named.is_file():
         return named, ""
     modality = TASK_MODALITY[task]
@@ -82,7 +82,7 @@ def find_cases(root) -> List[Case]:
         raise UnreadableFileError("is not a folder", "give a folder of prediction outputs "
                                   "(e.g. what lesion-suite demo or batch wrote)", root)
     cases = []
-    for folder in _folders(root):  # the walk `lesion-suite report` does
+    for folder in prediction_folders(root):  # the walk `lesion-suite report` does
         for task, stem in detect(folder):
             image, problem = find_image(task, folder, stem)
             cases.append(Case(task, folder, stem, image, problem))

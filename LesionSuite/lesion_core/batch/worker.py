@@ -25,13 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import LesionSuiteError, error_to_json
+from ..errors import LesionSuiteError, error_to_json, internal_error_line
 from .cohort import BatchCase
 from .records import CRASHED, DONE, FAILED, CaseRecord, now_iso
-
-#: An internal error's message is cut to this many characters in its one line.
-_MESSAGE_CHARS = 300
-
 
 @dataclass(frozen=True)
 class WorkerSetup:
@@ -111,14 +107,6 @@ def key_figures(task, folder: Path, options: Mapping[str, Any]) -> dict[str, Any
             documents[role] = task.output_readers[role](paths[role])
         figures[column] = documents[role].get(key)
     return figures
-
-
-def internal_error_line(exc: BaseException) -> str:
-    """``internal error: <type>: <message>`` on one line, cut to a readable length."""
-    message = " ".join(str(exc).split())
-    if len(message) > _MESSAGE_CHARS:
-        message = message[:_MESSAGE_CHARS - 3] + "..."
-    return f"internal error: {type(exc).__name__}: {message}"
 
 
 def peak_memory_mb() -> float | None:

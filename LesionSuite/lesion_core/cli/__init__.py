@@ -36,16 +36,13 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import (EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, LesionSuiteError,
-                      OperationCancelled, error_to_json)
+                      OperationCancelled, error_to_json, internal_error_line)
 from . import batch, demo, info, report, review, synth, tasks, validate
 
 _COMMANDS = (info, validate, synth, demo, tasks, batch, report, review)
 
 #: The environment variable naming the folder of internal-error logs (module notes).
 LOG_DIR_VARIABLE = "LESION_SUITE_LOG_DIR"
-#: An internal error's message is cut to this many characters on its one line.
-_MESSAGE_CHARS = 300
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -99,12 +96,9 @@ def _report_internal_error(exc: Exception, argv: list[str]) -> int:
     (on stderr when no log can be written); return the exit code."""
     details = traceback.format_exc()
     log = _write_log(_log_text(argv, details))
-    message = " ".join(str(exc).split())
-    if len(message) > _MESSAGE_CHARS:
-        message = message[:_MESSAGE_CHARS - 3] + "..."
     where = f"details in {log}" if log is not None else "details below"
-    print(f"lesion-suite: internal error: {type(exc).__name__}: {message} ({where}); "
-          "please report it", file=sys.stderr)
+    print(f"lesion-suite: {internal_error_line(exc)} ({where}); please report it",
+          file=sys.stderr)
     if log is None:
         print(details, file=sys.stderr, end="")
     return EXIT_INTERNAL_ERROR

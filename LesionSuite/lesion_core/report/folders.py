@@ -28,7 +28,7 @@ SEARCH_DEPTH = 3
 _MAX_FOLDERS = 20000
 _WMH_SUMMARY = "_summary.json"
 #: The file that holds each task's result (``{stem}``: the WMH stem).
-_SUMMARY_FILES = {"wmh": "{stem}_summary.json", "cmb": "cmb_candidates.json",
+SUMMARY_FILES = {"wmh": "{stem}_summary.json", "cmb": "cmb_candidates.json",
                   "ich": "ich_summary.json"}
 
 
@@ -132,7 +132,7 @@ def open_prediction(folder: str | Path, task: str | None = None,
              if task in (None, t) and (stem is None or s in (None, stem))]
     if task is not None and not found:
         stem = stem if task == "wmh" else None
-        summary = folder / _SUMMARY_FILES[task].format(stem=stem or "wmh")
+        summary = folder / SUMMARY_FILES[task].format(stem=stem or "wmh")
         if not summary.is_file():
             raise UnreadableFileError(
                 f"holds no {task.upper()} prediction: {summary.name} is missing",
@@ -162,7 +162,7 @@ def find_predictions(roots: Iterable[str | Path], task: str | None = None
             raise UnreadableFileError("is not a folder", "give folders of prediction "
                                       "outputs", root)
         found = []
-        for folder in _folders(root):
+        for folder in prediction_folders(root):
             for name, stem in detect(folder):
                 if task in (None, name):
                     found.append(open_prediction(folder, name, stem))
@@ -175,7 +175,7 @@ def find_predictions(roots: Iterable[str | Path], task: str | None = None
     return results
 
 
-def _folders(root: Path) -> list[Path]:
+def prediction_folders(root: Path) -> list[Path]:
     """``root`` and its sub-folders down to :data:`SEARCH_DEPTH`, sorted, breadth first."""
     out, level, visited = [root], [root], 0
     for _ in range(SEARCH_DEPTH):
