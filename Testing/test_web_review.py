@@ -213,11 +213,12 @@ def wait_for_decisions(page, wanted: list[str]) -> list[list[str]]:
     raise AssertionError(f"the table shows {rows(page)}, not the decisions {wanted}")
 
 
-def wait_for_views(page) -> None:
-    """Wait for the three slice views' images (not the loading splash)."""
+def wait_for_views(page, count: int = 3) -> None:
+    """Wait for ``count`` views' images (not the loading splash): the three slice views
+    (the 3D view, in the DOM after them, is the fourth)."""
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('img.image-display-area'))"
-        ".filter(i => i.naturalWidth > 0).length >= 3", timeout=PAGE_TIMEOUT_MS)
+        "n => Array.from(document.querySelectorAll('img.image-display-area'))"
+        ".filter(i => i.naturalWidth > 0).length >= n", arg=count, timeout=PAGE_TIMEOUT_MS)
 
 
 def store_decisions(root: Path) -> list[str]:
@@ -254,6 +255,30 @@ def view_brightness(view) -> float:
     }""")
 
 
+#: Per pixel, whether it counts (RGB 0..255): strongly coloured (a segment's surface,
+#: not the grey background or the grey image), or the CMB points' magenta.
+COLOURED = "(r, g, b) => Math.max(r, g, b) - Math.min(r, g, b) > 60"
+MAGENTA = "(r, g, b) => r > 140 && g < 90 && b > 70"
+
+
+def view_fraction(view, test: str = COLOURED) -> float:
+    """The fraction of a view's current image's pixels that pass ``test`` (a JS function
+    of r, g, b)."""
+    return view.evaluate("""(img, test) => {
+        const keep = eval(test);
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const context = canvas.getContext('2d');
+        context.drawImage(img, 0, 0);
+        const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+        let count = 0;
+        for (let i = 0; i < data.length; i += 4) {
+            if (keep(data[i], data[i + 1], data[i + 2])) count += 1;
+        }
+        return count / (data.length / 4);
+    }""", test)
+
+
 def view_click(page, view: int = 0, right: float = 0.0) -> None:
     """A click in slice view ``view`` (0: axial), as a reader's mouse: in the middle (the
     current item), or ``right`` of the view's width to the right of it."""
@@ -270,9 +295,12 @@ def test_cmb_decisions_from_the_browser_reach_the_store_and_survive_a_reload(cmb
     page = browser.new_page(viewport={"width": 1400, "height": 800})
     page.goto(server.url)
     page.wait_for_selector("tr.cand-row", timeout=PAGE_TIMEOUT_MS)
-    wait_for_views(page)
+    wait_for_views(page, 4)
     assert [r[0] for r in rows(page)] == ["1", "2", "5"]  # kept candidates; 3, 4 dropped
     assert store_decisions(root) == []
+    threed = page.locator("img.image-display-area").nth(3)
+    assert page.locator(".surface-info").inner_text() == "3D: 3 candidate points"
+    magenta = wait_until(lambda: view_fraction(threed, MAGENTA), "the points in 3D")
 
     page.locator(".action-accept").click()                # candidate 1, then on to 2
     wait_for_decisions(page, ["accept", "", ""])
@@ -282,6 +310,8 @@ def test_cmb_decisions_from_the_browser_reach_the_store_and_survive_a_reload(cmb
     page.locator("tr.cand-row", has_text="infratentorial").click()
     page.keyboard.press("r")
     wait_for_decisions(page, ["accept", "accept", "reject"])
+    wait_until(lambda: view_fraction(threed, MAGENTA) < 0.85 * magenta,  # now grey
+               "the rejected candidate's point no longer magenta in 3D")
 
     page.locator(".show-rejected input").check()          # the stage-2 drop, 3, listed
     wait_until(lambda: [r[0] for r in rows(page)] == ["1", "2", "3", "5"], "candidate 3")
@@ -409,11 +439,39 @@ def test_an_ich_slice_label_from_the_browser_reaches_the_store_and_survives_a_re
     page.close()
 
 
-def server_page(server):
-    """A page on the server with its three slice views drawn."""
+def test_the_3d_view_shows_the_segmentation_as_closed_surfaces(served):
+    """An ICH case: its segmentation's closed surfaces (made on the server, counted in
+    the page's line) are drawn in the 3D view, a grey background without them; the
+    *3D view* switch takes the view out of the page and back."""
+    import re
+
+    server, _root = served(write_ich_case)
+    page = server_page(server, views=4)
+    info = wait_until(lambda: re.fullmatch(r"3D: (\d+) surfaces?, (\d+) triangles",
+                                           page.locator(".surface-info").inner_text()),
+                      "the 3D view's line")
+    assert int(info[1]) == 2 and int(info[2]) > 100      # the case's two subtypes
+    threed = page.locator("img.image-display-area").nth(3)
+    wait_until(lambda: view_fraction(threed) > 0.01, "coloured surfaces in the 3D view")
+    assert view_fraction(page.locator("img.image-display-area").nth(0)) < \
+        view_fraction(threed)                             # the axial view: mostly grey CT
+
+    page.locator(".show-3d input").uncheck()              # three slice views only
+    wait_until(lambda: page.locator("img.image-display-area").count() == 3,
+               "the 3D view removed")
+    page.locator(".show-3d input").check()
+    wait_for_views(page, 4)
+    wait_until(lambda: view_fraction(page.locator("img.image-display-area").nth(3)) > 0.01,
+               "the surfaces drawn again")
+    page.close()
+
+
+def server_page(server, views: int = 3):
+    """A page on the server with its three slice views (``views=4``: and the 3D view)
+    drawn."""
     page = server.browser.new_page(viewport={"width": 1400, "height": 800})
     page.goto(server.url)
-    wait_for_views(page)
+    wait_for_views(page, views)
     return page
 
 
@@ -527,6 +585,45 @@ def test_a_cmb_session_adds_a_missed_point_and_keeps_the_points_locked(tmp_path,
     assert [r["id"] for r in session.rows()] == ["1", "2", "3", "5", "+1"]
     assert all(markups.GetNthControlPointLocked(i)
                for i in range(markups.GetNumberOfControlPoints()))  # a drag moves none
+
+
+def test_surfaces_for_the_3d_view_follow_the_task_and_the_cmb_decisions(tmp_path,
+                                                                         mrml_scene):
+    from LesionSuiteLib.web_review import surfaces
+    from LesionSuiteLib.web_review.cases import feedback_root, find_cases
+    from LesionSuiteLib.web_review.session import CaseSession
+
+    root = tmp_path / "outputs"
+    write_wmh_case(root)
+    write_cmb_case(root)
+    cmb, wmh = sorted(find_cases(root), key=lambda c: c.task)
+    session = CaseSession(mrml_scene, wmh, feedback_root(root))
+    node = session.result.segmentation
+    assert not node.GetSegmentation().ContainsRepresentation(surfaces.CLOSED_SURFACE)
+    assert surfaces.surface_facts("wmh", session.result)["surfaces"] == 0
+    surfaces.show_result_in_3d("wmh", session.result)
+    assert node.GetSegmentation().ContainsRepresentation(surfaces.CLOSED_SURFACE)
+    assert node.GetDisplayNode().GetVisibility3D()
+    facts = surfaces.surface_facts("wmh", session.result)
+    assert facts["surfaces"] == 1 and facts["triangles"] > 100 and facts["points"] == 0
+    low = surfaces.result_bounds("wmh", session.result)[0::2]
+    high = surfaces.result_bounds("wmh", session.result)[1::2]
+    assert all(a < b for a, b in zip(low, high))
+    session.close()
+
+    session = CaseSession(mrml_scene, cmb, feedback_root(root))
+    surfaces.show_result_in_3d("cmb", session.result)    # the points, not the voxels
+    assert not session.result.segmentation.GetDisplayNode().GetVisibility3D()
+    assert surfaces.surface_facts("cmb", session.result) == \
+        {"surfaces": 0, "triangles": 0, "points": 3}
+    markups = session.result.markups
+    assert markups.GetDisplayNode().GetVisibility3D()
+    session.act("reject", 0)                              # the same node: grey in 3D too
+    assert markups.GetNthControlPointVisibility(0) and not markups.GetNthControlPointSelected(0)
+    bounds = surfaces.result_bounds("cmb", session.result)
+    centre = session.review.items[1].centre_ras
+    assert all(bounds[2 * i] < centre[i] < bounds[2 * i + 1] for i in range(3))
+    assert surfaces.describe({"surfaces": 0, "points": 1}) == "3D: 1 candidate point"
 
 
 def test_the_command_says_how_to_install_the_review(monkeypatch, capsys, tmp_path):

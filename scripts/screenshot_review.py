@@ -5,14 +5,17 @@
 
 Starts ``lesion-suite review DIR`` on a free port (DIR default: a folder of small
 hand-made WMH, CMB and ICH results in the demo's layout, built from the test helpers),
-opens each task's first case in Debian's chromium (Playwright), waits for the three
-slice views' images (a plain ``chromium --screenshot`` only catches the loading splash)
-and saves ``review_<task>.png`` (the ICH page on its most probable slice). It prints, as
-JSON, what docs/benchmarks.md reports: server start (to the first answer), first image
-(page load to three view images), case switch, slice-frame latency while scrolling the
-axial view (mouse wheel to the view's next image, median and p95), and accept-click to
-store-write latency (median of the clicks; these write records into DIR's feedback store,
-so give a copy of real results).
+opens each case in turn in Debian's chromium (Playwright), waits for the three slice
+views' and the 3D view's images (a plain ``chromium --screenshot`` only catches the
+loading splash) and saves ``review_<task>.png`` of each task's first case (the ICH page
+on its most probable slice). It prints, as JSON, what docs/benchmarks.md reports: server
+start (to the first answer), first image (page load to the views' images), case switch,
+the server's memory (resident and peak resident, ``VmRSS`` / ``VmHWM``, after each case
+opened), slice-frame latency while scrolling the axial view (mouse wheel to the view's
+next image, median and p95), 3D frame latency while rotating the WMH surfaces (a mouse
+drag step to the 3D view's next image), and accept-click to store-write latency (median
+of the clicks; these write records into DIR's feedback store, so give a copy of real
+results).
 """
 
 from __future__ import annotations
@@ -81,37 +84,80 @@ def main(argv=None) -> int:
             page = browser.new_page(viewport={"width": 1400, "height": 800})
             started = time.perf_counter()
             page.goto(server.url)
-            web.wait_for_views(page)
+            web.wait_for_views(page, 4)
             figures["first_image_s"] = round(time.perf_counter() - started, 2)
             titles = page.locator(".case-item").all_inner_texts()
-            shot_tasks, switches = set(), []
+            shot_tasks, switches, memory = set(), [], {"start": server_memory(server)}
             for index, title in enumerate(titles):
                 task = title.split()[0].lower()
-                if task in shot_tasks:
-                    continue
                 started = time.perf_counter()
                 page.locator(".case-item").nth(index).click()
                 page.wait_for_function(
-                    f"document.querySelector('.case-title').innerText.startsWith("
-                    f"{json.dumps(title.split()[0])})", timeout=web.PAGE_TIMEOUT_MS)
-                web.wait_for_views(page)
+                    "i => document.querySelector('.case-title').innerText.trim() === document"
+                    ".querySelectorAll('.case-item')[i].querySelector('.v-list-item-title')"
+                    ".innerText.trim()", arg=index, timeout=web.PAGE_TIMEOUT_MS)
+                web.wait_for_views(page, 4)
                 time.sleep(1.5)  # let the views' last frames after the switch arrive
                 switches.append(time.perf_counter() - started - 1.5)
+                memory[title.split("\n")[0].strip()] = server_memory(server)
+                if task in shot_tasks:
+                    continue
                 if task == "ich":
                     show_most_probable_slice(page)
+                page.screenshot(path=str(out / f"review_{task}.png"))
                 if task == "wmh":
                     figures["slice_frame_s"] = scroll_latencies(page)
-                page.screenshot(path=str(out / f"review_{task}.png"))
+                    figures["threed_frame_s"] = rotate_latencies(page)
                 shot_tasks.add(task)
                 if task == "cmb":
                     figures["accept_click_to_store_s"] = click_latencies(page, root)
             figures["case_switch_s"] = round(statistics.median(switches), 2)
+            figures["memory_mb"] = memory
             browser.close()
     finally:
         server.stop()
     figures["screenshots"] = sorted(str(p) for p in out.glob("review_*.png"))
     print(json.dumps(figures, indent=1))
     return 0
+
+
+def server_memory(server) -> dict:
+    """The server process's resident and peak resident memory (MB) from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024)
+    return {"rss": fields.get("VmRSS"), "peak": fields.get("VmHWM")}
+
+
+def rotate_latencies(page, steps: int = 12) -> dict:
+    """Seconds from one mouse-drag step in the 3D view (a rotation) to that view's next
+    image: median and p95 of ``steps`` (take the picture before: the camera stays
+    turned until the case is opened again)."""
+    view = page.locator("img.image-display-area").nth(3)
+    box = view.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    times = []
+    for step in range(steps):
+        before = view.get_attribute("src")
+        started = time.perf_counter()
+        page.mouse.move(x + 8 * (step + 1), y)
+        try:
+            page.wait_for_function(
+                "old => document.querySelectorAll('img.image-display-area')[3].src !== old",
+                arg=before, timeout=5000, polling=5)
+        except Exception:  # no new frame: not a latency
+            continue
+        times.append(time.perf_counter() - started)
+        time.sleep(0.1)
+    page.mouse.up()
+    times.sort()
+    return {"median": round(statistics.median(times), 3),
+            "p95": round(times[min(len(times) - 1, int(0.95 * len(times)))], 3),
+            "frames": len(times)} if times else {}
 
 
 def show_most_probable_slice(page) -> None:

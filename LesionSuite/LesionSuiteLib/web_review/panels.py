@@ -124,10 +124,14 @@ def ich_panel() -> None:
 
 def display_controls() -> None:
     """The image's window/level presets of its modality (CT: brain, subdural, bone,
-    auto; MR: auto, the 1st-99th percentiles)."""
+    auto; MR: auto, the 1st-99th percentiles); the 3D view on or off, and what it shows."""
     with html.Div(v_if="task", classes="pa-2 display-controls"):
         v3.VSelect(v_model=("wl_preset",), items=("wl_presets",), label="Window/level",
                    density="compact", hide_details=True, classes="wl-preset")
+        with html.Div(classes="d-flex align-center ga-2"):
+            v3.VCheckbox(v_model=("show_3d",), label="3D view", density="compact",
+                         hide_details=True, classes="show-3d flex-grow-0")
+            html.Span("{{ surface_info }}", classes="text-body-2 surface-info")
 
 
 def retrain_controls() -> None:

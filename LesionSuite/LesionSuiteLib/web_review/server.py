@@ -1,7 +1,8 @@
 """The trame application of the review station (imports trame-slicer).
 
 One server holds one MRML scene (trame-slicer's :class:`SlicerApp`, the scene with the
-module logics Slicer would register), three linked slice views streamed as images, and a
+module logics Slicer would register), three linked slice views and a 3D view (the result's
+surfaces or points, :mod:`.surfaces`; the page can hide it) streamed as images, and a
 side panel: the case list with next / previous, the task's panel (:mod:`.panels`: CMB
 candidates, WMH ARWMC ratings, ICH slice labels) and the overlay controls. A button,
 choice or shortcut triggers a server callback that calls :class:`.session.CaseSession`,
@@ -36,7 +37,7 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
-from . import panels
+from . import panels, surfaces
 from .cases import feedback_root, find_cases
 from .reviews import DEFAULT_OVERLAY_OPACITY
 from .session import CaseSession, RetrainJob, add_module_folders
@@ -77,20 +78,25 @@ class ReviewStation:
         self.server = server or get_server(client_type="vue3")
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
-        # Slice views only: 3D volume rendering is about 1 frame a second on a small CPU
-        # server, and the review happens on the slices.
+        # No volume rendering (about 1 frame a second on a small CPU server): the 3D view
+        # shows the result's surfaces only; the review happens on the slices.
         register_rca_factories(self.slicer_app.view_manager, self.server)
         self.layout_manager = LayoutManager(self.slicer_app.scene,
                                             self.slicer_app.view_manager, self.server)
-        self.layout_manager.register_layout("review", Layout(LayoutDirection.Horizontal, [
+        axial, coronal, sagittal, threed = (
             ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view(),
-            ViewLayoutDefinition.sagittal_view()]))
+            ViewLayoutDefinition.sagittal_view(), ViewLayoutDefinition.threed_view())
+        self.layout_manager.register_layout("review", Layout(
+            LayoutDirection.Horizontal, [axial, coronal, sagittal]))
+        self.layout_manager.register_layout("review_3d", Layout(LayoutDirection.Vertical, [
+            Layout(LayoutDirection.Horizontal, [axial, coronal]),
+            Layout(LayoutDirection.Horizontal, [sagittal, threed])]))
         self.session: Optional[CaseSession] = None
         self._placement = None  # the hidden markups node a missed microbleed is placed on
         self.retrain_job: Optional[RetrainJob] = None
         self._state_defaults()
         self._build_ui()
-        self.layout_manager.set_layout("review")
+        self.layout_manager.set_layout("review_3d")
         self.server.trigger("review_key")(self.on_key)
         self.server.trigger("review_action")(self.on_action)
         self.server.trigger("select_row")(self.on_select)
@@ -103,6 +109,7 @@ class ReviewStation:
         state.change("cam_threshold")(self.on_threshold)
         state.change("show_rejected")(self.on_show_rejected)
         state.change("wl_preset")(self.on_window_level)
+        state.change("show_3d")(self.on_show_3d)
         self.open_case(0)
 
     # ------------------------------------------------------------------ state
@@ -129,6 +136,8 @@ class ReviewStation:
         state.retrain_running = False
         state.retrain_fraction = 0.0
         state.retrain_text = ""
+        state.show_3d = True
+        state.surface_info = ""
 
     def _publish(self) -> None:
         """Copy what the review shows into the page's state."""
@@ -136,8 +145,11 @@ class ReviewStation:
         with state:
             if session is None:
                 state.rows, state.current, state.summary = [], None, ""
+                state.surface_info = ""
                 return
             state.rows = session.rows()
+            state.surface_info = surfaces.describe(
+                surfaces.surface_facts(session.case.task, session.result))
             state.current = session.page.current
             state.summary = session.summary()
             if session.case.task == "ich":  # tick the current slice's standing subtypes
@@ -174,6 +186,8 @@ class ReviewStation:
         if case.task == "cmb":
             self.session.act("show_rejected", bool(state.show_rejected))
         display.reset_views()
+        surfaces.show_in_views(self.slicer_app.view_manager.get_threed_views(), case.task,
+                               self.session.result)
         self._publish()
         self._centre()
 
@@ -242,6 +256,10 @@ class ReviewStation:
             self.session.set_window_level(str(wl_preset))
         except ValueError as exc:
             self.server.state.message = str(exc)
+
+    def on_show_3d(self, show_3d=None, **_) -> None:
+        """The *3D view* switch: three slice views in a row, or a 2x2 grid with it."""
+        self.layout_manager.set_layout("review_3d" if show_3d else "review")
 
     # ------------------------------------------------------------- retraining
     def start_retraining(self) -> None:
