@@ -15,7 +15,8 @@ import torch
 from lesion_core.cli import main
 from lesion_core.cmb.calibrate import calibrate, detection_counts
 from lesion_core.cmb.candidates import CandidateConfig
-from lesion_core.cmb.discriminator import Stage2TrainConfig, build_network
+from lesion_core.cmb.discriminator import (Stage2TrainConfig, build_network, parameter_count,
+                                           predict_with_flips)
 from lesion_core.cmb.evaluate import STAGES, case_counts, labels_of, stage_selections
 from lesion_core.cmb.fit import CMBTrainConfig, fit_cmb, read_cohort
 from lesion_core.cmb.model import DESCRIPTION, CMBConfig, CMBModel, load_cmb_model
@@ -381,14 +382,40 @@ def test_cli_train_options_reach_every_network():
     args = build_parser().parse_args([
         "cmb", "train", "--table", "t.csv", "--validation", "v.csv", "--out", "m",
         "--steps", "7", "--lr", "0.01", "--seed", "3", "--precision", "fp32",
-        "--teacher-steps", "5", "--checkpoint-minutes", "2"])
-    config = train_config(TrainSettings.from_args(args), args.teacher_steps, args.student_steps)
+        "--teacher-steps", "5", "--checkpoint-minutes", "2", "--student-channels", "16,32"])
+    config = train_config(TrainSettings.from_args(args), args.teacher_steps, args.student_steps,
+                          args.student_channels)
+    assert config.student_channels == (16, 32)
     stage1, teacher, student = config.stage1_train.optim, config.teacher.optim, config.student.optim
     assert (stage1.steps, stage1.lr, stage1.schedule) == (7, 0.01, "cosine")
     assert (teacher.steps, teacher.lr, student.steps) == (5, 1e-3, CMBTrainConfig().student.optim.steps)
     assert {o.seed for o in (stage1, teacher, student)} == {3} == {config.seed}
     assert {o.precision for o in (stage1, teacher, student)} == {"fp32"}
     assert {o.checkpoint_every_s for o in (stage1, teacher, student)} == {120.0}
+
+
+@pytest.mark.parametrize("text", ["16,x", "0,8", "8,8,8,8,8", ""])
+def test_cli_refuses_student_widths_that_are_not_a_network(text, capsys):
+    from lesion_core.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["cmb", "train", "--table", "t.csv", "--out", "m",
+                                   "--student-channels", text])
+    assert "positive widths" in capsys.readouterr().err
+
+
+def test_a_wider_student_saves_and_loads_as_itself(tmp_path):
+    torch.manual_seed(0)
+    wide = build_network("student", (16, 32, 64))
+    config = CMBConfig(stage1=TINY, student_channels=(16, 32, 64))
+    CMBModel(None, build_stage1(TINY), wide, None, config, ModelCard("cmb_wide")).save(
+        tmp_path / "wide")
+    loaded = load_cmb_model(tmp_path / "wide")
+    assert loaded.config.student_channels == (16, 32, 64)
+    assert parameter_count(loaded.student) == parameter_count(wide) == 142_788
+    patches = torch.rand(2, 1, 24, 24, 24)
+    assert torch.equal(predict_with_flips(loaded.student, patches),
+                       predict_with_flips(wide, patches))
 
 
 def test_read_cohorts_takes_every_sequence_a_table_holds(cohort, tmp_path):

@@ -12,8 +12,9 @@ Both networks are MONAI classes on LesionSuite's bundle allow-list
 
 * teacher: ``"monai.ResNet"``, basic blocks, one block per stage, widths 16-32-64-128:
   897,842 parameters (measured with :func:`parameter_count`);
-* student: ``"monai.Classifier"``, two strided residual stages of 8 and 16 channels:
-  14,307 parameters, about 1/63 of the teacher.
+* student: ``"monai.Classifier"``, strided residual stages, by default two of 8 and 16
+  channels: 14,307 parameters, about 1/63 of the teacher (wider students:
+  ``student_channels`` of the model config).
 
 Layouts: patches ``[N, 1, 24, 24, 24]`` (float, intensities normalised by the caller),
 logits ``[N, 2]`` (class 0: mimic, class 1: microbleed), labels ``[N]`` (int64).
@@ -46,6 +47,8 @@ NUM_CLASSES = 2
 
 TEACHER_NAME = "monai.ResNet"
 STUDENT_NAME = "monai.Classifier"
+#: Widths of the shipped student's stages (a smaller student runs on every candidate fast).
+DEFAULT_STUDENT_CHANNELS = (8, 16)
 
 #: The three spatial axes of a ``[N, C, I, J, K]`` tensor.
 _SPATIAL_DIMS = (2, 3, 4)
@@ -67,25 +70,31 @@ def teacher_args() -> dict[str, Any]:
     }
 
 
-def student_args() -> dict[str, Any]:
-    """Keyword arguments of the student ``monai.Classifier`` (JSON-able). ``in_shape`` is
-    ``[C, I, J, K]`` because the classifier ends in a dense layer sized for it."""
+def student_args(channels: tuple[int, ...] = DEFAULT_STUDENT_CHANNELS) -> dict[str, Any]:
+    """Keyword arguments of the student ``monai.Classifier`` (JSON-able): one residual
+    stage of stride 2 per entry of ``channels``. ``in_shape`` is ``[C, I, J, K]`` because
+    the classifier ends in a dense layer sized for it."""
+    if not channels or any(int(c) < 1 for c in channels) or len(channels) > 4:
+        raise ValueError(f"student channels must be 1-4 positive widths, got {channels!r}")
     return {
         "in_shape": [1, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE],
         "classes": NUM_CLASSES,
-        "channels": [8, 16],
-        "strides": [2, 2],
+        "channels": [int(c) for c in channels],
+        "strides": [2] * len(channels),
         "num_res_units": 1,
     }
 
 
-def build_network(kind: Literal["teacher", "student"]) -> torch.nn.Module:
-    """A freshly initialised teacher or student, built through the bundle allow-list so that
-    the same class and arguments are what a saved bundle would name."""
+def build_network(kind: Literal["teacher", "student"],
+                  student_channels: tuple[int, ...] = DEFAULT_STUDENT_CHANNELS
+                  ) -> torch.nn.Module:
+    """A freshly initialised teacher or student (of ``student_channels``), built through
+    the bundle allow-list so that the same class and arguments are what a saved bundle
+    would name."""
     if kind == "teacher":
         return get_network_class(TEACHER_NAME)(**teacher_args())
     if kind == "student":
-        return get_network_class(STUDENT_NAME)(**student_args())
+        return get_network_class(STUDENT_NAME)(**student_args(student_channels))
     raise ValueError(f"kind must be 'teacher' or 'student', got {kind!r}")
 
 
@@ -235,8 +244,10 @@ def train_teacher(patches: torch.Tensor, labels: torch.Tensor,
 def distil_student(patches: torch.Tensor, labels: torch.Tensor, teacher: torch.nn.Module,
                    config: Stage2TrainConfig = Stage2TrainConfig(),
                    init: torch.nn.Module | None = None, checkpoint: str | Path | None = None,
-                   progress: Progress | None = None) -> tuple[torch.nn.Module, TrainResult]:
-    """Distil a student from ``teacher`` with :func:`.distillation.distillation_loss`
+                   progress: Progress | None = None,
+                   channels: tuple[int, ...] = DEFAULT_STUDENT_CHANNELS
+                   ) -> tuple[torch.nn.Module, TrainResult]:
+    """Distil a student of stage widths ``channels`` from ``teacher`` with :func:`.distillation.distillation_loss`
     (``config.distillation``). A frozen copy of the teacher, on the training device, sees
     the same augmented batch as the student, in eval mode and without gradients, so its
     soft targets describe exactly what the student is shown (``teacher`` itself is left
@@ -252,8 +263,10 @@ def distil_student(patches: torch.Tensor, labels: torch.Tensor, teacher: torch.n
         return {"loss": distillation_loss(net(x).float(), soft, y, config.distillation)}
 
     # A resumed student must go on learning from the same teacher.
-    return run_training(init if init is not None else (lambda: build_network("student")),
+    return run_training(init if init is not None
+                        else (lambda: build_network("student", channels)),
                         PatchBatches(patches, labels, config.augment), loss, config.optim,
                         checkpoint_dir=checkpoint, progress=progress, label="student",
                         fingerprint={**_data_fingerprint(config, labels, init),
-                                     "teacher": weights_digest(teacher)})
+                                     "teacher": weights_digest(teacher),
+                                     "channels": [int(c) for c in channels]})

@@ -106,7 +106,8 @@ def finetune_cmb(model: CMBModel, store: str | Path, stage1: bool = False,
     progress.update(0.4, f"fine-tuning the student on {len(y)} decisions")
     student, student_run = distil_student(
         x, y, teacher, train, init=copy.deepcopy(model.student),
-        checkpoint=folder / "student" if folder else None, progress=progress.sub(0.4, 0.7))
+        checkpoint=folder / "student" if folder else None, progress=progress.sub(0.4, 0.7),
+        channels=model.config.student_channels)
     new_stage1, runs = model.stage1, {"student": student_run.summary()}
     if stage1:
         progress.update(0.7, "fine-tuning the candidate U-Net")

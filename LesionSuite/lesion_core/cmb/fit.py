@@ -45,7 +45,8 @@ from ..training import OptimConfig
 from ..training.cache import cached_arrays, parallel_map
 from ..volume import Volume
 from .candidates import EXAMPLE_THRESHOLD, CandidateConfig, extract_candidates
-from .discriminator import Stage2TrainConfig, distil_student, train_teacher, weights_digest
+from .discriminator import (DEFAULT_STUDENT_CHANNELS, Stage2TrainConfig, distil_student,
+                            train_teacher, weights_digest)
 from .model import DEFAULT_MODEL, DESCRIPTION, SEQUENCES, CMBConfig, CMBModel
 from .patches import extract_patch, label_candidates
 from .stage1 import (Stage1Config, Stage1TrainConfig, TrainingVolume, stage1_probability,
@@ -72,7 +73,8 @@ class CMBTrainConfig:
     training; ``mimic_patches``: extra negatives per image drawn on mimic voxels (``seed``
     chooses them); ``sensitivity_target``: share of the validation bleeds stage 1's
     threshold must keep (relative to its lowest threshold); ``max_stage2_loss``: share of
-    stage 1's true detections stage 2 may drop. Stage 2 examples and the calibration run
+    stage 1's true detections stage 2 may drop; ``student_channels``: the student's stage
+    widths (architecture, saved in the bundle). Stage 2 examples and the calibration run
     the U-Net at ``stage1_train.optim``'s device and precision.
     """
 
@@ -82,6 +84,7 @@ class CMBTrainConfig:
         optim=OptimConfig(steps=500, lr=1e-3, batch_size=32)))
     student: Stage2TrainConfig = field(default_factory=lambda: Stage2TrainConfig(
         optim=OptimConfig(steps=800, lr=2e-3, batch_size=32)))
+    student_channels: tuple[int, ...] = DEFAULT_STUDENT_CHANNELS
     mimic_patches: int = 6
     sensitivity_target: float = 0.95
     max_stage2_loss: float = 0.05
@@ -249,8 +252,10 @@ def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
     teacher, run_t = train_teacher(patches, labels, config.teacher, checkpoint=sub("teacher"),
                                    progress=progress.sub(0.7, 0.8))
     student, run_s = distil_student(patches, labels, teacher, config.student,
-                                    checkpoint=sub("student"), progress=progress.sub(0.8, 0.9))
-    model_config = CMBConfig(stage1=config.stage1, sequences=sequences)
+                                    checkpoint=sub("student"), progress=progress.sub(0.8, 0.9),
+                                    channels=config.student_channels)
+    model_config = CMBConfig(stage1=config.stage1, sequences=sequences,
+                             student_channels=tuple(config.student_channels))
     progress.update(0.9, f"calibrating on {len(validation)} validation images")
     model_config, calibration = calibrate(stage1, student.to(device), validation, model_config,
                                           config)

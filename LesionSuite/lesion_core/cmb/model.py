@@ -25,8 +25,8 @@ from ..labels import CMB
 from ..tasks import ModelCard, TaskModel, get_task, load_model
 from .candidates import CandidateConfig
 from .cleanup import CleanupConfig
-from .discriminator import (PATCH_SIZE, STUDENT_NAME, TEACHER_NAME, student_args,
-                            teacher_args)
+from .discriminator import (DEFAULT_STUDENT_CHANNELS, PATCH_SIZE, STUDENT_NAME, TEACHER_NAME,
+                            student_args, teacher_args)
 from .stage1 import STAGE1_NAME, Stage1Config
 
 #: The task's identity, declared once in :mod:`lesion_core.cmb.task` (read here through the
@@ -54,6 +54,7 @@ class CMBConfig:
         sequences: the sequences the model was trained on; others are refused unless the
             caller says otherwise.
         patch_size: edge (voxels at 1 mm) of the stage 2 patches.
+        student_channels: widths of the student's strided stages (its architecture).
     """
 
     stage1: Stage1Config = field(default_factory=Stage1Config)
@@ -61,6 +62,7 @@ class CMBConfig:
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     sequences: tuple[str, ...] = ("SWI",)
     patch_size: int = PATCH_SIZE
+    student_channels: tuple[int, ...] = DEFAULT_STUDENT_CHANNELS
 
 
 def config_to_dict(config: CMBConfig) -> dict[str, Any]:
@@ -83,7 +85,9 @@ def config_from_dict(data: dict[str, Any]) -> CMBConfig:
     stage1["features"] = tuple(stage1.get("features", Stage1Config.features))
     return CMBConfig(stage1=Stage1Config(candidates=candidates, **stage1),
                      cleanup=dataclass_from_json(CleanupConfig, data.pop("cleanup", {})),
-                     sequences=tuple(data.pop("sequences", ("SWI",))), **data)
+                     sequences=tuple(data.pop("sequences", ("SWI",))),
+                     student_channels=tuple(data.pop("student_channels",
+                                                     DEFAULT_STUDENT_CHANNELS)), **data)
 
 
 @dataclass
@@ -118,7 +122,7 @@ class CMBModel(TaskModel):
         ``teacher``, and the :class:`CMBConfig` in ``extra["config"]``."""
         config = self.config
         networks = {"stage1": NetworkSpec(STAGE1_NAME, config.stage1.network_args()),
-                    "student": NetworkSpec(STUDENT_NAME, student_args())}
+                    "student": NetworkSpec(STUDENT_NAME, student_args(config.student_channels))}
         modules = {"stage1": self.stage1, "student": self.student}
         if self.teacher is not None:
             networks["teacher"] = NetworkSpec(TEACHER_NAME, teacher_args())

@@ -27,6 +27,20 @@ from .candidates_file import FILES, read_candidates
 SEQUENCES = ("SWI", "T2star")
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """``--student-channels`` as a tuple of positive widths (``"16,32"`` -> ``(16, 32)``)."""
+    import argparse
+
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not 1 <= len(widths) <= 4 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not 1-4 positive widths separated by commas (e.g. 16,32)")
+    return widths
+
+
 class CMBTask(Task):
     name = "cmb"
     title = "CMB"
@@ -67,7 +81,10 @@ class CMBTask(Task):
                          help="with --table: teacher steps (default: the training config's)"),
                   option("--student-steps", type=int, metavar="N",
                          help="with --table: student distillation steps (default: the "
-                              "training config's)")),
+                              "training config's)"),
+                  option("--student-channels", type=_widths, metavar="W,W",
+                         help="with --table: widths of the student's strided stages, e.g. "
+                              "16,32 (default: 8,16)")),
         "evaluate": (option("--sequence", choices=SEQUENCES, default="SWI",
                             help="the images of the table to run on (default %(default)s)"),),
     }
@@ -156,11 +173,12 @@ class CMBTask(Task):
 
     def fit(self, data: dict, settings: TrainSettings, progress=None, init=None,
             teacher_steps: int | None = None, student_steps: int | None = None,
-            **options: Any):
+            student_channels: tuple[int, ...] | None = None, **options: Any):
         from .fit import fit_cmb
 
         model, report = fit_cmb(data["train"], data["validation"],
-                                train_config(settings, teacher_steps, student_steps),
+                                train_config(settings, teacher_steps, student_steps,
+                                             student_channels),
                                 settings.cache, progress,
                                 init_stage1=init.stage1 if init is not None else None,
                                 checkpoint=settings.checkpoint)
@@ -194,11 +212,13 @@ class CMBTask(Task):
         return line
 
 def train_config(settings: TrainSettings, teacher_steps: int | None = None,
-                 student_steps: int | None = None):
+                 student_steps: int | None = None,
+                 student_channels: tuple[int, ...] | None = None):
     """The :class:`~lesion_core.cmb.fit.CMBTrainConfig` of a training from tables: stage 1
     takes every shared setting; the teacher and the student keep their own learning rate
     and batch size, take their steps from ``teacher_steps`` / ``student_steps`` and the
-    rest (seed, device, precision, checkpoint interval) from ``settings``."""
+    rest (seed, device, precision, checkpoint interval) from ``settings``;
+    ``student_channels``: the student's stage widths (default: the config's)."""
     from dataclasses import replace
 
     from .fit import CMBTrainConfig
@@ -210,6 +230,8 @@ def train_config(settings: TrainSettings, teacher_steps: int | None = None,
         part = getattr(config, name)
         stage2[name] = replace(part, optim=replace(part.optim, **settings.shared(),
                                                    steps=steps or part.optim.steps))
+    if student_channels:
+        stage2["student_channels"] = tuple(student_channels)
     return replace(config, stage1_train=replace(config.stage1_train, optim=stage1),
                    seed=stage1.seed, **stage2)
 

@@ -1,0 +1,97 @@
+"""How wide must the CMB student be to keep its teacher's accuracy? Distil students of
+several widths from one model's teacher, calibrate and save each as a full CMB bundle.
+
+    python bench/cmb_student_size.py --model DIR --table T [--table T2] --validation V
+        [--validation V2] --cache DIR --out DIR [--widths 8,16 16,32 16,32,64]
+        [--steps 5000]
+
+The stage 1 U-Net and the teacher are the model's own; the stage 2 examples are the
+training's (from ``--cache`` when a training with these tables prepared them there), so
+each student differs from the shipped one only in its width and steps. Each student
+checkpoints under ``--out`` (rerun the command to resume) and is saved as
+``--out/student_<widths>``, ready for the benchmark; ``--out/student_size.json`` records
+its parameters, distillation time per step, calibration and time per candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from lesion_core.cmb.calibrate import calibrate
+from lesion_core.cmb.discriminator import distil_student, parameter_count, predict_with_flips
+from lesion_core.cmb.fit import (DESCRIPTION, CMBTrainConfig, _cached_examples,
+                                 prepare_volumes, read_cohorts)
+from lesion_core.cmb.model import CMBConfig, CMBModel, load_cmb_model
+from lesion_core.tasks import ModelCard
+
+
+def ms_per_candidate(net: torch.nn.Module, repeats: int = 5, n: int = 64) -> float:
+    """Median time (ms) of the pipeline's flip-averaged prediction per 24^3 candidate."""
+    patches = torch.rand(n, 1, 24, 24, 24, generator=torch.Generator().manual_seed(0))
+    predict_with_flips(net, patches[:2])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict_with_flips(net, patches)
+        times.append((time.perf_counter() - start) * 1000 / n)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="CMB bundle with a teacher")
+    parser.add_argument("--table", action="append", required=True)
+    parser.add_argument("--validation", action="append", required=True)
+    parser.add_argument("--cache", required=True, help="the training's prepared arrays")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--widths", nargs="+", default=["8,16", "16,32", "16,32,64"])
+    parser.add_argument("--steps", type=int, default=5000)
+    args = parser.parse_args()
+
+    model = load_cmb_model(args.model, device="cpu")
+    if model.teacher is None:
+        parser.error(f"{args.model} holds no teacher to distil from")
+    config = CMBTrainConfig()
+    train, validation = read_cohorts(args.table), read_cohorts(args.validation)
+    volumes = prepare_volumes(train, config.stage1.candidates, args.cache)
+    patches, labels = _cached_examples(model.stage1, train, volumes, config, args.cache, None)
+    del volumes
+    print(f"{len(labels)} stage 2 examples ({int(labels.sum())} bleeds)", flush=True)
+    student_config = replace(config.student, optim=replace(config.student.optim,
+                                                           steps=args.steps))
+    record_file = args.out / "student_size.json"
+    records = json.loads(record_file.read_text()) if record_file.exists() else {}
+    for text in args.widths:
+        widths = tuple(int(w) for w in text.split(","))
+        name = "student_" + "-".join(map(str, widths))
+        student, run = distil_student(patches, labels, model.teacher, student_config,
+                                      checkpoint=args.out / "checkpoints" / name,
+                                      channels=widths)
+        sequences = tuple(sorted({r.sequence for r in train}))
+        base = CMBConfig(stage1=config.stage1, sequences=sequences, student_channels=widths)
+        calibrated, calibration = calibrate(model.stage1, student, validation, base, config)
+        report = {"student_channels": list(widths), "distilled_from": str(args.model),
+                  "stage2_examples": int(len(labels)), "student": run.summary(),
+                  "calibration": calibration}
+        card = ModelCard("cmb_shiva_distilled", description=DESCRIPTION, training=report)
+        CMBModel(None, model.stage1, student, model.teacher, calibrated, card).save(
+            args.out / name, overwrite=True)
+        records[name] = {"parameters": parameter_count(student),
+                         "s_per_step": round(run.wall_s / max(run.steps, 1), 3),
+                         "ms_per_candidate": round(ms_per_candidate(student), 2),
+                         **report}
+        args.out.mkdir(parents=True, exist_ok=True)
+        record_file.write_text(json.dumps(records, indent=1))
+        print(name, json.dumps(records[name]["calibration"]["after_stage2"]), flush=True)
+    print(json.dumps({"teacher_ms_per_candidate": round(ms_per_candidate(model.teacher), 2)}))
+
+
+if __name__ == "__main__":
+    main()
