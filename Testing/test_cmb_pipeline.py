@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lesion_core.cli import main
-from lesion_core.cmb.calibrate import calibrate, detection_counts
+from lesion_core.cmb.calibrate import choose_thresholds, detection_counts
 from lesion_core.cmb.candidates import CandidateConfig
 from lesion_core.cmb.discriminator import (Stage2TrainConfig, build_network, parameter_count,
                                            predict_with_flips)
@@ -187,6 +187,35 @@ def test_unreadable_candidates_file_is_one_clear_error(tmp_path):
 
 
 # ------------------------------------------------------------------ calibration
+def _scored_case(offset: float, true_p2: list[float], false_p2: list[float]) -> dict:
+    """A permissive-run case: bleeds on a line 30 mm apart, every candidate above stage 1,
+    the false positives 100 mm away from any bleed."""
+    true = np.array([[offset + 30.0 * i, 0.0, 0.0] for i in range(len(true_p2))])
+    false = np.array([[offset + 30.0 * i, 100.0, 0.0] for i in range(len(false_p2))])
+    return {"true": true, "centres": np.vstack([true, false]).reshape(-1, 3),
+            "p1": np.full(len(true_p2) + len(false_p2), 0.99),
+            "p2": np.array(true_p2 + false_p2), "clean": np.ones(len(true_p2) + len(false_p2), bool)}
+
+
+def test_stage2_threshold_is_set_for_the_false_positive_budget():
+    # Two scans; bleeds at student probability 0.3-0.9, mimics at 0.2, 0.4 and 0.6.
+    cases = [_scored_case(0.0, [0.9, 0.3], [0.2, 0.4, 0.6]),
+             _scored_case(500.0, [0.8, 0.5], [0.2, 0.4, 0.6])]
+    t1, t2, report = choose_thresholds(cases, 0.95, 0.05, max_fp_per_scan=1.0)
+    # At most 1 false positive per scan first holds above 0.4 (only the 0.6 mimics): the
+    # lowest such threshold keeps the most bleeds (3 of 4).
+    assert (t2, report["stage2_rule"]) == (0.45, "fp_per_scan")
+    assert report["after_stage2"] == {"sensitivity": 0.75, "fp_avg": 1.0}
+    # No budget: lose at most 5 % of stage 1's bleeds, so every bleed is kept.
+    _, t2, report = choose_thresholds(cases, 0.95, 0.05, max_fp_per_scan=None)
+    assert (t2, report["stage2_rule"], report["after_stage2"]["sensitivity"]) == (
+        0.3, "stage2_loss", 1.0)
+    # A budget no threshold meets leaves the loss rule in charge.
+    never = [_scored_case(0.0, [0.9], [0.97, 0.98])]
+    assert choose_thresholds(never, 0.95, 0.05, max_fp_per_scan=0.5)[2]["stage2_rule"] == (
+        "stage2_loss")
+
+
 def test_detection_counts_pool_the_distance_rule():
     cases = [{"centres": np.array([[0, 0, 0], [20, 0, 0], [50, 0, 0.0]]),
               "true": np.array([[1, 0, 0], [20, 4, 0.0]]), "p1": np.array([0.9, 0.4, 0.8])},

@@ -9,8 +9,10 @@ thresholds (every candidate of the example threshold, no stage 2 rejection); the
   (a component that would split at the higher threshold counts once: a close
   approximation for bleeds of a few voxels);
 * **stage 2 threshold**: among the candidates above that threshold that pass the
-  clean-up rules, the highest student probability at which at most ``max_stage2_loss`` of
-  their true detections are lost.
+  clean-up rules, the lowest student probability at which all stages give at most
+  ``max_fp_per_scan`` false positives per scan (the operating point the detector is
+  judged at); without that budget, or where no threshold meets it, the highest one at
+  which at most ``max_stage2_loss`` of their true detections are lost.
 
 The air-distance rule needs registration and is left out of the calibration runs. The
 networks run at the training's precision (``stage1_train.optim.precision``).
@@ -61,30 +63,51 @@ def calibrate(stage1, student, rows, config: CMBConfig, train_config) -> tuple[C
     model = CMBModel(None, stage1, student, None, permissive)
     precision = train_config.stage1_train.optim.precision
     cases = [_case(model, row, precision) for row in rows]
+    t1, t2, report = choose_thresholds(cases, train_config.sensitivity_target,
+                                       train_config.max_stage2_loss,
+                                       train_config.max_fp_per_scan)
+    calibrated = replace(config, stage2_threshold=t2, stage1=replace(
+        config.stage1, candidates=replace(config.stage1.candidates, threshold=t1)))
+    return calibrated, report
+
+
+def choose_thresholds(cases: list[dict], sensitivity_target: float, max_stage2_loss: float,
+                      max_fp_per_scan: float | None = None) -> tuple[float, float, dict]:
+    """The stage 1 and stage 2 thresholds of the module notes from the permissive runs'
+    ``cases`` (``_case`` dicts). With ``max_fp_per_scan``, stage 2's threshold is instead
+    the lowest one at which all stages (stage 1 threshold, clean-up, stage 2) give at most
+    that many false positives per scan, the operating point the detector is judged at:
+    it keeps the most bleeds the false-positive budget allows. Where no threshold meets
+    the budget, the ``max_stage2_loss`` rule stands. Returns ``(t1, t2, report)``."""
     base_tp, _, n_true = detection_counts(cases, lambda c: c["p1"] >= 0)
     t1 = GRID[0]
     for t in GRID:
         tp, _, _ = detection_counts(cases, lambda c, t=t: c["p1"] >= t)
-        if tp >= config_target(base_tp, train_config.sensitivity_target):
-            t1 = t
-    stage1_keep = lambda c: (c["p1"] >= t1) & c["clean"]
+        if tp >= config_target(base_tp, sensitivity_target):
+            t1 = float(t)
+    stage1_keep = lambda c: (c["p1"] >= t1) & c["clean"]  # noqa: E731
     s1_tp, s1_fp, _ = detection_counts(cases, stage1_keep)
-    t2 = 0.05
-    for t in np.round(np.arange(0.05, 0.96, 0.05), 2):
-        tp, _, _ = detection_counts(cases, lambda c, t=t: stage1_keep(c) & (c["p2"] >= t))
-        if tp >= config_target(s1_tp, 1.0 - train_config.max_stage2_loss):
-            t2 = float(t)
-    tp, fp, _ = detection_counts(cases, lambda c: stage1_keep(c) & (c["p2"] >= t2))
-    calibrated = replace(config, stage2_threshold=t2, stage1=replace(
-        config.stage1, candidates=replace(config.stage1.candidates, threshold=float(t1))))
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    counts = {float(t): detection_counts(cases, lambda c, t=t: stage1_keep(c) & (c["p2"] >= t))
+              for t in grid}
+    t2, rule = 0.05, "stage2_loss"
+    for t, (tp, _, _) in counts.items():
+        if tp >= config_target(s1_tp, 1.0 - max_stage2_loss):
+            t2 = t
+    within = [t for t, (_, fp, _) in counts.items()
+              if max_fp_per_scan is not None and fp <= max_fp_per_scan * len(cases) + 1e-9]
+    if within:
+        t2, rule = min(within), "fp_per_scan"
+    tp, fp, _ = counts[t2]
     report = {"images": len(cases), "true_cmbs": n_true,
-              "stage1_threshold": float(t1), "stage2_threshold": t2,
+              "stage1_threshold": t1, "stage2_threshold": t2, "stage2_rule": rule,
+              "max_fp_per_scan": max_fp_per_scan,
               "sensitivity_lowest_threshold": base_tp / max(n_true, 1),
               "after_stage1_and_cleanup": {"sensitivity": s1_tp / max(n_true, 1),
                                            "fp_avg": s1_fp / max(len(cases), 1)},
               "after_stage2": {"sensitivity": tp / max(n_true, 1),
                                "fp_avg": fp / max(len(cases), 1)}}
-    return calibrated, report
+    return t1, t2, report
 
 
 def config_target(count: int, share: float) -> float:

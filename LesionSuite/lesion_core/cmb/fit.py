@@ -73,7 +73,9 @@ class CMBTrainConfig:
     training; ``mimic_patches``: extra negatives per image drawn on mimic voxels (``seed``
     chooses them); ``sensitivity_target``: share of the validation bleeds stage 1's
     threshold must keep (relative to its lowest threshold); ``max_stage2_loss``: share of
-    stage 1's true detections stage 2 may drop; ``student_channels``: the student's stage
+    stage 1's true detections stage 2 may drop, unless ``max_fp_per_scan`` (the false
+    positives per validation scan of all stages) sets the stage 2 threshold
+    (:func:`.calibrate.choose_thresholds`); ``student_channels``: the student's stage
     widths (architecture, saved in the bundle). Stage 2 examples and the calibration run
     the U-Net at ``stage1_train.optim``'s device and precision.
     """
@@ -88,6 +90,7 @@ class CMBTrainConfig:
     mimic_patches: int = 6
     sensitivity_target: float = 0.95
     max_stage2_loss: float = 0.05
+    max_fp_per_scan: float | None = 1.0
     seed: int = 0
 
 
