@@ -415,6 +415,9 @@ def test_cli_train_options_reach_every_network():
     config = train_config(TrainSettings.from_args(args), args.teacher_steps, args.student_steps,
                           args.student_channels)
     assert config.student_channels == (16, 32)
+    from lesion_core.cmb.task import _cohort_name
+    # The model card names a cohort by its folder and file, never the machine's path.
+    assert _cohort_name("/srv/runs/x/train/cmb_labels.csv") == "train/cmb_labels.csv"
     stage1, teacher, student = config.stage1_train.optim, config.teacher.optim, config.student.optim
     assert (stage1.steps, stage1.lr, stage1.schedule) == (7, 0.01, "cosine")
     assert (teacher.steps, teacher.lr, student.steps) == (5, 1e-3, CMBTrainConfig().student.optim.steps)

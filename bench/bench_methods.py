@@ -191,7 +191,7 @@ def _cmb_stage12_teacher(case) -> Prediction:
 
 
 @register("cmb_stage12_student", kind="cmb",
-          description="CMB detector, stages 1 + 2 with the distilled student (14k parameters)")
+          description="CMB detector, stages 1 + 2 with the distilled student (143k parameters)")
 def _cmb_stage12_student(case) -> Prediction:
     return _cmb_stage(case, "stage1+2 student")
 

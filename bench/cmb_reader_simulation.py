@@ -3,7 +3,7 @@
     python bench/cmb_reader_simulation.py [--decisions 20] [--review-cases 8] [--n 10]
 
 1. Review: the shipped model runs on ``--review-cases`` synthetic SWI subjects of the
-   validation range (seeds 100020 and up: neither trained on, calibrated on, nor
+   validation range (seeds 100100 and up: neither trained on, calibrated on, nor
    benchmarked). A simulated reader walks through the kept candidates and those stage 2
    dropped (the "show rejected by stage 2" view), in order of stage 1 probability, accepts
    a candidate within 5 mm of a true microbleed and rejects the others, then adds true
@@ -38,7 +38,7 @@ from lesion_core.metrics.detection import summarize_detections
 from lesion_core.synth.anatomy import AnatomyConfig
 from lesion_core.synth.cohort import SubjectConfig, make_subject
 
-REVIEW_SEED = 100_020
+REVIEW_SEED = 100_100
 MATCH_MM = 5.0
 
 

@@ -12,9 +12,9 @@ Both networks are MONAI classes on LesionSuite's bundle allow-list
 
 * teacher: ``"monai.ResNet"``, basic blocks, one block per stage, widths 16-32-64-128:
   897,842 parameters (measured with :func:`parameter_count`);
-* student: ``"monai.Classifier"``, strided residual stages, by default two of 8 and 16
-  channels: 14,307 parameters, about 1/63 of the teacher (wider students:
-  ``student_channels`` of the model config).
+* student: ``"monai.Classifier"``, strided residual stages of ``student_channels`` (model
+  config): 16-32-64 in the shipped model, 142,788 parameters, about 1/6 of the teacher;
+  8-16 (14,307, 1/63) in bundles that do not record a width.
 
 Layouts: patches ``[N, 1, 24, 24, 24]`` (float, intensities normalised by the caller),
 logits ``[N, 2]`` (class 0: mimic, class 1: microbleed), labels ``[N]`` (int64).
@@ -47,7 +47,8 @@ NUM_CLASSES = 2
 
 TEACHER_NAME = "monai.ResNet"
 STUDENT_NAME = "monai.Classifier"
-#: Widths of the shipped student's stages (a smaller student runs on every candidate fast).
+#: Widths of the student's stages when a bundle does not record them (those saved before
+#: the width was configurable); new trainings default to 16-32-64 (``CMBTrainConfig``).
 DEFAULT_STUDENT_CHANNELS = (8, 16)
 
 #: The three spatial axes of a ``[N, C, I, J, K]`` tensor.

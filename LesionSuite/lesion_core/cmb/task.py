@@ -27,6 +27,15 @@ from .candidates_file import FILES, read_candidates
 SEQUENCES = ("SWI", "T2star")
 
 
+def _cohort_name(table) -> str:
+    """A cohort table as the model card names it: its folder and file name, never the
+    machine's path to it (a shipped card must not carry where it was trained)."""
+    from pathlib import Path
+
+    path = Path(table)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 def _widths(text: str) -> tuple[int, ...]:
     """``--student-channels`` as a tuple of positive widths (``"16,32"`` -> ``(16, 32)``)."""
     import argparse
@@ -84,7 +93,7 @@ class CMBTask(Task):
                               "training config's)"),
                   option("--student-channels", type=_widths, metavar="W,W",
                          help="with --table: widths of the student's strided stages, e.g. "
-                              "16,32 (default: 8,16)")),
+                              "16,32 (default: 16,32,64)")),
         "evaluate": (option("--sequence", choices=SEQUENCES, default="SWI",
                             help="the images of the table to run on (default %(default)s)"),),
     }
@@ -169,7 +178,8 @@ class CMBTask(Task):
         sequences = SEQUENCES if sequence == "all" else (sequence,)
         return {"train": read_cohorts(table, sequences),
                 "validation": read_cohorts(validation, sequences),
-                "tables": [str(t) for t in table], "validation_tables": [str(t) for t in validation]}
+                "tables": [_cohort_name(t) for t in table],
+                "validation_tables": [_cohort_name(t) for t in validation]}
 
     def fit(self, data: dict, settings: TrainSettings, progress=None, init=None,
             teacher_steps: int | None = None, student_steps: int | None = None,
