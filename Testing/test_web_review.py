@@ -241,18 +241,25 @@ def store_records(root: Path) -> list[tuple]:
             for r in store.case(case).records()]
 
 
-def view_brightness(view) -> float:
-    """The mean grey value (0..255) of a slice view's current image."""
-    return view.evaluate("""img => {
+def view_mean(view, per_pixel: str) -> float:
+    """The mean over a view's current image of ``per_pixel`` (a JS function of r, g, b,
+    each 0..255, returning a number)."""
+    return view.evaluate("""(img, perPixel) => {
+        const value = eval(perPixel);
         const canvas = document.createElement('canvas');
         canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
         const context = canvas.getContext('2d');
         context.drawImage(img, 0, 0);
         const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
         let sum = 0;
-        for (let i = 0; i < data.length; i += 4) sum += data[i];
+        for (let i = 0; i < data.length; i += 4) sum += value(data[i], data[i + 1], data[i + 2]);
         return sum / (data.length / 4);
-    }""")
+    }""", per_pixel)
+
+
+def view_brightness(view) -> float:
+    """The mean grey value (0..255) of a slice view's current image."""
+    return view_mean(view, "(r, g, b) => r")
 
 
 #: Per pixel, whether it counts (RGB 0..255): strongly coloured (a segment's surface,
@@ -264,19 +271,7 @@ MAGENTA = "(r, g, b) => r > 140 && g < 90 && b > 70"
 def view_fraction(view, test: str = COLOURED) -> float:
     """The fraction of a view's current image's pixels that pass ``test`` (a JS function
     of r, g, b)."""
-    return view.evaluate("""(img, test) => {
-        const keep = eval(test);
-        const canvas = document.createElement('canvas');
-        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-        const context = canvas.getContext('2d');
-        context.drawImage(img, 0, 0);
-        const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
-        let count = 0;
-        for (let i = 0; i < data.length; i += 4) {
-            if (keep(data[i], data[i + 1], data[i + 2])) count += 1;
-        }
-        return count / (data.length / 4);
-    }""", test)
+    return view_mean(view, f"(r, g, b) => (({test})(r, g, b) ? 1 : 0)")
 
 
 def view_click(page, view: int = 0, right: float = 0.0) -> None:
