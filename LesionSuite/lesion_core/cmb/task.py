@@ -37,16 +37,18 @@ def _cohort_name(table) -> str:
 
 
 def _widths(text: str) -> tuple[int, ...]:
-    """``--student-channels`` as a tuple of positive widths (``"16,32"`` -> ``(16, 32)``)."""
+    """``--student-channels`` as a tuple of positive widths (``"16,32"`` -> ``(16, 32)``),
+    checked by the one rule of a student's widths (:func:`.discriminator.student_args`)."""
     import argparse
+
+    from .discriminator import student_args
 
     try:
         widths = tuple(int(part) for part in text.split(","))
+        student_args(widths)
     except ValueError:
-        widths = ()
-    if not 1 <= len(widths) <= 4 or min(widths) < 1:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not 1-4 positive widths separated by commas (e.g. 16,32)")
+            f"{text!r} is not 1-4 positive widths separated by commas (e.g. 16,32)") from None
     return widths
 
 
