@@ -34,11 +34,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_cases  # noqa: E402
-from lesion_core.cmb.candidates import EXAMPLE_THRESHOLD  # noqa: E402
+from lesion_core.cmb.calibrate import detection_counts, permissive_config  # noqa: E402
 from lesion_core.cmb.evaluate import true_centres  # noqa: E402
 from lesion_core.cmb.model import load_cmb_model  # noqa: E402
 from lesion_core.cmb.predict import predict_cmb  # noqa: E402
-from lesion_core.metrics.detection import match_points  # noqa: E402
 
 CURVES = ("stage 1", "stage 1 + teacher", "stage 1 + student", "all stages")
 
@@ -46,10 +45,8 @@ CURVES = ("stage 1", "stage 1 + teacher", "stage 1 + student", "all stages")
 def permissive_case(model, case) -> dict:
     """Candidates of one case with every score the curves sweep, and the true centres."""
     sequence = case.primary_modality
-    config = model.config
-    loose = replace(config, stage2_threshold=0.0, stage1=replace(
-        config.stage1, candidates=replace(config.stage1.candidates, threshold=EXAMPLE_THRESHOLD)))
-    result = predict_cmb(case.images[sequence], replace(model, config=loose), sequence,
+    loose = replace(model, config=permissive_config(model.config))
+    result = predict_cmb(case.images[sequence], loose, sequence,
                          allow_other_sequence=True, with_teacher=True)
     cands = result.candidates
     return {"true": true_centres(case.labels[sequence]["cmb"]),
@@ -80,10 +77,7 @@ def load_scores(folder: Path, bench_set: str) -> list[dict] | None:
 
 def point(cases: list[dict], keep) -> tuple[float, float]:
     """Pooled (FP per scan, sensitivity) of the detections ``keep(case)`` selects."""
-    tp = fp = n_true = 0
-    for case in cases:
-        counts = match_points(case["centres"][keep(case)], case["true"])
-        tp, fp, n_true = tp + counts.tp, fp + counts.fp, n_true + counts.n_true
+    tp, fp, n_true = detection_counts(cases, keep)
     return fp / max(len(cases), 1), tp / max(n_true, 1)
 
 

@@ -55,12 +55,17 @@ def detection_counts(cases: list[dict], keep) -> tuple[int, int, int]:
     return tp, fp, n_true
 
 
+def permissive_config(config: CMBConfig) -> CMBConfig:
+    """``config`` keeping every candidate of the stage 1 example threshold and rejecting
+    none at stage 2: one run scores every candidate that any threshold could keep."""
+    return replace(config, stage2_threshold=0.0, stage1=replace(
+        config.stage1, candidates=replace(config.stage1.candidates, threshold=EXAMPLE_THRESHOLD)))
+
+
 def calibrate(stage1, student, rows, config: CMBConfig, train_config) -> tuple[CMBConfig, dict]:
     """Set ``config``'s stage 1 and stage 2 thresholds from ``rows`` (see module notes).
     Returns the new config and a report of the figures behind the choice."""
-    permissive = replace(config, stage2_threshold=0.0, stage1=replace(
-        config.stage1, candidates=replace(config.stage1.candidates, threshold=EXAMPLE_THRESHOLD)))
-    model = CMBModel(None, stage1, student, None, permissive)
+    model = CMBModel(None, stage1, student, None, permissive_config(config))
     precision = train_config.stage1_train.optim.precision
     cases = [_case(model, row, precision) for row in rows]
     t1, t2, report = choose_thresholds(cases, train_config.sensitivity_target,
