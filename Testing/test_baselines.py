@@ -235,8 +235,8 @@ def test_ich_threshold_on_synthetic_subject():
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.14, 1.14, 1.9), (0.5, 0.5, 5.0)])
 def test_morphology_in_mm_is_the_distance_rule_whatever_the_method(spacing):
-    # Small radii run as ball-shaped structuring elements, large ones as distance maps;
-    # both must give the sets the docstrings define by centre-to-centre distance.
+    # Balls of up to a few hundred runs are shifted runs, larger ones distance maps; both
+    # must give the sets the docstrings define by centre-to-centre distance.
     from scipy import ndimage
 
     from lesion_core.baselines.masks import dilate_mm, erode_mm
@@ -250,3 +250,51 @@ def test_morphology_in_mm_is_the_distance_rule_whatever_the_method(spacing):
                               inside[1:-1, 1:-1, 1:-1] > radius), radius
         assert np.array_equal(dilate_mm(mask, radius, spacing),
                               ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius)
+
+
+def test_shifted_runs_give_the_distance_rule_on_random_masks():
+    # Random shapes, spacings and radii (exact ties at 1 mm included), masks touching the
+    # border, tiny arrays and radii reaching beyond the array: the runs are the ball.
+    from scipy import ndimage
+
+    from lesion_core.baselines.masks import dilate_mm, erode_mm
+
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 16, 3))
+        spacing = tuple(float(s) for s in rng.choice([0.5, 0.7, 0.995394, 1.0, 1.5, 3.0], 3))
+        mask = ndimage.gaussian_filter(rng.random(shape), rng.choice([0.5, 1.5])) > 0.5
+        mask[..., -1] |= trial % 3 == 0
+        for radius in (0.6, 1.0, 2.0, 2.5, 4.0, 7.0):
+            if not mask.any():
+                assert not erode_mm(mask, radius, spacing).any()
+                continue
+            inside = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)
+            assert np.array_equal(erode_mm(mask, radius, spacing),
+                                  inside[1:-1, 1:-1, 1:-1] > radius), (trial, radius)
+            if (~mask).any():
+                near = ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius
+                assert np.array_equal(dilate_mm(mask, radius, spacing), near), (trial, radius)
+
+
+def test_fill_holes_and_largest_component_match_scipy():
+    from scipy import ndimage
+
+    from lesion_core.baselines.masks import fill_holes, largest_component, structure
+
+    rng = np.random.default_rng(12)
+    shell = np.zeros((9, 10, 8), bool)
+    shell[1:-1, 1:-1, 1:-1] = True
+    shell[4, 5, 3] = shell[2, 2, 2] = False               # enclosed holes
+    shell[0, 4, 4] = True                                  # touching the border
+    masks = [shell, np.zeros((4, 4, 4), bool), np.ones((3, 5, 2), bool)]
+    masks += [ndimage.gaussian_filter(rng.random(tuple(rng.integers(2, 18, 3))), 1.0) > t
+              for t in (0.45, 0.5, 0.55) for _ in range(8)]
+    for mask in masks:
+        assert np.array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+        for connectivity in (6, 18, 26):
+            labels, n = ndimage.label(mask, structure=structure(connectivity))
+            sizes = np.bincount(labels.ravel())
+            sizes[0] = 0
+            expected = labels == np.argmax(sizes) if n else np.zeros(mask.shape, bool)
+            assert np.array_equal(largest_component(mask, connectivity), expected)

@@ -20,6 +20,7 @@ task registry's word (:func:`lesion_core.tasks.bundle_kinds`), passed in as
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -29,9 +30,10 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from . import __version__
 from .atomic import atomic_write, atomic_write_bytes
@@ -298,7 +300,7 @@ def _check_rebuildable(net: str, spec: NetworkSpec, module: torch.nn.Module,
             "Set the metadata class to the network's registered name, or register the "
             "class with lesion_core.networks.register_network", source=folder)
     try:
-        with torch.device("meta"):  # no memory, no init cost
+        with _on_meta():
             rebuilt = _build(net, spec, folder)
     except (NotImplementedError, RuntimeError):  # a constructor that needs real tensors
         rebuilt = _build(net, spec, folder)
@@ -308,6 +310,30 @@ def _check_rebuildable(net: str, spec: NetworkSpec, module: torch.nn.Module,
         raise ModelBundleError(f"the arguments of network {net!r} rebuild a different "
                                "network", "Store the exact arguments the network was "
                                "built with", source=folder)
+
+
+#: The in-place random fills of weight initialisation (``torch.nn.init``).
+_RANDOM_FILLS = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.bernoulli_,
+                           torch.Tensor.exponential_, torch.Tensor.log_normal_,
+                           torch.Tensor.cauchy_, torch.Tensor.geometric_, torch.Tensor.random_})
+
+
+class _SkipRandomFills(TorchFunctionMode):
+    """Inside, :data:`_RANDOM_FILLS` return their tensor untouched."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _RANDOM_FILLS:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _on_meta() -> Iterator[None]:
+    """Build networks on the ``meta`` device (shapes only: no memory, no init cost). The
+    random fills of their initialisation are skipped: on ``meta`` they compute nothing, and
+    the meta kernel of ``normal_`` imports TorchDynamo at its first call (~1 s)."""
+    with torch.device("meta"), _SkipRandomFills():
+        yield
 
 
 def _build(net: str, spec: NetworkSpec, source: Path) -> torch.nn.Module:
@@ -332,7 +358,7 @@ def _check_size(net: str, spec: NetworkSpec, state: dict[str, torch.Tensor],
 
     get_network_class(spec.class_name, source=str(folder / METADATA_FILE))
     try:
-        with torch.device("meta"):
+        with _on_meta():
             shapes = {k: tuple(v.shape) for k, v in
                       _build(net, spec, folder / METADATA_FILE).state_dict().items()}
     except (NotImplementedError, RuntimeError):

@@ -116,6 +116,8 @@ class Volume:
 
         ``order=1`` (trilinear) for images, ``order=0`` (nearest) for label maps, whose
         dtype is kept. Outside the field of view: ``fill``, default the image minimum.
+        Grids whose axes map onto each other (no obliquity between them) are resampled one
+        axis at a time, with the same result (:func:`_resample_axis_aligned`).
         """
         affine = np.asarray(affine, dtype=np.float64)
         target_to_source = np.linalg.inv(self.affine) @ affine
@@ -126,10 +128,13 @@ class Volume:
         is_label = order == 0
         src = self.array if is_label else self.array.astype(np.float32, copy=False)
         cval = float(src.min()) if fill is None else float(fill)
-        out = ndimage.affine_transform(
-            src, target_to_source[:3, :3], offset=target_to_source[:3, 3],
-            output_shape=tuple(int(n) for n in shape), order=order, mode="constant",
-            cval=cval, prefilter=False)
+        shape = tuple(int(n) for n in shape)
+        if order in (0, 1) and src.ndim == 3 and _source_axes(target_to_source) is not None:
+            out = _resample_axis_aligned(src, target_to_source, shape, order, cval)
+        else:
+            out = ndimage.affine_transform(
+                src, target_to_source[:3, :3], offset=target_to_source[:3, 3],
+                output_shape=shape, order=order, mode="constant", cval=cval, prefilter=False)
         return Volume(out.astype(self.array.dtype) if is_label else out, affine,
                       self.source, dict(self.meta))
 
@@ -172,3 +177,58 @@ class Volume:
         shape = np.asarray(shape, dtype=int)
         start = (np.asarray(self.shape[:3]) - shape) // 2
         return self.crop(start, start + shape, fill=fill)
+
+
+def _source_axes(target_to_source: np.ndarray) -> list[int] | None:
+    """For each source axis, the one target axis its coordinate depends on, when the 3x3
+    part of ``target_to_source`` has exactly one non-zero per row and column (the grids
+    differ by an axis permutation, flips, scaling and a shift); else None (oblique)."""
+    nonzero = np.asarray(target_to_source)[:3, :3] != 0
+    if not (np.all(nonzero.sum(axis=0) == 1) and np.all(nonzero.sum(axis=1) == 1)):
+        return None
+    return [int(np.argmax(row)) for row in nonzero]
+
+
+def _resample_axis_aligned(src: np.ndarray, target_to_source: np.ndarray,
+                           shape: tuple[int, int, int], order: int, cval: float) -> np.ndarray:
+    """What ``ndimage.affine_transform(src, ..., mode="constant", prefilter=False)`` gives
+    for an axis-aligned ``target_to_source`` (:func:`_source_axes`) and ``order`` 0 or 1,
+    computed one source axis at a time (three 1-D interpolations instead of a 3D one per
+    voxel; several times faster on a head).
+
+    The coordinates are affine_transform's own float64 arithmetic (shift + index * scale),
+    a sample is inside for coordinates in ``[0, n - 1]`` (``cval`` elsewhere: constant mode
+    does not interpolate beyond the edge voxels), nearest is ``floor(c + 0.5)`` and the
+    linear weights are ``1 - t`` and ``1 - (1 - t)``, as scipy computes them, so order 0
+    gives the same voxels exactly and order 1 the same values up to the float64 rounding
+    of the sum (far below float32 resolution). Returns an array of ``shape``, float32 for
+    order 1 and ``src``'s dtype for order 0.
+    """
+    axes = _source_axes(target_to_source)
+    dtype = np.float32 if order == 1 else src.dtype
+    coords, kept = [], []
+    for h, p in enumerate(axes):
+        coord = target_to_source[h, 3] + np.arange(shape[p]) * target_to_source[h, p]
+        inside = np.flatnonzero((coord >= 0) & (coord <= src.shape[h] - 1))
+        if not len(inside):
+            return np.full(shape, cval, dtype)
+        # The coordinate is monotonic in the index, so the samples inside are one run.
+        kept.append(slice(int(inside[0]), int(inside[-1]) + 1))
+        coords.append(coord[inside])
+    low = [np.floor(c + (0.5 if order == 0 else 0.0)).astype(np.intp) for c in coords]
+    # Only the source voxels that are sampled (a small patch reads a small box).
+    box = tuple(slice(int(i.min()), min(int(i.max()) + 2, n)) for i, n in zip(low, src.shape))
+    index = [i - b.start for i, b in zip(low, box)]
+    values = src[box][np.ix_(*index)] if order == 0 else src[box]
+    for h, coord in enumerate(coords if order == 1 else ()):
+        before = [1] * 3
+        before[h] = len(coord)
+        w0 = (1.0 - (coord - np.floor(coord))).reshape(before)
+        upper = np.minimum(index[h] + 1, values.shape[h] - 1)  # weight 0 at the last voxel
+        lower = np.multiply(np.take(values, index[h], axis=h), w0, dtype=np.float64)
+        above = np.multiply(np.take(values, upper, axis=h), 1.0 - w0, dtype=np.float64)
+        values = np.add(lower, above, out=lower)
+    out = np.full(shape, cval, dtype)
+    # Source axis h runs along target axis axes[h].
+    out[tuple(kept[axes.index(p)] for p in range(3))] = np.transpose(values, np.argsort(axes))
+    return out

@@ -12,11 +12,12 @@ by them.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from .template import load_template
+from .template import cached_arrays, load_template
 
 #: The MARS categories, the location vocabulary of the CMB task ("outside" and "unknown"
 #: mark points off the template brain and failed registrations).
@@ -37,15 +38,28 @@ _NUCLEI = [("thalamus", (11, -18, 7), (9, 13, 9)),
            ("external_capsule", (30, 2, 2), (3, 16, 11))]
 
 
-@lru_cache(maxsize=1)
-def _mni_maps():
-    """Template masks and distances used by the rules (cortex depth, ventricle distance)."""
+def _build_maps() -> dict[str, np.ndarray]:
+    """The template masks and distance maps the rules read: brain and ventricles (uint8
+    masks, the maps > 0.5) on the 1 mm template grid, cortex depth and ventricle distance
+    (float32 mm) on every ``step``-th voxel."""
     t = load_template()
     cortex, step = ((t.maps["gm"] - t.maps["deep_gm"]) > 0.4) & t.brain, 2
     depth = ndimage.distance_transform_edt(~cortex[::step, ::step, ::step], sampling=step)
     vent = ndimage.distance_transform_edt(t.maps["ventricles"][::step, ::step, ::step] < 0.5, sampling=step)
-    masks = {"brain": t.brain.astype(np.float32), "ventricles": t.maps["ventricles"]}
-    return t, masks, depth.astype(np.float32), vent.astype(np.float32), step
+    return {"affine": t.affine, "brain": t.brain.astype(np.uint8),
+            "ventricles": (t.maps["ventricles"] > 0.5).astype(np.uint8),
+            "depth": depth.astype(np.float32), "vent": vent.astype(np.float32),
+            "step": np.array(step)}
+
+
+@lru_cache(maxsize=1)
+def _mni_maps():
+    """The maps of :func:`_build_maps`: built once (distance maps of the whole template,
+    from its full load: seconds) and cached on disk like the template, so a new process
+    only reads them."""
+    stored = cached_arrays("mars_maps", _build_maps, Path(__file__).read_text())
+    return (stored["affine"], stored["brain"], stored["ventricles"], stored["depth"],
+            stored["vent"], int(stored["step"]))
 
 
 def _lookup(array, affine, points, step=1, order=0):
@@ -70,7 +84,7 @@ def classify_mni(points) -> tuple[np.ndarray, np.ndarray]:
     p = np.atleast_2d(np.asarray(points, dtype=np.float64))
     x, y, z = p.T
     ax = np.abs(x)
-    t, masks, depth, vent_dist, step = _mni_maps()
+    affine, brain, ventricles, depth, vent_dist, step = _mni_maps()
     cat, reg = np.full(len(p), "lobar", dtype=object), np.full(len(p), "", dtype=object)
     done = np.zeros(len(p), bool)
 
@@ -79,8 +93,8 @@ def classify_mni(points) -> tuple[np.ndarray, np.ndarray]:
         cat[mask], reg[mask] = c, r
         done[mask] = True
 
-    assign(_lookup(masks["brain"], t.affine, p) < 0.5, "outside", "outside")
-    assign(_lookup(masks["ventricles"], t.affine, p) > 0.5, "outside", "ventricle")
+    assign(_lookup(brain, affine, p) < 0.5, "outside", "outside")
+    assign(_lookup(ventricles, affine, p) > 0.5, "outside", "ventricle")
     assign((ax <= 15) & (y >= -44) & (y <= -10) & (z <= -6) & (y >= -38 + 0.2 * (z + 10)),
            "infratentorial", "brainstem")
     tent = -4 - 0.45 * ax - 0.4 * np.maximum(0, -60 - y)
@@ -91,8 +105,8 @@ def classify_mni(points) -> tuple[np.ndarray, np.ndarray]:
     outer = ((y + 4) / 36) ** 2 + ((z - 8) / 18) ** 2
     inner = ((y + 4) / 28) ** 2 + ((z - 8) / 11) ** 2
     assign((ax <= 16) & (outer <= 1) & (inner >= 1) & (z >= 2), "deep", "corpus_callosum")
-    deep_wm = _lookup(depth, t.affine, p, step, order=1) >= DEEP_WM_DEPTH_MM
-    near_vent = _lookup(vent_dist, t.affine, p, step, order=1) <= PERIVENTRICULAR_MM
+    deep_wm = _lookup(depth, affine, p, step, order=1) >= DEEP_WM_DEPTH_MM
+    near_vent = _lookup(vent_dist, affine, p, step, order=1) <= PERIVENTRICULAR_MM
     assign(deep_wm & near_vent, "deep", "periventricular_white_matter")
     assign(deep_wm, "deep", "deep_white_matter")
     assign((ax >= 28) & (ax <= 42) & (y >= -28) & (y <= 24) & (z >= -14) & (z <= 24), "lobar", "insula")

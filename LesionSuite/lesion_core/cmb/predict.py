@@ -88,37 +88,74 @@ class CMBPrediction:
         return [c for c in self.candidates if c.kept]
 
 
-def _locate(image: Volume, centres: np.ndarray, pre: Volume) -> tuple[list, list, np.ndarray | None]:
-    """MARS (category, region) of each centre and the sinus/mastoid air mask on ``pre``'s
-    grid, both through an affine registration of ``image`` to MNI. Registration failure
-    is not fatal: locations become "unknown" and the air rule is skipped."""
+def _template_air() -> tuple[np.ndarray, np.ndarray]:
+    """The MNI template's sinus and mastoid air (uint8, the air map > 0.5) and its affine,
+    cached on disk: all the air rule needs of the template, whose full load costs a
+    second or two."""
+    from ..atlas.template import cached_arrays, load_template
+
+    def build() -> dict[str, np.ndarray]:
+        template = load_template()
+        return {"air": (template.maps["air"] > 0.5).astype(np.uint8), "affine": template.affine}
+
+    stored = cached_arrays("mni_air", build, Path(__file__).read_text())
+    return stored["air"], stored["affine"]
+
+
+def _grown_box(mask: np.ndarray, spacing, margin_mm: float) -> tuple[slice, ...] | None:
+    """Bounding box of ``mask`` grown by ``margin_mm`` (mm) and clipped to the array;
+    None for an empty mask."""
+    found = ndimage.find_objects(np.asarray(mask, np.uint8))
+    if not found:
+        return None
+    margin = np.ceil(margin_mm / np.asarray(spacing)).astype(int)
+    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
+                 for s, m, n in zip(found[0], margin, mask.shape))
+
+
+def _locate(image: Volume, centres: np.ndarray, pre: Volume, inside: np.ndarray,
+            reach_mm: float) -> tuple[list, list, np.ndarray | None]:
+    """MARS (category, region) of each centre and the distance (mm) to sinus/mastoid air
+    on ``pre``'s grid, both through an affine registration of ``image`` to MNI.
+    Registration failure is not fatal: locations become "unknown" and the air rule is
+    skipped.
+
+    The air rule only asks at centres inside the brain (``inside``, on ``pre``'s grid)
+    whether air lies nearer than ``reach_mm``, so the air is carried only into the brain's
+    box grown by ``reach_mm`` + 2 mm, and the distance is ``inf`` outside it."""
     from ..registration import RegistrationError, register_to_mni
     from ..atlas.mars import classify_mni
-    from ..atlas.template import load_template
 
     try:
         registration = register_to_mni(image, "SWI")
     except RegistrationError:
         return ["unknown"] * len(centres), [""] * len(centres), None
-    template = load_template()
-    air = registration.carry_mni_map(template.maps["air"] > 0.5, template.affine, 0, pre).array > 0
+    box = _grown_box(inside, pre.spacing, reach_mm + 2.0)
+    air_distance = None
+    if box is not None:
+        start = [s.start for s in box]
+        affine = pre.affine.copy()
+        affine[:3, 3] = pre.voxel_to_ras(start)
+        grid = Volume(np.empty([s.stop - s.start for s in box], np.uint8), affine)
+        air = registration.carry_mni_map(*_template_air(), 0, grid).array > 0
+        air_distance = _air_distance(air, box, pre.shape, pre.spacing, reach_mm)
     if not len(centres):
-        return [], [], air
+        return [], [], air_distance
     category, region = classify_mni(registration.to_mni(centres))
-    return [str(c) for c in category], [str(r) for r in region], air
+    return [str(c) for c in category], [str(r) for r in region], air_distance
 
 
-def _air_distance(air: np.ndarray | None, spacing, reach_mm: float) -> np.ndarray | None:
-    """Distance (mm) to the nearest air voxel, computed only in the air's bounding box
-    grown by ``reach_mm`` + 2 mm (the rule looks no further); ``inf`` elsewhere."""
-    found = ndimage.find_objects(np.asarray(air, np.uint8)) if air is not None else []
-    if not found:
+def _air_distance(air: np.ndarray, box: tuple[slice, ...], shape, spacing,
+                  reach_mm: float) -> np.ndarray | None:
+    """Distance (mm) to the nearest voxel of ``air`` (the crop at ``box`` of a grid of
+    ``shape``), computed only in the air's bounding box grown by ``reach_mm`` + 2 mm (the
+    rule looks no further); ``inf`` elsewhere. None when there is no air."""
+    near = _grown_box(air, spacing, reach_mm + 2.0)
+    if near is None:
         return None
-    margin = np.ceil((reach_mm + 2.0) / np.asarray(spacing)).astype(int)
-    box = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
-                for s, m, n in zip(found[0], margin, air.shape))
-    distance = np.full(air.shape, np.inf, np.float32)
-    distance[box] = ndimage.distance_transform_edt(~air[box], sampling=spacing)
+    distance = np.full(shape, np.inf, np.float32)
+    inner = tuple(slice(b.start + n.start, b.start + n.stop) for b, n in zip(box, near))
+    distance[inner] = ndimage.distance_transform_edt(~air[near], sampling=spacing)
     return distance
 
 
@@ -131,7 +168,7 @@ def _on_image_grid(labels_1mm: Volume, keep: list[int], centres: np.ndarray, ima
     selected = labels_1mm.with_array(lut[labels_1mm.array])
     out = selected.resample_to_grid(image.affine, image.shape[:3], order=0, fill=0).array
     out = np.asarray(out, np.int32)
-    present = set(np.unique(out).tolist())
+    present = set(np.flatnonzero(np.bincount(out.ravel(), minlength=1)).tolist())
     for ident in keep:
         if ident not in present:
             ijk = np.round(image.ras_to_voxel(centres[ident - 1])).astype(int)
@@ -179,9 +216,9 @@ def predict_cmb(image: Volume, model: CMBModel, sequence: str = "SWI",
     teacher = (_discriminate(model.teacher, pre, centres, config.patch_size, precision)
                if with_teacher and model.teacher is not None else None)
     progress.update(0.7, "locating")
-    categories, regions, air = (_locate(image, centres, pre) if locate else
-                                (["unknown"] * len(centres), [""] * len(centres), None))
-    air_distance = _air_distance(air, pre.spacing, config.cleanup.min_air_distance_mm)
+    categories, regions, air_distance = (
+        _locate(image, centres, pre, inside, config.cleanup.min_air_distance_mm) if locate
+        else (["unknown"] * len(centres), [""] * len(centres), None))
     progress.update(0.85, "stage 3: clean-up")
     results, boxes = [], ndimage.find_objects(labels.array)
     for index, candidate in enumerate(candidates):
