@@ -68,7 +68,8 @@ class CMBTrainConfig:
     """What :func:`fit_cmb` trains and how.
 
     ``stage1``: the U-Net's architecture (saved in the bundle); ``stage1_train``: its
-    sampling, loss, augmentation and optimisation; ``teacher`` / ``student``: stage 2
+    sampling, loss, augmentation and optimisation; ``stage1_hard``: the hard-example
+    fine-tune after it (``hard_examples``; skipped at 0 steps); ``teacher`` / ``student``: stage 2
     training; ``mimic_patches``: extra negatives per image drawn on mimic voxels (``seed``
     chooses them); ``sensitivity_target``: share of the validation bleeds stage 1's
     threshold must keep (relative to its lowest threshold); ``max_stage2_loss``: share of
@@ -81,6 +82,11 @@ class CMBTrainConfig:
 
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage1_train: Stage1TrainConfig = field(default_factory=Stage1TrainConfig)
+    # Hard examples after the main run: a short fine-tune on the bleeds the U-Net misses
+    # and the places it fools (:mod:`.hard_examples`); 0 steps skips it.
+    stage1_hard: Stage1TrainConfig = field(default_factory=lambda: Stage1TrainConfig(
+        hard_examples=True, optim=OptimConfig(steps=0, lr=1e-3, schedule="cosine",
+                                              batch_size=4)))
     teacher: Stage2TrainConfig = field(default_factory=lambda: Stage2TrainConfig(
         optim=OptimConfig(steps=500, lr=1e-3, batch_size=32)))
     student: Stage2TrainConfig = field(default_factory=lambda: Stage2TrainConfig(
@@ -247,7 +253,13 @@ def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
     progress.update(0.0, f"preparing {len(train)} training images")
     volumes = prepare_volumes(train, config.stage1.candidates, cache, workers)
     stage1, run1 = train_stage1(volumes, config.stage1, config.stage1_train, init=init_stage1,
-                                checkpoint=sub("stage1"), progress=progress.sub(0.1, 0.55))
+                                checkpoint=sub("stage1"), progress=progress.sub(0.1, 0.5))
+    runs = {"stage1": run1.summary()}
+    if config.stage1_hard.optim.steps > 0:
+        stage1, run_h = train_stage1(volumes, config.stage1, config.stage1_hard, init=stage1,
+                                     checkpoint=sub("stage1_hard"),
+                                     progress=progress.sub(0.5, 0.55))
+        runs["stage1_hard"] = run_h.summary()
     device = select_device(config.stage1_train.optim.device)
     patches, labels = _cached_examples(stage1.to(device), train, volumes, config, cache,
                                        progress.sub(0.55, 0.7))
@@ -266,9 +278,9 @@ def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
     progress.update(1.0, "trained")
     report = {"training_images": len(train), "validation_images": len(validation),
               "stage2_examples": int(len(labels)), "stage2_positives": int(labels.sum()),
-              "runs": {"stage1": run1.summary(), "teacher": run_t.summary(),
-                       "student": run_s.summary()},
+              "runs": {**runs, "teacher": run_t.summary(), "student": run_s.summary()},
               "settings": json_safe({"stage1": dataclasses.asdict(config.stage1_train),
+                                     "stage1_hard": dataclasses.asdict(config.stage1_hard),
                                      "teacher": dataclasses.asdict(config.teacher),
                                      "student": dataclasses.asdict(config.student)}),
               "calibration": calibration}

@@ -11,7 +11,8 @@ U-Net, distilled discriminator, clean-up) on SWI / T2*-GRE.
   fine-tune of stage 2 (and stage 1 with ``--stage1``) from a reader's decisions
   (``--feedback``); the shared ``--steps``/``--lr``/``--batch-size`` are stage 1's (or the
   fine-tune's), the teacher and student keep their own learning rate and batch size and
-  take their steps from ``--teacher-steps`` / ``--student-steps``; seed, device, precision
+  take their steps from ``--teacher-steps`` / ``--student-steps``, stage 1's hard-example
+  fine-tune from ``--hard-steps``; seed, device, precision
   and checkpoints (one subfolder per network) apply to every network;
 * ``evaluate TABLE``: detection figures of a model per stage on a cohort's truth.
 """
@@ -88,6 +89,10 @@ class CMBTask(Task):
                               "sequence the tables hold; the model records which)"),
                   option("--stage1", action="store_true",
                          help="with --feedback: fine-tune the candidate U-Net too"),
+                  option("--hard-steps", type=int, metavar="N",
+                         help="with --table: stage 1 hard-example fine-tune steps after the "
+                              "main run (bleeds it misses, places it fools; default: the "
+                              "training config's)"),
                   option("--teacher-steps", type=int, metavar="N",
                          help="with --table: teacher steps (default: the training config's)"),
                   option("--student-steps", type=int, metavar="N",
@@ -185,12 +190,13 @@ class CMBTask(Task):
 
     def fit(self, data: dict, settings: TrainSettings, progress=None, init=None,
             teacher_steps: int | None = None, student_steps: int | None = None,
-            student_channels: tuple[int, ...] | None = None, **options: Any):
+            student_channels: tuple[int, ...] | None = None,
+            hard_steps: int | None = None, **options: Any):
         from .fit import fit_cmb
 
         model, report = fit_cmb(data["train"], data["validation"],
                                 train_config(settings, teacher_steps, student_steps,
-                                             student_channels),
+                                             student_channels, hard_steps),
                                 settings.cache, progress,
                                 init_stage1=init.stage1 if init is not None else None,
                                 checkpoint=settings.checkpoint)
@@ -225,11 +231,13 @@ class CMBTask(Task):
 
 def train_config(settings: TrainSettings, teacher_steps: int | None = None,
                  student_steps: int | None = None,
-                 student_channels: tuple[int, ...] | None = None):
+                 student_channels: tuple[int, ...] | None = None,
+                 hard_steps: int | None = None):
     """The :class:`~lesion_core.cmb.fit.CMBTrainConfig` of a training from tables: stage 1
-    takes every shared setting; the teacher and the student keep their own learning rate
-    and batch size, take their steps from ``teacher_steps`` / ``student_steps`` and the
-    rest (seed, device, precision, checkpoint interval) from ``settings``;
+    takes every shared setting; its hard-example fine-tune, the teacher and the student
+    keep their own learning rate and batch size, take their steps from ``hard_steps`` /
+    ``teacher_steps`` / ``student_steps`` and the rest (seed, device, precision,
+    checkpoint interval) from ``settings``;
     ``student_channels``: the student's stage widths (default: the config's)."""
     from dataclasses import replace
 
@@ -238,7 +246,8 @@ def train_config(settings: TrainSettings, teacher_steps: int | None = None,
     config = CMBTrainConfig()
     stage1 = settings.optim(config.stage1_train.optim)
     stage2 = {}
-    for name, steps in (("teacher", teacher_steps), ("student", student_steps)):
+    for name, steps in (("stage1_hard", hard_steps), ("teacher", teacher_steps),
+                        ("student", student_steps)):
         part = getattr(config, name)
         stage2[name] = replace(part, optim=replace(part.optim, **settings.shared(),
                                                    steps=steps or part.optim.steps))
