@@ -105,7 +105,8 @@ def main() -> None:
     trees = {"this": THIS_TREE}
     if args.other_tree:
         trees["other"] = Path(args.other_tree).resolve()
-    results: dict[str, list[dict]] = {f"{name} ({tree})": [] for name, tree in trees.items()}
+    # Named by the tree's folder only: the table goes into docs, machine paths do not.
+    results: dict[str, list[dict]] = {f"{name} ({tree.name})": [] for name, tree in trees.items()}
     for run in range(args.runs):
         for (name, tree), key in zip(trees.items(), results):
             results[key].append(predict_once(tree, image, work / f"out_{name}_{run}"))
