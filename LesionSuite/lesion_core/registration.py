@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from .atlas.tissues import MODALITIES, TISSUE_MEANS, tissue_mixture
-from .baselines.masks import dilate_mm, erode_mm
+from .baselines.masks import bounding_box, dilate_mm, erode_mm
 from .errors import InvalidImageError, LesionSuiteError
 from .volume import Volume
 
@@ -414,8 +414,7 @@ def brain_mask(volume: Volume, registration: MNIRegistration, modality: str) -> 
         raise RegistrationError("the registered brain lies outside this image", _FIX, volume.source)
     # Work in the box around the carried mask plus the band (distance maps are costly).
     margin = np.ceil((BAND_MM + CLOSING_MM + 2.0) / spacing).astype(int)
-    box = tuple(slice(max(s.start - m, 0), s.stop + m)
-                for s, m in zip(ndimage.find_objects(carried.astype(np.uint8))[0], margin))
+    box = bounding_box(carried, margin)
     carried = carried[box]
     inside = _distance_mm(~carried, spacing)  # mm to the outside of the carried mask
     data = np.nan_to_num(np.asarray(volume.array[box], dtype=np.float32))

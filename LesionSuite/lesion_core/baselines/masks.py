@@ -115,11 +115,24 @@ def _shifted_runs(mask: np.ndarray, runs: tuple[int, list], erode: bool) -> np.n
     return out
 
 
+def bounding_box(mask: np.ndarray, grow: Sequence[int] | int = 0
+                 ) -> tuple[slice, ...] | None:
+    """The bounding box of ``mask``'s non-zero voxels grown by ``grow`` voxels (one per
+    axis, or one for all) and clipped to the array; None for an empty mask. With
+    ``grow = ceil(mm / spacing)`` it is the box grown by that many mm, the usual way to
+    keep a distance map or a network run small."""
+    found = ndimage.find_objects(np.asarray(mask).astype(np.uint8))
+    if not found:
+        return None
+    grow = np.broadcast_to(np.asarray(grow, int), (mask.ndim,))
+    return tuple(slice(max(s.start - g, 0), min(s.stop + g, n))
+                 for s, g, n in zip(found[0], grow, mask.shape))
+
+
 def _in_box(mask: np.ndarray, grow: Sequence[int], operation) -> np.ndarray:
     """``operation(mask)`` computed only in ``mask``'s bounding box grown by ``grow``
     voxels (what lies farther is background before and after the morphology)."""
-    box = tuple(slice(max(s.start - g, 0), min(s.stop + g, n)) for s, g, n in
-                zip(ndimage.find_objects(mask.astype(np.uint8))[0], grow, mask.shape))
+    box = bounding_box(mask, grow)
     out = np.zeros(mask.shape, dtype=bool)
     out[box] = operation(mask[box])
     return out

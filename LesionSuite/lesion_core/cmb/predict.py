@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..baselines.masks import bounding_box
 from ..io import write_volume
 from ..progress import Progress, ensure_progress
 from ..validation import Modality, validate_image
@@ -103,14 +104,8 @@ def _template_air() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _grown_box(mask: np.ndarray, spacing, margin_mm: float) -> tuple[slice, ...] | None:
-    """Bounding box of ``mask`` grown by ``margin_mm`` (mm) and clipped to the array;
-    None for an empty mask."""
-    found = ndimage.find_objects(np.asarray(mask, np.uint8))
-    if not found:
-        return None
-    margin = np.ceil(margin_mm / np.asarray(spacing)).astype(int)
-    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
-                 for s, m, n in zip(found[0], margin, mask.shape))
+    """Bounding box of ``mask`` grown by ``margin_mm`` (mm); None for an empty mask."""
+    return bounding_box(mask, np.ceil(margin_mm / np.asarray(spacing)).astype(int))
 
 
 def _locate(image: Volume, centres: np.ndarray, pre: Volume, inside: np.ndarray,

@@ -20,9 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch.nn import functional as F
 
+from ..baselines.masks import bounding_box
 from ..progress import Progress
 from ..training import OptimConfig, SampleContext, StepContext, TrainResult, autocast, run_training
 from ..training.augment import AcquisitionAugment, Augmenter
@@ -172,6 +172,20 @@ def _patch(array: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+class _VoxelList:
+    """The voxels ``[n, 3]`` of one volume, drawn uniformly (the :class:`.hard_examples.
+    WeightedPool` interface)."""
+
+    def __init__(self, index: int, voxels: np.ndarray):
+        self.index, self.voxels = index, voxels
+
+    def __len__(self) -> int:
+        return len(self.voxels)
+
+    def draw(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        return self.index, self.voxels[rng.integers(len(self.voxels))]
+
+
 class PatchSampler:
     """The engine's sample function for stage 1: batches ``(image, target)`` of
     ``[B, 1, P, P, P]`` patches from :class:`TrainingVolume` s (P = ``patch_size``), all
@@ -188,30 +202,24 @@ class PatchSampler:
         self.brain_voxels = [np.argwhere(v.brain)[::7] for v in self.volumes]
         self.augmenter = Augmenter(config.augment, spacing_mm)
 
-    def centre(self, index: int, rng: np.random.Generator) -> np.ndarray:
+    def centre(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        """A volume index and patch centre ``[i, j, k]``: within ``jitter_mm`` of a bleed
+        or a mimic (by the shares of the config; uniformly over the drawn volume's voxels,
+        or from the hard-example pools), else any brain voxel."""
         c = self.config
-        pools = [(c.near_cmb_fraction, self.cmb_voxels[index]),
-                 (c.near_mimic_fraction, self.mimic_voxels[index])]
+        index = int(rng.integers(len(self.volumes))) if self.pools is None else None
+        near = ((self.pools.bleeds, self.pools.negatives) if self.pools is not None else
+                (_VoxelList(index, self.cmb_voxels[index]),
+                 _VoxelList(index, self.mimic_voxels[index])))
         u = rng.uniform()
-        for share, pool in pools:
+        for share, pool in zip((c.near_cmb_fraction, c.near_mimic_fraction), near):
             if u < share and len(pool):
                 jitter = rng.uniform(-c.jitter_mm, c.jitter_mm, 3)
-                return pool[rng.integers(len(pool))] + np.round(jitter).astype(int)
+                drawn, voxel = pool.draw(rng)
+                return drawn, voxel + np.round(jitter).astype(int)
             u -= share
-        pool = self.brain_voxels[index]
-        return pool[rng.integers(len(pool))]
-
-    def hard_centre(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
-        """A volume and patch centre from the hard-example pools (else a brain voxel)."""
-        c, u = self.config, rng.uniform()
-        for share, pool in ((c.near_cmb_fraction, self.pools.bleeds),
-                            (c.near_mimic_fraction, self.pools.negatives)):
-            if u < share and len(pool):
-                index, voxel = pool.draw(rng)
-                jitter = rng.uniform(-c.jitter_mm, c.jitter_mm, 3)
-                return index, voxel + np.round(jitter).astype(int)
-            u -= share
-        index = int(rng.integers(len(self.volumes)))
+        if index is None:
+            index = int(rng.integers(len(self.volumes)))
         pool = self.brain_voxels[index]
         return index, pool[rng.integers(len(pool))]
 
@@ -219,11 +227,7 @@ class PatchSampler:
         """``batch_size`` patches and their bleed masks (float 0/1)."""
         size, images, targets = self.patch_size, [], []
         for _ in range(batch_size):
-            if self.pools is not None:
-                index, centre = self.hard_centre(rng)
-            else:
-                index = int(rng.integers(len(self.volumes)))
-                centre = self.centre(index, rng)
+            index, centre = self.centre(rng)
             volume = self.volumes[index]
             image = _patch(volume.image, centre, size)
             target = _patch(volume.cmb, centre, size).astype(np.float32)
@@ -322,13 +326,10 @@ def stage1_probability(net: torch.nn.Module, image: Volume, brain: np.ndarray,
     from monai.inferers import sliding_window_inference
 
     probability = np.zeros(image.shape, np.float32)
-    found = ndimage.find_objects(np.asarray(brain, np.uint8))
-    if not found:
-        return image.with_array(probability, kind="cmb_probability")
     # The brain's bounding box grown by 4 mm (a dilated mask would cost a distance map).
-    margin = np.ceil(4.0 / np.asarray(image.spacing)).astype(int)
-    box = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
-                for s, m, n in zip(found[0], margin, image.shape))
+    box = bounding_box(brain, np.ceil(4.0 / np.asarray(image.spacing)).astype(int))
+    if box is None:
+        return image.with_array(probability, kind="cmb_probability")
     tensor = torch.from_numpy(np.ascontiguousarray(image.array[box], np.float32))[None, None]
     device = next(net.parameters()).device
     was_training = net.training
