@@ -89,6 +89,10 @@ def join_process_group(device: torch.device) -> Ranks:
 
 def _leave() -> None:
     if dist.is_initialized():
+        # Leave together: a rank that tears gloo down while another still has a
+        # connection open can make the other abort ("terminate called without an active
+        # exception") on a busy machine.
+        dist.barrier()
         dist.destroy_process_group()
 
 
