@@ -20,7 +20,6 @@ threshold, and each stage's figures at the chosen thresholds).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -28,9 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from lesion_core.cmb.calibrate import calibrate
-from lesion_core.cmb.discriminator import distil_student, train_teacher
 from lesion_core.cmb.fit import (DESCRIPTION, CMBTrainConfig, _cached_examples,
-                                 prepare_volumes, read_cohorts)
+                                 prepare_volumes, read_cohorts, train_stage2)
 from lesion_core.cmb.model import CMBModel, load_cmb_model
 from lesion_core.cmb.stage1 import hard_example_pools_of, train_stage1
 from lesion_core.tasks import ModelCard
@@ -74,16 +72,12 @@ def main() -> None:
         patches, labels = _cached_examples(stage1, train, volumes, config, args.cache, None)
         print(f"{len(labels)} stage 2 examples ({int(labels.sum())} bleeds)", flush=True)
         steps = lambda part, n: replace(part, optim=replace(part.optim, steps=n))  # noqa: E731
-        teacher, run_t = train_teacher(patches, labels, steps(config.teacher, teacher_steps),
-                                       init=copy.deepcopy(model.teacher),
-                                       checkpoint=args.out / "checkpoints" / "teacher")
-        student, run_s = distil_student(patches, labels, teacher,
-                                        steps(config.student, student_steps),
-                                        init=copy.deepcopy(model.student),
-                                        checkpoint=args.out / "checkpoints" / "student",
-                                        channels=model.config.student_channels)
-        runs.update(teacher=run_t.summary(), student=run_s.summary(),
-                    stage2_examples=int(len(labels)))
+        stage2 = replace(config, teacher=steps(config.teacher, teacher_steps),
+                         student=steps(config.student, student_steps),
+                         student_channels=model.config.student_channels)
+        teacher, student, stage2_runs = train_stage2(patches, labels, stage2,
+                                                     args.out / "checkpoints", init=model)
+        runs.update(stage2_runs, stage2_examples=int(len(labels)))
     del volumes
     calibrated, calibration = calibrate(stage1, student, validation, model.config, config)
     report = {"started_from": str(args.model), "runs": runs,

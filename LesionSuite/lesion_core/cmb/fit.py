@@ -26,6 +26,7 @@ A cohort table is the ``cmb_labels.csv`` that ``lesion-suite synth cmb`` writes 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -224,6 +225,30 @@ def _cached_examples(stage1: torch.nn.Module, rows: list[CohortRow],
     return torch.from_numpy(arrays["patches"]), torch.from_numpy(arrays["labels"])
 
 
+def train_stage2(patches: torch.Tensor, labels: torch.Tensor, config: CMBTrainConfig,
+                 checkpoint: str | Path | None = None, progress: Progress | None = None,
+                 init: CMBModel | None = None
+                 ) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    """The teacher (``config.teacher``) on the stage 2 examples, then the student
+    (``config.student``, widths ``config.student_channels``) distilled from it; with
+    ``init``, copies of that model's teacher and student are fine-tuned instead of new
+    networks. ``checkpoint``: folder of their ``teacher`` / ``student`` checkpoints.
+    Returns ``(teacher, student, {"teacher": summary, "student": summary})``."""
+    progress = ensure_progress(progress)
+    folder = Path(checkpoint) if checkpoint is not None else None
+    start = (lambda net: copy.deepcopy(net)) if init is not None else (lambda net: None)
+    teacher, run_t = train_teacher(patches, labels, config.teacher,
+                                   init=start(init and init.teacher),
+                                   checkpoint=folder / "teacher" if folder else None,
+                                   progress=progress.sub(0.0, 0.5))
+    student, run_s = distil_student(patches, labels, teacher, config.student,
+                                    init=start(init and init.student),
+                                    checkpoint=folder / "student" if folder else None,
+                                    progress=progress.sub(0.5, 1.0),
+                                    channels=config.student_channels)
+    return teacher, student, {"teacher": run_t.summary(), "student": run_s.summary()}
+
+
 def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
             config: CMBTrainConfig = CMBTrainConfig(), cache: str | Path | None = None,
             progress: Progress | None = None, init_stage1: torch.nn.Module | None = None,
@@ -265,11 +290,8 @@ def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
                                        progress.sub(0.55, 0.7))
     del volumes
     progress.update(0.7, f"teacher on {len(labels)} patches ({int(labels.sum())} bleeds)")
-    teacher, run_t = train_teacher(patches, labels, config.teacher, checkpoint=sub("teacher"),
-                                   progress=progress.sub(0.7, 0.8))
-    student, run_s = distil_student(patches, labels, teacher, config.student,
-                                    checkpoint=sub("student"), progress=progress.sub(0.8, 0.9),
-                                    channels=config.student_channels)
+    teacher, student, runs2 = train_stage2(patches, labels, config, folder,
+                                           progress.sub(0.7, 0.9))
     model_config = CMBConfig(stage1=config.stage1, sequences=sequences,
                              student_channels=tuple(config.student_channels))
     progress.update(0.9, f"calibrating on {len(validation)} validation images")
@@ -278,7 +300,7 @@ def fit_cmb(train: list[CohortRow], validation: list[CohortRow],
     progress.update(1.0, "trained")
     report = {"training_images": len(train), "validation_images": len(validation),
               "stage2_examples": int(len(labels)), "stage2_positives": int(labels.sum()),
-              "runs": {**runs, "teacher": run_t.summary(), "student": run_s.summary()},
+              "runs": {**runs, **runs2},
               "settings": json_safe({"stage1": dataclasses.asdict(config.stage1_train),
                                      "stage1_hard": dataclasses.asdict(config.stage1_hard),
                                      "teacher": dataclasses.asdict(config.teacher),
