@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -199,6 +201,19 @@ def test_list_bundles_flags_broken_folders(saved, tmp_path: Path) -> None:
     assert [m.name for m in found] == ["cmb-test"]
     assert len(problems) == 1 and "broken" in str(problems[0]) and len(caught) == 2
     assert list_bundles(tmp_path / "absent") == []
+
+
+def test_metadata_is_read_without_torch(saved) -> None:
+    """A model folder's metadata is read and checked before torch is imported (the
+    command line checks the folder at once; the Slicer hub lists models without torch)."""
+    folder, meta, _ = saved
+    code = ("import sys\nfrom lesion_core.bundle_metadata import read_metadata\n"
+            f"meta = read_metadata({str(folder)!r})\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\nprint(meta.name)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == meta.name
 
 
 def test_model_dirs(monkeypatch, tmp_path: Path) -> None:

@@ -167,3 +167,25 @@ def test_info_on_dicom_file_and_series_folder(capsys):
     assert main(["info", str(series), "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["shape"] == [16, 16, 5] and facts["spacing_mm"][2] == pytest.approx(2.5)
+
+
+def test_model_loading_hands_over_its_model_or_its_error():
+    """The model a command loads on another thread reaches the caller's thread, and so
+    does the loader's error (the same object, raised where the prediction needs it)."""
+    import threading
+
+    from lesion_core.errors import ModelBundleError
+    from lesion_core.tasks.cases import ModelLoading
+
+    threads = []
+    loading = ModelLoading(lambda: threads.append(threading.current_thread()) or "model")
+    assert loading.result() == "model" and loading.result() == "model"
+    assert threads[0] is not threading.current_thread() and threads[0].daemon
+    error = ModelBundleError("the weights do not match", "Re-copy the model folder")
+
+    def fail():
+        raise error
+
+    with pytest.raises(ModelBundleError) as raised:
+        ModelLoading(fail).result()
+    assert raised.value is error

@@ -31,7 +31,7 @@ from lesion_core.wmh import reader_ratings as rr
 from lesion_core.wmh.data import known_transform_masks
 from lesion_core.wmh.evaluate import case_scores, evaluate_cohort, read_cohort
 from lesion_core.wmh.model import load_wmh_model
-from lesion_core.wmh.atlases import atlases_on_image, fill_brain_labels
+from lesion_core.wmh.atlases import atlases_on_image, fill_brain_label_maps, fill_brain_labels
 from lesion_core.wmh.predict import SubjectAtlases, predict, write_prediction
 from lesion_core.wmh.zones import ZONES, zone_atlas_mni
 from wmh_toys import save_tiny_models
@@ -188,6 +188,23 @@ def test_fill_brain_labels_gives_each_brain_voxel_the_nearest_label():
     assert fill_brain_labels(labels, brain, (3.0, 1.0, 1.0))[2, 2, 1] == 2
     assert fill_brain_labels(labels, np.zeros_like(brain)).max() == 0
     assert not fill_brain_labels(np.zeros_like(labels), brain).any()  # nothing to copy
+
+
+def test_label_maps_filled_together_match_each_filled_alone():
+    """Maps labelled at the same voxels share one distance transform; a map labelled
+    elsewhere gets its own. Either way each is filled as it would be alone."""
+    rng = np.random.default_rng(3)
+    brain = np.zeros((12, 10, 8), bool)
+    brain[2:10, 2:9, 1:7] = True
+    support = rng.uniform(size=brain.shape) > 0.6
+    regions = np.where(support, rng.integers(1, 11, brain.shape), 0).astype(np.uint8)
+    zones = np.where(support, rng.integers(1, 5, brain.shape), 0).astype(np.uint8)
+    other = np.where(rng.uniform(size=brain.shape) > 0.7, 7, 0).astype(np.uint8)
+    spacing = (1.0, 1.2, 3.0)
+    together = fill_brain_label_maps([regions, zones, other], brain, spacing)
+    for filled, labels in zip(together, (regions, zones, other)):
+        np.testing.assert_array_equal(filled, fill_brain_labels(labels, brain, spacing))
+        assert np.all(filled[brain] > 0) and not filled[~brain].any()
 
 
 def test_given_atlases_on_another_grid_are_resampled_and_completed(subject, models):

@@ -4,7 +4,7 @@ and save the result as a full CMB bundle.
 
     python bench/cmb_hard_examples.py --model DIR --table T [--table T2] --validation V
         [--validation V2] --cache DIR --out DIR [--steps 1200] [--lr 1e-3]
-        [--stage2-steps TEACHER,STUDENT]
+        [--stage2-steps TEACHER,STUDENT] [--floor 0.2]
 
 This is the hard-example phase of ``lesion-suite cmb train --hard-steps N`` applied to an
 existing model. With ``--stage2-steps`` the model's teacher and student are fine-tuned
@@ -52,17 +52,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--stage2-steps", default="0,0", metavar="TEACHER,STUDENT")
+    parser.add_argument("--floor", type=float, default=CMBTrainConfig().stage1_hard.hard_floor,
+                        help="share of each hard-example pool's weight spread uniformly")
     args = parser.parse_args()
     teacher_steps, student_steps = (int(n) for n in args.stage2_steps.split(","))
 
     model = load_cmb_model(args.model, device="cpu")
     config = CMBTrainConfig()
-    hard = replace(config.stage1_hard, optim=replace(config.stage1_hard.optim,
-                                                     steps=args.steps, lr=args.lr))
+    hard = replace(config.stage1_hard, hard_floor=args.floor,
+                   optim=replace(config.stage1_hard.optim, steps=args.steps, lr=args.lr))
     train, validation = read_cohorts(args.table), read_cohorts(args.validation)
     volumes = prepare_volumes(train, config.stage1.candidates, args.cache)
     stage1_config = model.config.stage1
-    pools = hard_example_pools_of(model.stage1, volumes, stage1_config)
+    pools = hard_example_pools_of(model.stage1, volumes, stage1_config, args.floor)
     before = peak_summary(pools.bleed_peaks)
     print("training bleeds before:", json.dumps(before), flush=True)
     stage1, run = train_stage1(volumes, stage1_config, hard, init=model.stage1,

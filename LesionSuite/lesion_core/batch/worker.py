@@ -80,7 +80,6 @@ class CaseRunner:
             if setup.dicom:
                 check_dicom_export(case.path)
             prepared = prepare_case(task, case.path, case.series, setup.force, **setup.options)
-            task.check_model(self.model, case.path, **setup.options)
             folder = Path(setup.out) / case.case_id
             prediction, _ = run_case(task, prepared, self.model, folder, None, setup.precision,
                                      setup.force, setup.dicom, **setup.options)

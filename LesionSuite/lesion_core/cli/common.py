@@ -71,6 +71,13 @@ def check_device(name: str):
     return select_device(name)
 
 
+def check_device_now(name: str):
+    """``name`` itself for ``auto`` and ``cpu``, which are always there (and need no torch
+    yet: it may be imported on another thread); any other name checked now, as
+    :func:`check_device`."""
+    return name if name.strip().lower() in ("auto", "cpu") else check_device(name)
+
+
 def check_steps(settings: TrainSettings) -> None:
     if settings.steps is not None and settings.steps < 1:
         raise CommandError(f"--steps {settings.steps} is not a positive number",
@@ -85,22 +92,32 @@ def refuse_saved_model(out: str, overwrite: bool) -> None:
                            "choose a new --out folder, or add --overwrite", out)
 
 
-def load_model(task: "Task", folder: str | None, device, kind: str, verb: str,
-               option: str = "--model"):
-    """The model a command runs (``folder`` None: the shipped one of ``kind``).
+def check_model_folder(task: "Task", folder: str | None, kind: str, verb: str,
+                       option: str = "--model") -> Path:
+    """The folder of the model a command runs (``folder`` None: the shipped one of
+    ``kind``), checked without torch, so that a wrong folder is one line at once.
 
     A missing shipped model is one clear error naming ``option`` and the command that
     trains one; a model of another kind of the task (WMH: FLAIR vs T1) is refused with the
     task's advice for ``verb``.
     """
+    from ..tasks.models import read_model_metadata
+
     default = task.default_model_folder(kind)
     if folder is None and not default.is_dir():
         raise ModelBundleError(f"the shipped {task.kind_label(kind)} model is not installed",
                                f"pass {option} DIR (a model trained with `lesion-suite "
                                f"{task.name} train`)", source=default)
-    model = task.load_model(folder, device=device, kind=kind)
-    have = model.metadata.task
+    path = Path(folder) if folder is not None else default
+    have = read_model_metadata(task, path).task
     if have != kind:
         problem, fix = task.kind_mismatch(have, kind, verb)
-        raise ModelBundleError(problem, fix, source=folder or model.metadata.folder)
-    return model
+        raise ModelBundleError(problem, fix, source=path)
+    return path
+
+
+def load_model(task: "Task", folder: str | None, device, kind: str, verb: str,
+               option: str = "--model"):
+    """The model a command runs, its folder checked first (:func:`check_model_folder`)."""
+    return task.load_model(check_model_folder(task, folder, kind, verb, option),
+                           device=device, kind=kind)

@@ -36,9 +36,10 @@ from pathlib import Path
 
 from ..output_folder import check_output_folder
 from ..tasks import Option, Task, TrainSettings, all_tasks, option
-from ..tasks.cases import check_dicom_export, out_of_distribution_lines, prepare_case, run_case
-from .common import (check_device, check_steps, load_model, model_options, refuse_saved_model,
-                     training_options)
+from ..tasks.cases import (ModelLoading, check_dicom_export, out_of_distribution_lines,
+                           prepare_case, run_case)
+from .common import (check_device, check_device_now, check_model_folder, check_steps,
+                     load_model, model_options, refuse_saved_model, training_options)
 from .progress_bar import ProgressBar
 
 
@@ -113,22 +114,29 @@ def _values(task: Task, verb: str, args: argparse.Namespace) -> dict:
 def run_predict(task: Task, args: argparse.Namespace) -> int:
     options = _values(task, "predict", args)
     image_path = getattr(args, task.input_argument[0])
-    # Output folder, input, model and options are checked before any progress is shown, so
-    # a mistake is one line; the input before torch is imported, so a wrong file fails at once.
+    # Output folder, model folder, device, input and options are checked before any
+    # progress is shown, so a mistake is one line; the input before torch is imported, so
+    # a wrong file fails at once. The model then loads on another thread (torch and MONAI
+    # take seconds to import) while the case is prepared (e.g. registered).
     out = check_output_folder(args.out)
     if args.dicom:
         check_dicom_export(image_path)
+    kind = task.kind(**options)
+    folder = check_model_folder(task, args.model, kind, "predict")
+    device = check_device_now(args.device)
     case = prepare_case(task, image_path, args.series, args.force, **options)
-    model = load_model(task, args.model, check_device(args.device), task.kind(**options),
-                       "predict")
-    task.check_model(model, image_path, **options)
+    model = ModelLoading(partial(_load_model, task, folder, device, kind))
     with ProgressBar(args, f"{task.name} predict") as progress:
         prediction, paths = run_case(task, case, model, out, progress, args.precision,
                                      args.force, dicom=args.dicom, **options)
-    lines = task.prediction_lines(prediction, model, image_path)
+    lines = task.prediction_lines(prediction, model.result(), image_path)
     lines += out_of_distribution_lines(prediction)
     print("\n".join(lines + ["files: " + ", ".join(str(p) for p in paths.values())]))
     return 0
+
+
+def _load_model(task: Task, folder: Path, device, kind: str):
+    return task.load_model(folder, device=check_device(device), kind=kind)
 
 
 # -------------------------------------------------------------------------- train

@@ -3,8 +3,11 @@
 ``lesion-suite <task> predict`` runs one case; a batch over a cohort runs many with one
 model. Both go through :func:`prepare_case` (torch-free: the input read and checked, also as
 a head scan of the task's kind, :mod:`lesion_core.head_check`) and :func:`run_case` (the
-prediction, its brain mask checked, the files published into the output folder all
-together or not at all, :func:`~lesion_core.output_folder.publish`). ``force`` reports a
+task's model-free preparation, :meth:`Task.prepare`, then the prediction, its brain mask
+checked, the files published into the output folder all together or not at all,
+:func:`~lesion_core.output_folder.publish`). A single case can pass a :class:`ModelLoading`
+instead of a model: importing torch and MONAI and building the networks take seconds, which
+then pass on the second core while the case is read and prepared. ``force`` reports a
 result on an image the checks refuse, marked out of distribution. ``dicom`` also writes the
 result as a DICOM SEG and SR referencing the source series (:mod:`lesion_core.dicom_export`),
 published with the other files; :func:`check_dicom_export` refuses a non-DICOM input first.
@@ -13,9 +16,10 @@ published with the other files; :func:`check_dicom_export` refuses a non-DICOM i
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .contract import Task
 
@@ -45,16 +49,49 @@ def check_dicom_export(image_path: str | Path) -> None:
     check_dicom_input(image_path)
 
 
+class ModelLoading:
+    """``load()`` run on a background thread, started at once; :meth:`result` waits for it.
+
+    The thread is a daemon: a process that stops on a bad input does not wait for torch to
+    finish importing. The loader's error is raised again by :meth:`result`, in the caller's
+    thread, so it reaches the user as the same one line."""
+
+    def __init__(self, load: Callable[[], Any]):
+        self._model: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(load,), daemon=True,
+                                        name="lesion-suite-model-loading")
+        self._thread.start()
+
+    def _run(self, load: Callable[[], Any]) -> None:
+        try:
+            self._model = load()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._model
+
+
 def run_case(task: Task, case: PreparedCase, model: Any, out: str | Path, progress=None,
              precision: str = "auto", force: bool = False, dicom: bool = False,
              **options: Any) -> tuple[Any, dict[str, Path]]:
-    """Predict ``case`` with ``model`` and publish its files into ``out``; returns the
-    prediction and role -> path of each file written. ``dicom``: also the DICOM SEG and
-    SR (roles ``dicom_seg``, ``dicom_sr``), written inside the same publish."""
+    """Predict ``case`` with ``model`` (a model, or a :class:`ModelLoading` waited for after
+    :meth:`Task.prepare`) and publish its files into ``out``; returns the prediction and
+    role -> path of each file written. The model is checked against the case's options
+    (:meth:`Task.check_model`) before it predicts. ``dicom``: also the DICOM SEG and SR
+    (roles ``dicom_seg``, ``dicom_sr``), written inside the same publish."""
     from ..output_folder import publish
 
     files = _dicom_source_files(task, case) if dicom else None  # refused before predicting
-    prediction = task.predict(case.inputs, model, progress, precision, **options)
+    inputs = task.prepare(case.inputs, progress, **options)
+    if isinstance(model, ModelLoading):
+        model = model.result()
+    task.check_model(model, case.image_path, **options)
+    prediction = task.predict(inputs, model, progress, precision, **options)
     prediction = _judge_brain(task, prediction, case.findings, case.image_path, force)
     source = str(Path(case.image_path).resolve())
 

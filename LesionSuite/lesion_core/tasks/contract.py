@@ -165,9 +165,15 @@ class Task:
         """Refuse a model that cannot run on this input with these options (before any
         progress is shown). Default: nothing to check."""
 
+    def prepare(self, inputs: Any, progress=None, **options: Any) -> Any:
+        """What :meth:`read_input` returned with the model-free work of :meth:`predict`
+        done (e.g. registration), so that it runs while the model loads
+        (:class:`~.cases.ModelLoading`); it must not import torch. Default: nothing to do."""
+        return inputs
+
     def predict(self, inputs: Any, model: Any, progress=None, precision: str = "auto",
                 **options: Any) -> Any:
-        """Run ``model`` on what :meth:`read_input` returned."""
+        """Run ``model`` on what :meth:`read_input` (or :meth:`prepare`) returned."""
         raise NotImplementedError
 
     def write_outputs(self, prediction: Any, folder: str | Path,

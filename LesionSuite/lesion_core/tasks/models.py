@@ -117,6 +117,24 @@ class TaskModel:
         return save_bundle(folder, metadata, networks, overwrite=overwrite)
 
 
+def read_model_metadata(task: Task, folder: str | Path):
+    """The metadata of a model folder of ``task`` (torch-free: before any weight is read).
+
+    Raises:
+        ModelBundleError: the folder is missing or incomplete, its metadata is invalid, or
+            it holds a model of another task.
+    """
+    from ..bundle_metadata import read_metadata
+
+    metadata = read_metadata(folder, known_tasks=bundle_kinds())
+    if metadata.task not in task.bundle_kinds:
+        raise ModelBundleError(
+            f"this is a {metadata.task!r} model, not {task.article} {task.title} model",
+            f"Choose {task.article} {task.title} model folder (task "
+            f"{' or '.join(task.bundle_kinds)})", source=folder)
+    return metadata
+
+
 def load_model(task: Task | str, folder: str | Path | None = None, device=None,
                kind: str | None = None):
     """Load a model folder of ``task`` (a :class:`~.contract.Task` or its name).
@@ -131,16 +149,11 @@ def load_model(task: Task | str, folder: str | Path | None = None, device=None,
         ModelBundleError: the folder is missing, incomplete, altered, of another task, or
             its configuration cannot be rebuilt; the message names the folder and the fix.
     """
-    from ..bundle import load_bundle, read_metadata
+    from ..bundle import load_bundle
 
     task = get_task(task) if isinstance(task, str) else task
     folder = Path(folder) if folder is not None else task.default_model_folder(kind)
-    metadata = read_metadata(folder, known_tasks=bundle_kinds())
-    if metadata.task not in task.bundle_kinds:
-        raise ModelBundleError(
-            f"this is a {metadata.task!r} model, not {task.article} {task.title} model",
-            f"Choose {task.article} {task.title} model folder (task "
-            f"{' or '.join(task.bundle_kinds)})", source=folder)
+    read_model_metadata(task, folder)
     loaded = load_bundle(folder, device=device)
     missing = [name for name in task.required_networks if name not in loaded.networks]
     if missing:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -54,32 +55,45 @@ def fill_brain_labels(labels: np.ndarray, brain: np.ndarray,
 
     Only the brain's bounding box is searched, which keeps the distance transform small.
     """
-    labels = np.asarray(labels)
+    return fill_brain_label_maps([labels], brain, spacing_mm)[0]
+
+
+def fill_brain_label_maps(maps: Sequence[np.ndarray], brain: np.ndarray,
+                          spacing_mm=(1.0, 1.0, 1.0)) -> list[np.ndarray]:
+    """:func:`fill_brain_labels` of each of ``maps``. Maps labelled at the same voxels
+    (the region-side and zone atlases carried by one transform are) share one distance
+    transform, the costly step."""
     brain = np.asarray(brain) > 0
-    out = np.zeros_like(labels)
     boxes = ndimage.find_objects(brain.astype(np.uint8))
     if not boxes:
-        return out
-    box = boxes[0]
-    inside, region = brain[box], labels[box]
-    unlabelled = region == 0
-    if np.any(inside & unlabelled) and not unlabelled.all():
-        # Indices of the nearest zero of ``unlabelled``, i.e. the nearest labelled voxel.
-        nearest = ndimage.distance_transform_edt(unlabelled, sampling=spacing_mm,
-                                                 return_distances=False, return_indices=True)
-        region = region[tuple(nearest)]
-    out[box] = np.where(inside, region, 0)
-    return out
+        return [np.zeros_like(np.asarray(m)) for m in maps]
+    box, inside = boxes[0], brain[boxes[0]]
+    filled, last = [], None  # last: (unlabelled, nearest-labelled indices) of a map before
+    for labels in maps:
+        labels = np.asarray(labels)
+        region = labels[box]
+        unlabelled = region == 0
+        if np.any(inside & unlabelled) and not unlabelled.all():
+            if last is None or not np.array_equal(last[0], unlabelled):
+                # Indices of the nearest zero of ``unlabelled``, i.e. the nearest labelled voxel.
+                last = (unlabelled, ndimage.distance_transform_edt(
+                    unlabelled, sampling=spacing_mm, return_distances=False,
+                    return_indices=True))
+            region = region[tuple(last[1])]
+        out = np.zeros_like(labels)
+        out[box] = np.where(inside, region, 0)
+        filled.append(out)
+    return filled
 
 
 def _completed(brain: Volume, arwmc: Volume, zones: Volume, info: dict) -> SubjectAtlases:
     mask = np.asarray(brain.array) > 0
     spacing = tuple(float(s) for s in brain.spacing)
-    return SubjectAtlases(
-        brain.with_array(mask.astype(np.uint8)),
-        arwmc.with_array(fill_brain_labels(np.asarray(arwmc.array, np.uint8), mask, spacing)),
-        zones.with_array(fill_brain_labels(np.asarray(zones.array, np.uint8), mask, spacing)),
-        dict(info))
+    arwmc_filled, zones_filled = fill_brain_label_maps(
+        [np.asarray(arwmc.array, np.uint8), np.asarray(zones.array, np.uint8)], mask, spacing)
+    return SubjectAtlases(brain.with_array(mask.astype(np.uint8)),
+                          arwmc.with_array(arwmc_filled), zones.with_array(zones_filled),
+                          dict(info))
 
 
 def subject_atlases(image: Volume, modality: str) -> SubjectAtlases:

@@ -144,7 +144,6 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
-    progress.update(0.0, "checking the image")
     image = validate_image(image, Modality.MR)
     if atlases is None:
         progress.update(0.05, "registering to MNI")

@@ -125,6 +125,17 @@ class WMHTask(Task):
     def head_image(self, inputs: dict):
         return inputs["image"]
 
+    def prepare(self, inputs: dict, progress=None, t1: bool = False, **options: Any) -> dict:
+        """The subject's atlases by registration, unless they were given (``--atlases``)."""
+        if inputs["atlases"] is not None:
+            return inputs
+        from ..progress import ensure_progress
+        from .atlases import subject_atlases
+
+        ensure_progress(progress).update(0.05, "registering to MNI")
+        return {**inputs, "atlases": subject_atlases(inputs["image"],
+                                                     self.modality(self.kind(t1=t1)))}
+
     def predict(self, inputs: dict, model, progress=None, precision: str = "auto",
                 **options: Any):
         from .predict import predict
