@@ -50,13 +50,14 @@ def _subject_hash(subject) -> str:
     return digest.hexdigest()[:16]
 
 
-# Hashes of standard subjects computed before domain randomization existed.
+# Hashes of standard subjects computed before domain randomization existed; the ICH one
+# with thick slices since CT labels are carried by majority (its images are unchanged).
 @pytest.mark.parametrize("kind, seed, size, expected", [
     ("wmh", 3, "small", "5e7c9cb81ae7da99"),
     ("cmb", 4, "small", "51c1ef77e1ca9bc8"),
     ("ich", 5, "small", "b4a23c7991ddc481"),
     ("cmb", 4, "usual acquisition", "146c00280b7fc65c"),
-    ("ich", 5, "usual acquisition", "82aa216931cbaedf"),
+    ("ich", 5, "usual acquisition", "fc9dde9a8839e34c"),
 ])
 def test_standard_subjects_are_unchanged(kind, seed, size, expected):
     from lesion_core.cli.synth import small_config

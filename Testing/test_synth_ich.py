@@ -252,3 +252,25 @@ def test_cohort_has_every_subtype_and_negatives(anatomy):
     assert 1 <= negatives <= 8
     assert {k for t in targets for k in t["subtypes"]} == set(KEYS)
     assert all(1 <= len(t["subtypes"]) <= 3 for t in targets if t["ich_present"])
+
+
+def test_ct_labels_follow_the_lesion_share_of_each_thick_slice():
+    """CT labels are carried by majority under the image's slice profile: a layer thinner
+    than half a 5 mm slice, lying across slice boundaries, is in no acquired voxel's
+    majority (nearest neighbour would label a whole slice of it); a thick block keeps its
+    extent, and of two values the larger share wins."""
+    from lesion_core.synth.acquisition import _majority_labels, _resample_labels
+
+    grid = np.eye(4)
+    label = np.zeros((20, 20, 40), np.uint8)
+    label[5:15, 5:15, 10] = 1                     # 1 mm thick
+    label[5:15, 5:15, 20:31] = 2                  # 11 mm thick
+    label[5:15, 5:15, 31:33] = 1                  # 2 mm of 1 on top of it
+    acquired = np.diag([1.0, 1.0, 5.0, 1.0])      # 5 mm slices, centres at z = 0, 5, ...
+    sigma = np.array([0.0, 0.0, np.sqrt(5.0 ** 2 - 1.0) / 2.3548])
+    shape = (20, 20, 8)
+    majority = _majority_labels(Volume(label, grid), sigma, acquired, shape).array
+    nearest = _resample_labels(Volume(label, grid), acquired, shape).array
+    assert nearest[10, 10, 2] == 1 and majority[10, 10, 2] == 0   # z = 10: the thin layer
+    assert np.all(majority[5:15, 5:15, 4:7] == 2)                  # z = 20, 25, 30
+    assert not np.any(majority == 1) and majority[4, 10, 5] == 0

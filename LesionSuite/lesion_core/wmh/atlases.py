@@ -119,8 +119,9 @@ def atlases_on_image(atlases: SubjectAtlases, image: Volume) -> SubjectAtlases:
                 volume.affine, image.affine, rtol=0, atol=SAME_GRID_MM):
             array = volume.resample_to_grid(image.affine, image.shape[:3], order=0,
                                             fill=0).array
-        # Label maps read from files may be float; labels are small whole numbers.
-        return image.with_array(np.rint(array).astype(np.uint8))
+        if array.dtype != np.uint8:  # label maps read from files may be float
+            array = np.rint(array).astype(np.uint8)
+        return image.with_array(array)
 
     return _completed(on_grid(atlases.brain), on_grid(atlases.arwmc), on_grid(atlases.zones),
                       atlases.info)
