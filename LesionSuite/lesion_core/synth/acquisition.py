@@ -11,10 +11,8 @@ cut and tilted with the image:
 - CT: by majority. Each label value's share of every acquired voxel is computed with the
   image's own slice profile (the binary map blurred as the image is, then sampled
   linearly), and a voxel takes the value that fills at least half of it. The label then
-  follows the lesion's own extent at the acquired resolution: a thick slice through a
-  thin subdural haematoma against the inner table averages blood with bone and reads as
-  bone, and is not labelled blood (nearest-neighbour labels put up to two thirds of the
-  subdural truth in that bone band, where no reader or method could find it).
+  follows the lesion's own extent at the acquired resolution: a thick slice that is
+  mostly bone or brain around a thin haematoma is not labelled blood.
 - MR: by nearest neighbour. Microbleeds are often smaller than a thick slice, so a
   majority rule would erase them; the label marks the voxel at the lesion's centre.
 """
