@@ -127,3 +127,17 @@ def deterministic_algorithms(enabled: bool):
         yield
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int):
+    """Run the block with ``count`` torch CPU threads (the setting is restored afterwards).
+    For long chains of tiny operations, such as a recurrent network stepping through a
+    sequence, where waking a second thread for each step costs more than it gives (and
+    far more when other jobs hold the cores)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

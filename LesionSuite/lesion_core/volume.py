@@ -190,6 +190,11 @@ def _source_axes(target_to_source: np.ndarray) -> list[int] | None:
     return [int(np.argmax(row)) for row in nonzero]
 
 
+#: Output samples per slab of :func:`_resample_axis_aligned` (order 1): its float64
+#: intermediates then stay a few MB, in cache, instead of several times the output.
+_SLAB_SAMPLES = 1 << 18
+
+
 def _resample_axis_aligned(src: np.ndarray, target_to_source: np.ndarray, axes: list[int],
                            shape: tuple[int, int, int], order: int, cval: float) -> np.ndarray:
     """What ``ndimage.affine_transform(src, ..., mode="constant", prefilter=False)`` gives
@@ -205,12 +210,28 @@ def _resample_axis_aligned(src: np.ndarray, target_to_source: np.ndarray, axes: 
     gives the same voxels exactly and order 1 the same values up to the float64 rounding
     of the sum (far below float32 resolution). Returns an array of ``shape``, float32 for
     order 1 and ``src``'s dtype for order 0.
+
+    With ``cval`` 0, only the samples that read a non-zero source voxel are computed: the
+    others are 0 either way (a sparse map, e.g. a mask or a CAM, is cheap to resample).
+    Order 1 runs in slabs along the first source axis (:data:`_SLAB_SAMPLES`); each sample
+    gets the same float64 operations in the same order as on the whole array.
     """
     dtype = np.float32 if order == 1 else src.dtype
+    support = None
+    if cval == 0 and not np.signbit(cval):
+        support = _nonzero_box(src)
+        if support is None:  # all zero
+            return np.full(shape, cval, dtype)
     coords, kept = [], []
     for h, p in enumerate(axes):
         coord = target_to_source[h, 3] + np.arange(shape[p]) * target_to_source[h, p]
-        inside = np.flatnonzero((coord >= 0) & (coord <= src.shape[h] - 1))
+        inside = (coord >= 0) & (coord <= src.shape[h] - 1)
+        if support is not None:
+            # Samples whose voxels (nearest, or the pair below and above) are all outside
+            # the non-zero box along this axis are 0.
+            low = np.floor(coord + (0.5 if order == 0 else 0.0))
+            inside &= (low >= support[h].start - (order == 1)) & (low < support[h].stop)
+        inside = np.flatnonzero(inside)
         if not len(inside):
             return np.full(shape, cval, dtype)
         # The coordinate is monotonic in the index, so the samples inside are one run.
@@ -220,16 +241,50 @@ def _resample_axis_aligned(src: np.ndarray, target_to_source: np.ndarray, axes: 
     # Only the source voxels that are sampled (a small patch reads a small box).
     box = tuple(slice(int(i.min()), min(int(i.max()) + 2, n)) for i, n in zip(low, src.shape))
     index = [i - b.start for i, b in zip(low, box)]
-    values = src[box][np.ix_(*index)] if order == 0 else src[box]
-    for h, coord in enumerate(coords if order == 1 else ()):
-        before = [1] * 3
-        before[h] = len(coord)
-        w0 = (1.0 - (coord - np.floor(coord))).reshape(before)
-        upper = np.minimum(index[h] + 1, values.shape[h] - 1)  # weight 0 at the last voxel
-        lower = np.multiply(np.take(values, index[h], axis=h), w0, dtype=np.float64)
-        above = np.multiply(np.take(values, upper, axis=h), 1.0 - w0, dtype=np.float64)
-        values = np.add(lower, above, out=lower)
     out = np.full(shape, cval, dtype)
-    # Source axis h runs along target axis axes[h].
-    out[tuple(kept[axes.index(p)] for p in range(3))] = np.transpose(values, np.argsort(axes))
+    # Source axis h runs along target axis axes[h]: the part of ``out`` that is sampled,
+    # with its axes in source order.
+    sampled = out[tuple(kept[axes.index(p)] for p in range(3))].transpose(axes)
+    if order == 0:
+        sampled[...] = src[box][np.ix_(*index)]
+        return out
+    # np.take copies a strided array whole on every call: once here, not once per slab.
+    values = np.ascontiguousarray(src[box])
+    weights = [1.0 - (c - np.floor(c)) for c in coords]
+    upper = [np.minimum(i + 1, n - 1) for i, n in zip(index, values.shape)]  # weight 0 at the last voxel
+    rows = max(1, _SLAB_SAMPLES // max(1, sampled.shape[1] * sampled.shape[2]))
+    for start in range(0, sampled.shape[0], rows):
+        part = slice(start, start + rows)
+        slab = _linear_pass(values, index[0][part], upper[0][part], weights[0][part], 0)
+        for h in (1, 2):
+            slab = _linear_pass(slab, index[h], upper[h], weights[h], h)
+        sampled[part] = slab
     return out
+
+
+def _nonzero_box(src: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box of the voxels of ``src`` that are not ``+0`` (a ``-0.0`` counts as
+    non-zero, so the zeros outside resample to the same bits as ``cval``); None when
+    there is none."""
+    nonzero = src != 0
+    if src.dtype.kind == "f":
+        nonzero |= np.signbit(src)
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(nonzero.any(axis=tuple(a for a in range(3) if a != axis)))
+        if not len(hit):
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+def _linear_pass(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, w0: np.ndarray,
+                 axis: int) -> np.ndarray:
+    """Linear interpolation along ``axis`` in float64: ``values[lower] * w0 +
+    values[upper] * (1 - w0)``, one sample per entry of ``lower``."""
+    before = [1] * values.ndim
+    before[axis] = len(w0)
+    w0 = w0.reshape(before)
+    below = np.multiply(np.take(values, lower, axis=axis), w0, dtype=np.float64)
+    above = np.multiply(np.take(values, upper, axis=axis), 1.0 - w0, dtype=np.float64)
+    return np.add(below, above, out=below)

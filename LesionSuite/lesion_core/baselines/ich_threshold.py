@@ -83,7 +83,7 @@ def ct_brain_mask(ct: Volume, config: ICHThresholdConfig = ICHThresholdConfig(),
     skull = np.asarray(ct.array) > config.skull_hu
     if not skull.any():
         return np.zeros(hu.shape, dtype=bool)
-    inside = fill_holes_slicewise(skull, axial_axis(ct)) | ndimage.binary_fill_holes(skull)
+    inside = fill_holes_slicewise(skull, axial_axis(ct))  # 3D holes are slice holes too
     inside &= ~skull
     brain = inside & (hu >= config.brain_low_hu) & (hu <= config.brain_high_hu)
     brain = largest_component(brain, 6)

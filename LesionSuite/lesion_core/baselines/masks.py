@@ -217,12 +217,28 @@ def remove_small_components(mask: np.ndarray, min_size_mm3: float, spacing: Sequ
 
 
 def fill_holes_slicewise(mask: np.ndarray, axis: int) -> np.ndarray:
-    """Fill enclosed holes in every 2D slice orthogonal to ``axis`` (0, 1 or 2)."""
-    out = np.asarray(mask, dtype=bool).copy()
-    moved = np.moveaxis(out, axis, 0)  # a view: filling it fills ``out``
-    for n in range(moved.shape[0]):
-        if moved[n].any():
-            moved[n] = ndimage.binary_fill_holes(moved[n])
+    """Fill enclosed holes in every 2D slice orthogonal to ``axis`` (0, 1 or 2): what
+    ``ndimage.binary_fill_holes`` gives slice by slice (background 4-connected in-plane,
+    not reaching the slice's edge). A hole in 3D is a hole of every slice through it
+    (an in-plane path to the slice's edge would reach the volume's), so this fills those
+    too.
+
+    All slices are labelled at once (a structure with no neighbour across ``axis``), in
+    the mask's bounding box: background touching the box's in-plane sides reaches the
+    edge through the background around the box."""
+    mask = np.asarray(mask, dtype=bool)
+    out = mask.copy()
+    box = bounding_box(mask)
+    if box is None:
+        return out
+    in_plane = ndimage.generate_binary_structure(3, 1)
+    in_plane[tuple(slice(None) if a != axis else [0, 2] for a in range(3))] = False
+    labels, count = ndimage.label(~mask[box], structure=in_plane)
+    hole = np.ones(count + 1, dtype=bool)
+    hole[0] = False
+    for side in (a for a in range(3) if a != axis):
+        hole[np.take(labels, [0, -1], axis=side)] = False
+    out[box] |= hole[labels]
     return out
 
 

@@ -114,18 +114,18 @@ def _values(task: Task, verb: str, args: argparse.Namespace) -> dict:
 def run_predict(task: Task, args: argparse.Namespace) -> int:
     options = _values(task, "predict", args)
     image_path = getattr(args, task.input_argument[0])
-    # Output folder, model folder, device, input and options are checked before any
-    # progress is shown, so a mistake is one line; the input before torch is imported, so
-    # a wrong file fails at once. The model then loads on another thread (torch and MONAI
-    # take seconds to import) while the case is prepared (e.g. registered).
+    # Output folder, input, model folder, device and options are checked before any
+    # progress is shown, so a mistake is one line; the input first and before torch is
+    # imported, so a wrong file fails at once. The model then loads on another thread
+    # (torch and MONAI take seconds to import) while the case is prepared (registered).
     out = check_output_folder(args.out)
     if args.dicom:
         check_dicom_export(image_path)
+    case = prepare_case(task, image_path, args.series, args.force, **options)
     kind = task.kind(**options)
     folder = check_model_folder(task, args.model, kind, "predict")
-    device = check_device_now(args.device)
-    case = prepare_case(task, image_path, args.series, args.force, **options)
-    model = ModelLoading(partial(_load_model, task, folder, device, kind))
+    model = ModelLoading(partial(_load_model, task, folder, check_device_now(args.device),
+                                 kind))
     with ProgressBar(args, f"{task.name} predict") as progress:
         prediction, paths = run_case(task, case, model, out, progress, args.precision,
                                      args.force, dicom=args.dicom, **options)

@@ -11,8 +11,15 @@ weights are the spatial mean of d y / d A, which is ``alpha / (h w)``, constant 
 map; the constant does not survive normalisation). The gradient runs through the
 bidirectional GRU, so ``alpha_s`` depends on every other slice's features: the neighbours
 decide which of slice ``s``'s features count as haemorrhage. Only the GRU and the head are
-differentiated (one small backward pass per slice); the encoder runs once, without
-gradients.
+differentiated; the encoder runs once, without gradients. The ``alpha_s`` are the diagonal
+blocks of the Jacobian of the logits by the GRU's input, and every logit depends on every
+slice, so one backward pass of the summed logits would mix the slices. Instead
+(:func:`slice_weights`) the sequence is repeated along the GRU's batch axis and copy
+``k`` is differentiated through slice ``k``'s logit only: the batch rows do not interact,
+so a single backward pass of the sum gives every ``alpha_s`` (in chunks of
+:data:`COPIES_PER_PASS` copies, to bound the memory). It runs on one CPU thread: with two,
+each of the GRU's small steps waits for the other thread, which made the pass 30-100x
+slower while other jobs held the cores.
 
 Precision: the encoder (nearly all the arithmetic) runs in bf16 autocast when the
 ``precision`` asked for resolves to bf16; the GRU, the head and their gradients always
@@ -33,6 +40,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..device import cpu_threads
 from ..training import autocast
 from .classifier import ICHSliceClassifier
 from .config import CAMConfig, CLASSES
@@ -53,6 +61,38 @@ class CAMResult:
     region: np.ndarray
     raw: np.ndarray
     probabilities: np.ndarray
+
+
+#: Copies of the slice sequence :func:`slice_weights` differentiates in one backward pass.
+#: Each copy of each slice keeps ~200 floats for the backward pass (measured with the
+#: default classifier), ~30 MB for 128 copies of 300 slices; on a CPU, 128 copies per pass
+#: were faster than 64 or all at once.
+COPIES_PER_PASS = 128
+
+
+def slice_weights(model: ICHSliceClassifier, pooled: torch.Tensor, c: int,
+                  copies: int = COPIES_PER_PASS) -> torch.Tensor:
+    """Grad-CAM weights ``alpha [S, F]``: row ``s`` is ``d logit[s, c] / d pooled[s]``.
+
+    Args:
+        model: the classifier, in eval mode (dropout off: each copy must see the same net).
+        pooled: one scan's pooled slice features ``[S, F]`` (fp32; not differentiated
+            further back).
+        c: class index of the logit.
+        copies: sequence copies per backward pass (module notes).
+    """
+    n = pooled.shape[0]
+    rows = []
+    with cpu_threads(1):  # the GRU's hundreds of small steps: one thread (module notes)
+        for start in range(0, n, copies):
+            slices = torch.arange(start, min(start + copies, n), device=pooled.device)
+            copy = torch.arange(len(slices), device=pooled.device)
+            # Copy k of the sequence answers for slice start + k only.
+            batch = pooled.detach()[None].repeat(len(slices), 1, 1).requires_grad_(True)
+            picked = model.sequence_logits(batch)[copy, slices, c].sum()    # batch [B, S, F]
+            grad, = torch.autograd.grad(picked, batch)
+            rows.append(grad[copy, slices])
+    return torch.cat(rows)
 
 
 def grad_cam(model: ICHSliceClassifier, stack: torch.Tensor, target: int | str = "any",
@@ -77,10 +117,11 @@ def grad_cam(model: ICHSliceClassifier, stack: torch.Tensor, target: int | str =
             maps = model.feature_maps(stack[None].to(device))[0]         # [S, F, h, w]
         maps = maps.float()
         with torch.enable_grad():
-            pooled = maps.mean(dim=(-2, -1))[None].detach().requires_grad_(True)  # [1, S, F]
-            logits = model.sequence_logits(pooled)[0]                       # [S, K]
-            alphas = torch.stack([torch.autograd.grad(logits[s, c], pooled, retain_graph=True)[0][0, s]
-                                  for s in range(logits.shape[0])])       # [S, F]
+            pooled = maps.mean(dim=(-2, -1))                                  # [S, F]
+            alphas = slice_weights(model, pooled, c)                        # [S, F]
+        with torch.no_grad():
+            # The logits of the scan itself (batch of one), as the classifier gives them.
+            logits = model.sequence_logits(pooled[None])[0]                 # [S, K]
     finally:
         model.train(was_training)
     cam = torch.relu(torch.einsum("sf,sfhw->shw", alphas, maps))

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from ..baselines.masks import dilate_mm, sigma_voxels
+from ..baselines.masks import bounding_box, dilate_mm, sigma_voxels
 from .config import GrowConfig
 
 
@@ -39,9 +39,28 @@ def grow_into_blood(seeds: np.ndarray, hu: np.ndarray, spacing_mm: Sequence[floa
         return seeds
     sigma = sigma_voxels(config.smooth_sigma_mm, spacing_mm)
     sigma[axial_axis] = 0.0
-    smooth = ndimage.gaussian_filter(np.asarray(hu, np.float32), sigma)
-    near_dense = dilate_mm(hu > config.dense_hu, config.dense_margin_mm, spacing_mm)
-    near_seed = dilate_mm(seeds, config.max_distance_mm, spacing_mm)
+    # Everything below is computed in the box around the seeds that growth can reach.
+    box = _reach_box(seeds, sigma, spacing_mm, config)
+    hu_box, seeds_box = np.asarray(hu, np.float32)[box], seeds[box]
+    smooth = ndimage.gaussian_filter(hu_box, sigma)
+    near_dense = dilate_mm(hu_box > config.dense_hu, config.dense_margin_mm, spacing_mm)
+    near_seed = dilate_mm(seeds_box, config.max_distance_mm, spacing_mm)
     low, high = config.window_hu
-    allowed = intracranial & ~near_dense & near_seed & (smooth >= low) & (smooth <= high)
-    return ndimage.binary_propagation(seeds & allowed, mask=allowed) | seeds
+    allowed = (np.asarray(intracranial, bool)[box] & ~near_dense & near_seed
+               & (smooth >= low) & (smooth <= high))
+    grown = seeds.copy()
+    grown[box] |= ndimage.binary_propagation(seeds_box & allowed, mask=allowed)
+    return grown
+
+
+def _reach_box(seeds: np.ndarray, sigma: np.ndarray, spacing_mm: Sequence[float],
+               config: GrowConfig) -> tuple[slice, ...]:
+    """The box (array slices) that growth is computed in: the seeds' bounding box grown
+    by ``max_distance_mm`` (nothing farther is added), then by what decides a voxel
+    there: the Gaussian's reach (scipy truncates it at 4 sigma, ``sigma`` in voxels) and
+    the dense margin. Inside the first box, smoothing and dilation then see the same
+    voxels as on the whole grid and give the same values."""
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    reach = np.ceil(config.max_distance_mm / spacing)
+    context = np.maximum(np.ceil(4.0 * np.asarray(sigma)) + 1, np.ceil(config.dense_margin_mm / spacing))
+    return bounding_box(seeds, (reach + context).astype(int))

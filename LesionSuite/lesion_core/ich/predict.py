@@ -38,7 +38,7 @@ import torch
 from scipy import ndimage
 
 from ..baselines.ich_threshold import slice_areas_mm2
-from ..baselines.masks import remove_small_components
+from ..baselines.masks import bounding_box, remove_small_components
 from ..errors import ModelBundleError
 from ..progress import Progress, ensure_progress
 from ..volume import Volume
@@ -48,7 +48,7 @@ from .config import SUBTYPES
 from .model import ICHModel, ICHThresholds
 from .outputs_file import FILES, SLICE_COLUMNS
 from .grow import grow_into_blood
-from .preprocess import SliceStack, check_ct, intracranial_mask, preprocess
+from .preprocess import SliceStack, check_ct, checked_stack, intracranial_mask
 from .refine import refine
 from .segmenter import segment_stack
 
@@ -151,8 +151,25 @@ def classify(model: ICHModel, stack: SliceStack, precision: str = "auto"):
 def on_ct_grid(stack: SliceStack, values: np.ndarray, threshold: float) -> np.ndarray:
     """A stack map ``[S, H, W]`` (probability, or 0/1 mask) interpolated linearly onto
     the CT's grid and thresholded there: ``bool`` array of the CT's shape."""
-    mapped = stack.to_input_grid(np.asarray(values, np.float32), order=1).array
+    values = np.asarray(values, np.float32)
+    if threshold > 0:
+        values = _near_threshold(values, threshold)
+    mapped = stack.to_input_grid(values, order=1).array
     return np.asarray(mapped) >= threshold
+
+
+def _near_threshold(values: np.ndarray, threshold: float) -> np.ndarray:
+    """``values`` with 0 wherever no voxel of its 3x3x3 neighbourhood reaches
+    ``threshold`` (> 0), which leaves the thresholded linear interpolation as it was
+    and lets the resampling skip the zeros (:meth:`Volume.resample_to_grid`).
+
+    A CT voxel's value is a convex combination of the 2x2x2 stack voxels around it, so
+    it reaches the threshold only when one of them does (float rounding cannot lift a
+    combination above its largest term by a float32 step); then all eight lie in that
+    voxel's neighbourhood and keep their values. Otherwise all of them, 0 included, are
+    below the threshold, and so is the combination."""
+    near = ndimage.maximum_filter(values >= threshold, size=3, mode="constant")
+    return np.where(near, values, np.float32(0))
 
 
 def segmenter_mask(model: ICHModel, stack: SliceStack, precision: str = "auto") -> np.ndarray:
@@ -167,15 +184,22 @@ def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: i
     """Subtype label map (uint8) and components of a CT-grid ``mask`` (step 6).
 
     ``slice_subtypes``: subtype probabilities ``[n_slices, 5]`` along ``slice_axis``."""
-    mask = remove_small_components(np.asarray(mask, bool), min_volume_ml * 1000.0, spacing, 26)
-    ids, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    mask = np.asarray(mask, bool)
     out = np.zeros(mask.shape, np.uint8)
+    region = bounding_box(mask)
+    if region is None:
+        return out, []
+    # Labelled in the mask's bounding box only: the components, and their numbering
+    # (raster order of their first voxel), are those of the whole grid.
+    kept = remove_small_components(mask[region], min_volume_ml * 1000.0, spacing, 26)
+    ids, n = ndimage.label(kept, structure=np.ones((3, 3, 3), bool))
+    labelled = out[region]  # a view: filling it fills ``out``
     components = []
     limits = np.asarray(thresholds.subtypes)
     for index, box in enumerate(ndimage.find_objects(ids), start=1):
         inside = ids[box] == index
         other = tuple(a for a in range(3) if a != slice_axis)
-        offset = box[slice_axis].start
+        offset = region[slice_axis].start + box[slice_axis].start
         slices = offset + np.flatnonzero(inside.any(axis=other))
         peak = slice_subtypes[slices].max(axis=0)
         allowed = peak >= limits
@@ -184,7 +208,7 @@ def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: i
             value, subtype = k + 1, SUBTYPES[k]
         else:
             value, subtype = 1, "unknown"
-        out[box][inside] = value
+        labelled[box][inside] = value
         components.append(Component(value, subtype, round(float(inside.sum()) * voxel_ml, 3),
                                     int(slices.min()), int(slices.max())))
     return out, components
@@ -204,7 +228,7 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     config = model.config
     progress.update(0.02, "checking and resampling the CT")
     ct = check_ct(volume, config.grid)
-    stack = preprocess(ct, config)
+    stack = checked_stack(ct, config)
     progress.update(0.2, "classifier and class activation map")
     cam, scan_probabilities = classify(model, stack, precision)
     progress.update(0.5, "segmenter")

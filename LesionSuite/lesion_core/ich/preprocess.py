@@ -215,7 +215,12 @@ class SliceStack:
 
 def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
     """A head CT in HU (any orientation) -> :class:`SliceStack` (steps in the module notes)."""
-    ct = check_ct(ct, config.grid)
+    return checked_stack(check_ct(ct, config.grid), config)
+
+
+def checked_stack(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
+    """:func:`preprocess` of a CT that :func:`check_ct` has returned (its checks read
+    the whole image: a caller that has run them need not run them twice)."""
     affine, shape = working_grid(ct, config.grid)
     target_mm = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     ras = ct.to_ras()
@@ -238,9 +243,10 @@ def preprocess(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
 
 def intracranial_mask(hu: np.ndarray, skull_hu: float, axial_axis: int) -> np.ndarray:
     """Inside the skull (bool, ``hu``'s shape): holes of the bone mask, filled per axial
-    slice (a skull open at the foramen magnum still closes in-plane) and in 3D, bone out."""
+    slice (a skull open at the foramen magnum still closes in-plane; holes in 3D are
+    holes of their slices too), bone out."""
     skull = hu > skull_hu
-    return (fill_holes_slicewise(skull, axial_axis) | ndimage.binary_fill_holes(skull)) & ~skull
+    return fill_holes_slicewise(skull, axial_axis) & ~skull
 
 
 def brain_hu_offset(hu: np.ndarray, intracranial: np.ndarray, grid: SliceGrid) -> float:
