@@ -177,3 +177,18 @@ def test_mil_pooling_trains_from_scan_labels():
     with torch.no_grad():
         scores = [float(mil_pool(net(s.stack.image[None]))[0, 0]) for s in samples]
     assert min(scores[0::2]) > max(scores[1::2])
+
+
+def test_sensitivity_threshold_keeps_the_asked_share_of_positives():
+    from lesion_core.ich.fit import sensitivity_threshold
+
+    rng = np.random.default_rng(4)
+    labels = np.r_[np.ones(40, bool), np.zeros(30, bool)]
+    scores = np.r_[rng.uniform(0.3, 1.0, 40), rng.uniform(0.0, 0.6, 30)]
+    for sensitivity in (0.8, 0.9, 0.95, 1.0):
+        cut = sensitivity_threshold(labels, scores, sensitivity)
+        assert (scores[labels] >= cut).mean() >= sensitivity
+        # The highest such cut: one positive more would fall below a cut past the next score.
+        higher = np.sort(scores[scores >= cut])[0]
+        assert (scores[labels] > higher).mean() < sensitivity
+    assert sensitivity_threshold(labels[:42], scores[:42], 0.95) == 0.5  # 2 negatives

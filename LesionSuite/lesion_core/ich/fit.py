@@ -46,6 +46,23 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.clip(cuts[int(np.argmax(j))], 1e-3, 0.999))
 
 
+def sensitivity_threshold(labels: np.ndarray, scores: np.ndarray, sensitivity: float) -> float:
+    """The highest score threshold that keeps at least ``sensitivity`` of the positives
+    (so the fewest negatives pass), midway to the next lower score; 0.5 with too few
+    positives or negatives. An operating point stated as a sensitivity, as a triage
+    rule is: a scan with blood must not be called clear."""
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, np.float64)
+    if labels.sum() < MIN_POSITIVES or (~labels).sum() < MIN_POSITIVES:
+        return 0.5
+    positives = np.sort(scores[labels])
+    missed = int(np.floor((1.0 - sensitivity) * len(positives) + 1e-9))  # may fall below
+    cut = positives[missed]
+    lower = scores[scores < cut]
+    if lower.size:
+        cut = (cut + lower.max()) / 2
+    return float(np.clip(cut, 1e-3, 0.999))
+
+
 def validation_probabilities(model: ICHModel, samples: Sequence[WeakSample]):
     """Stacked known labels and probabilities: ``(slice targets [N, 6], slice
     probabilities [N, 6], scan targets [M, 6], scan probabilities [M, 6])``."""

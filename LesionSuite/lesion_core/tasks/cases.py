@@ -7,7 +7,7 @@ task's model-free preparation, :meth:`Task.prepare`, then the prediction, its br
 checked, the files published into the output folder all together or not at all,
 :func:`~lesion_core.output_folder.publish`). A single case can pass a :class:`ModelLoading`
 instead of a model: importing torch and MONAI and building the networks take seconds, which
-then pass on the second core while the case is read and prepared. ``force`` reports a
+then pass on another thread while the case is prepared. ``force`` reports a
 result on an image the checks refuse, marked out of distribution. ``dicom`` also writes the
 result as a DICOM SEG and SR referencing the source series (:mod:`lesion_core.dicom_export`),
 published with the other files; :func:`check_dicom_export` refuses a non-DICOM input first.

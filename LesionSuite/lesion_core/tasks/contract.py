@@ -162,8 +162,8 @@ class Task:
         return getattr(prediction, "brain_ml", None), "brain"
 
     def check_model(self, model: Any, path: str | Path, **options: Any) -> None:
-        """Refuse a model that cannot run on this input with these options (before any
-        progress is shown). Default: nothing to check."""
+        """Refuse a model that cannot run on this input with these options (before it
+        predicts: :func:`~.cases.run_case` calls it). Default: nothing to check."""
 
     def prepare(self, inputs: Any, progress=None, **options: Any) -> Any:
         """What :meth:`read_input` returned with the model-free work of :meth:`predict`
