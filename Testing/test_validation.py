@@ -87,3 +87,14 @@ def test_real_t1_is_mr(real_t1_path):
     assert guess_modality(volume) == "MR"
     with pytest.raises(ModalityError):
         validate_image(volume, Modality.CT)
+
+
+def test_modality_is_judged_on_the_whole_volume_not_one_slice():
+    """Sampling every n-th voxel of the flattened array reads one slice when n divides the
+    number of slices: here every 10th of 40 slices is all head, the rest mostly air."""
+    ct = np.full((200, 250, 40), -1000.0, np.float32)
+    ct[60:140, 60:190, :] = 40.0
+    ct[:, :, ::10] = 40.0                      # the slices a stride of 10 would read
+    volume = Volume(ct, np.diag([0.9, 0.9, 5.0, 1.0]))
+    assert guess_modality(volume) == "CT"
+    validate_image(volume, Modality.CT)

@@ -21,10 +21,10 @@ import json
 
 import numpy as np
 
+from lesion_core.errors import InvalidImageError
 from lesion_core.ich.data import WeakLabelDataset, table_from_synthetic_cohort
 from lesion_core.ich.fit import sensitivity_threshold, validation_probabilities
 from lesion_core.ich.model import load_ich_model
-from lesion_core.ich.train import load_samples
 from lesion_core.metrics import roc_auc
 
 
@@ -44,12 +44,18 @@ def main() -> None:
     args = parser.parse_args()
     model = load_ich_model(args.model)
     scans = [s for cohort in args.cohort for s in table_from_synthetic_cohort(cohort)]
-    samples = load_samples(WeakLabelDataset(scans, model.config), model.config)
+    data = WeakLabelDataset(scans, model.config)
+    samples, refused = [], []
+    for n in range(len(data)):  # a scan the model's input checks refuse is left out
+        try:
+            samples.append(data[n])
+        except InvalidImageError as exc:
+            refused.append(str(exc))
     _, _, targets, probabilities = validation_probabilities(model, samples)
     known = ~np.isnan(targets[:, 0])
     labels, scores = targets[known, 0] == 1, probabilities[known, 0]
     threshold = sensitivity_threshold(labels, scores, args.sensitivity)
-    report = {"scans": int(known.sum()), "with_blood": int(labels.sum()),
+    report = {"scans": int(known.sum()), "refused": refused, "with_blood": int(labels.sum()),
               "without_blood": int((~labels).sum()), "sensitivity_asked": args.sensitivity,
               "auc": round(float(roc_auc(labels.astype(int), scores)), 4),
               "before": operating_point(labels, scores, model.thresholds.scan),

@@ -108,7 +108,7 @@ def guess_modality(volume: Volume) -> str:
     meaningful negative values. A DICOM modality tag, when present, is believed first.
     """
     tagged = str(volume.meta.get("modality", "")).upper()
-    sample = np.asarray(volume.array, dtype=np.float32).ravel()[:: max(1, volume.array.size // 200_000)]
+    sample = _spread_sample(np.asarray(volume.array), 200_000).astype(np.float32)
     p01, p50, p99 = np.percentile(sample, [1, 50, 99.5])
     if p01 <= -500 and p99 >= 0:
         return "CT"
@@ -118,6 +118,16 @@ def guess_modality(volume: Volume) -> str:
     if tagged == "MR" or p01 >= -1e-3 * max(abs(p99), 1):
         return "MR"
     return "unknown"
+
+
+def _spread_sample(array: np.ndarray, count: int) -> np.ndarray:
+    """About ``count`` voxels spread evenly over the whole array. Not every n-th voxel of
+    the flattened array: when n divides the last axis's length, that is one slice (a CT of
+    46 axial slices, 9 M voxels, was judged on its lowest slice, all head, and refused)."""
+    flat = array.ravel()
+    if flat.size <= count:
+        return flat
+    return flat[np.linspace(0, flat.size - 1, count).astype(np.intp)]
 
 
 def _near_water_peak(sample: np.ndarray) -> bool:
