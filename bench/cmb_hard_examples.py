@@ -19,10 +19,8 @@ threshold, and each stage's figures at the chosen thresholds).
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +30,8 @@ from lesion_core.cmb.fit import (DESCRIPTION, CMBTrainConfig, _cached_examples,
 from lesion_core.cmb.model import CMBModel, load_cmb_model
 from lesion_core.cmb.stage1 import hard_example_pools_of, train_stage1
 from lesion_core.tasks import ModelCard
+
+from cmb_student_size import cmb_experiment_parser
 
 
 def peak_summary(peaks: list[np.ndarray]) -> dict:
@@ -43,12 +43,7 @@ def peak_summary(peaks: list[np.ndarray]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="CMB bundle to start from")
-    parser.add_argument("--table", action="append", required=True)
-    parser.add_argument("--validation", action="append", required=True)
-    parser.add_argument("--cache", required=True, help="folder of prepared training arrays")
-    parser.add_argument("--out", required=True, type=Path)
+    parser = cmb_experiment_parser(__doc__.splitlines()[0], "CMB bundle to start from")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--stage2-steps", default="0,0", metavar="TEACHER,STUDENT")

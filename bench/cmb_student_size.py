@@ -44,13 +44,21 @@ def ms_per_candidate(net: torch.nn.Module, repeats: int = 5, n: int = 64) -> flo
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="CMB bundle with a teacher")
+def cmb_experiment_parser(description: str, model_help: str) -> argparse.ArgumentParser:
+    """The options every CMB experiment on a trained model takes: the model, the training
+    and validation cohort tables (repeatable), the training's prepared arrays, an output
+    folder."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", required=True, help=model_help)
     parser.add_argument("--table", action="append", required=True)
     parser.add_argument("--validation", action="append", required=True)
     parser.add_argument("--cache", required=True, help="the training's prepared arrays")
     parser.add_argument("--out", required=True, type=Path)
+    return parser
+
+
+def main() -> None:
+    parser = cmb_experiment_parser(__doc__.splitlines()[0], "CMB bundle with a teacher")
     parser.add_argument("--widths", nargs="+", default=["8,16", "16,32", "16,32,64"])
     parser.add_argument("--steps", type=int, default=5000)
     args = parser.parse_args()
