@@ -219,7 +219,7 @@ def _resample_axis_aligned(src: np.ndarray, target_to_source: np.ndarray, axes: 
     dtype = np.float32 if order == 1 else src.dtype
     support = None
     if cval == 0 and not np.signbit(cval):
-        support = _nonzero_box(src)
+        support = nonzero_box(src)
         if support is None:  # all zero
             return np.full(shape, cval, dtype)
     coords, kept = [], []
@@ -262,7 +262,7 @@ def _resample_axis_aligned(src: np.ndarray, target_to_source: np.ndarray, axes: 
     return out
 
 
-def _nonzero_box(src: np.ndarray) -> tuple[slice, ...] | None:
+def nonzero_box(src: np.ndarray) -> tuple[slice, ...] | None:
     """Bounding box of the voxels of ``src`` that are not ``+0`` (a ``-0.0`` counts as
     non-zero, so the zeros outside resample to the same bits as ``cval``); None when
     there is none."""

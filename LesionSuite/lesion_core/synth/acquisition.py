@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from ..volume import Volume
+from ..volume import Volume, nonzero_box
 
 ORIENTATIONS = ("RAS", "LPS", "LAS", "oblique")
 NOISE_TYPES = ("rician", "gaussian")
@@ -73,16 +73,17 @@ def _target_box(data: np.ndarray, source_affine: np.ndarray, affine: np.ndarray,
     """The box of the target grid (``affine``, ``shape``) that can see a non-zero voxel of
     ``data`` (on ``source_affine``), and the target-to-source voxel matrix; None when there
     is none."""
-    nonzero = [np.flatnonzero(data.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    if any(n.size == 0 for n in nonzero):
+    found = nonzero_box(data)
+    if found is None:
         return None
     target_to_source = np.linalg.inv(source_affine) @ np.asarray(affine, float)
     snapped = np.round(target_to_source)
     near = np.abs(target_to_source - snapped) < 1e-9
     target_to_source[near] = snapped[near]
-    corners = np.array([[a, b, c] for a in (nonzero[0][0] - 1, nonzero[0][-1] + 1)
-                        for b in (nonzero[1][0] - 1, nonzero[1][-1] + 1)
-                        for c in (nonzero[2][0] - 1, nonzero[2][-1] + 1)], float)
+    # The box grown by one voxel: its corners are first - 1 and last + 1 along each axis.
+    corners = np.array([[a, b, c] for a in (found[0].start - 1, found[0].stop)
+                        for b in (found[1].start - 1, found[1].stop)
+                        for c in (found[2].start - 1, found[2].stop)], float)
     source_to_target = np.linalg.inv(target_to_source)
     target = corners @ source_to_target[:3, :3].T + source_to_target[:3, 3]
     lo = np.clip(np.floor(target.min(0)).astype(int) - 1, 0, shape)
