@@ -281,9 +281,19 @@ def test_cli_train_checkpoints_caches_and_resumes(tmp_path, capsys):
     assert main(command[:3] + [str(tmp_path / "cohort"), "--steps", "5", "--out",
                                str(tmp_path / "other")]) == 2
     assert "--classifier-steps" in capsys.readouterr().err
-    assert main(command[:-2] + ["--init", str(tmp_path / "model"), "--out",
-                                str(tmp_path / "other")]) == 2
-    assert "--init goes with --feedback only" in capsys.readouterr().err
+    zero = command[:4] + ["--classifier-steps", "0", "--segmenter-steps", "2", "--precision",
+                          "fp32", "--device", "cpu"]
+    assert main(zero + ["--out", str(tmp_path / "other")]) == 2
+    assert "needs --init MODEL" in capsys.readouterr().err
+
+    # --init with 0 classifier steps keeps that model's classifier; the segmenter learns anew.
+    assert main(zero + ["--init", str(tmp_path / "model"), "--out", str(tmp_path / "kept")]) == 0
+    first, kept = load_ich_model(tmp_path / "model"), load_ich_model(tmp_path / "kept")
+    for name, tensor in first.classifier.state_dict().items():
+        assert torch.equal(tensor, kept.classifier.state_dict()[name]), name
+    assert kept.metadata.training["classifier"]["steps"] == 0
+    assert kept.metadata.training["classifier_from"] == "ich_weakseg_cam 1.0"
+    assert kept.metadata.training["segmenter"]["steps"] == 2
 
     # The saved model evaluated by the same command line: report, JSON and the card's record.
     result = tmp_path / "evaluation" / "ich.json"

@@ -97,17 +97,17 @@ def fit_ich(scans: Sequence[WeakScan], validation: Sequence[WeakScan] = (),
             config: ICHConfig = ICHConfig(), train_config: TrainConfig = TrainConfig(),
             combination: str = DEFAULT_COMBINATION, progress: Progress | None = None,
             checkpoint_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-            data_note: dict | None = None) -> tuple[ICHModel, dict]:
+            data_note: dict | None = None, classifier=None) -> tuple[ICHModel, dict]:
     """Train on ``scans`` and calibrate on ``validation`` (weak labels only). Returns the
     unsaved model, with its card, and its training report (JSON-able). ``checkpoint_dir``:
     resumable training (:func:`~.train.train`); ``cache_dir``: preprocessed stacks of
     both sets kept on disk; ``data_note``: where the scans came from (added to the
-    report)."""
+    report); ``classifier``: a trained one to start from (:func:`~.train.train`)."""
     progress = ensure_progress(progress)
     start = time.perf_counter()
     share = 0.9 if validation else 1.0
     trained = train(WeakLabelDataset(scans, config, cache_dir=cache_dir), config, train_config,
-                    progress.sub(0.0, share), checkpoint_dir)
+                    progress.sub(0.0, share), checkpoint_dir, classifier=classifier)
     model = ICHModel(None, trained.classifier, trained.segmenter, config,
                      combination=combination)
     calibration: dict = {}

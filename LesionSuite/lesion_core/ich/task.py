@@ -8,7 +8,10 @@ classifier, class activation map, pseudo-masks, segmenter), trained from image-l
   weak-label CSV, or ``--synthetic`` cohort folder: its labels only), thresholds
   calibrated on ``--validation`` labels; ``--classifier-steps``, ``--segmenter-steps``,
   ``--labels`` (which labels train the classifier), ``--combination`` (how the final mask
-  is made); or (``--feedback``) a fine-tune of the classifier of ``--init`` (or the shipped
+  is made); ``--init MODEL`` starts from that model's classifier (with its windows and
+  CAM settings; the grid, refinement, segmenter and growth take today's defaults),
+  ``--classifier-steps 0`` keeps it as it is, so only the segmenter learns anew; or
+  (``--feedback``) a fine-tune of the classifier of ``--init`` (or the shipped
   model) on a reader's slice labels, the segmenter kept, where ``--steps`` counts the
   fine-tune's steps; checkpoints in ``DIR/classifier`` and ``DIR/segmenter``, the cache by
   default in ``DIR/cache`` of ``--checkpoint``;
@@ -67,7 +70,8 @@ class ICHTask(Task):
                          help="weak-label CSV or synthetic cohort whose labels set the "
                               "thresholds"),
                   option("--classifier-steps", type=int,
-                         help="classifier optimiser steps (default 300)"),
+                         help="classifier optimiser steps (default 300; 0 with --init: "
+                              "keep that model's classifier, train the segmenter only)"),
                   option("--segmenter-steps", type=int,
                          help="segmenter optimiser steps (default 300)"),
                   option("--labels", choices=("auto", "slice", "scan"), default="auto",
@@ -142,11 +146,12 @@ class ICHTask(Task):
         if settings.steps is not None:
             raise CommandError("--steps sets the fine-tune steps (with --feedback) only",
                                "use --classifier-steps and --segmenter-steps")
-        if min(classifier_steps or 1, segmenter_steps or 1) < 1:
-            raise CommandError("the step counts must be positive", "give at least 1 step")
-        if init:
-            raise CommandError("--init goes with --feedback only: a whole training starts "
-                               "from new networks", "leave out --init")
+        if segmenter_steps is not None and segmenter_steps < 1:
+            raise CommandError("--segmenter-steps must be positive", "give at least 1 step")
+        if classifier_steps is not None and classifier_steps < (0 if init else 1):
+            raise CommandError("--classifier-steps must be positive" + (
+                "" if init else " (0, keeping a classifier, needs --init MODEL)"),
+                "give at least 1 step" + ("" if init else ", or --init with 0"))
 
     def training_data(self, settings: TrainSettings, table: str | None = None,
                       synthetic: str | None = None, validation: str | None = None,
@@ -174,9 +179,16 @@ class ICHTask(Task):
                 ClassifierTrainConfig().optim, classifier_steps)),
             replace(SegmenterTrainConfig(), optim=settings.optim(
                 SegmenterTrainConfig().optim, segmenter_steps)))
-        return fit_ich(data["scans"], data["validation"], ICHConfig(), train_config,
+        note = dict(data["note"])
+        if init is not None:
+            note["classifier_from"] = f"{init.model_id} {init.version}"
+        config = ICHConfig()
+        if init is not None:  # what its classifier reads and how its CAM is made
+            config = replace(config, windows=init.config.windows,
+                             classifier=init.config.classifier, cam=init.config.cam)
+        return fit_ich(data["scans"], data["validation"], config, train_config,
                        combination or DEFAULT_COMBINATION, progress, settings.checkpoint,
-                       _cache(settings), data["note"])
+                       _cache(settings), note, None if init is None else init.classifier)
 
     def finetune(self, model, store, settings: TrainSettings, progress=None,
                  **options: Any):

@@ -162,7 +162,9 @@ def train_classifier(samples: Sequence[WeakSample], config: ICHConfig = ICHConfi
                         sample, loss, train_config.optim, state=order,
                         checkpoint_dir=checkpoint_dir, progress=progress, label="classifier",
                         fingerprint={"settings": asdict(train_config),
-                                     "scans": [s.scan for s in samples]})
+                                     "scans": [s.scan for s in samples],
+                                     # A run from given weights is not a run from new ones.
+                                     **({"from_given_network": True} if net is not None else {})})
 
 
 @dataclass
@@ -238,9 +240,11 @@ def stage_folder(checkpoint_dir: str | Path | None, stage: str) -> Path | None:
 def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
           config: ICHConfig = ICHConfig(), train_config: TrainConfig = TrainConfig(),
           progress: Progress | None = None, checkpoint_dir: str | Path | None = None,
-          cache_dir: str | Path | None = None) -> TrainedICH:
+          cache_dir: str | Path | None = None,
+          classifier: ICHSliceClassifier | None = None) -> TrainedICH:
     """The whole weakly supervised method (module notes); cancelling via ``progress``
-    raises ``OperationCancelled``. With ``checkpoint_dir`` each network keeps resumable
+    raises ``OperationCancelled``. ``classifier``: a trained one to start from (with 0
+    classifier steps it is kept as it is and only the segmenter learns, from its CAMs). With ``checkpoint_dir`` each network keeps resumable
     checkpoints in its own subfolder (:func:`stage_folder`): the same call after a kill
     resumes in the stage it was in (a finished classifier is returned at once and its
     pseudo-masks are recomputed, deterministically)."""
@@ -249,9 +253,9 @@ def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
     if not samples:
         raise ValueError("no training scans")
     c_config, s_config = train_config.classifier, train_config.segmenter
-    classifier, c_result = train_classifier(samples, config, c_config, progress.sub(0.1, 0.5),
-                                            checkpoint_dir=stage_folder(checkpoint_dir,
-                                                                        "classifier"))
+    classifier, c_result = train_classifier(
+        samples, config, c_config, progress.sub(0.1, 0.5), net=classifier,
+        checkpoint_dir=stage_folder(checkpoint_dir, "classifier"))
     # The CAMs run where the classifier trained (it comes back on the CPU).
     device = select_device(c_config.optim.device)
     pseudo = make_pseudo_masks(classifier.to(device), samples, config, progress.sub(0.5, 0.6),
