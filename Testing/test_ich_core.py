@@ -18,7 +18,7 @@ from lesion_core.ich.classifier import ICHSliceClassifier, mil_pool
 from lesion_core.ich.config import (CLASSES, SUBTYPES, CAMConfig, ClassifierConfig,
                                     ClassifierTrainConfig, GrowConfig, ICHConfig, RefineConfig,
                                     config_from_dict, config_to_dict)
-from lesion_core.ich.grow import grow_into_blood
+from lesion_core.ich.grow import confident_components, grow_into_blood
 from lesion_core.ich.refine import fit_gmm_1d, refine
 from lesion_core.ich.train import train_classifier
 from lesion_core.labels import ICH_SUBTYPE_KEYS
@@ -146,6 +146,18 @@ def test_growth_fills_the_haematoma_from_its_core_and_nothing_else():
     assert np.array_equal(grow_into_blood(core, hu, spacing, intracranial, 2,
                                           GrowConfig(enabled=False)), core)
     assert not grow_into_blood(np.zeros(shape, bool), hu, spacing, intracranial, 2).any()
+
+
+def test_only_components_with_a_confident_voxel_are_kept():
+    mask = np.zeros((20, 20, 4), bool)
+    mask[2:6, 2:6, 1:3] = True                        # a component with one confident voxel
+    mask[12:16, 12:16, 1:3] = True                    # one without
+    confident = np.zeros_like(mask)
+    confident[3, 3, 1] = True
+    confident[18, 18, 0] = True                       # outside the mask: holds nothing
+    kept = confident_components(mask, confident)
+    assert kept[2:6, 2:6, 1:3].all() and kept.sum() == 32
+    assert not confident_components(np.zeros_like(mask), confident).any()
 
 
 def test_mil_pooling_trains_from_scan_labels():

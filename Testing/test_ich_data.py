@@ -26,7 +26,7 @@ from lesion_core.ich.config import (CLASSES, CT_AUGMENT, ClassifierTrainConfig, 
 from lesion_core.ich.data import (WeakLabelDataset, WeakLabelTableError, parse_rows,
                                   table_from_synthetic_cohort)
 from lesion_core.ich.preprocess import preprocess
-from lesion_core.ich.train import fraction_subset, train
+from lesion_core.ich.train import clean_with_labels, fraction_subset, load_samples, own_target, train
 from lesion_core.progress import Progress
 from lesion_core.training import OptimConfig
 from lesion_core.volume import Volume
@@ -217,6 +217,29 @@ def test_killed_training_resumes_in_its_stage_to_the_same_weights(tmp_path):
     assert _same_weights(straight.classifier, resumed.classifier)
     assert _same_weights(straight.segmenter, resumed.segmenter)
     assert resumed.results["segmenter"].history["loss"] == straight.results["segmenter"].history["loss"]
+
+
+def test_labels_clean_the_targets_and_self_training_continues_the_segmenter(tmp_path):
+    _toy_cohort(tmp_path / "cohort", n=2)
+    samples = load_samples(WeakLabelDataset(table_from_synthetic_cohort(tmp_path / "cohort"),
+                                            TOY), TOY)
+    positive, negative = samples  # seed 0 has blood on CT slices 2-4, seed 1 none
+    everywhere = np.ones(positive.stack.hu.shape, bool)
+    assert not clean_with_labels(everywhere, negative).any()
+    kept = clean_with_labels(everywhere, positive)
+    labelled = positive.slice_targets[:, 0].numpy()
+    assert kept[labelled == 1].all() and not kept[labelled == 0].any()
+
+    segmenter = SegmenterTrainConfig(optim=_optim(4, 4), self_training_rounds=1)
+    config = TrainConfig(ClassifierTrainConfig(max_slices=6, optim=_optim(6, 2)), segmenter)
+    trained = train(samples, TOY, config, checkpoint_dir=tmp_path / "run")
+    assert trained.results["self_training_1"].steps == 4
+    assert (tmp_path / "run" / "segmenter_round1").is_dir()
+    once = train(samples, TOY, dataclasses.replace(config, segmenter=dataclasses.replace(
+        segmenter, self_training_rounds=0)))
+    assert not _same_weights(once.segmenter, trained.segmenter)
+    target = own_target(trained.segmenter, positive.stack, TOY)
+    assert target.shape == positive.stack.hu.shape and target.dtype == bool
 
 
 def test_stack_cache_serves_a_rerun_without_reading_the_ct(tmp_path):

@@ -212,6 +212,10 @@ class GrowConfig:
             250 HU and 1 mm against 100 HU and 1.5 mm, Dice 0.567 -> 0.582, subdural and
             epidural subjects 0.545 -> 0.614, for 1.2 mL more on scans without blood.
         max_distance_mm: nothing further than this from the segmenter's mask is added.
+        seed_probability: only components of the mask that hold a voxel of at least this
+            segmenter probability are kept and grown (a hysteresis threshold, low end the
+            segmenter's threshold): a false-positive seed on a mimic is grown too, and
+            mimics rarely reach a confident probability.
     """
 
     enabled: bool = True
@@ -220,6 +224,7 @@ class GrowConfig:
     dense_hu: float = 250.0
     dense_margin_mm: float = 1.0
     max_distance_mm: float = 10.0
+    seed_probability: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,14 @@ class SegmenterTrainConfig:
     flip_probability: float = 0.5
     augment: AcquisitionAugment | None = CT_AUGMENT
     optim: OptimConfig = replace(_OPTIM, batch_size=8)
+    #: Empty the target on slices and scans whose image-level label says "no haemorrhage"
+    #: (what the CAM lit there is a mimic, and the segmenter should learn it as such).
+    label_cleaning: bool = True
+    #: Rounds of self-training after the first fit: the segmenter's own mask on each
+    #: training stack, grown into the connected blood (``ICHConfig.grow``) and cleaned
+    #: by the labels, united with the pseudo-mask, is the next target; each round
+    #: continues from the current weights for ``optim.steps`` steps.
+    self_training_rounds: int = 0
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,8 @@ def fit_ich(scans: Sequence[WeakScan], validation: Sequence[WeakScan] = (),
         "scans_with_slice_labels": len(with_labels),
         "classifier": stage_report(train_config.classifier, trained.results["classifier"]),
         "segmenter": stage_report(train_config.segmenter, trained.results["segmenter"]),
+        "self_training": [r.summary() for k, r in trained.results.items()
+                          if k.startswith("self_training_")],
         "pseudo_masks_non_empty": int(sum(bool(m.any()) for m in pseudo)),
         "calibration": calibration, "thresholds": model.thresholds.as_dict(config),
         "combination": combination, "seconds": round(time.perf_counter() - start, 1),

@@ -53,6 +53,20 @@ def grow_into_blood(seeds: np.ndarray, hu: np.ndarray, spacing_mm: Sequence[floa
     return grown
 
 
+def confident_components(mask: np.ndarray, confident: np.ndarray) -> np.ndarray:
+    """The 26-connected components of ``mask`` that hold a ``confident`` voxel (both
+    bool, same shape): the high end of a hysteresis threshold."""
+    mask = np.asarray(mask, bool)
+    box = bounding_box(mask)
+    if box is None:
+        return mask
+    labels, _ = ndimage.label(mask[box], structure=np.ones((3, 3, 3), bool))
+    held = np.unique(labels[np.asarray(confident, bool)[box] & mask[box]])
+    kept = np.zeros_like(mask)
+    kept[box] = np.isin(labels, held[held > 0])
+    return kept
+
+
 def _reach_box(seeds: np.ndarray, sigma: np.ndarray, spacing_mm: Sequence[float],
                config: GrowConfig) -> tuple[slice, ...]:
     """The box (array slices) that growth is computed in: the seeds' bounding box grown

@@ -47,7 +47,7 @@ from .classifier import mil_pool
 from .config import SUBTYPES
 from .model import ICHModel, ICHThresholds
 from .outputs_file import FILES, SLICE_COLUMNS
-from .grow import grow_into_blood
+from .grow import confident_components, grow_into_blood
 from .preprocess import SliceStack, check_ct, checked_stack, intracranial_mask
 from .refine import refine
 from .segmenter import segment_stack
@@ -174,8 +174,18 @@ def _near_threshold(values: np.ndarray, threshold: float) -> np.ndarray:
 
 def segmenter_mask(model: ICHModel, stack: SliceStack, precision: str = "auto") -> np.ndarray:
     """The segmenter's mask on the CT's grid (probability interpolated, then thresholded)."""
+    return segmenter_masks(model, stack, precision)[0]
+
+
+def segmenter_masks(model: ICHModel, stack: SliceStack, precision: str = "auto"
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The segmenter's mask on the CT's grid (probability interpolated, then thresholded)
+    and, of the same probability, where it reaches ``config.grow.seed_probability``."""
     probability = segment_stack(model.segmenter, stack.image, model.config, precision=precision)
-    return on_ct_grid(stack, probability, model.config.segmenter.threshold)
+    threshold = model.config.segmenter.threshold
+    mask = on_ct_grid(stack, probability, threshold)
+    seed = model.config.grow.seed_probability
+    return mask, (mask if seed <= threshold else on_ct_grid(stack, probability, seed))
 
 
 def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: int,
@@ -232,7 +242,8 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     progress.update(0.2, "classifier and class activation map")
     cam, scan_probabilities = classify(model, stack, precision)
     progress.update(0.5, "segmenter")
-    masks = {"segmenter": segmenter_mask(model, stack, precision)}
+    segmenter, confident = segmenter_masks(model, stack, precision)
+    masks = {"segmenter": segmenter}
     progress.update(0.7, "final mask on the CT grid")
     if stages or model.combination == "segmenter_and_pseudo_mask":
         pseudo = refine(stack.hu, cam.cam, stack.spacing_mm, config.refine,
@@ -252,8 +263,10 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     progress.update(0.8, "growing into the connected blood")
     hu = np.asarray(ct.array, np.float32) + np.float32(stack.hu_offset)
     intracranial = intracranial_mask(hu, config.grid.skull_hu, stack.input_axis)
-    final = grow_into_blood(masks[model.combination], hu, ct.spacing, intracranial,
-                            stack.input_axis, config.grow)
+    seeds = masks[model.combination]
+    if config.grow.seed_probability > config.segmenter.threshold:
+        seeds = confident_components(seeds, confident & gate)
+    final = grow_into_blood(seeds, hu, ct.spacing, intracranial, stack.input_axis, config.grow)
     progress.update(0.85, "components and subtypes")
     reference = Volume(np.zeros(stack.input_shape, np.uint8), stack.input_affine, stack.source)
     labels, components = label_components(

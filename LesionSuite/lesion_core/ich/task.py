@@ -8,7 +8,7 @@ classifier, class activation map, pseudo-masks, segmenter), trained from image-l
   weak-label CSV, or ``--synthetic`` cohort folder: its labels only), thresholds
   calibrated on ``--validation`` labels; ``--classifier-steps``, ``--segmenter-steps``,
   ``--labels`` (which labels train the classifier), ``--combination`` (how the final mask
-  is made); ``--init MODEL`` starts from that model's classifier (with its windows and
+  is made), ``--self-training ROUNDS`` (the segmenter retrained on its own grown output); ``--init MODEL`` starts from that model's classifier (with its windows and
   CAM settings; the grid, refinement, segmenter and growth take today's defaults),
   ``--classifier-steps 0`` keeps it as it is, so only the segmenter learns anew; or
   (``--feedback``) a fine-tune of the classifier of ``--init`` (or the shipped
@@ -79,7 +79,10 @@ class ICHTask(Task):
                               "learning from scan labels only (default %(default)s)"),
                   option("--combination", choices=combinations,
                          help="how the final mask is made (default: the measured best, "
-                              "docs/ich.md)")),
+                              "docs/ich.md)"),
+                  option("--self-training", type=int, default=0, metavar="ROUNDS",
+                         help="rounds of segmenter self-training on its own grown output, "
+                              "each --segmenter-steps long (default %(default)s)")),
         "evaluate": (option("--limit", type=int, help="only the first N subjects"),),
     }
 
@@ -146,6 +149,8 @@ class ICHTask(Task):
         if settings.steps is not None:
             raise CommandError("--steps sets the fine-tune steps (with --feedback) only",
                                "use --classifier-steps and --segmenter-steps")
+        if options.get("self_training", 0) < 0:
+            raise CommandError("--self-training must be 0 or more rounds", "give 0, 1, 2 ...")
         if segmenter_steps is not None and segmenter_steps < 1:
             raise CommandError("--segmenter-steps must be positive", "give at least 1 step")
         if classifier_steps is not None and classifier_steps < (0 if init else 1):
@@ -170,15 +175,16 @@ class ICHTask(Task):
 
     def fit(self, data: dict, settings: TrainSettings, progress=None, init=None,
             classifier_steps: int | None = None, segmenter_steps: int | None = None,
-            labels: str = "auto", combination: str | None = None, **options: Any):
+            labels: str = "auto", combination: str | None = None, self_training: int = 0,
+            **options: Any):
         from .config import ClassifierTrainConfig, ICHConfig, SegmenterTrainConfig, TrainConfig
         from .fit import DEFAULT_COMBINATION, fit_ich
 
         train_config = TrainConfig(
             replace(ClassifierTrainConfig(), labels=labels, optim=settings.optim(
                 ClassifierTrainConfig().optim, classifier_steps)),
-            replace(SegmenterTrainConfig(), optim=settings.optim(
-                SegmenterTrainConfig().optim, segmenter_steps)))
+            replace(SegmenterTrainConfig(), self_training_rounds=self_training,
+                    optim=settings.optim(SegmenterTrainConfig().optim, segmenter_steps)))
         note = dict(data["note"])
         if init is not None:
             note["classifier_from"] = f"{init.model_id} {init.version}"

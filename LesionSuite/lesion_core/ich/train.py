@@ -7,7 +7,9 @@
    multiple-instance pooled cross-entropy on scan labels (:func:`~.classifier.mil_pool`);
 2. :func:`make_pseudo_masks`: Grad-CAM through the sequence model
    (:func:`~.cam.compute_cam`) refined in HU (:func:`~.refine.refine`) for every scan;
-3. :func:`~.segmenter.train_segmenter` on those pseudo-masks.
+3. :func:`~.segmenter.train_segmenter` on those pseudo-masks, emptied where the image-level
+   labels say "no haemorrhage" (:func:`clean_with_labels`); optionally rounds of
+   self-training on the segmenter's own grown output (:func:`own_target`).
 
 Both networks train through :func:`lesion_core.training.run_training` (seeding, bf16
 autocast where it pays, resumable checkpoints: one folder per network), on inputs
@@ -40,7 +42,8 @@ from .classifier import ICHSliceClassifier, mil_pool
 from .config import CLASSES, ClassifierTrainConfig, ICHConfig, SegmenterTrainConfig, TrainConfig
 from .data import WeakLabelDataset, WeakSample, read_weak_table
 from .refine import Refined, refine
-from .segmenter import train_segmenter
+from .grow import confident_components, grow_into_blood
+from .segmenter import segment_stack, train_segmenter
 
 
 def build_classifier(config: ICHConfig = ICHConfig()) -> ICHSliceClassifier:
@@ -261,9 +264,44 @@ def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
     pseudo = make_pseudo_masks(classifier.to(device), samples, config, progress.sub(0.5, 0.6),
                                c_config.optim.precision)
     classifier.to("cpu")
-    segmenter, s_result = train_segmenter([s.stack for s in samples], [p.mask for p in pseudo],
-                                          config, s_config, progress.sub(0.6, 1.0),
+    stacks = [s.stack for s in samples]
+    targets = [p.mask for p in pseudo]
+    if s_config.label_cleaning:
+        targets = [clean_with_labels(m, s) for m, s in zip(targets, samples)]
+    rounds = s_config.self_training_rounds
+    share = 0.4 / (rounds + 1)
+    segmenter, s_result = train_segmenter(stacks, targets, config, s_config,
+                                          progress.sub(0.6, 0.6 + share),
                                           checkpoint_dir=stage_folder(checkpoint_dir,
                                                                       "segmenter"))
-    return TrainedICH(classifier, segmenter, config,
-                      {"classifier": c_result, "segmenter": s_result}, pseudo)
+    results = {"classifier": c_result, "segmenter": s_result}
+    for k in range(1, rounds + 1):
+        own = [own_target(segmenter, st, config, s_config.optim.precision) for st in stacks]
+        targets = [t | m for t, m in zip(targets, own)]
+        if s_config.label_cleaning:
+            targets = [clean_with_labels(m, s) for m, s in zip(targets, samples)]
+        segmenter, results[f"self_training_{k}"] = train_segmenter(
+            stacks, targets, config, s_config, progress.sub(0.6 + k * share, 0.6 + (k + 1) * share),
+            net=segmenter, checkpoint_dir=stage_folder(checkpoint_dir, f"segmenter_round{k}"))
+    return TrainedICH(classifier, segmenter, config, results, pseudo)
+
+
+def clean_with_labels(mask: np.ndarray, sample: WeakSample) -> np.ndarray:
+    """``mask [S, H, W]`` emptied on the working slices whose "any" label is 0, and
+    wholly when the scan's is (unknown labels leave it as it is)."""
+    if sample.scan_targets[0].item() == 0.0:
+        return np.zeros_like(mask)
+    negative = (sample.slice_targets[:, 0] == 0.0).numpy()
+    return np.where(negative[:, None, None], False, mask)
+
+
+def own_target(segmenter: torch.nn.Module, stack, config: ICHConfig,
+               precision: str = "auto") -> np.ndarray:
+    """The segmenter's mask on a working-grid stack (its threshold; components without
+    a voxel of ``grow.seed_probability`` dropped), grown into the connected blood as at
+    prediction (``config.grow``): a self-training target."""
+    probability = segment_stack(segmenter, stack.image, config, precision=precision)
+    seeds = confident_components(probability >= config.segmenter.threshold,
+                                 probability >= config.grow.seed_probability)
+    return grow_into_blood(seeds, stack.hu, stack.spacing_mm, stack.intracranial, 0,
+                           config.grow)
