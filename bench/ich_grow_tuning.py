@@ -1,16 +1,21 @@
 """Choose the ICH growth rule (``GrowConfig``) on validation subjects, never the benchmark.
 
-    python bench/ich_grow_tuning.py --cohort DIR [--model DIR] [--out FILE]
+    python bench/ich_grow_tuning.py --cohort DIR [--cohort DIR2] [--family bone|seeds]
+        [--model DIR] [--out FILE]
 
-``--cohort``: a synthetic ICH validation cohort (``lesion-suite synth ich --seed 100000
---n 32 --spacing 1.5 --domain randomized``, the one ``scripts/train_ich_model.sh`` makes).
-Each candidate rule in :data:`CANDIDATES` replaces the model's growth step and the whole
-prediction runs on every subject; reported per rule: mean Dice over subjects with blood,
-the false-positive volume per subject without blood, and the mean Dice of the subjects
-with extra-axial (subdural or epidural) blood. The rules differ in how close to bone the
-mask may grow (``dense_hu``, ``dense_margin_mm``, the top of ``window_hu``): a thick slice
-averages blood against the inner table with bone, so such voxels read 100-250 HU
-(docs/synthetic_cohort.md). Prints a markdown table and writes the figures as JSON.
+``--cohort``: synthetic ICH validation cohorts (``lesion-suite synth ich --seed 100000
+--n 32 --spacing 1.5 --domain randomized``, the one ``scripts/train_ich_model.sh`` makes;
+for the false positives also ``--seed 100032 --n 160``, 30 of them without blood). Each
+candidate rule of the chosen family (:data:`FAMILIES`) replaces the model's growth step
+and the whole prediction runs on every subject; reported per rule: mean Dice over
+subjects with blood, the false-positive volume per subject without blood, and the mean
+Dice of the subjects with extra-axial (subdural or epidural) blood. Family ``bone``:
+how close to bone the mask may grow (``dense_hu``, ``dense_margin_mm``, the top of
+``window_hu``): a thick slice averages blood against the inner table with bone, so such
+voxels read 100-250 HU (docs/synthetic_cohort.md). Family ``seeds``: which components of
+the segmenter's mask are kept and grown (``seed_probability``) and how far
+(``max_distance_mm``): a false-positive seed on a mimic grows too. Prints a markdown
+table and writes the figures as JSON.
 """
 
 from __future__ import annotations
@@ -29,13 +34,22 @@ from lesion_core.ich.model import load_ich_model
 from lesion_core.ich.predict import predict_ich
 from lesion_core.metrics import dice
 
-#: (top of the HU window and ``dense_hu``, ``dense_margin_mm``): the earlier rule first
-#: (100 HU, 1.5 mm), then rules that let the mask grow nearer to bone; 250 HU and 1 mm
-#: was chosen (``GrowConfig``'s defaults since 2026-12-05).
-RULES = ((100.0, 1.5), (100.0, 0.5), (150.0, 1.0), (150.0, 0.5), (250.0, 1.0), (250.0, 0.5))
-CANDIDATES = {f"{hu:g} HU, margin {margin:g} mm":
-              GrowConfig(window_hu=(44.0, hu), dense_hu=hu, dense_margin_mm=margin)
-              for hu, margin in RULES}
+#: Family "bone" (top of the HU window and ``dense_hu``, ``dense_margin_mm``; every
+#: component grown up to 10 mm, as then): the earlier rule first (100 HU, 1.5 mm), then
+#: rules that let the mask grow nearer to bone; 250 HU and 1 mm was chosen (2026-12-05).
+BONE_RULES = ((100.0, 1.5), (100.0, 0.5), (150.0, 1.0), (150.0, 0.5), (250.0, 1.0), (250.0, 0.5))
+#: Family "seeds" (``seed_probability``, ``max_distance_mm``; window and bone as chosen
+#: above): which components grow, and how far. 0.98 and 6 mm was chosen (2026-12-05).
+SEED_RULES = ((0.5, 10.0), (0.5, 6.0), (0.95, 6.0), (0.98, 6.0), (0.99, 6.0), (0.95, 4.0),
+              (0.98, 4.0))
+FAMILIES = {
+    "bone": {f"{hu:g} HU, margin {margin:g} mm":
+             GrowConfig(window_hu=(44.0, hu), dense_hu=hu, dense_margin_mm=margin,
+                        seed_probability=0.5, max_distance_mm=10.0)
+             for hu, margin in BONE_RULES},
+    "seeds": {f"seeds p >= {p:g}, reach {reach:g} mm":
+              GrowConfig(seed_probability=p, max_distance_mm=reach) for p, reach in SEED_RULES},
+}
 
 #: Label values of extra-axial blood (``lesion_core.labels.ICH_SUBTYPES``).
 EXTRA_AXIAL = (4, 5)
@@ -62,14 +76,17 @@ def score(model, rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cohort", required=True, help="synthetic ICH validation cohort")
+    parser.add_argument("--cohort", required=True, action="append",
+                        help="synthetic ICH validation cohort (repeatable)")
+    parser.add_argument("--family", choices=tuple(FAMILIES), default="seeds",
+                        help="which rules to compare (default %(default)s)")
     parser.add_argument("--model", help="ICH model folder (default: the shipped one)")
     parser.add_argument("--out", type=Path, help="JSON file for the figures")
     args = parser.parse_args()
     model = load_ich_model(args.model)
-    rows = read_cohort(args.cohort)
+    rows = [row for cohort in args.cohort for row in read_cohort(cohort)]
     results = {}
-    for name, grow in CANDIDATES.items():
+    for name, grow in FAMILIES[args.family].items():
         tuned = replace(model, config=replace(model.config, grow=grow))
         results[name] = {"grow": asdict(grow), **score(tuned, rows)}
         print(name, json.dumps(results[name]), flush=True)
@@ -78,7 +95,8 @@ def main() -> None:
     for name, r in results.items():
         print(f"| {name} | {r['dice']} | {r['extra_axial_dice']} | {r['fp_ml']} |")
     if args.out:
-        args.out.write_text(json.dumps({"cohort": str(args.cohort), "results": results},
+        args.out.write_text(json.dumps({"cohorts": [str(c) for c in args.cohort],
+                                        "results": results},
                                        indent=1))
 
 
