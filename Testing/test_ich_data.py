@@ -316,6 +316,7 @@ def test_cli_train_checkpoints_caches_and_resumes(tmp_path, capsys):
         assert torch.equal(tensor, kept.classifier.state_dict()[name]), name
     assert kept.metadata.training["classifier"]["steps"] == 0
     assert kept.metadata.training["classifier_from"] == "ich_weakseg_cam 1.0"
+    assert kept.metadata.training["classifier_from_training"]["classifier"]["steps"] == 2
     assert kept.metadata.training["segmenter"]["steps"] == 2
 
     # The saved model evaluated by the same command line: report, JSON and the card's record.

@@ -188,6 +188,10 @@ class ICHTask(Task):
         note = dict(data["note"])
         if init is not None:
             note["classifier_from"] = f"{init.model_id} {init.version}"
+            before = getattr(init.metadata, "training", None) or {}
+            # How the kept classifier was made: the card must still say it.
+            note["classifier_from_training"] = {
+                k: before.get(k) for k in ("classifier", "data", "subjects", "seed")}
         config = ICHConfig()
         if init is not None:  # what its classifier reads and how its CAM is made
             config = replace(config, windows=init.config.windows,
