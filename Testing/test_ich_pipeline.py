@@ -23,8 +23,8 @@ from lesion_core.ich.data import WeakScan
 from lesion_core.ich.evaluate import case_figures, summarize
 from lesion_core.ich.finetune import FINETUNE, finetune_ich
 from lesion_core.ich.model import ICHModel, ICHThresholds, load_ich_model, save_ich_model
-from lesion_core.ich.predict import (STAGES, ICHPrediction, label_components, predict_ich,
-                                     write_prediction)
+from lesion_core.ich.predict import (STAGES, Component, ICHPrediction, label_components,
+                                     predict_ich, write_prediction)
 from lesion_core.ich.segmenter import build_segmenter
 from lesion_core.ich.train import build_classifier
 from lesion_core.volume import Volume
@@ -151,6 +151,28 @@ def test_evaluation_figures_on_hand_made_cases():
     assert summary["stages"]["segmenter"]["dice"]["mean"] == 1.0
     assert summary["stages"]["cam"]["volume_abs_error_ml"]["subdural"]["mean"] == pytest.approx(true_ml)
     assert summary["stages"]["segmenter"]["fp_volume_ml"]["mean"] == pytest.approx(true_ml)
+
+
+def test_final_components_are_checked_against_the_truth_subtype():
+    truth_array = np.zeros((10, 10, 4), np.uint8)
+    truth_array[2:6, 2:6, 1:3] = 4                       # subdural
+    truth = Volume(truth_array, np.diag([1.0, 1.0, 2.0, 1.0]))
+    labels = np.zeros_like(truth_array)
+    labels[2:6, 2:6, 1:3] = 4                            # found, called subdural
+    labels[8:10, 8:10, 0:2] = 1                          # on no blood, subtype unknown
+    prediction = _hand_prediction(truth, {})
+    prediction.labels = truth.with_array(labels)
+    prediction.components = [Component(4, "subdural", 0.064, 1, 2),
+                             Component(1, "unknown", 0.016, 0, 1)]
+    case = case_figures(prediction, truth)
+    assert case["component_subtypes"] == [["subdural", "subdural"], ["none", "unknown"]]
+    assert case["stages"]["final"]["dice"] == pytest.approx(64 / 72)
+    counts = summarize([case])["subtype_confusion"]["counts"]
+    assert counts["subdural"]["subdural"] == 1 and counts["none"]["unknown"] == 1
+    assert sum(n for row in counts.values() for n in row.values()) == 2
+    prediction.components = prediction.components[:1]
+    with pytest.raises(ValueError, match="components"):
+        case_figures(prediction, truth)
 
 
 def test_cli_predict_and_bad_input(saved, tmp_path, capsys):

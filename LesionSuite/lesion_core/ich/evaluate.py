@@ -14,6 +14,11 @@ with the pseudo-mask. :func:`case_figures` scores each stage against a truth lab
   subtype coming from the classifier as in :func:`~.predict.label_components`;
 - ``fp_volume_ml``: predicted volume on a scan without blood.
 
+The ``final`` stage is the model's output (after growth and the small-component rule).
+Each final component's subtype is checked against the truth (:func:`component_subtypes`:
+the most common blood subtype under it, or ``none``); :func:`subtype_confusion` counts
+them over the cohort.
+
 Scan- and slice-level AUC (:func:`lesion_core.metrics.roc_auc`) come from the classifier,
 the same for every stage. :func:`summarize` pools: mean and sd over scans with blood of
 ``dice``, the mean over all positive slices of ``slice_dice``, the mean absolute and mean
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from .. import io as lesion_io
 from ..errors import CohortError
@@ -84,15 +90,49 @@ def stage_figures(mask: np.ndarray, truth: Volume, prediction: ICHPrediction,
             "volume_error_ml": {k: predicted[k] - true[k] for k in SUBTYPES}}
 
 
+def component_subtypes(prediction: ICHPrediction, truth: Volume) -> list[list[str]]:
+    """``[truth, predicted]`` subtype of every component of the final mask: predicted as
+    :func:`~.predict.label_components` named it, true as the most common blood subtype
+    of the truth under it (``"none"``: a component on no blood)."""
+    mask = np.asarray(prediction.labels.array) > 0
+    ids, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    # label_components numbers the components the same way (raster order of first voxel).
+    if n != len(prediction.components):
+        raise ValueError("the final mask's components do not match the prediction's")
+    values = np.asarray(truth.array, np.int64)
+    pairs = []
+    for index, (box, component) in enumerate(zip(ndimage.find_objects(ids), prediction.components), 1):
+        under = values[box][(ids[box] == index)]
+        counts = np.bincount(under[(under >= 1) & (under <= 5)], minlength=6)[1:]
+        true = SUBTYPES[int(np.argmax(counts))] if counts.any() else "none"
+        pairs.append([true, component.subtype])
+    return pairs
+
+
+def subtype_confusion(cases: Sequence[dict]) -> dict:
+    """Counts of ``truth -> predicted`` subtype over every case's final components."""
+    rows = list(SUBTYPES) + ["none"]
+    columns = list(SUBTYPES) + ["unknown"]
+    table = {r: {c: 0 for c in columns} for r in rows}
+    for case in cases:
+        for true, predicted in case.get("component_subtypes", []):
+            table[true][predicted] += 1
+    return {"rows": "truth (majority subtype under the component; none: no blood)",
+            "columns": "predicted", "counts": table}
+
+
 def case_figures(prediction: ICHPrediction, truth: Volume, min_volume_ml: float = 0.0) -> dict:
-    """Per-case figures of every stage the prediction holds (``stages=True``) plus the
-    classifier's slice and scan probabilities against the truth's slice labels."""
+    """Per-case figures of every stage the prediction holds (``stages=True``) and of the
+    final (grown) mask, the truth and predicted subtype of each final component, plus
+    the classifier's slice and scan probabilities against the truth's slice labels."""
     if tuple(truth.shape[:3]) != tuple(prediction.labels.shape[:3]):
         raise ValueError("the truth label map is not on the CT's grid")
     blood = blood_mask(truth)
     other = tuple(a for a in range(3) if a != prediction.slice_axis)
     stages = {name: stage_figures(mask, truth, prediction, min_volume_ml)
               for name, mask in prediction.stages.items()}
+    stages["final"] = stage_figures(np.asarray(prediction.labels.array) > 0, truth, prediction,
+                                    min_volume_ml)
     return {"positive": bool(blood.any()),
             "volume_true_ml": float(blood.sum()) * truth.voxel_volume_ml,
             "volume_true_ml_by_subtype": subtype_volumes(np.asarray(truth.array) * blood,
@@ -100,7 +140,8 @@ def case_figures(prediction: ICHPrediction, truth: Volume, min_volume_ml: float 
             "scan_probability": prediction.scan_probability,
             "slice_labels": blood.any(axis=other).astype(int).tolist(),
             "slice_probabilities": [float(p) for p in prediction.slice_probabilities[:, 0]],
-            "seconds": prediction.seconds, "stages": stages}
+            "seconds": prediction.seconds, "stages": stages,
+            "component_subtypes": component_subtypes(prediction, truth)}
 
 
 def _mean_sd(values: Sequence[float]) -> dict:
@@ -109,11 +150,12 @@ def _mean_sd(values: Sequence[float]) -> dict:
             "sd": float(v.std(ddof=1)) if v.size > 1 else None, "n": int(v.size)}
 
 
-def summarize(cases: list[dict], final: str = "segmenter") -> dict:
-    """Cohort figures per stage (module notes); ``final`` names the model's final stage."""
+def summarize(cases: list[dict], final: str = "final") -> dict:
+    """Cohort figures per stage (module notes) and the subtype confusion of the final
+    components; ``final`` names the model's final stage."""
     out: dict = {"n_cases": len(cases), "final_stage": final, "stages": {}}
     positives = [c for c in cases if c["positive"]]
-    for stage in STAGES:
+    for stage in STAGES + ("final",):
         rows = [c["stages"][stage] for c in cases if stage in c["stages"]]
         if not rows:
             continue
@@ -132,6 +174,7 @@ def summarize(cases: list[dict], final: str = "segmenter") -> dict:
     out["scan_auc"] = (roc_auc([int(c["positive"]) for c in cases],
                                [c["scan_probability"] for c in cases]) if cases else None)
     out["seconds"] = _mean_sd([c["seconds"] for c in cases])
+    out["subtype_confusion"] = subtype_confusion(cases)
     return json_safe(out)
 
 
@@ -173,7 +216,7 @@ def evaluate_cohort(model: ICHModel, folder: str | Path, progress: Progress | No
         "ich", model.model_id, model.version, "CT", str(folder),
         {"combination": model.combination,
          "precision": resolve_precision(precision, _device(model))},
-        json_safe(cases), summarize(cases, model.combination))
+        json_safe(cases), summarize(cases))
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -191,6 +234,11 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"{stage + mark:>34}: Dice {fmt(s['dice'])}  slice Dice "
                      f"{fmt(s['slice_dice'])}  FP volume {fmt(s['fp_volume_ml'])} mL  "
                      f"|volume error| mL: {errors}")
+    confusion = summary.get("subtype_confusion", {}).get("counts", {})
+    for true, row in confusion.items():
+        if any(row.values()):
+            lines.append(f"components on {true}: " + ", ".join(
+                f"{n} called {name}" for name, n in row.items() if n))
     auc = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     lines.append(f"slice AUC {auc(summary['slice_auc'])}, scan AUC {auc(summary['scan_auc'])}"
                  f", {fmt(summary['seconds'])} s per case")
