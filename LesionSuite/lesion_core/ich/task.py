@@ -8,8 +8,9 @@ classifier, class activation map, pseudo-masks, segmenter), trained from image-l
   weak-label CSV, or ``--synthetic`` cohort folder: its labels only), thresholds
   calibrated on ``--validation`` labels; ``--classifier-steps``, ``--segmenter-steps``,
   ``--labels`` (which labels train the classifier), ``--combination`` (how the final mask
-  is made), ``--self-training ROUNDS`` (the segmenter retrained on its own grown output); ``--init MODEL`` starts from that model's classifier (with its windows and
-  CAM settings; the grid, refinement, segmenter and growth take today's defaults),
+  is made), ``--self-training ROUNDS`` (the segmenter retrained on its own grown output);
+  ``--init MODEL`` starts from that model's classifier (with its windows and CAM
+  settings; the grid, refinement, segmenter and growth take today's defaults), and
   ``--classifier-steps 0`` keeps it as it is, so only the segmenter learns anew; or
   (``--feedback``) a fine-tune of the classifier of ``--init`` (or the shipped
   model) on a reader's slice labels, the segmenter kept, where ``--steps`` counts the
@@ -185,17 +186,16 @@ class ICHTask(Task):
                 ClassifierTrainConfig().optim, classifier_steps)),
             replace(SegmenterTrainConfig(), self_training_rounds=self_training,
                     optim=settings.optim(SegmenterTrainConfig().optim, segmenter_steps)))
-        note = dict(data["note"])
+        note, config = dict(data["note"]), ICHConfig()
         if init is not None:
-            note["classifier_from"] = f"{init.model_id} {init.version}"
-            before = getattr(init.metadata, "training", None) or {}
-            # How the kept classifier was made: the card must still say it.
-            note["classifier_from_training"] = {
-                k: before.get(k) for k in ("classifier", "data", "subjects", "seed")}
-        config = ICHConfig()
-        if init is not None:  # what its classifier reads and how its CAM is made
+            # What its classifier reads and how its CAM is made come with it; and the card
+            # must still say how that classifier was trained.
             config = replace(config, windows=init.config.windows,
                              classifier=init.config.classifier, cam=init.config.cam)
+            before = getattr(init.metadata, "training", None) or {}
+            note["classifier_from"] = f"{init.model_id} {init.version}"
+            note["classifier_from_training"] = {
+                k: before.get(k) for k in ("classifier", "data", "subjects", "seed")}
         return fit_ich(data["scans"], data["validation"], config, train_config,
                        combination or DEFAULT_COMBINATION, progress, settings.checkpoint,
                        _cache(settings), note, None if init is None else init.classifier)

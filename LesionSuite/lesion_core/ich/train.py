@@ -247,8 +247,8 @@ def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
           classifier: ICHSliceClassifier | None = None) -> TrainedICH:
     """The whole weakly supervised method (module notes); cancelling via ``progress``
     raises ``OperationCancelled``. ``classifier``: a trained one to start from (with 0
-    classifier steps it is kept as it is and only the segmenter learns, from its CAMs). With ``checkpoint_dir`` each network keeps resumable
-    checkpoints in its own subfolder (:func:`stage_folder`): the same call after a kill
+    classifier steps it is kept as it is and only the segmenter learns, from its CAMs).
+    With ``checkpoint_dir`` each network keeps resumable checkpoints in its own subfolder (:func:`stage_folder`): the same call after a kill
     resumes in the stage it was in (a finished classifier is returned at once and its
     pseudo-masks are recomputed, deterministically)."""
     progress = ensure_progress(progress)
@@ -265,9 +265,13 @@ def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
                                c_config.optim.precision)
     classifier.to("cpu")
     stacks = [s.stack for s in samples]
-    targets = [p.mask for p in pseudo]
-    if s_config.label_cleaning:
-        targets = [clean_with_labels(m, s) for m, s in zip(targets, samples)]
+
+    def cleaned(masks: list[np.ndarray]) -> list[np.ndarray]:
+        if not s_config.label_cleaning:
+            return masks
+        return [clean_with_labels(m, s) for m, s in zip(masks, samples)]
+
+    targets = cleaned([p.mask for p in pseudo])
     rounds = s_config.self_training_rounds
     share = 0.4 / (rounds + 1)
     segmenter, s_result = train_segmenter(stacks, targets, config, s_config,
@@ -276,13 +280,12 @@ def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
                                                                       "segmenter"))
     results = {"classifier": c_result, "segmenter": s_result}
     for k in range(1, rounds + 1):
-        own = [own_target(segmenter, st, config, s_config.optim.precision) for st in stacks]
+        own = cleaned([own_target(segmenter, st, config, s_config.optim.precision)
+                       for st in stacks])
         targets = [t | m for t, m in zip(targets, own)]
-        if s_config.label_cleaning:
-            targets = [clean_with_labels(m, s) for m, s in zip(targets, samples)]
         segmenter, results[f"self_training_{k}"] = train_segmenter(
-            stacks, targets, config, s_config, progress.sub(0.6 + k * share, 0.6 + (k + 1) * share),
-            net=segmenter, checkpoint_dir=stage_folder(checkpoint_dir, f"segmenter_round{k}"))
+            stacks, targets, config, s_config,
+            progress.sub(0.6 + k * share, 0.6 + (k + 1) * share), net=segmenter, checkpoint_dir=stage_folder(checkpoint_dir, f"segmenter_round{k}"))
     return TrainedICH(classifier, segmenter, config, results, pseudo)
 
 
