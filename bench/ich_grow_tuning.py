@@ -29,7 +29,7 @@ import numpy as np
 
 from lesion_core import io as lesion_io
 from lesion_core.ich.config import GrowConfig
-from lesion_core.ich.evaluate import blood_mask, read_cohort
+from lesion_core.ich.evaluate import EXTRA_AXIAL, blood_mask, read_cohort
 from lesion_core.ich.model import load_ich_model
 from lesion_core.ich.predict import predict_ich
 from lesion_core.metrics import dice
@@ -50,10 +50,6 @@ FAMILIES = {
     "seeds": {f"seeds p >= {p:g}, reach {reach:g} mm":
               GrowConfig(seed_probability=p, max_distance_mm=reach) for p, reach in SEED_RULES},
 }
-
-#: Label values of extra-axial blood (``lesion_core.labels.ICH_SUBTYPES``).
-EXTRA_AXIAL = (4, 5)
-
 
 def score(model, rows: list[dict]) -> dict:
     """Mean Dice (subjects with blood), false-positive mL (without), extra-axial Dice."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from lesion_core import io as lesion_io
 from lesion_core.ich.config import RefineConfig
-from lesion_core.ich.evaluate import blood_mask, read_cohort
+from lesion_core.ich.evaluate import EXTRA_AXIAL, blood_mask, read_cohort
 from lesion_core.ich.model import load_ich_model
 from lesion_core.ich.predict import classify, on_ct_grid
 from lesion_core.ich.preprocess import check_ct, checked_stack
@@ -45,10 +45,6 @@ CANDIDATES = {
         dense_hu=400.0, dense_margin_mm=1.0, fit_range_hu=(-10.0, 250.0),
         blood_window_hu=(40.0, 250.0)),
 }
-
-#: Label values of extra-axial blood (``lesion_core.labels.ICH_SUBTYPES``).
-EXTRA_AXIAL = (4, 5)
-
 
 def _figures(mask: np.ndarray, blood: np.ndarray) -> tuple[float, float, float]:
     hit = float((mask & blood).sum())

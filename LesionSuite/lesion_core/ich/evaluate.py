@@ -49,6 +49,9 @@ from .model import ICHModel
 from .predict import STAGES, ICHPrediction, label_components, predict_ich
 
 COHORT_TABLE = "ich_labels.csv"
+#: Truth label values of extra-axial blood: subdural and epidural
+#: (``lesion_core.labels.ICH_SUBTYPES``).
+EXTRA_AXIAL = (4, 5)
 
 
 def blood_mask(truth: Volume | np.ndarray) -> np.ndarray:
