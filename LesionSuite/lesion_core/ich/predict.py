@@ -178,14 +178,15 @@ def segmenter_mask(model: ICHModel, stack: SliceStack, precision: str = "auto") 
 
 
 def segmenter_masks(model: ICHModel, stack: SliceStack, precision: str = "auto"
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """The segmenter's mask on the CT's grid (probability interpolated, then thresholded)
-    and, of the same probability, where it reaches ``config.grow.seed_probability``."""
+    and, of the same probability, where it reaches ``config.grow.seed_probability``
+    (``None`` when that is not above the segmenter's threshold: every component counts)."""
     probability = segment_stack(model.segmenter, stack.image, model.config, precision=precision)
     threshold = model.config.segmenter.threshold
     mask = on_ct_grid(stack, probability, threshold)
     seed = model.config.grow.seed_probability
-    return mask, (mask if seed <= threshold else on_ct_grid(stack, probability, seed))
+    return mask, (None if seed <= threshold else on_ct_grid(stack, probability, seed))
 
 
 def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: int,
@@ -264,7 +265,7 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     hu = np.asarray(ct.array, np.float32) + np.float32(stack.hu_offset)
     intracranial = intracranial_mask(hu, config.grid.skull_hu, stack.input_axis)
     seeds = masks[model.combination]
-    if config.grow.seed_probability > config.segmenter.threshold:
+    if confident is not None:
         seeds = confident_components(seeds, confident & gate)
     final = grow_into_blood(seeds, hu, ct.spacing, intracranial, stack.input_axis, config.grow)
     progress.update(0.85, "components and subtypes")

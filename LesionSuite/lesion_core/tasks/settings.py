@@ -62,7 +62,8 @@ class TrainSettings:
     def optim(self, defaults: "OptimConfig", steps: int | None = None) -> "OptimConfig":
         """``defaults`` with these settings applied (``steps``: this network's own step
         count, which wins over :attr:`steps`; 0 keeps a network given to start from)."""
-        given = {"steps": self.steps if steps is None else steps, "lr": self.lr, "batch_size": self.batch_size}
+        given = {"steps": self.steps if steps is None else steps, "lr": self.lr,
+                 "batch_size": self.batch_size}
         return replace(defaults, **{k: v for k, v in given.items() if v is not None},
                        **self.shared())
 
