@@ -18,13 +18,13 @@ from lesion_core import io as lesion_io
 from lesion_core.cli import main
 from lesion_core.errors import FeedbackStoreError, UnreadableFileError
 from lesion_core.ich import outputs_file
-from lesion_core.ich.config import CLASSES, SUBTYPES
+from lesion_core.ich.config import CLASSES, SUBTYPES, SubtypePlaceConfig
 from lesion_core.ich.data import WeakScan
 from lesion_core.ich.evaluate import case_figures, summarize
 from lesion_core.ich.finetune import FINETUNE, finetune_ich
 from lesion_core.ich.model import ICHModel, ICHThresholds, load_ich_model, save_ich_model
 from lesion_core.ich.predict import (STAGES, Component, ICHPrediction, label_components,
-                                     predict_ich, write_prediction)
+                                     median_bone_distance, predict_ich, write_prediction)
 from lesion_core.ich.segmenter import build_segmenter
 from lesion_core.ich.train import build_classifier
 from lesion_core.volume import Volume
@@ -116,6 +116,47 @@ def test_components_get_the_most_probable_subtype_or_unknown():
     assert set(np.unique(labels)) == {0, 1, 4}
     assert [(c.subtype, c.value, c.first_slice, c.last_slice) for c in components] == \
         [("subdural", 4, 1, 2), ("unknown", 1, 4, 5)]
+
+
+def test_the_place_of_a_component_picks_the_subtypes_the_classifier_chooses_from():
+    """One slab of bone; the same slices' probabilities favour subdural everywhere, yet a
+    component deep inside is intraventricular or intraparenchymal by its place."""
+    shape, spacing = (60, 20, 6), (1.0, 1.0, 2.0)
+    bone = np.zeros(shape, bool)
+    bone[:2] = True
+    mask = np.zeros(shape, bool)
+    mask[3:6, 5:9, 1:3] = True      # 1-4 mm from bone: extra-axial
+    mask[12:16, 5:9, 1:3] = True    # 10-14 mm: intraparenchymal or subarachnoid
+    mask[40:44, 5:9, 1:3] = True    # 38-42 mm: intraventricular or intraparenchymal
+    probabilities = np.zeros((6, len(SUBTYPES)), np.float32)
+    probabilities[1:3] = [0.3, 0.6, 0.4, 0.9, 0.1]
+    thresholds = ICHThresholds(0.5, 0.5, (0.5, 0.5, 0.5, 0.5, 0.5))
+    place = SubtypePlaceConfig()
+    labels, components = label_components(mask, probabilities, 2, thresholds, 0.002, spacing,
+                                          0.0, bone, place)
+    # Near bone: subdural (at its threshold); mid-depth: neither candidate reaches its
+    # threshold, the more probable is taken; deep: intraventricular.
+    assert [c.subtype for c in components] == ["subdural", "subarachnoid", "intraventricular"]
+    assert labels[4, 6, 1] == SUBTYPES.index("subdural") + 1
+    # Without the rule (disabled, or no bone mask) the classifier alone names all three.
+    for args in ((bone, SubtypePlaceConfig(enabled=False)), (None, place)):
+        _, alone = label_components(mask, probabilities, 2, thresholds, 0.002, spacing, 0.0,
+                                    *args)
+        assert [c.subtype for c in alone] == ["subdural"] * 3
+    # Nothing at its threshold stays unknown wherever it lies.
+    _, none = label_components(mask, probabilities * 0.1, 2, thresholds, 0.002, spacing, 0.0,
+                               bone, place)
+    assert {c.subtype for c in none} == {"unknown"}
+
+
+def test_median_bone_distance_is_exact_within_reach_and_infinite_without_bone():
+    bone = np.zeros((40, 8, 8), bool)
+    bone[0] = True
+    inside = np.ones((2, 8, 8), bool)
+    box = (slice(10, 12), slice(0, 8), slice(0, 8))
+    assert median_bone_distance(bone, box, inside, (1.0, 1.0, 1.0), 25.0) == 10.5
+    assert median_bone_distance(bone, box, inside, (0.5, 1.0, 1.0), 25.0) == 5.25
+    assert median_bone_distance(np.zeros_like(bone), box, inside, (1.0,) * 3, 25.0) == np.inf
 
 
 def _hand_prediction(truth: Volume, masks: dict) -> ICHPrediction:

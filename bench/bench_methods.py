@@ -241,14 +241,12 @@ def _ich_prediction(case, result, labels: Volume) -> Prediction:
 def _ich_stage(case, stage: str) -> Prediction:
     """One stage of the shipped ICHWeakSeg model (lesion_core.ich.predict.STAGES), each
     post-processed and subtyped as the final mask is; ``"final"``: the shipped output."""
-    from lesion_core.ich.predict import label_components, predict_ich
+    from lesion_core.ich.predict import predict_ich
     model, ct = _ich_model(), case.images["CT"]
     result = predict_ich(ct, model, stages=stage != "final")
     if stage == "final":
         return _ich_prediction(case, result, result.labels)
-    labels, _ = label_components(result.stages[stage], result.slice_probabilities[:, 1:],
-                                 result.slice_axis, result.thresholds, ct.voxel_volume_ml,
-                                 ct.spacing, model.config.refine.min_volume_ml)
+    labels = result.label_mask(result.stages[stage], model.config.refine.min_volume_ml)
     return _ich_prediction(case, result, ct.with_array(labels))
 
 

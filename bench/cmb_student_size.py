@@ -3,7 +3,7 @@ several widths from one model's teacher, calibrate and save each as a full CMB b
 
     python bench/cmb_student_size.py --model DIR --table T [--table T2] --validation V
         [--validation V2] --cache DIR --out DIR [--widths 8,16 16,32 16,32,64]
-        [--steps 5000]
+        [--steps 5000] [--lr LR] [--schedule cosine] [--fine-tune]
 
 The stage 1 U-Net and the teacher are the model's own; the stage 2 examples are the
 training's (from ``--cache`` when a training with these tables prepared them there), so
@@ -11,11 +11,15 @@ each student differs from the shipped one only in its width and steps. Each stud
 checkpoints under ``--out`` (rerun the command to resume) and is saved as
 ``--out/student_<widths>``, ready for the benchmark; ``--out/student_size.json`` records
 its parameters, distillation time per step, calibration and time per candidate.
+``--fine-tune`` starts from the model's own student instead of a fresh one (its width
+only), e.g. to let a student distilled at a constant rate settle along a cosine
+(``--lr 1e-3 --schedule cosine``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -61,6 +65,10 @@ def main() -> None:
     parser = cmb_experiment_parser(__doc__.splitlines()[0], "CMB bundle with a teacher")
     parser.add_argument("--widths", nargs="+", default=["8,16", "16,32", "16,32,64"])
     parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the training's)")
+    parser.add_argument("--schedule", help="learning-rate schedule (default: the training's)")
+    parser.add_argument("--fine-tune", action="store_true",
+                        help="start from the model's own student (of its width)")
     args = parser.parse_args()
 
     model = load_cmb_model(args.model, device="cpu")
@@ -72,20 +80,26 @@ def main() -> None:
     patches, labels = _cached_examples(model.stage1, train, volumes, config, args.cache, None)
     del volumes
     print(f"{len(labels)} stage 2 examples ({int(labels.sum())} bleeds)", flush=True)
-    student_config = replace(config.student, optim=replace(config.student.optim,
-                                                           steps=args.steps))
+    optim = replace(config.student.optim, steps=args.steps)
+    optim = replace(optim, lr=args.lr or optim.lr, schedule=args.schedule or optim.schedule)
+    student_config = replace(config.student, optim=optim)
     record_file = args.out / "student_size.json"
     records = json.loads(record_file.read_text()) if record_file.exists() else {}
     for text in args.widths:
         widths = tuple(int(w) for w in text.split(","))
-        name = "student_" + "-".join(map(str, widths))
+        name = "student_" + "-".join(map(str, widths)) + ("_fine_tuned" if args.fine_tune else "")
+        if args.fine_tune and widths != tuple(model.config.student_channels):
+            parser.error(f"--fine-tune keeps the model's student width "
+                         f"{model.config.student_channels}, not {widths}")
+        init = copy.deepcopy(model.student) if args.fine_tune else None
         student, run = distil_student(patches, labels, model.teacher, student_config,
-                                      checkpoint=args.out / "checkpoints" / name,
+                                      init=init, checkpoint=args.out / "checkpoints" / name,
                                       channels=widths)
         sequences = tuple(sorted({r.sequence for r in train}))
         base = CMBConfig(stage1=config.stage1, sequences=sequences, student_channels=widths)
         calibrated, calibration = calibrate(model.stage1, student, validation, base, config)
         report = {"student_channels": list(widths), "distilled_from": str(args.model),
+                  "fine_tuned_from_its_student": bool(args.fine_tune),
                   "stage2_examples": int(len(labels)), "student": run.summary(),
                   "calibration": calibration}
         card = ModelCard("cmb_shiva_distilled", description=DESCRIPTION, training=report)

@@ -11,7 +11,7 @@ with the pseudo-mask. :func:`case_figures` scores each stage against a truth lab
 - ``slice_dice``: Dice of each CT slice (along the axial axis) that holds blood, as the
   paper reports it (slices without blood are left out: their Dice is 1 or 0);
 - ``volume_error_ml``: predicted minus true volume (mL) per subtype, the prediction's
-  subtype coming from the classifier as in :func:`~.predict.label_components`;
+  subtypes named as the final mask's (:meth:`~.predict.ICHPrediction.label_mask`);
 - ``fp_volume_ml``: predicted volume on a scan without blood.
 
 The ``final`` stage is the model's output (after growth and the small-component rule).
@@ -46,7 +46,7 @@ from ..training import resolve_precision
 from ..volume import Volume
 from .config import SUBTYPES
 from .model import ICHModel
-from .predict import STAGES, ICHPrediction, label_components, predict_ich
+from .predict import STAGES, ICHPrediction, predict_ich
 
 COHORT_TABLE = "ich_labels.csv"
 #: Truth label values of extra-axial blood: subdural and epidural
@@ -78,9 +78,7 @@ def stage_figures(mask: np.ndarray, truth: Volume, prediction: ICHPrediction,
                   min_volume_ml: float) -> dict:
     """Figures of one stage's CT-grid mask against ``truth`` (module notes)."""
     voxel_ml = truth.voxel_volume_ml
-    labels, _ = label_components(mask, prediction.slice_probabilities[:, 1:],
-                                 prediction.slice_axis, prediction.thresholds, voxel_ml,
-                                 truth.spacing, min_volume_ml)
+    labels = prediction.label_mask(mask, min_volume_ml)
     blood = blood_mask(truth)
     pred = labels > 0
     positive = bool(blood.any())

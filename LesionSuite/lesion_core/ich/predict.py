@@ -16,9 +16,10 @@
    threshold are cleared in every mask (the classifier gates the segmenter);
    then the final mask grows into the blood connected to it (:mod:`~.grow`: smoothed
    calibrated HU in the blood window, away from bone, within reach of the mask);
-6. 26-connected components smaller than ``refine.min_volume_ml`` go; each remaining one
-   gets the subtype with the highest classifier probability on its slices among those
-   reaching their threshold (none: "unknown", label value 1);
+6. 26-connected components smaller than ``refine.min_volume_ml`` go; the median distance
+   of a remaining one's voxels to bone picks the two subtypes it may be
+   (:class:`~.config.SubtypePlaceConfig`), and the classifier's probabilities on its
+   slices choose between them (no subtype at its threshold: "unknown", label value 1);
 7. volumes in mL per subtype on the CT grid; per-slice area in mm^2.
 
 Orientation: everything returned lies on the CT's own grid; per-slice arrays run along
@@ -44,7 +45,7 @@ from ..progress import Progress, ensure_progress
 from ..volume import Volume
 from .cam import compute_cam
 from .classifier import mil_pool
-from .config import SUBTYPES
+from .config import SUBTYPES, SubtypePlaceConfig
 from .model import ICHModel, ICHThresholds
 from .outputs_file import FILES, SLICE_COLUMNS
 from .grow import confident_components, grow_into_blood
@@ -78,6 +79,8 @@ class ICHPrediction:
             along ``slice_axis``; scan_probabilities: ``float32 [6]``.
         stages: with ``stages=True``, bool masks of :data:`STAGES` (CT grid).
         intracranial_ml: volume of the intracranial mask the growth step used (mL).
+        bone, subtype_place: the bone mask (calibrated HU above ``SliceGrid.skull_hu``)
+            and the rule that placed the components (:func:`label_components`).
         out_of_distribution: why the input is not a head CT the model knows
             (:mod:`lesion_core.head_check`), when a result was asked for anyway.
     """
@@ -96,7 +99,18 @@ class ICHPrediction:
     seconds: float = 0.0
     stages: dict[str, np.ndarray] = field(default_factory=dict)
     intracranial_ml: float | None = None
+    bone: np.ndarray | None = None
+    subtype_place: SubtypePlaceConfig | None = None
     out_of_distribution: tuple[str, ...] = ()
+
+    def label_mask(self, mask: np.ndarray, min_volume_ml: float) -> np.ndarray:
+        """Subtype label map of another CT-grid mask (a stage's), its components named
+        as the final mask's are."""
+        labels, _ = label_components(
+            mask, self.slice_probabilities[:, 1:], self.slice_axis, self.thresholds,
+            self.labels.voxel_volume_ml, self.labels.spacing, min_volume_ml, self.bone,
+            self.subtype_place)
+        return labels
 
     @property
     def scan_probability(self) -> float:
@@ -190,11 +204,14 @@ def segmenter_masks(model: ICHModel, stack: SliceStack, precision: str = "auto"
 
 
 def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: int,
-                     thresholds: ICHThresholds, voxel_ml: float, spacing, min_volume_ml: float
+                     thresholds: ICHThresholds, voxel_ml: float, spacing, min_volume_ml: float,
+                     bone: np.ndarray | None = None, place: SubtypePlaceConfig | None = None
                      ) -> tuple[np.ndarray, list[Component]]:
     """Subtype label map (uint8) and components of a CT-grid ``mask`` (step 6).
 
-    ``slice_subtypes``: subtype probabilities ``[n_slices, 5]`` along ``slice_axis``."""
+    ``slice_subtypes``: subtype probabilities ``[n_slices, 5]`` along ``slice_axis``.
+    ``bone`` (CT-grid mask) and ``place``: the component's distance to bone narrows the
+    subtypes the classifier may choose from (:class:`~.config.SubtypePlaceConfig`)."""
     mask = np.asarray(mask, bool)
     out = np.zeros(mask.shape, np.uint8)
     region = bounding_box(mask)
@@ -206,23 +223,56 @@ def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: i
     ids, n = ndimage.label(kept, structure=np.ones((3, 3, 3), bool))
     labelled = out[region]  # a view: filling it fills ``out``
     components = []
-    limits = np.asarray(thresholds.subtypes)
+    by_place = bone is not None and place is not None and place.enabled
     for index, box in enumerate(ndimage.find_objects(ids), start=1):
         inside = ids[box] == index
         other = tuple(a for a in range(3) if a != slice_axis)
         offset = region[slice_axis].start + box[slice_axis].start
         slices = offset + np.flatnonzero(inside.any(axis=other))
-        peak = slice_subtypes[slices].max(axis=0)
-        allowed = peak >= limits
-        if allowed.any():
-            k = int(np.argmax(np.where(allowed, peak, -1.0)))
-            value, subtype = k + 1, SUBTYPES[k]
-        else:
-            value, subtype = 1, "unknown"
+        candidates = SUBTYPES
+        if by_place:
+            where = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(region, box))
+            candidates = place.candidates(median_bone_distance(bone, where, inside, spacing,
+                                                               place.deep_mm + 5.0))
+        value, subtype = _pick_subtype(slice_subtypes[slices].max(axis=0), thresholds,
+                                       candidates)
         labelled[box][inside] = value
         components.append(Component(value, subtype, round(float(inside.sum()) * voxel_ml, 3),
                                     int(slices.min()), int(slices.max())))
     return out, components
+
+
+def _pick_subtype(peak: np.ndarray, thresholds: ICHThresholds, candidates: tuple[str, ...]
+                  ) -> tuple[int, str]:
+    """Label value and subtype from a component's peak slice probabilities ``[5]``.
+
+    No subtype at its threshold: "unknown" (value 1). Else the most probable candidate at
+    its threshold, or, when none of the candidates is, the most probable candidate (the
+    classifier saw blood there, the place says which kind it can be)."""
+    allowed = peak >= np.asarray(thresholds.subtypes)
+    if not allowed.any():
+        return 1, "unknown"
+    candidate = np.array([k in candidates for k in SUBTYPES])
+    choice = candidate & allowed if (candidate & allowed).any() else candidate
+    k = int(np.argmax(np.where(choice, peak, -1.0)))
+    return k + 1, SUBTYPES[k]
+
+
+def median_bone_distance(bone: np.ndarray, box: tuple[slice, ...], inside: np.ndarray,
+                         spacing, reach_mm: float) -> float:
+    """Median distance (mm) to the nearest ``bone`` voxel of the ``inside`` voxels of
+    ``box`` (a CT-grid bounding box); bone is looked for only within ``reach_mm`` of the
+    box (a far smaller distance transform than the whole CT's), so any median beyond
+    ``reach_mm`` is only known to be that far (``inf`` when no bone is in reach)."""
+    pad = [int(np.ceil(reach_mm / float(s))) for s in spacing]
+    grown = tuple(slice(max(b.start - p, 0), min(b.stop + p, n))
+                  for b, p, n in zip(box, pad, bone.shape))
+    near = np.asarray(bone[grown], bool)
+    if not near.any():
+        return float("inf")
+    distance = ndimage.distance_transform_edt(~near, sampling=spacing)
+    within = tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))
+    return float(np.median(distance[within][inside]))
 
 
 def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = None,
@@ -263,6 +313,7 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     masks = {k: v & gate for k, v in masks.items()}
     progress.update(0.8, "growing into the connected blood")
     hu = np.asarray(ct.array, np.float32) + np.float32(stack.hu_offset)
+    bone = hu > config.grid.skull_hu
     intracranial = intracranial_mask(hu, config.grid.skull_hu, stack.input_axis)
     seeds = masks[model.combination]
     if confident is not None:
@@ -272,7 +323,8 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     reference = Volume(np.zeros(stack.input_shape, np.uint8), stack.input_affine, stack.source)
     labels, components = label_components(
         final, per_slice[:, 1:], stack.input_axis, model.thresholds,
-        reference.voxel_volume_ml, reference.spacing, config.refine.min_volume_ml)
+        reference.voxel_volume_ml, reference.spacing, config.refine.min_volume_ml,
+        bone, config.subtype_place)
     progress.update(1.0, f"{len(components)} haemorrhage component(s)")
     return ICHPrediction(
         reference.with_array(labels, kind="ich_labels"),
@@ -280,7 +332,7 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
         stack.input_axis, components, model.thresholds, model.thresholds.as_dict(config),
         model.combination, model.model_id, model.version, time.perf_counter() - start,
         {k: v for k, v in masks.items() if stages},
-        float(intracranial.sum() * reference.voxel_volume_ml))
+        float(intracranial.sum() * reference.voxel_volume_ml), bone, config.subtype_place)
 
 
 def summary_json(prediction: ICHPrediction, image_path: str | None = None) -> dict:
