@@ -170,6 +170,28 @@ def test_patch_batches_flip_and_augment_from_the_engine_generators():
     assert float(light.min()) >= 0.0 and float(light.max()) <= 1.5
 
 
+def test_shifted_patch_batches_move_each_patch_by_at_most_the_shift():
+    from lesion_core.training import SampleContext
+
+    x = torch.zeros(1, 1, SIZE, SIZE, SIZE)
+    x[0, 0, 12, 12, 12] = 1.0  # one bright voxel at the centre
+    y = torch.ones(1, dtype=torch.long)
+
+    def draw(shift, seed=0):
+        ctx = SampleContext(0, 16, torch.Generator().manual_seed(seed), np.random.default_rng(seed))
+        return disc.PatchBatches(x, y, AcquisitionAugment.none(), shift)(ctx)[0]
+
+    moved = draw(2)
+    peaks = [np.unravel_index(int(p.argmax()), p.shape[1:]) for p in moved]
+    offsets = np.abs(np.array(peaks) - 12)
+    flipped = np.abs(np.array(peaks) - 11)  # a flip maps index 12 to 11 on an even edge
+    assert (np.minimum(offsets, flipped) <= 2).all()
+    assert len({tuple(p) for p in peaks}) > 3  # the offsets vary between patches
+    assert torch.equal(moved, draw(2))  # seeded
+    # No shift: every patch keeps its one bright voxel whole.
+    assert all(float(p.sum()) == 1.0 for p in draw(0))
+
+
 def test_a_student_checkpoint_belongs_to_its_teacher(tmp_path):
     from lesion_core.training import CheckpointError
 

@@ -9,7 +9,8 @@ from torch.nn import functional as F
 
 from scipy import ndimage
 
-from lesion_core.cmb.cleanup import CleanupConfig, blob_in_image, cleanup, component_shape
+from lesion_core.cmb.cleanup import (CleanupConfig, blob_in_image, cleanup, component_shape,
+                                     near_mask)
 from lesion_core.cmb.distillation import DistillationConfig, distillation_loss, soft_targets
 
 SPACING = (1.0, 1.0, 1.0)
@@ -38,6 +39,21 @@ def test_sphere_kept_and_each_mimic_rejected_for_its_reason():
     assert kept.max() == 1 and kept[24, 24, 24] == 1 and kept[10, 40, 40] == 0
     outside = np.zeros(shape, bool)
     _, records = cleanup(_sphere(shape, (24, 24, 24), 2.5), SPACING, outside, None)
+    assert [r["reason"] for r in records] == ["outside_brain"]
+    # A centre 3 mm from the brain mask is inside its 4 mm margin, one 6 mm away is not.
+    edge = np.zeros(shape, bool)
+    edge[27:, :, :] = True
+    _, records = cleanup(_sphere(shape, (24, 24, 24), 2.5), SPACING, edge, None)
+    assert [r["reason"] for r in records] == [None]
+    _, records = cleanup(_sphere(shape, (21, 24, 24), 2.5), SPACING, edge, None)
+    assert [r["reason"] for r in records] == ["outside_brain"]
+    # The margin is in mm: two 3 mm slices away is 6 mm.
+    slab = np.zeros((9, 9, 9), bool)
+    slab[:, :, 6] = True
+    assert not near_mask(slab, (4, 4, 4), (1.0, 1.0, 3.0), 4.0)
+    assert near_mask(slab, (4, 4, 4), (1.0, 1.0, 3.0), 6.0)
+    tight = CleanupConfig(brain_margin_mm=0.0)
+    _, records = cleanup(_sphere(shape, (24, 24, 24), 2.5), SPACING, edge, None, tight)
     assert [r["reason"] for r in records] == ["outside_brain"]
 
 

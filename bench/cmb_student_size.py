@@ -3,7 +3,7 @@ several widths from one model's teacher, calibrate and save each as a full CMB b
 
     python bench/cmb_student_size.py --model DIR --table T [--table T2] --validation V
         [--validation V2] --cache DIR --out DIR [--widths 8,16 16,32 16,32,64]
-        [--steps 5000] [--lr LR] [--schedule cosine] [--fine-tune]
+        [--steps 5000] [--lr LR] [--schedule cosine] [--fine-tune] [--shift 2]
 
 The stage 1 U-Net and the teacher are the model's own; the stage 2 examples are the
 training's (from ``--cache`` when a training with these tables prepared them there), so
@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the training's)")
     parser.add_argument("--schedule", help="learning-rate schedule (default: the training's)")
+    parser.add_argument("--shift", type=int, default=0,
+                        help="move each training patch by up to this many voxels per axis")
     parser.add_argument("--fine-tune", action="store_true",
                         help="start from the model's own student (of its width)")
     args = parser.parse_args()
@@ -82,12 +84,13 @@ def main() -> None:
     print(f"{len(labels)} stage 2 examples ({int(labels.sum())} bleeds)", flush=True)
     optim = replace(config.student.optim, steps=args.steps)
     optim = replace(optim, lr=args.lr or optim.lr, schedule=args.schedule or optim.schedule)
-    student_config = replace(config.student, optim=optim)
+    student_config = replace(config.student, optim=optim, shift_voxels=args.shift)
     record_file = args.out / "student_size.json"
     records = json.loads(record_file.read_text()) if record_file.exists() else {}
     for text in args.widths:
         widths = tuple(int(w) for w in text.split(","))
-        name = "student_" + "-".join(map(str, widths)) + ("_fine_tuned" if args.fine_tune else "")
+        name = ("student_" + "-".join(map(str, widths)) + ("_fine_tuned" if args.fine_tune else "")
+                + (f"_shift{args.shift}" if args.shift else ""))
         if args.fine_tune and widths != tuple(model.config.student_channels):
             parser.error(f"--fine-tune keeps the model's student width "
                          f"{model.config.student_channels}, not {widths}")

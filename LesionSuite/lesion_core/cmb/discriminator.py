@@ -171,13 +171,16 @@ class Stage2TrainConfig:
     ``optim``: steps, learning rate, patches per step (drawn with replacement), seed (initial
     weights, draws, augmentation), device, precision; ``augment``: acquisition
     randomization of each patch after its random flips (:func:`patch_augment`);
-    ``distillation`` is only used by :func:`distil_student`.
+    ``distillation`` is only used by :func:`distil_student`; ``shift_voxels``: each patch
+    is moved by up to this many voxels along each axis (edges repeated), as a candidate's
+    centre at prediction is off the bleed's by about as much; 0: no shift.
     """
 
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         steps=200, lr=1e-3, batch_size=16))
     augment: AcquisitionAugment = field(default_factory=patch_augment)
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
+    shift_voxels: int = 0
 
     def __post_init__(self) -> None:
         # Batch norm in the teacher cannot normalise a batch of one.
@@ -195,22 +198,36 @@ def _check_data(patches: torch.Tensor, labels: torch.Tensor) -> None:
 
 class PatchBatches:
     """The engine's sample function for stage 2: ``ctx.batch_size`` patches drawn with
-    replacement (``ctx.generator``), each flipped along a random subset of axes and then
-    randomized by ``augment`` (``ctx.rng``), with their labels.
+    replacement (``ctx.generator``), each moved by up to ``shift`` voxels per axis (edges
+    repeated), flipped along a random subset of axes and then randomized by ``augment``
+    (``ctx.rng``), with their labels.
 
     Bleeds have no preferred orientation, so flips are label-preserving augmentation
     (and match the views :func:`predict_with_flips` averages over).
     """
 
-    def __init__(self, patches: torch.Tensor, labels: torch.Tensor, augment: AcquisitionAugment):
+    def __init__(self, patches: torch.Tensor, labels: torch.Tensor, augment: AcquisitionAugment,
+                 shift: int = 0):
         _check_data(patches, labels)
         self.patches, self.labels = patches.float(), labels.long()
         self.augmenter = Augmenter(augment, 1.0)
+        self.shift = int(shift)
+
+    def _shifted(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``batch`` ``[B, 1, I, J, K]`` with each patch moved by its own random offset."""
+        s = self.shift
+        padded = torch.nn.functional.pad(batch, (s,) * 6, mode="replicate")
+        starts = torch.randint(0, 2 * s + 1, (batch.shape[0], 3), generator=generator).tolist()
+        i, j, k = batch.shape[2:]
+        return torch.stack([padded[row, :, a:a + i, b:b + j, c:c + k]
+                            for row, (a, b, c) in enumerate(starts)])
 
     def __call__(self, ctx: SampleContext) -> tuple[torch.Tensor, torch.Tensor]:
         n, size = self.patches.shape[0], ctx.batch_size
         index = torch.randint(0, n, (size,), generator=ctx.generator)
         batch = self.patches[index].clone()
+        if self.shift > 0:  # drawn only then: unshifted runs keep their random stream
+            batch = self._shifted(batch, ctx.generator)
         flips = torch.rand(size, 3, generator=ctx.generator) < 0.5
         for row in range(size):
             # per-sample tensor is [C, I, J, K]: spatial axes shift down by one
@@ -224,7 +241,9 @@ def _data_fingerprint(config: Stage2TrainConfig, labels: torch.Tensor,
                       init: torch.nn.Module | None) -> dict[str, Any]:
     """What a checkpoint must match besides the optimiser settings: augmentation,
     distillation, the example set (its size and positives) and the starting weights."""
-    settings = {k: v for k, v in asdict(config).items() if k != "optim"}
+    # No shift leaves the fingerprint as it was before the option: older checkpoints resume.
+    settings = {k: v for k, v in asdict(config).items()
+                if k != "optim" and not (k == "shift_voxels" and not v)}
     return {"settings": settings, "examples": int(len(labels)),
             "positives": int(labels.sum()),
             "init": weights_digest(init) if init is not None else None}
@@ -242,7 +261,8 @@ def train_teacher(patches: torch.Tensor, labels: torch.Tensor,
         return {"loss": F.cross_entropy(net(x).float(), y)}
 
     return run_training(init if init is not None else (lambda: build_network("teacher")),
-                        PatchBatches(patches, labels, config.augment), loss, config.optim,
+                        PatchBatches(patches, labels, config.augment, config.shift_voxels), loss,
+                        config.optim,
                         checkpoint_dir=checkpoint, progress=progress, label="teacher",
                         fingerprint=_data_fingerprint(config, labels, init))
 
@@ -271,8 +291,9 @@ def distil_student(patches: torch.Tensor, labels: torch.Tensor, teacher: torch.n
     # A resumed student must go on learning from the same teacher.
     return run_training(init if init is not None
                         else (lambda: build_network("student", channels)),
-                        PatchBatches(patches, labels, config.augment), loss, config.optim,
-                        checkpoint_dir=checkpoint, progress=progress, label="student",
+                        PatchBatches(patches, labels, config.augment, config.shift_voxels), loss,
+                        config.optim, checkpoint_dir=checkpoint, progress=progress,
+                        label="student",
                         fingerprint={**_data_fingerprint(config, labels, init),
                                      "teacher": weights_digest(teacher),
                                      "channels": [int(c) for c in channels]})

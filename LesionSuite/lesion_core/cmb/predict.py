@@ -221,7 +221,7 @@ def predict_cmb(image: Volume, model: CMBModel, sequence: str = "SWI",
         box = boxes[candidate.id - 1]
         shape = judged_shape(labels.array[box] == candidate.id, box, labels.spacing,
                              pre.array, config.cleanup)
-        reason = rejection_reason(shape, inside, air_distance, config.cleanup)
+        reason = rejection_reason(shape, inside, air_distance, config.cleanup, labels.spacing)
         dropped = None if passed and reason is None else ("stage2" if not passed else "cleanup")
         results.append(CandidateResult(
             candidate.id, tuple(round(v, 2) for v in candidate.centre_ras),
