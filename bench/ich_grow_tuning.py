@@ -1,6 +1,6 @@
-"""Choose the ICH growth rule (``GrowConfig``) on validation subjects, never the benchmark.
+"""Choose the ICH growth rule (``GrowConfig``) and slice gate on validation subjects only.
 
-    python bench/ich_grow_tuning.py --cohort DIR [--cohort DIR2] [--family bone|seeds]
+    python bench/ich_grow_tuning.py --cohort DIR [--cohort DIR2] [--family bone|seeds|gate]
         [--model DIR] [--out FILE]
 
 ``--cohort``: synthetic ICH validation cohorts (``lesion-suite synth ich --seed 100000
@@ -14,7 +14,9 @@ how close to bone the mask may grow (``dense_hu``, ``dense_margin_mm``, the top 
 ``window_hu``): a thick slice averages blood against the inner table with bone, so such
 voxels read 100-250 HU (docs/synthetic_cohort.md). Family ``seeds``: which components of
 the segmenter's mask are kept and grown (``seed_probability``) and how far
-(``max_distance_mm``): a false-positive seed on a mimic grows too. Prints a markdown
+(``max_distance_mm``): a false-positive seed on a mimic grows too. Family ``gate``: the
+slice probability under which the classifier clears a slice (:data:`GATE_RULES`). Prints
+a markdown
 table and writes the figures as JSON.
 """
 
@@ -42,13 +44,32 @@ BONE_RULES = ((100.0, 1.5), (100.0, 0.5), (150.0, 1.0), (150.0, 0.5), (250.0, 1.
 #: above): which components grow, and how far. 0.98 and 6 mm was chosen (2026-12-05).
 SEED_RULES = ((0.5, 10.0), (0.5, 6.0), (0.95, 6.0), (0.98, 6.0), (0.99, 6.0), (0.95, 4.0),
               (0.98, 4.0))
+#: Family "gate": the slice probability under which the classifier clears a CT slice in
+#: every mask before the growth (``ICHThresholds.slice``, Youden's J on validation labels
+#: when the model was made): a lower gate keeps the segmenter's blood on slices the
+#: classifier doubts, at the price of its false positives there.
+GATE_RULES = (None, 0.45, 0.35, 0.25, 0.0)
+
+
+def _grown(grow: GrowConfig):
+    return lambda model: replace(model, config=replace(model.config, grow=grow))
+
+
+def _gated(gate: float | None):
+    return lambda model: model if gate is None else replace(
+        model, thresholds=replace(model.thresholds, slice=gate))
+
+
 FAMILIES = {
     "bone": {f"{hu:g} HU, margin {margin:g} mm":
-             GrowConfig(window_hu=(44.0, hu), dense_hu=hu, dense_margin_mm=margin,
-                        seed_probability=0.5, max_distance_mm=10.0)
+             _grown(GrowConfig(window_hu=(44.0, hu), dense_hu=hu, dense_margin_mm=margin,
+                               seed_probability=0.5, max_distance_mm=10.0))
              for hu, margin in BONE_RULES},
     "seeds": {f"seeds p >= {p:g}, reach {reach:g} mm":
-              GrowConfig(seed_probability=p, max_distance_mm=reach) for p, reach in SEED_RULES},
+              _grown(GrowConfig(seed_probability=p, max_distance_mm=reach))
+              for p, reach in SEED_RULES},
+    "gate": {("the model's slice threshold" if g is None else f"slice gate {g:g}"): _gated(g)
+             for g in GATE_RULES},
 }
 
 def score(model, rows: list[dict]) -> dict:
@@ -82,9 +103,10 @@ def main() -> None:
     model = load_ich_model(args.model)
     rows = [row for cohort in args.cohort for row in read_cohort(cohort)]
     results = {}
-    for name, grow in FAMILIES[args.family].items():
-        tuned = replace(model, config=replace(model.config, grow=grow))
-        results[name] = {"grow": asdict(grow), **score(tuned, rows)}
+    for name, variant in FAMILIES[args.family].items():
+        tuned = variant(model)
+        results[name] = {"grow": asdict(tuned.config.grow), "slice_gate": tuned.thresholds.slice,
+                         **score(tuned, rows)}
         print(name, json.dumps(results[name]), flush=True)
     print("\n| rule | Dice (with blood) | extra-axial Dice | FP mL (without blood) |")
     print("|---|---|---|---|")
