@@ -296,13 +296,16 @@ def test_old_bundle_config_drops_its_training_settings():
 
 
 def test_shipped_model_agrees_in_bf16_and_fp32():
-    """The shipped U-Net and student under bf16 autocast vs fp32 on a 64 mm cube of a
-    synthetic brain (a cube: CPUs without bf16 units emulate it, slowly)."""
+    """The shipped model's stage 1 under bf16 autocast vs fp32 on a 64 mm cube of a
+    synthetic brain (a cube: CPUs without bf16 units emulate it, slowly), its student at
+    the pipeline's stage 2 precision (fp32 always: a decision at a threshold)."""
     from lesion_core.cmb.candidates import extract_candidates, normalised_input
     from lesion_core.cmb.discriminator import predict_with_flips
     from lesion_core.cmb.patches import extract_patch
+    from lesion_core.cmb.predict import STAGE2_PRECISION
     from lesion_core.synth.cohort import make_subject
 
+    assert STAGE2_PRECISION == "fp32"
     subject = make_subject(100003, replace(small_config("cmb"), kind="cmb", swi_variant="SWI",
                                            lesion_count=6))
     model = load_cmb_model(device="cpu")
@@ -318,7 +321,8 @@ def test_shipped_model_agrees_in_bf16_and_fp32():
         probability = stage1_probability(model.stage1, cube, inside[box], config, precision)
         labels, candidates = extract_candidates(probability, config.candidates)
         patches = np.stack([extract_patch(cube, c.centre_ras) for c in candidates])
-        p2 = predict_with_flips(model.student, torch.from_numpy(patches)[:, None], precision)
+        p2 = predict_with_flips(model.student, torch.from_numpy(patches)[:, None],
+                                STAGE2_PRECISION)
         kept = [c.id for c, p in zip(candidates, p2.tolist()) if p >= model.config.stage2_threshold]
         found[precision] = (probability.array, labels.array > 0, np.isin(labels.array, kept),
                             (np.array([c.centre_ras for c in candidates]), p2.numpy()))
@@ -329,8 +333,9 @@ def test_shipped_model_agrees_in_bf16_and_fp32():
     assert kept32.any() and float(np.abs(prob32 - prob16).max()) < 0.1
     assert dice(cand32, cand16) >= 0.98
     # A candidate whose stage 1 peak sits at the threshold may exist in one run only; the
-    # others (same centre, mm) get student probabilities within 0.03, so only a candidate
-    # that close to the stage 2 threshold may change its decision.
+    # others (same centre, mm) get student probabilities within 0.03 (their patches differ
+    # only by the centre's shift), so only a candidate that close to the stage 2 threshold
+    # may change its decision.
     (centres32, a), (centres16, b) = p2_32, p2_16
     distance = np.linalg.norm(centres32[:, None] - centres16[None], axis=2)
     pairs = [(i, int(distance[i].argmin())) for i in range(len(a)) if distance[i].min() <= 2.0]

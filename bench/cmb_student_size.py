@@ -13,7 +13,9 @@ checkpoints under ``--out`` (rerun the command to resume) and is saved as
 its parameters, distillation time per step, calibration and time per candidate.
 ``--fine-tune`` starts from the model's own student instead of a fresh one (its width
 only), e.g. to let a student distilled at a constant rate settle along a cosine
-(``--lr 1e-3 --schedule cosine``).
+(``--lr 1e-3 --schedule cosine``: how version 1.1 of the shipped model was made); the
+result keeps the model's card, one version on, with the fine-tune in
+``training.student_fine_tune``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import copy
 import json
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -32,8 +34,8 @@ from lesion_core.cmb.calibrate import calibrate
 from lesion_core.cmb.discriminator import distil_student, parameter_count, predict_with_flips
 from lesion_core.cmb.fit import (DESCRIPTION, CMBTrainConfig, _cached_examples,
                                  prepare_volumes, read_cohorts)
-from lesion_core.cmb.model import CMBConfig, CMBModel, load_cmb_model
-from lesion_core.tasks import ModelCard
+from lesion_core.cmb.model import CMBModel, load_cmb_model
+from lesion_core.tasks import ModelCard, next_version
 
 
 def ms_per_candidate(net: torch.nn.Module, repeats: int = 5, n: int = 64) -> float:
@@ -98,14 +100,17 @@ def main() -> None:
         student, run = distil_student(patches, labels, model.teacher, student_config,
                                       init=init, checkpoint=args.out / "checkpoints" / name,
                                       channels=widths)
-        sequences = tuple(sorted({r.sequence for r in train}))
-        base = CMBConfig(stage1=config.stage1, sequences=sequences, student_channels=widths)
+        base = replace(model.config, student_channels=widths)
         calibrated, calibration = calibrate(model.stage1, student, validation, base, config)
         report = {"student_channels": list(widths), "distilled_from": str(args.model),
                   "fine_tuned_from_its_student": bool(args.fine_tune),
                   "stage2_examples": int(len(labels)), "student": run.summary(),
-                  "calibration": calibration}
+                  "student_optim": asdict(optim), "calibration": calibration}
         card = ModelCard("cmb_shiva_distilled", description=DESCRIPTION, training=report)
+        if args.fine_tune:  # the same model one step on: its card and training record stay
+            own = ModelCard.of(model.metadata)
+            card = replace(own, version=next_version(own.version), evaluation={}, training={
+                **own.training, "student_fine_tune": report, "calibration": calibration})
         CMBModel(None, model.stage1, student, model.teacher, calibrated, card).save(
             args.out / name, overwrite=True)
         records[name] = {"parameters": parameter_count(student),

@@ -14,7 +14,7 @@
 #    candidates, teacher, distilled student of 16-32-64 channels, thresholds (stage 2:
 #    at most 1 false positive per validation scan). The model records both sequences.
 #
-# The shipped model (2026-12-04) is this script's settings: stage 1 3600 steps (4 patches
+# The shipped model (version 1.1, 2026-12-05) is this script's settings: stage 1 3600 steps (4 patches
 # of 48^3), teacher 3000 steps and student 5000 steps (32 patches of 24^3). It was made in
 # two steps that together are this script: a run with these steps and the 8-16 student,
 # then the 16-32-64 student distilled from that run's teacher and calibrated by
@@ -48,6 +48,7 @@ TEACHER_STEPS="${TEACHER_STEPS:-3000}"
 STUDENT_STEPS="${STUDENT_STEPS:-5000}"
 STUDENT_CHANNELS="${STUDENT_CHANNELS:-16,32,64}"
 HARD_STEPS="${HARD_STEPS:-0}"
+FINE_TUNE_STEPS="${FINE_TUNE_STEPS:-3000}"
 
 synth() {  # synth FOLDER SEED N SEQUENCE
   if [ ! -f "$1/cmb_labels.csv" ]; then
@@ -64,15 +65,25 @@ synth "$WORK/validation2_t2star" 100030 8 T2star
 synth "$WORK/validation3" 100038 4 SWI
 synth "$WORK/validation3_t2star" 100042 2 T2star
 
-lesion-suite cmb train \
-  --table "$WORK/train/cmb_labels.csv" --table "$WORK/train_t2star/cmb_labels.csv" \
-  --validation "$WORK/validation/cmb_labels.csv" \
-  --validation "$WORK/validation_t2star/cmb_labels.csv" \
-  --validation "$WORK/validation2/cmb_labels.csv" \
-  --validation "$WORK/validation2_t2star/cmb_labels.csv" \
-  --validation "$WORK/validation3/cmb_labels.csv" \
-  --validation "$WORK/validation3_t2star/cmb_labels.csv" \
+# The training and validation tables, as options of both commands below.
+TABLES=(--table "$WORK/train/cmb_labels.csv" --table "$WORK/train_t2star/cmb_labels.csv")
+for v in validation validation_t2star validation2 validation2_t2star validation3 validation3_t2star; do
+  TABLES+=(--validation "$WORK/$v/cmb_labels.csv")
+done
+
+lesion-suite cmb train "${TABLES[@]}" \
   --steps "$STAGE1_STEPS" --hard-steps "$HARD_STEPS" --teacher-steps "$TEACHER_STEPS" --student-steps "$STUDENT_STEPS" \
   --student-channels "$STUDENT_CHANNELS" \
   --precision auto --checkpoint "$WORK/checkpoints/cmb" --cache "$WORK/prepared" \
   --out LesionSuite/Models/cmb_shiva_distilled --overwrite
+
+# 3. the student settles: FINE_TUNE_STEPS more distillation steps along a cosine from lr
+#    1e-3 (the run above keeps a constant rate), recalibrated; the result, one version on
+#    with the same card, replaces the model (version 1.1 of 2026-12-05 was made so).
+if [ "$FINE_TUNE_STEPS" -gt 0 ]; then
+  python bench/cmb_student_size.py --model LesionSuite/Models/cmb_shiva_distilled "${TABLES[@]}" \
+    --cache "$WORK/prepared" --out "$WORK/student_fine_tune" --widths "$STUDENT_CHANNELS" \
+    --steps "$FINE_TUNE_STEPS" --lr 1e-3 --schedule cosine --fine-tune
+  cp "$WORK/student_fine_tune/student_${STUDENT_CHANNELS//,/-}_fine_tuned/"* \
+    LesionSuite/Models/cmb_shiva_distilled/
+fi
