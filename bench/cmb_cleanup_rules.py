@@ -17,8 +17,8 @@ threshold and over the student's threshold:
 A candidate records only the first rule it fails, so switching a rule off keeps the
 candidates it removed even where a later rule would also fail them (an upper bound of
 what the rule costs and gains). Matching is the distance rule (5 mm, one-to-one), pooled
-over the images. Validation
-images only: the rules are chosen here, and the benchmark sets stay held out.
+over the images. Validation images only: the rules are chosen here, and the benchmark
+sets stay held out.
 """
 
 from __future__ import annotations
@@ -26,50 +26,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cmb_froc import load_scores, save_scores  # noqa: E402
-from lesion_core.cmb.calibrate import detection_counts, permissive_config  # noqa: E402
+from cmb_froc import load_scores, permissive_run, save_scores  # noqa: E402
+from lesion_core.cmb.calibrate import detection_counts  # noqa: E402
 from lesion_core.cmb.cleanup import REASONS  # noqa: E402
-from lesion_core.cmb.evaluate import true_centres  # noqa: E402
 from lesion_core.cmb.fit import read_cohorts  # noqa: E402
 from lesion_core.cmb.model import load_cmb_model  # noqa: E402
-from lesion_core.cmb.predict import predict_cmb  # noqa: E402
 from lesion_core.io import read_volume  # noqa: E402
 
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.025), 3)
 
 
 def permissive_scores(model, rows) -> list[dict]:
-    """Per image: true centres and, per candidate, centre, scores and clean-up reason."""
-    loose = replace(model, config=permissive_config(model.config))
+    """:func:`cmb_froc.permissive_run` of every validation row."""
     cases = []
     for index, row in enumerate(rows, 1):
-        result = predict_cmb(read_volume(row.image), loose, row.sequence,
-                             allow_other_sequence=True, with_teacher=True)
-        cands = result.candidates
-        cases.append({"true": true_centres(read_volume(row.cmb)),
-                      "centres": np.array([c.centre_ras for c in cands]).reshape(-1, 3),
-                      "p1": np.array([c.stage1_probability for c in cands]),
-                      "student": np.array([c.stage2_probability for c in cands]),
-                      "teacher": np.array([c.teacher_probability for c in cands]),
-                      "reason": np.array([c.reason or "" for c in cands], dtype="U16")})
-        print(f"{index}/{len(rows)} {row.subject} {row.sequence}: {len(cands)} candidates",
-              flush=True)
+        cases.append(permissive_run(model, read_volume(row.image), read_volume(row.cmb),
+                                    row.sequence))
+        print(f"{index}/{len(rows)} {row.subject} {row.sequence}: {len(cases[-1]['p1'])} "
+              "candidates", flush=True)
     return cases
 
 
 def operating_points(cases: list[dict], t1: float, t2: float, ignored: str | None) -> dict:
     """All stages with the rule ``ignored`` switched off: (sensitivity, FP per scan) at
     ``t2``, and the best sensitivity at <= 1 FP per scan over the student's threshold."""
+    passing = ("", ignored) if ignored else ("",)
+
     def keep(t):
-        return lambda c: ((c["p1"] >= t1) & (c["student"] >= t)
-                          & ((c["reason"] == "") | (c["reason"] == (ignored or "-"))))
+        return lambda c: (c["p1"] >= t1) & (c["student"] >= t) & np.isin(c["reason"], passing)
 
     def point(t):
         tp, fp, n_true = detection_counts(cases, keep(t))

@@ -42,19 +42,25 @@ from lesion_core.cmb.predict import predict_cmb  # noqa: E402
 CURVES = ("stage 1", "stage 1 + teacher", "stage 1 + student", "all stages")
 
 
-def permissive_case(model, case) -> dict:
-    """Candidates of one case with every score the curves sweep, and the true centres."""
-    sequence = case.primary_modality
+def permissive_run(model, image, truth, sequence: str) -> dict:
+    """Candidates of one image with every score the curves sweep, the clean-up rule each
+    fails first ("" for none; ``clean``: passes them all), and the true centres."""
     loose = replace(model, config=permissive_config(model.config))
-    result = predict_cmb(case.images[sequence], loose, sequence,
-                         allow_other_sequence=True, with_teacher=True)
+    result = predict_cmb(image, loose, sequence, allow_other_sequence=True, with_teacher=True)
     cands = result.candidates
-    return {"true": true_centres(case.labels[sequence]["cmb"]),
+    return {"true": true_centres(truth),
             "centres": np.array([c.centre_ras for c in cands]).reshape(-1, 3),
             "p1": np.array([c.stage1_probability for c in cands]),
             "student": np.array([c.stage2_probability for c in cands]),
             "teacher": np.array([c.teacher_probability for c in cands]),
-            "clean": np.array([c.dropped_by is None for c in cands], bool)}
+            "clean": np.array([c.dropped_by is None for c in cands], bool),
+            "reason": np.array([c.reason or "" for c in cands], dtype="U16")}
+
+
+def permissive_case(model, case) -> dict:
+    """:func:`permissive_run` of a benchmark case."""
+    sequence = case.primary_modality
+    return permissive_run(model, case.images[sequence], case.labels[sequence]["cmb"], sequence)
 
 
 def save_scores(folder: Path, bench_set: str, cases: list[dict]) -> None:
