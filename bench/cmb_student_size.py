@@ -84,8 +84,9 @@ def main() -> None:
     patches, labels = _cached_examples(model.stage1, train, volumes, config, args.cache, None)
     del volumes
     print(f"{len(labels)} stage 2 examples ({int(labels.sum())} bleeds)", flush=True)
-    optim = replace(config.student.optim, steps=args.steps)
-    optim = replace(optim, lr=args.lr or optim.lr, schedule=args.schedule or optim.schedule)
+    given = config.student.optim
+    optim = replace(given, steps=args.steps, lr=args.lr or given.lr,
+                    schedule=args.schedule or given.schedule)
     student_config = replace(config.student, optim=optim, shift_voxels=args.shift)
     record_file = args.out / "student_size.json"
     records = json.loads(record_file.read_text()) if record_file.exists() else {}

@@ -114,7 +114,10 @@ def score_supervised(model: ICHModel, cases) -> dict:
         mask = segmenter_mask(model, stack)
         dices.append(dice(mask, blood))
         slices += slice_dice(mask, blood, stack.input_axis)
-    stat = lambda v: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)), "n": len(v)}  # noqa: E731
+
+    def stat(v):
+        return {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)), "n": len(v)}
+
     return {"segmenter": {"dice": stat(dices), "slice_dice": stat(slices)}}
 
 

@@ -49,7 +49,7 @@ from .config import SUBTYPES, SubtypePlaceConfig
 from .model import ICHModel, ICHThresholds
 from .outputs_file import FILES, SLICE_COLUMNS
 from .grow import confident_components, grow_into_blood
-from .preprocess import SliceStack, check_ct, checked_stack, intracranial_mask
+from .preprocess import SliceStack, check_ct, checked_stack, inside_skull
 from .refine import refine
 from .segmenter import segment_stack
 
@@ -313,8 +313,8 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     masks = {k: v & gate for k, v in masks.items()}
     progress.update(0.8, "growing into the connected blood")
     hu = np.asarray(ct.array, np.float32) + np.float32(stack.hu_offset)
-    bone = hu > config.grid.skull_hu
-    intracranial = intracranial_mask(hu, config.grid.skull_hu, stack.input_axis)
+    bone = hu > config.grid.skull_hu  # also what places the components (step 6)
+    intracranial = inside_skull(bone, stack.input_axis)
     seeds = masks[model.combination]
     if confident is not None:
         seeds = confident_components(seeds, confident & gate)

@@ -242,10 +242,15 @@ def checked_stack(ct: Volume, config: ICHConfig = ICHConfig()) -> SliceStack:
 
 
 def intracranial_mask(hu: np.ndarray, skull_hu: float, axial_axis: int) -> np.ndarray:
-    """Inside the skull (bool, ``hu``'s shape): holes of the bone mask, filled per axial
-    slice (a skull open at the foramen magnum still closes in-plane; holes in 3D are
-    holes of their slices too), bone out."""
-    skull = hu > skull_hu
+    """Inside the skull (bool, ``hu``'s shape): holes of the bone mask ``hu > skull_hu``
+    (:func:`inside_skull`)."""
+    return inside_skull(hu > skull_hu, axial_axis)
+
+
+def inside_skull(skull: np.ndarray, axial_axis: int) -> np.ndarray:
+    """Holes of the bone mask ``skull``, filled per axial slice (a skull open at the
+    foramen magnum still closes in-plane; holes in 3D are holes of their slices too),
+    bone out."""
     return fill_holes_slicewise(skull, axial_axis) & ~skull
 
 

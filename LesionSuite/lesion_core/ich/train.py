@@ -248,8 +248,8 @@ def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
     """The whole weakly supervised method (module notes); cancelling via ``progress``
     raises ``OperationCancelled``. ``classifier``: a trained one to start from (with 0
     classifier steps it is kept as it is and only the segmenter learns, from its CAMs).
-    With ``checkpoint_dir`` each network keeps resumable checkpoints in its own subfolder (:func:`stage_folder`): the same call after a kill
-    resumes in the stage it was in (a finished classifier is returned at once and its
+    With ``checkpoint_dir`` each network keeps resumable checkpoints in its own subfolder
+    (:func:`stage_folder`): the same call after a kill resumes in the stage it was in (a finished classifier is returned at once and its
     pseudo-masks are recomputed, deterministically)."""
     progress = ensure_progress(progress)
     samples = load_samples(data, config, progress.sub(0.0, 0.1), cache_dir)
@@ -285,7 +285,8 @@ def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
         targets = [t | m for t, m in zip(targets, own)]
         segmenter, results[f"self_training_{k}"] = train_segmenter(
             stacks, targets, config, s_config,
-            progress.sub(0.6 + k * share, 0.6 + (k + 1) * share), net=segmenter, checkpoint_dir=stage_folder(checkpoint_dir, f"segmenter_round{k}"))
+            progress.sub(0.6 + k * share, 0.6 + (k + 1) * share), net=segmenter,
+            checkpoint_dir=stage_folder(checkpoint_dir, f"segmenter_round{k}"))
     return TrainedICH(classifier, segmenter, config, results, pseudo)
 
 
