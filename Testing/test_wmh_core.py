@@ -386,6 +386,54 @@ def test_calibration_uses_ratings_only():
     assert SegmentThresholds().activation_level is None
 
 
+def test_segment_grows_lesions_from_their_seeds_only():
+    flair = np.ones((24, 24, 24), np.float32)
+    flair[4:12, 4:12, 4:12] = 1.3                  # a lesion's faint rim ...
+    flair[6:10, 6:10, 6:10] = 1.8                  # ... around its bright core
+    flair[16:20, 16:20, 16:20] = 1.3               # a faint blob with no bright voxel
+    activation = np.full(flair.shape, 0.6, np.float32)
+    brain = np.ones(flair.shape, bool)
+    strict = SegmentThresholds(activation_level=0.5, flair_level=1.5)
+    grown = SegmentThresholds(activation_level=0.5, flair_level=1.5,
+                              grow_activation_level=0.1, grow_flair_level=1.2)
+    assert segment(activation, flair, brain, strict).sum() == 4 ** 3
+    mask = segment(activation, flair, brain, grown)
+    assert mask.sum() == 8 ** 3 and not mask[16:20, 16:20, 16:20].any()
+    brain[:, :, :8] = False                        # e.g. a region-side rated 0
+    assert segment(activation, flair, brain, grown).sum() == 8 * 8 * 4
+    activation[6:10, 6:10, 6:10] = 0.2             # the core is not in the map: no lesion
+    assert not segment(activation, flair, np.ones(flair.shape, bool), grown).any()
+    with pytest.raises(ValueError, match="both growth levels"):
+        SegmentThresholds(activation_level=0.5, flair_level=1.5, grow_flair_level=1.2)
+    with pytest.raises(ValueError, match="fixed activation and FLAIR"):
+        SegmentThresholds(grow_activation_level=0.1, grow_flair_level=1.2)
+
+
+def test_calibration_grows_lesions_whose_rims_the_ratings_count():
+    rng = np.random.default_rng(1)
+    cases = []
+    # rated volumes: 0 none, 2 (0.1-14 mL): the 6x6x6 lesion with its rim makes 5.8 mL,
+    # its core alone 0.03 mL, the faint noise voxels of a scan 3.7 mL
+    for index in range(8):
+        rating = 2 * (index % 2)
+        flair = rng.normal(1.0, 0.03, (24, 24, 24)).astype(np.float32)
+        flair[rng.random(flair.shape) < 0.01] = 1.35          # faint noise voxels everywhere
+        if rating:
+            flair[8:14, 8:14, 8:14] = 1.35                     # rim
+            flair[10, 10, 10] = 2.0                            # core
+        activation = np.where(flair > 1.2, 0.8, 0.05).astype(np.float32)
+        cases.append(CalibrationCase(activation, flair, np.ones(flair.shape, bool),
+                                     np.ones(flair.shape, np.int64), float(rating),
+                                     np.array([rating] + [np.nan] * 9)))
+    plain, _ = calibrate_thresholds(cases, voxel_ml=0.027)
+    best, table = calibrate_thresholds(cases, voxel_ml=0.027, grow=True)
+    assert plain.grow_activation_level is None and best.grow_flair_level is not None
+    assert best.grow_flair_level < best.flair_level
+    lesion = segment(cases[1].activation, cases[1].flair, cases[1].brain, best)
+    assert lesion[8:14, 8:14, 8:14].mean() > 0.9 and lesion.sum() < 6 ** 3 * 1.2
+    assert not segment(cases[0].activation, cases[0].flair, cases[0].brain, best).any()
+
+
 def test_network_rebuilds_from_a_bundle(tmp_path):
     from lesion_core.bundle import BundleMetadata, NetworkSpec, load_bundle, save_bundle
 

@@ -60,14 +60,15 @@ fi
 lesion-suite wmh train --synthetic "$WORK/cohort" --known-transform --steps "$FLAIR_STEPS" \
   "${FLAIR_INIT[@]}" --seed 0 --precision auto --checkpoint "$WORK/checkpoints/wmh_flair" \
   --cache "$CACHE" --out "$WORK/models/wmh_flair_dualtasker" --overwrite
-# Thresholds on rated validation scans (seeds 150000-150015, never the benchmark's), at
-# the scans' own resolution and with registration, as prediction runs.
-if [ ! -f "$WORK/val_cohort/wmh_labels.csv" ]; then
-  lesion-suite synth wmh --n 16 --seed 150000 --size full --spacing 1.5 --domain randomized \
-    --workers 2 --out "$WORK/val_cohort"
+# Thresholds, growth levels included, on rated validation scans (seeds 150000-150023,
+# never the benchmark's), at the scans' own resolution and with registration, as
+# prediction runs.
+if [ ! -f "$WORK/val_cohort_24/wmh_labels.csv" ]; then
+  lesion-suite synth wmh --n 24 --seed 150000 --size full --spacing 1.5 --domain randomized \
+    --workers 2 --out "$WORK/val_cohort_24"
 fi
 python scripts/calibrate_wmh_on_scans.py --model "$WORK/models/wmh_flair_dualtasker" \
-  --synthetic "$WORK/val_cohort" --version 2.0 --out LesionSuite/Models/wmh_flair_dualtasker \
+  --synthetic "$WORK/val_cohort_24" --version 2.1 --out LesionSuite/Models/wmh_flair_dualtasker \
   --overwrite
 lesion-suite wmh train --t1 --synthetic "$WORK/cohort" --known-transform --steps "$T1_STEPS" \
   --seed 0 --precision auto --checkpoint "$WORK/checkpoints/wmh_t1" --cache "$CACHE" \

@@ -33,12 +33,27 @@ class SegmentThresholds:
         flair_level: likewise for the FLAIR: the ``flair_percentile`` of the pooled,
             normalised calibration brains. A per-image percentile would hand a subject
             with 1 mL of lesions the same share of voxels as one with 50 mL.
+        grow_activation_level, grow_flair_level: lower levels a lesion grows to
+            (hysteresis, both or neither): the mask is every 26-connected component of
+            brain voxels above both growth levels that holds a voxel above both levels
+            above. The strict levels decide whether a lesion is there, the growth levels
+            how far it reaches, so a lesion's faint rim is kept without the faint false
+            positives elsewhere. ``None``: no growth.
     """
 
     activation_percentile: float = 97.0
     flair_percentile: float = 90.0
     activation_level: float | None = None
     flair_level: float | None = None
+    grow_activation_level: float | None = None
+    grow_flair_level: float | None = None
+
+    def __post_init__(self) -> None:
+        grow = (self.grow_activation_level, self.grow_flair_level)
+        if (grow[0] is None) != (grow[1] is None):
+            raise ValueError("give both growth levels or neither")
+        if grow[0] is not None and (self.activation_level is None or self.flair_level is None):
+            raise ValueError("growth levels need fixed activation and FLAIR levels")
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ Steps of :func:`predict`:
 4. the map goes back to the image grid (trilinear) and is thresholded there, so the mask
    has the image's own resolution: DualTasker keeps voxels whose activation is above the
    calibrated level **and** whose FLAIR is above the calibrated brain percentile; the T1
-   mode keeps voxels whose probability is above its level. The DualTasker's mask then
-   keeps nothing in a region-side its head rates 0 (:mod:`.agreement`: the segmentation
-   honours its own rating), and the map is 0 outside the brain;
+   mode keeps voxels whose probability is above its level. The DualTasker's lesions
+   grow from those voxels to lower growth levels where its calibration set them
+   (:func:`~lesion_core.wmh.calibrate.segment`), and its mask keeps nothing in a
+   region-side its head rates 0 (:mod:`.agreement`: the segmentation honours its own
+   rating); the map is 0 outside the brain;
 5. volumes (mL) per ARWMC region-side and per zone from the mask on the image grid (both
    add up to the lesion volume, as the mask lies in the brain);
    the DualTasker's ratings come from its ordinal head (per region-side: the expected
@@ -177,10 +179,10 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
         bias = data.to_input_grid(data.bias, order=1).array
         flair = np.nan_to_num(np.asarray(image.array, np.float32)) / (
             np.where(bias > 0, bias, 1.0) * data.scale)
-        mask = segment(activation.array, flair, brain, config.thresholds)
+        # the segmentation honours its own rating: no lesion where the head says level 0
+        allowed = rating_consistent_mask(brain, np.asarray(atlases.arwmc.array), levels)
+        mask = segment(activation.array, flair, allowed, config.thresholds)
     arwmc = np.asarray(atlases.arwmc.array)
-    if levels is not None:
-        mask = rating_consistent_mask(mask, arwmc, levels)
     voxel_ml = float(np.prod(image.spacing)) / 1000.0
     region_ml = {name: float(np.sum(mask & (arwmc == i + 1)) * voxel_ml)
                  for i, name in enumerate(REGIONS)}

@@ -8,7 +8,9 @@ DualTasker 2.0 the FLAIR level came out 1.10 x the brain median on the working g
 1.43 on 16 rated validation scans). :func:`calibrate_on_scans` runs the model as
 prediction does (registration included) on rated scans and chooses the levels there, by
 the same rule (:func:`~lesion_core.wmh.calibrate.ratings_explained`, with the mask
-honouring the predicted levels as at prediction). Only the ratings are read.
+honouring the predicted levels as at prediction), growth levels included: at a scan's own
+resolution a lesion's rim is fainter than its core, which one pair of levels cannot keep
+without keeping faint false positives too. Only the ratings are read.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from .. import io as lesion_io
 from ..progress import Progress, ensure_progress
@@ -36,11 +39,13 @@ def scan_case(row: RatingRow, model: WMHModel) -> CalibrationCase:
     """The model's maps on ``row.image`` (its own grid) with ``row``'s ratings."""
     image = lesion_io.read_volume(row.image)
     result = predict(image, model)
+    brain = np.asarray(result.atlases.brain.array) > 0
+    boxes = ndimage.find_objects(brain.astype(np.uint8))
+    box = boxes[0] if boxes else ()  # the brain's box: the threshold search runs faster
     return CalibrationCase(
-        activation=np.asarray(result.activation.array, np.float32),
-        flair=np.asarray(result.flair_normalised.array, np.float32),
-        brain=np.asarray(result.atlases.brain.array) > 0,
-        regions=np.asarray(result.atlases.arwmc.array),
+        activation=np.asarray(result.activation.array, np.float32)[box],
+        flair=np.asarray(result.flair_normalised.array, np.float32)[box],
+        brain=brain[box], regions=np.asarray(result.atlases.arwmc.array)[box],
         total=math.nan if row.total is None else float(row.total),
         region_ratings=row.region_tensor().numpy(),
         voxel_ml=float(np.prod(image.spacing)) / 1000.0, levels=result.levels)
@@ -59,7 +64,8 @@ def calibrate_on_scans(model: WMHModel, rows: Sequence[RatingRow],
         cases.append(scan_case(row, model))
     progress.update(0.95, "choosing the thresholds")
     thresholds, table = calibrate_thresholds(cases, model.config.voxel_ml,
-                                             ACTIVATION_PERCENTILES, FLAIR_PERCENTILES)
+                                             ACTIVATION_PERCENTILES, FLAIR_PERCENTILES,
+                                             grow=True)
     config = dataclasses.replace(model.config, thresholds=thresholds)
     progress.update(1.0, "calibrated")
     return dataclasses.replace(model, config=config), table
