@@ -172,6 +172,36 @@ def test_the_same_image_registers_to_the_same_transform(subjects, registrations)
     assert np.array_equal(again.subject_ras_to_mni, first.subject_ras_to_mni)
 
 
+def test_starts_side_by_side_give_the_transform_of_one_at_a_time(subjects, registrations):
+    import SimpleITK as sitk
+    from lesion_core.registration import RegistrationConfig, _register
+
+    seed, modality = SEEDS[0], MODALITIES[0]
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        alone = _register(sitk, subjects[seed].images[modality], modality, RegistrationConfig(),
+                          workers=1)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+    side_by_side = registrations[(seed, modality)]            # as many workers as cores
+    assert alone.metric == side_by_side.metric
+    assert np.array_equal(alone.subject_ras_to_mni, side_by_side.subject_ras_to_mni)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.9, 0.9, 3.3)])
+def test_depth_by_erosion_is_the_distance_map_threshold(spacing):
+    from scipy import ndimage
+    from lesion_core.registration import _deeper_than
+
+    rng = np.random.default_rng(0)
+    mask = ndimage.binary_opening(rng.random((40, 44, 30)) < 0.8, iterations=2)
+    mask[:, :, -1] = True                          # cut by the field of view at one face
+    distance = ndimage.distance_transform_edt(mask, sampling=spacing)
+    for depth in (5.0, 8.0):
+        np.testing.assert_array_equal(_deeper_than(mask, depth, spacing), distance > depth)
+
+
 def test_the_rendered_template_is_read_from_disk_in_a_new_process(tmp_path, monkeypatch):
     import lesion_core.registration as registration
 

@@ -16,6 +16,7 @@ conversions to and from :class:`~lesion_core.volume.Volume` (RAS, ``[i, j, k]``)
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -288,20 +289,23 @@ def register_to_mni(volume: Volume, modality: str,
     result is implausible: determinant of the linear part outside [0.5, 2] or a singular
     value outside [0.6, 1.7], or the template brain centre mapped outside the image.
 
-    Runs SimpleITK on one thread (the setting is restored afterwards): with several, the
-    metric's partial sums arrive in another order each run, and the same image registered
-    slightly differently from run to run (WMH volumes changed in the 4th digit).
+    Runs SimpleITK on one thread per optimisation (the setting is restored afterwards):
+    with several, the metric's partial sums arrive in another order each run, and the same
+    image registered slightly differently from run to run (WMH volumes changed in the 4th
+    digit). The starts of stage 2 run side by side instead, one per core (as many as
+    SimpleITK's default thread count), which gives the same result.
     """
     sitk = _sitk()
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
-        return _register(sitk, volume, modality, config)
+        return _register(sitk, volume, modality, config, workers=max(int(threads), 1))
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
-def _register(sitk, volume: Volume, modality: str, config: RegistrationConfig) -> MNIRegistration:
+def _register(sitk, volume: Volume, modality: str, config: RegistrationConfig,
+              workers: int = 1) -> MNIRegistration:
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; choose from {MODALITIES}")
     started = time.perf_counter()
@@ -321,19 +325,28 @@ def _register(sitk, volume: Volume, modality: str, config: RegistrationConfig) -
         raise RegistrationError("the image has no signal to register to the MNI template",
                                 _FIX, volume.source) from exc
     euler = sitk.Euler3DTransform(euler)  # centres of mass aligned, no rotation
+    starts = [sitk.Similarity3DTransform(scale, (0.0, 0.0, 1.0), 0.0, np.add(
+        euler.GetTranslation(), (0.0, 0.0, shift)).tolist(), euler.GetCenter())
+        for scale in START_SCALES for shift in START_SHIFTS_MM]
+
+    def optimise(start):
+        try:
+            _run(sitk, config, fixed, moving, head_mask, start, slice(0, 1), volume.source)
+            # Judged inside the brain, on the middle level: false optima match the head only.
+            return _run(sitk, config, fixed, moving, brain_mask_image, start, slice(1, 2), volume.source)
+        except RegistrationError as exc:  # this start left the image; others may not
+            return exc
+
+    # The starts are independent and each runs ITK on one thread without holding the GIL,
+    # so they run side by side on the cores (same results, chosen in the same order).
+    with ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
+        outcomes = list(pool.map(optimise, starts))
     best, error = None, None  # several starts: a whole head has false optima
-    for scale in START_SCALES:
-        for shift in START_SHIFTS_MM:
-            start = sitk.Similarity3DTransform(scale, (0.0, 0.0, 1.0), 0.0, np.add(euler.GetTranslation(), (
-                0.0, 0.0, shift)).tolist(), euler.GetCenter())
-            try:
-                _run(sitk, config, fixed, moving, head_mask, start, slice(0, 1), volume.source)
-                # Judged inside the brain, on the middle level: false optima match the head only.
-                value = _run(sitk, config, fixed, moving, brain_mask_image, start, slice(1, 2), volume.source)
-            except RegistrationError as exc:  # this start left the image; others may not
-                error = exc
-                continue
-            best = (value, start) if best is None or value < best[0] else best
+    for start, value in zip(starts, outcomes):
+        if isinstance(value, RegistrationError):
+            error = value
+            continue
+        best = (value, start) if best is None or value < best[0] else best
     if best is None:
         raise error
     stages["similarity"], similarity = best
@@ -380,11 +393,14 @@ def _brain_range(values: np.ndarray, modality: str) -> tuple[float, float]:
     return 0.5 * median, top + 0.1 * (top - median)
 
 
-def _distance_mm(mask: np.ndarray, spacing) -> np.ndarray:
-    """Distance (mm) of each voxel outside ``mask`` to the nearest voxel of it (0 inside)."""
-    if not mask.any():
-        return np.full(mask.shape, np.inf, np.float32)
-    return ndimage.distance_transform_edt(~mask, sampling=spacing).astype(np.float32)
+def _deeper_than(mask: np.ndarray, depth_mm: float, spacing) -> np.ndarray:
+    """Voxels of ``mask`` farther than ``depth_mm`` (mm) from every voxel outside it in the
+    array (the array's border is not outside: a brain cut by the field of view stays deep
+    at the cut). The same voxels as thresholding a Euclidean distance map, in a sixth of
+    its time: an erosion by a ball, with the array padded by mask voxels."""
+    pad = [(r, r) for r in np.ceil(depth_mm / np.asarray(spacing, float)).astype(int) + 1]
+    inner = tuple(slice(a, -b) for a, b in pad)
+    return erode_mm(np.pad(mask, pad, constant_values=True), depth_mm, spacing)[inner]
 
 
 def brain_mask(volume: Volume, registration: MNIRegistration, modality: str) -> Volume:
@@ -412,16 +428,16 @@ def brain_mask(volume: Volume, registration: MNIRegistration, modality: str) -> 
     spacing, full = volume.spacing, np.zeros(carried.shape, bool)
     if carried.sum() < 100:
         raise RegistrationError("the registered brain lies outside this image", _FIX, volume.source)
-    # Work in the box around the carried mask plus the band (distance maps are costly).
+    # Work in the box around the carried mask plus the band (the morphology is costly).
     margin = np.ceil((BAND_MM + CLOSING_MM + 2.0) / spacing).astype(int)
     box = bounding_box(carried, margin)
     carried = carried[box]
-    inside = _distance_mm(~carried, spacing)  # mm to the outside of the carried mask
     data = np.nan_to_num(np.asarray(volume.array[box], dtype=np.float32))
-    core = inside > CORE_DEPTH_MM if np.sum(inside > CORE_DEPTH_MM) > 50 else carried
+    core = _deeper_than(carried, CORE_DEPTH_MM, spacing)
+    core = core if np.sum(core) > 50 else carried
     low, high = _brain_range(data[core], modality)
     tissue = (data >= low) & (data <= high)
-    keep = (inside > BAND_MM) | (carried & tissue)
+    keep = _deeper_than(carried, BAND_MM, spacing) | (carried & tissue)
     grow = (~carried) & dilate_mm(carried, GROW_MM, spacing) & tissue
     opened = dilate_mm(erode_mm(keep | grow, OPENING_MM, spacing), OPENING_MM, spacing)
     labels, _ = ndimage.label(keep | (grow & opened))
