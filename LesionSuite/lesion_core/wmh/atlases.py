@@ -18,6 +18,7 @@ zone add up to the lesion volume. An atlas with no label at all in that box stay
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -104,9 +105,14 @@ def subject_atlases(image: Volume, modality: str) -> SubjectAtlases:
     result = registration.register_to_mni(image, modality)
     arwmc, arwmc_affine, _ = arwmc_atlas_mni()
     zones, zone_affine, _ = zone_atlas_mni()
-    brain = registration.brain_mask(image, result, modality)
-    return _completed(brain, result.carry_mni_map(arwmc, arwmc_affine, 0, grid=image),
-                      result.carry_mni_map(zones, zone_affine, 0, grid=image),
+    # The atlases are carried on a second thread while the brain mask is made: scipy's
+    # resampling releases the GIL, so the two overlap on two cores.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        carried = [pool.submit(result.carry_mni_map, atlas, affine, 0, grid=image)
+                   for atlas, affine in ((arwmc, arwmc_affine), (zones, zone_affine))]
+        brain = registration.brain_mask(image, result, modality)
+        arwmc_map, zone_map = (future.result() for future in carried)
+    return _completed(brain, arwmc_map, zone_map,
                       {"registration_metric": result.metric, **result.info})
 
 
