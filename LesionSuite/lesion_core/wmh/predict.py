@@ -22,7 +22,9 @@ Steps of :func:`predict`:
    grow from those voxels to lower growth levels where its calibration set them
    (:func:`~lesion_core.wmh.calibrate.segment`), and its mask keeps nothing in a
    region-side its head rates 0 (:mod:`.agreement`: the segmentation honours its own
-   rating); the map is 0 outside the brain;
+   rating); a region-side segmented over the volume range of its level is segmented
+   again with stricter FLAIR levels (:mod:`.within_levels`); the map is 0 outside the
+   brain;
 5. volumes (mL) per ARWMC region-side and per zone from the mask on the image grid (both
    add up to the lesion volume, as the mask lies in the brain);
    the DualTasker's ratings come from its ordinal head (per region-side: the expected
@@ -49,10 +51,10 @@ from ..validation import Modality, validate_image
 from ..volume import Volume
 from .agreement import agreement, rating_consistent_mask
 from .atlases import SubjectAtlases, atlases_on_image, subject_atlases
-from .calibrate import segment
 from .model import WMHModel
 from .outputs_file import FILES, RATING_COLUMNS
 from .preprocess import preprocess
+from .within_levels import segment_within_levels
 from .zones import zone_volumes_ml
 
 __all__ = ["SubjectAtlases", "WMHPrediction", "predict", "subject_atlases",
@@ -171,6 +173,8 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
     progress.update(0.85, "segmenting on the image grid")
     activation = data.to_input_grid(working.float().cpu(), order=1)
     brain = np.asarray(atlases.brain.array) > 0
+    arwmc = np.asarray(atlases.arwmc.array)
+    voxel_ml = float(np.prod(image.spacing)) / 1000.0
     flair = None
     if model.is_t1:
         level = config.thresholds.activation_level
@@ -179,11 +183,11 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
         bias = data.to_input_grid(data.bias, order=1).array
         flair = np.nan_to_num(np.asarray(image.array, np.float32)) / (
             np.where(bias > 0, bias, 1.0) * data.scale)
-        # the segmentation honours its own rating: no lesion where the head says level 0
-        allowed = rating_consistent_mask(brain, np.asarray(atlases.arwmc.array), levels)
-        mask = segment(activation.array, flair, allowed, config.thresholds)
-    arwmc = np.asarray(atlases.arwmc.array)
-    voxel_ml = float(np.prod(image.spacing)) / 1000.0
+        # the segmentation honours its own rating: no lesion where the head says level 0,
+        # and stricter levels where a region-side is over its level's volume range
+        allowed = rating_consistent_mask(brain, arwmc, levels)
+        mask = segment_within_levels(activation.array, flair, allowed, arwmc, levels,
+                                     config.thresholds, voxel_ml)
     region_ml = {name: float(np.sum(mask & (arwmc == i + 1)) * voxel_ml)
                  for i, name in enumerate(REGIONS)}
     progress.update(1.0, "done")
