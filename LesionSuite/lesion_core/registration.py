@@ -396,8 +396,9 @@ def _brain_range(values: np.ndarray, modality: str) -> tuple[float, float]:
 def _deeper_than(mask: np.ndarray, depth_mm: float, spacing) -> np.ndarray:
     """Voxels of ``mask`` farther than ``depth_mm`` (mm) from every voxel outside it in the
     array (the array's border is not outside: a brain cut by the field of view stays deep
-    at the cut). The same voxels as thresholding a Euclidean distance map, in a sixth of
-    its time: an erosion by a ball, with the array padded by mask voxels."""
+    at the cut). The same voxels as thresholding a Euclidean distance map, faster (0.3 s
+    against 1.9 s for both depths of a 160 x 190 x 165 mask): an erosion by a ball, with
+    the array padded by mask voxels."""
     pad = [(r, r) for r in np.ceil(depth_mm / np.asarray(spacing, float)).astype(int) + 1]
     inner = tuple(slice(a, -b) for a, b in pad)
     return erode_mm(np.pad(mask, pad, constant_values=True), depth_mm, spacing)[inner]

@@ -10,7 +10,9 @@ prediction does (registration included) on rated scans and chooses the levels th
 the same rule (:func:`~lesion_core.wmh.calibrate.ratings_explained`, with the mask
 honouring the predicted levels as at prediction), growth levels included: at a scan's own
 resolution a lesion's rim is fainter than its core, which one pair of levels cannot keep
-without keeping faint false positives too. Only the ratings are read.
+without keeping faint false positives too. The per-region-side step that prediction
+applies after these levels (:mod:`.within_levels`) is not part of the score. Only the
+ratings are read.
 """
 
 from __future__ import annotations
