@@ -149,6 +149,25 @@ def test_the_place_of_a_component_picks_the_subtypes_the_classifier_chooses_from
     assert {c.subtype for c in none} == {"unknown"}
 
 
+def test_a_component_far_from_bone_is_intraventricular_whatever_the_classifier_says():
+    """Between 20 and 36 mm from bone the classifier chooses intraventricular or
+    intraparenchymal; beyond, in the ventricles, only intraventricular is possible."""
+    shape, spacing = (60, 20, 6), (1.0, 1.0, 2.0)
+    bone = np.zeros(shape, bool)
+    bone[:2] = True
+    mask = np.zeros(shape, bool)
+    mask[26:30, 5:9, 1:3] = True    # 24-28 mm from bone
+    mask[42:46, 5:9, 1:3] = True    # 40-44 mm
+    probabilities = np.zeros((6, len(SUBTYPES)), np.float32)
+    probabilities[1:3, SUBTYPES.index("intraparenchymal")] = 0.9
+    probabilities[1:3, SUBTYPES.index("intraventricular")] = 0.6
+    thresholds = ICHThresholds(0.5, 0.5, (0.5, 0.5, 0.5, 0.5, 0.5))
+    _, components = label_components(mask, probabilities, 2, thresholds, 0.002, spacing, 0.0,
+                                     bone, SubtypePlaceConfig())
+    assert [c.subtype for c in components] == ["intraparenchymal", "intraventricular"]
+    assert SubtypePlaceConfig().candidates(37.0) == ("intraventricular",)
+
+
 def test_median_bone_distance_is_exact_within_reach_and_infinite_without_bone():
     bone = np.zeros((40, 8, 8), bool)
     bone[0] = True

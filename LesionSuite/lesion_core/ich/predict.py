@@ -232,8 +232,11 @@ def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: i
         candidates = SUBTYPES
         if by_place:
             where = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(region, box))
-            candidates = place.candidates(median_bone_distance(bone, where, inside, spacing,
-                                                               place.deep_mm + 5.0))
+            distance = median_bone_distance(bone, where, inside, spacing, place.deep_mm + 5.0)
+            if distance > place.deep_mm:  # only a deep one needs bone looked for further off
+                distance = median_bone_distance(bone, where, inside, spacing,
+                                                place.ventricular_mm + 5.0)
+            candidates = place.candidates(distance)
         value, subtype = _pick_subtype(slice_subtypes[slices].max(axis=0), thresholds,
                                        candidates)
         labelled[box][inside] = value
