@@ -272,7 +272,6 @@ class SubtypePlaceConfig:
         return ("intraventricular",)
 
 
-
 @dataclass(frozen=True)
 class SegmenterConfig:
     """The 2.5D segmenter: a MONAI 2D ``UNet`` on a slice and its neighbours.

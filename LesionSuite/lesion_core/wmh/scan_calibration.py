@@ -22,9 +22,9 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from .. import io as lesion_io
+from ..baselines.masks import bounding_box
 from ..progress import Progress, ensure_progress
 from .calibrate import CalibrationCase, calibrate_thresholds
 from .data import RatingRow
@@ -42,8 +42,7 @@ def scan_case(row: RatingRow, model: WMHModel) -> CalibrationCase:
     image = lesion_io.read_volume(row.image)
     result = predict(image, model)
     brain = np.asarray(result.atlases.brain.array) > 0
-    boxes = ndimage.find_objects(brain.astype(np.uint8))
-    box = boxes[0] if boxes else ()  # the brain's box: the threshold search runs faster
+    box = bounding_box(brain) or ()  # the brain's box: the threshold search runs faster
     return CalibrationCase(
         activation=np.asarray(result.activation.array, np.float32)[box],
         flair=np.asarray(result.flair_normalised.array, np.float32)[box],

@@ -35,7 +35,7 @@ from .config import SegmentThresholds
 STRICTER_FLAIR_LEVELS = (1.3, 1.35, 1.4, 1.45, 1.5, 1.6, 1.7, 1.8)
 
 
-def stricter(thresholds: SegmentThresholds, flair_level: float) -> SegmentThresholds:
+def _stricter(thresholds: SegmentThresholds, flair_level: float) -> SegmentThresholds:
     """``thresholds`` with their FLAIR level(s) raised to at least ``flair_level``."""
     if thresholds.grow_flair_level is None:
         return dataclasses.replace(thresholds, flair_level=max(thresholds.flair_level, flair_level))
@@ -67,7 +67,7 @@ def segment_within_levels(activation: np.ndarray, flair_normalised: np.ndarray,
         for step in STRICTER_FLAIR_LEVELS:
             if step not in steps:
                 steps[step] = segment(activation, flair_normalised, allowed,
-                                      stricter(thresholds, step))
+                                      _stricter(thresholds, step))
             if np.sum(steps[step] & region) * voxel_ml <= high:
                 break
         mask = (mask & ~region) | (steps[step] & region)
