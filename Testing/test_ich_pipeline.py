@@ -24,7 +24,7 @@ from lesion_core.ich.evaluate import case_figures, summarize
 from lesion_core.ich.finetune import FINETUNE, finetune_ich
 from lesion_core.ich.model import ICHModel, ICHThresholds, load_ich_model, save_ich_model
 from lesion_core.ich.predict import (STAGES, Component, ICHPrediction, label_components,
-                                     median_bone_distance, predict_ich, write_prediction)
+                                     bone_distances, predict_ich, write_prediction)
 from lesion_core.ich.segmenter import build_segmenter
 from lesion_core.ich.train import build_classifier
 from lesion_core.volume import Volume
@@ -168,14 +168,24 @@ def test_a_component_far_from_bone_is_intraventricular_whatever_the_classifier_s
     assert SubtypePlaceConfig().candidates(37.0) == ("intraventricular",)
 
 
-def test_median_bone_distance_is_exact_within_reach_and_infinite_without_bone():
+def test_bone_distances_are_exact_within_reach_and_infinite_without_bone():
     bone = np.zeros((40, 8, 8), bool)
     bone[0] = True
     inside = np.ones((2, 8, 8), bool)
     box = (slice(10, 12), slice(0, 8), slice(0, 8))
-    assert median_bone_distance(bone, box, inside, (1.0, 1.0, 1.0), 25.0) == 10.5
-    assert median_bone_distance(bone, box, inside, (0.5, 1.0, 1.0), 25.0) == 5.25
-    assert median_bone_distance(np.zeros_like(bone), box, inside, (1.0,) * 3, 25.0) == np.inf
+    assert np.median(bone_distances(bone, box, inside, (1.0, 1.0, 1.0), 25.0)) == 10.5
+    assert bone_distances(bone, box, inside, (1.0, 1.0, 1.0), 25.0).max() == 11.0
+    assert np.median(bone_distances(bone, box, inside, (0.5, 1.0, 1.0), 25.0)) == 5.25
+    far = bone_distances(np.zeros_like(bone), box, inside, (1.0,) * 3, 25.0)
+    assert far.shape == (128,) and np.all(far == np.inf)
+
+
+def test_a_lens_against_the_bone_is_epidural_a_crescent_subdural():
+    place = SubtypePlaceConfig()
+    assert place.candidates(5.0, 14.0, 20.0) == ("epidural",)      # 14 mm thick, 20 mL
+    assert place.candidates(5.0, 9.0, 20.0) == ("subdural",)       # too thin
+    assert place.candidates(5.0, 12.0, 60.0) == ("subdural",)      # thick, but spread
+    assert place.candidates(15.0, 14.0, 20.0) == ("intraparenchymal", "subarachnoid")
 
 
 def _hand_prediction(truth: Volume, masks: dict) -> ICHPrediction:

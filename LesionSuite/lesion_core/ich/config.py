@@ -251,20 +251,35 @@ class SubtypePlaceConfig:
     Beyond ``ventricular_mm`` a component is taken as intraventricular: limits 30, 34,
     **36** and 40 mm name 66, 71, **71** (0.92 of their volume) and 62 right.
 
+    Against the bone, the shape tells the two apart: an epidural is a lens, thick for its
+    volume; a subdural a crescent, thin and spread. A component is epidural when its
+    largest distance to bone (its thickness) is at least ``epidural_thickness_mm`` and
+    thickness**3 / volume is at least ``epidural_compactness``. On the same 160 scans (59
+    such components on blood: 37 subdural, 22 epidural; thickness 7-14 mm for subdurals,
+    11-19 for epidurals; 10th-90th percentiles) the classifier named 39 right, the shape
+    rule 53 (limits 10-11 mm and 0.05-0.06 gave 52-53).
+
     Attributes:
         enabled: ``False``: the classifier alone names the subtype (as before model 2.1).
         extra_axial_mm, deep_mm, ventricular_mm: the three distance limits.
+        epidural_thickness_mm, epidural_compactness: the lens rule.
     """
 
     enabled: bool = True
     extra_axial_mm: float = 7.0
     deep_mm: float = 20.0
     ventricular_mm: float = 36.0
+    epidural_thickness_mm: float = 11.0
+    epidural_compactness: float = 0.05
 
-    def candidates(self, distance_mm: float) -> tuple[str, ...]:
-        """The subtypes a component at this median distance to bone may be."""
+    def candidates(self, distance_mm: float, thickness_mm: float = 0.0,
+                   volume_ml: float = float("inf")) -> tuple[str, ...]:
+        """The subtypes a component may be, from the median and the largest distance (mm)
+        of its voxels to bone and its volume (mL)."""
         if distance_mm <= self.extra_axial_mm:
-            return ("subdural", "epidural")
+            lens = thickness_mm >= self.epidural_thickness_mm and (
+                thickness_mm ** 3 / 1000.0 >= self.epidural_compactness * volume_ml)
+            return ("epidural",) if lens else ("subdural",)
         if distance_mm <= self.deep_mm:
             return ("intraparenchymal", "subarachnoid")
         if distance_mm <= self.ventricular_mm:

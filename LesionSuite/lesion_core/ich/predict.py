@@ -232,11 +232,12 @@ def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: i
         candidates = SUBTYPES
         if by_place:
             where = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(region, box))
-            distance = median_bone_distance(bone, where, inside, spacing, place.deep_mm + 5.0)
-            if distance > place.deep_mm:  # only a deep one needs bone looked for further off
-                distance = median_bone_distance(bone, where, inside, spacing,
-                                                place.ventricular_mm + 5.0)
-            candidates = place.candidates(distance)
+            distances = bone_distances(bone, where, inside, spacing, place.deep_mm + 5.0)
+            if np.median(distances) > place.deep_mm:  # only a deep one needs bone looked for
+                distances = bone_distances(bone, where, inside, spacing,  # further off
+                                           place.ventricular_mm + 5.0)
+            candidates = place.candidates(float(np.median(distances)), float(distances.max()),
+                                          float(inside.sum()) * voxel_ml)
         value, subtype = _pick_subtype(slice_subtypes[slices].max(axis=0), thresholds,
                                        candidates)
         labelled[box][inside] = value
@@ -261,21 +262,22 @@ def _pick_subtype(peak: np.ndarray, thresholds: ICHThresholds, candidates: tuple
     return k + 1, SUBTYPES[k]
 
 
-def median_bone_distance(bone: np.ndarray, box: tuple[slice, ...], inside: np.ndarray,
-                         spacing, reach_mm: float) -> float:
-    """Median distance (mm) to the nearest ``bone`` voxel of the ``inside`` voxels of
-    ``box`` (a CT-grid bounding box); bone is looked for only within ``reach_mm`` of the
-    box (a far smaller distance transform than the whole CT's), so any median beyond
-    ``reach_mm`` is only known to be that far (``inf`` when no bone is in reach)."""
+def bone_distances(bone: np.ndarray, box: tuple[slice, ...], inside: np.ndarray,
+                   spacing, reach_mm: float) -> np.ndarray:
+    """Distance (mm) to the nearest ``bone`` voxel of each ``inside`` voxel of ``box`` (a
+    CT-grid bounding box); bone is looked for only within ``reach_mm`` of the box (a far
+    smaller distance transform than the whole CT's), so a distance beyond ``reach_mm`` is
+    only known to be that far (all ``inf`` when no bone is in reach). The median and the
+    largest of them are exact when they lie within ``reach_mm``."""
     pad = [int(np.ceil(reach_mm / float(s))) for s in spacing]
     grown = tuple(slice(max(b.start - p, 0), min(b.stop + p, n))
                   for b, p, n in zip(box, pad, bone.shape))
     near = np.asarray(bone[grown], bool)
     if not near.any():
-        return float("inf")
+        return np.full(int(np.sum(inside)), np.inf)
     distance = ndimage.distance_transform_edt(~near, sampling=spacing)
     within = tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))
-    return float(np.median(distance[within][inside]))
+    return distance[within][inside]
 
 
 def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = None,
