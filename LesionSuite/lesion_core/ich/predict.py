@@ -17,9 +17,9 @@
    then the final mask grows into the blood connected to it (:mod:`~.grow`: smoothed
    calibrated HU in the blood window, away from bone, within reach of the mask);
 6. 26-connected components smaller than ``refine.min_volume_ml`` go; the median distance
-   of a remaining one's voxels to bone picks the two subtypes it may be
-   (:class:`~.config.SubtypePlaceConfig`), and the classifier's probabilities on its
-   slices choose between them (no subtype at its threshold: "unknown", label value 1);
+   of a remaining one's voxels to bone picks the subtypes it may be, against the bone its
+   shape (:class:`~.config.SubtypePlaceConfig`), and the classifier's probabilities on
+   its slices choose between them (no subtype at its threshold: "unknown", label value 1);
 7. volumes in mL per subtype on the CT grid; per-slice area in mm^2.
 
 Orientation: everything returned lies on the CT's own grid; per-slice arrays run along
