@@ -198,8 +198,8 @@ def test_depth_by_erosion_is_the_distance_map_threshold(spacing):
     mask = ndimage.binary_opening(rng.random((40, 44, 30)) < 0.8, iterations=2)
     mask[:, :, -1] = True                          # cut by the field of view at one face
     distance = ndimage.distance_transform_edt(mask, sampling=spacing)
-    for depth in (5.0, 8.0):
-        np.testing.assert_array_equal(_deeper_than(mask, depth, spacing), distance > depth)
+    for depth, deep in zip((5.0, 8.0), _deeper_than(mask, (5.0, 8.0), spacing)):
+        np.testing.assert_array_equal(deep, distance > depth)
 
 
 def test_the_rendered_template_is_read_from_disk_in_a_new_process(tmp_path, monkeypatch):

@@ -393,15 +393,17 @@ def _brain_range(values: np.ndarray, modality: str) -> tuple[float, float]:
     return 0.5 * median, top + 0.1 * (top - median)
 
 
-def _deeper_than(mask: np.ndarray, depth_mm: float, spacing) -> np.ndarray:
-    """Voxels of ``mask`` farther than ``depth_mm`` (mm) from every voxel outside it in the
-    array (the array's border is not outside: a brain cut by the field of view stays deep
-    at the cut). The same voxels as thresholding a Euclidean distance map, faster (0.3 s
-    against 1.9 s for both depths of a 160 x 190 x 165 mask): an erosion by a ball, with
-    the array padded by mask voxels."""
-    pad = [(r, r) for r in np.ceil(depth_mm / np.asarray(spacing, float)).astype(int) + 1]
+def _deeper_than(mask: np.ndarray, depths_mm: tuple[float, ...], spacing) -> list[np.ndarray]:
+    """For each depth (mm), the voxels of ``mask`` farther than it from every voxel outside
+    it in the array (the array's border is not outside: a brain cut by the field of view
+    stays deep at the cut). The same voxels as thresholding a Euclidean distance map,
+    faster (0.3 s against 1.9 s for both depths of a 160 x 190 x 165 mask): erosions by
+    balls, with the array padded once by mask voxels."""
+    reach = np.ceil(max(depths_mm) / np.asarray(spacing, float)).astype(int) + 1
+    pad = [(r, r) for r in reach]
     inner = tuple(slice(a, -b) for a, b in pad)
-    return erode_mm(np.pad(mask, pad, constant_values=True), depth_mm, spacing)[inner]
+    padded = np.pad(mask, pad, constant_values=True)
+    return [erode_mm(padded, depth, spacing)[inner] for depth in depths_mm]
 
 
 def brain_mask(volume: Volume, registration: MNIRegistration, modality: str) -> Volume:
@@ -434,11 +436,11 @@ def brain_mask(volume: Volume, registration: MNIRegistration, modality: str) -> 
     box = bounding_box(carried, margin)
     carried = carried[box]
     data = np.nan_to_num(np.asarray(volume.array[box], dtype=np.float32))
-    core = _deeper_than(carried, CORE_DEPTH_MM, spacing)
+    core, deep = _deeper_than(carried, (CORE_DEPTH_MM, BAND_MM), spacing)
     core = core if np.sum(core) > 50 else carried
     low, high = _brain_range(data[core], modality)
     tissue = (data >= low) & (data <= high)
-    keep = _deeper_than(carried, BAND_MM, spacing) | (carried & tissue)
+    keep = deep | (carried & tissue)
     grow = (~carried) & dilate_mm(carried, GROW_MM, spacing) & tissue
     opened = dilate_mm(erode_mm(keep | grow, OPENING_MM, spacing), OPENING_MM, spacing)
     labels, _ = ndimage.label(keep | (grow & opened))

@@ -229,21 +229,29 @@ def label_components(mask: np.ndarray, slice_subtypes: np.ndarray, slice_axis: i
         other = tuple(a for a in range(3) if a != slice_axis)
         offset = region[slice_axis].start + box[slice_axis].start
         slices = offset + np.flatnonzero(inside.any(axis=other))
+        volume_ml = float(inside.sum()) * voxel_ml
         candidates = SUBTYPES
         if by_place:
             where = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(region, box))
-            distances = bone_distances(bone, where, inside, spacing, place.deep_mm + 5.0)
-            if np.median(distances) > place.deep_mm:  # only a deep one needs bone looked for
-                distances = bone_distances(bone, where, inside, spacing,  # further off
-                                           place.ventricular_mm + 5.0)
-            candidates = place.candidates(float(np.median(distances)), float(distances.max()),
-                                          float(inside.sum()) * voxel_ml)
+            candidates = _candidates_by_place(bone, where, inside, spacing, place, volume_ml)
         value, subtype = _pick_subtype(slice_subtypes[slices].max(axis=0), thresholds,
                                        candidates)
         labelled[box][inside] = value
-        components.append(Component(value, subtype, round(float(inside.sum()) * voxel_ml, 3),
+        components.append(Component(value, subtype, round(volume_ml, 3),
                                     int(slices.min()), int(slices.max())))
     return out, components
+
+
+def _candidates_by_place(bone: np.ndarray, box: tuple[slice, ...], inside: np.ndarray,
+                         spacing, place: SubtypePlaceConfig, volume_ml: float) -> tuple[str, ...]:
+    """The subtypes a component (``inside`` of the CT-grid ``box``) may be, from the median
+    and the largest distance of its voxels to ``bone`` and its volume (``place``)."""
+    distances = bone_distances(bone, box, inside, spacing, place.deep_mm + 5.0)
+    median = float(np.median(distances))
+    if median > place.deep_mm:  # only a deep one needs bone looked for further off
+        distances = bone_distances(bone, box, inside, spacing, place.ventricular_mm + 5.0)
+        median = float(np.median(distances))
+    return place.candidates(median, float(distances.max()), volume_ml)
 
 
 def _pick_subtype(peak: np.ndarray, thresholds: ICHThresholds, candidates: tuple[str, ...]
