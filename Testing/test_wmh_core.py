@@ -14,7 +14,8 @@ from torch import nn
 from lesion_core.synth.acquisition import AcquisitionConfig
 from lesion_core.synth.anatomy import AnatomyConfig
 from lesion_core.atlas.arwmc import LABELS, REGIONS
-from lesion_core.wmh.calibrate import CalibrationCase, calibrate_thresholds, segment
+from lesion_core.wmh.calibrate import (GROW_TIE_TOLERANCE, CalibrationCase, calibrate_thresholds,
+                                       segment)
 from lesion_core.errors import OperationCancelled
 from lesion_core.progress import Progress
 from lesion_core.training import OptimConfig
@@ -433,6 +434,39 @@ def test_calibration_grows_lesions_whose_rims_the_ratings_count():
     assert lesion[8:14, 8:14, 8:14].mean() > 0.9 and lesion.sum() < 6 ** 3 * 1.2
     assert not segment(cases[0].activation, cases[0].flair, cases[0].brain, best).any()
 
+
+
+def test_calibration_with_growth_keeps_a_grown_candidate_on_a_tie_only():
+    def cohort(outside_activation):
+        rng = np.random.default_rng(2)
+        cases = []
+        for index in range(8):
+            rating = 2 * (index % 2)
+            flair = rng.normal(1.0, 0.03, (24, 24, 24)).astype(np.float32)
+            if rating:
+                flair[8:14, 8:14, 8:14] = 1.8                  # a lesion without a rim
+            activation = np.where(flair > 1.2, 0.8, outside_activation).astype(np.float32)
+            cases.append(CalibrationCase(activation, flair, np.ones(flair.shape, bool),
+                                         np.ones(flair.shape, np.int64), float(rating),
+                                         np.array([rating] + [np.nan] * 9)))
+        return cases
+
+    # no activation outside the lesions: growth can add nothing, every grown candidate
+    # ties with its seeds, and the search returns a grown one
+    cases = cohort(0.0)
+    plain, table = calibrate_thresholds(cases, voxel_ml=0.027)
+    best, grown_table = calibrate_thresholds(cases, voxel_ml=0.027, grow=True)
+    assert plain.grow_activation_level is None and best.grow_activation_level is not None
+    assert max(row["score"] for row in grown_table) == max(row["score"] for row in table)
+    for case in cases:
+        mask = segment(case.activation, case.flair, case.brain, best)
+        assert mask[8:14, 8:14, 8:14].all() if case.total else not mask.any()
+    # faint activation everywhere: growth reaches noise and scores clearly lower, so the
+    # pair without growth stays
+    best, grown_table = calibrate_thresholds(cohort(0.05), voxel_ml=0.027, grow=True)
+    scores = [row["score"] for row in grown_table if row["grow_activation_level"] is not None]
+    assert best.grow_activation_level is None
+    assert max(scores) < max(row["score"] for row in grown_table) - GROW_TIE_TOLERANCE
 
 def test_network_rebuilds_from_a_bundle(tmp_path):
     from lesion_core.bundle import BundleMetadata, NetworkSpec, load_bundle, save_bundle

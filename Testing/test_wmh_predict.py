@@ -383,11 +383,13 @@ def test_scan_calibration_reads_ratings_and_images_only(cohort, models, monkeypa
     pairs = len(scan_calibration.ACTIVATION_PERCENTILES) * len(scan_calibration.FLAIR_PERCENTILES)
     grown = [r for r in table if r["grow_activation_level"] is not None]
     assert len(table) - len(grown) == pairs and grown              # growth was searched too
-    assert max(row["score"] for row in table) == pytest.approx(
-        next(r["score"] for r in table if r["activation_level"] == chosen.activation_level
-             and r["flair_level"] == chosen.flair_level
-             and r["grow_activation_level"] == chosen.grow_activation_level
-             and r["grow_flair_level"] == chosen.grow_flair_level))
+    from lesion_core.wmh.calibrate import GROW_TIE_TOLERANCE
+
+    chosen_score = next(r["score"] for r in table if r["activation_level"] == chosen.activation_level
+                        and r["flair_level"] == chosen.flair_level
+                        and r["grow_activation_level"] == chosen.grow_activation_level
+                        and r["grow_flair_level"] == chosen.grow_flair_level)
+    assert chosen_score >= max(row["score"] for row in table) - GROW_TIE_TOLERANCE - 1e-9
     assert calibrated.config.shape == model.config.shape and calibrated.net is model.net
     with pytest.raises(ValueError, match="T1 mode"):
         scan_calibration.calibrate_on_scans(models["t1"], rows)
