@@ -435,7 +435,6 @@ def test_calibration_grows_lesions_whose_rims_the_ratings_count():
     assert not segment(cases[0].activation, cases[0].flair, cases[0].brain, best).any()
 
 
-
 def test_calibration_with_growth_keeps_a_grown_candidate_on_a_tie_only():
     def cohort(outside_activation):
         rng = np.random.default_rng(2)
@@ -467,6 +466,7 @@ def test_calibration_with_growth_keeps_a_grown_candidate_on_a_tie_only():
     scores = [row["score"] for row in grown_table if row["grow_activation_level"] is not None]
     assert best.grow_activation_level is None
     assert max(scores) < max(row["score"] for row in grown_table) - GROW_TIE_TOLERANCE
+
 
 def test_network_rebuilds_from_a_bundle(tmp_path):
     from lesion_core.bundle import BundleMetadata, NetworkSpec, load_bundle, save_bundle

@@ -385,10 +385,9 @@ def test_scan_calibration_reads_ratings_and_images_only(cohort, models, monkeypa
     assert len(table) - len(grown) == pairs and grown              # growth was searched too
     from lesion_core.wmh.calibrate import GROW_TIE_TOLERANCE
 
-    chosen_score = next(r["score"] for r in table if r["activation_level"] == chosen.activation_level
-                        and r["flair_level"] == chosen.flair_level
-                        and r["grow_activation_level"] == chosen.grow_activation_level
-                        and r["grow_flair_level"] == chosen.grow_flair_level)
+    keys = ("activation_level", "flair_level", "grow_activation_level", "grow_flair_level")
+    chosen_score = next(r["score"] for r in table
+                        if all(r[k] == getattr(chosen, k) for k in keys))
     assert chosen_score >= max(row["score"] for row in table) - GROW_TIE_TOLERANCE - 1e-9
     assert calibrated.config.shape == model.config.shape and calibrated.net is model.net
     with pytest.raises(ValueError, match="T1 mode"):

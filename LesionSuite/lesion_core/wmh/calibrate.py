@@ -169,7 +169,7 @@ def calibrate_thresholds(cases: Sequence[CalibrationCase], voxel_ml: float,
     best = max(range(len(table)), key=lambda i: table[i]["score"])  # first of equals
     chosen, best_score = candidates[best], table[best]["score"]
     if grow:
-        plain, plain_score, best_score = chosen, best_score, -math.inf
+        plain, grown, grown_score = chosen, None, -math.inf
         stricter = [seeds for seeds in candidates
                     if seeds.activation_percentile >= plain.activation_percentile
                     and seeds.flair_percentile >= plain.flair_percentile]
@@ -180,9 +180,9 @@ def calibrate_thresholds(cases: Sequence[CalibrationCase], voxel_ml: float,
                         seeds, grow_activation_level=fa * seeds.activation_level,
                         grow_flair_level=1.0 + ff * (seeds.flair_level - 1.0))
                     table.append(_row(candidate, ratings_explained(cases, candidate, voxel_ml)))
-                    if table[-1]["score"] > best_score + 1e-9:
-                        grown, best_score = candidate, table[-1]["score"]
-        if best_score >= plain_score - GROW_TIE_TOLERANCE:
+                    if table[-1]["score"] > grown_score + 1e-9:
+                        grown, grown_score = candidate, table[-1]["score"]
+        if grown_score >= best_score - GROW_TIE_TOLERANCE:
             chosen = grown
     return chosen, table
 
