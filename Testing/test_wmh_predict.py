@@ -28,6 +28,7 @@ from lesion_core.synth import make_cohort, make_subject
 from lesion_core.atlas.arwmc import REGIONS
 from lesion_core.volume import Volume
 from lesion_core.wmh import reader_ratings as rr
+from lesion_core.wmh.calibrate import GROW_TIE_TOLERANCE
 from lesion_core.wmh.data import known_transform_masks
 from lesion_core.wmh.evaluate import case_scores, evaluate_cohort, read_cohort
 from lesion_core.wmh.model import load_wmh_model
@@ -383,8 +384,6 @@ def test_scan_calibration_reads_ratings_and_images_only(cohort, models, monkeypa
     pairs = len(scan_calibration.ACTIVATION_PERCENTILES) * len(scan_calibration.FLAIR_PERCENTILES)
     grown = [r for r in table if r["grow_activation_level"] is not None]
     assert len(table) - len(grown) == pairs and grown              # growth was searched too
-    from lesion_core.wmh.calibrate import GROW_TIE_TOLERANCE
-
     keys = ("activation_level", "flair_level", "grow_activation_level", "grow_flair_level")
     chosen_score = next(r["score"] for r in table
                         if all(r[k] == getattr(chosen, k) for k in keys))
