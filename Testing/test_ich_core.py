@@ -63,26 +63,70 @@ def test_sequence_model_sees_neighbours():
     assert accuracy[False] < 0.8, accuracy
 
 
-def test_grad_cam_peaks_at_the_blob():
+BLOB_CENTRE = (9, 22)
+
+
+@pytest.fixture(scope="module")
+def blob_classifier():
+    """A two-stage toy classifier fitted to find bright disks, a noise stack of 6 slices
+    with one disk on slice 3, and that disk's mask."""
     x, present, _ = blob_stacks(48, seed=3, slices=6, size=32, radius=3.5)
     torch.manual_seed(0)
     net = ICHSliceClassifier(1, 1, channels=(8, 16), strides=(2, 2), gru_hidden=8, dropout=0.0)
     net = fit(net, x, torch.from_numpy(present.astype(np.float32)), steps=60)
     stack = torch.from_numpy(np.random.default_rng(4).normal(0, 0.3, (6, 1, 32, 32)).astype(np.float32))
     yy, xx = np.mgrid[:32, :32]
-    blob = np.hypot(yy - 9, xx - 22) < 3.5
+    blob = np.hypot(yy - BLOB_CENTRE[0], xx - BLOB_CENTRE[1]) < 3.5
     stack[3, 0][torch.from_numpy(blob)] += 2.0
+    return net, stack, blob
+
+
+def assert_peaks_at_the_blob(raw: torch.Tensor, blob: np.ndarray) -> None:
+    peak = np.unravel_index(int(raw[3].argmax()), (32, 32))
+    assert np.hypot(peak[0] - BLOB_CENTRE[0], peak[1] - BLOB_CENTRE[1]) <= 4.0, peak
+    inside = float(raw[3][torch.from_numpy(blob)].mean())
+    assert inside > 3 * float(raw[3][torch.from_numpy(~blob)].mean())
+
+
+def test_grad_cam_peaks_at_the_blob(blob_classifier):
+    net, stack, blob = blob_classifier
     raw, logits = grad_cam(net, stack, 0)
     assert logits.shape == (6, 1) and raw.shape == (6, 32, 32)
-    peak = np.unravel_index(int(raw[3].argmax()), (32, 32))
-    assert np.hypot(peak[0] - 9, peak[1] - 22) <= 4.0, peak
-    assert float(raw[3][torch.from_numpy(blob)].mean()) > 3 * float(raw[3][torch.from_numpy(~blob)].mean())
+    assert_peaks_at_the_blob(raw, blob)
     result = compute_cam(net, stack, CAMConfig(min_probability=0.5, threshold=0.5))
     assert result.probabilities[3, 0] > 0.5
     assert 0.0 <= result.cam.min() and result.cam.max() == pytest.approx(1.0)
     assert result.region[3][blob].mean() > 0.5 and result.region[3][~blob].mean() < 0.1
     negatives = result.probabilities[:, 0] < 0.5
     assert negatives.any() and not result.cam[negatives].any()
+
+
+def test_layer_cam_is_each_slice_gradient_at_the_earlier_stage(blob_classifier):
+    net, stack, blob = blob_classifier
+    raw, logits = grad_cam(net, stack, 0, precision="fp32", layer_stage=1)
+    _, grad_cam_logits = grad_cam(net, stack, 0, precision="fp32")
+    assert torch.allclose(logits, grad_cam_logits)
+    # Slice by slice: the gradient of slice s's logit by its own stage 1 maps.
+    net.eval()
+    early = net.encoder[:1](stack).detach().requires_grad_(True)
+    want = []
+    for s in range(stack.shape[0]):
+        pooled = net.encoder[1:](early).mean(dim=(-2, -1))
+        grad, = torch.autograd.grad(net.sequence_logits(pooled[None])[0][s, 0], early)
+        want.append(torch.relu((torch.relu(grad[s]) * early[s]).sum(dim=0)).detach())
+    want = torch.nn.functional.interpolate(torch.stack(want)[:, None], size=(32, 32),
+                                           mode="bilinear", align_corners=False)[:, 0]
+    assert torch.allclose(raw, want, atol=1e-6, rtol=1e-4)
+    assert_peaks_at_the_blob(raw, blob)
+    with pytest.raises(ValueError, match="not an encoder stage"):
+        grad_cam(net, stack, 0, layer_stage=3)
+    with pytest.raises(ValueError, match="from 1"):
+        CAMConfig(layer_stage=0)
+    data = config_to_dict(TOY)
+    del data["cam"]["layer_stage"]  # a bundle saved before the option
+    assert config_from_dict(data).cam.layer_stage is None
+    data["cam"]["layer_stage"] = 2
+    assert config_from_dict(json.loads(json.dumps(data))).cam.layer_stage == 2
 
 
 def test_gmm_separates_brain_and_blood():

@@ -310,8 +310,16 @@ def test_cli_train_checkpoints_caches_and_resumes(tmp_path, capsys):
     assert "needs --init MODEL" in capsys.readouterr().err
 
     # --init with 0 classifier steps keeps that model's classifier; the segmenter learns anew.
-    assert main(zero + ["--init", str(tmp_path / "model"), "--out", str(tmp_path / "kept")]) == 0
+    init = zero + ["--init", str(tmp_path / "model")]
+    assert main(init + ["--cam-layer-stage", "2", "--out", str(tmp_path / "kept")]) == 0
     first, kept = load_ich_model(tmp_path / "model"), load_ich_model(tmp_path / "kept")
+    assert first.config.cam.layer_stage is None and kept.config.cam.layer_stage == 2
+    # The model shows stage 2's LayerCAM, but its segmenter learnt from Grad-CAM pseudo-masks.
+    assert main(init + ["--out", str(tmp_path / "grad_cam")]) == 0
+    for name, tensor in load_ich_model(tmp_path / "grad_cam").segmenter.state_dict().items():
+        assert torch.equal(tensor, kept.segmenter.state_dict()[name]), name
+    assert main(init + ["--cam-layer-stage", "5", "--out", str(tmp_path / "other")]) == 2
+    assert "--cam-layer-stage 5 is not an encoder stage" in capsys.readouterr().err
     for name, tensor in first.classifier.state_dict().items():
         assert torch.equal(tensor, kept.classifier.state_dict()[name]), name
     assert kept.metadata.training["classifier"]["steps"] == 0

@@ -17,7 +17,9 @@
 #    blood densities, slice thickness and orientation, noise, HU calibration drawn from
 #    wide ranges), from stage A's classifier kept as it is (`--init A --classifier-steps
 #    0`): its CAMs refined in HU, emptied where the labels say "no haemorrhage", are the
-#    pseudo-masks; 3000 steps; thresholds from the validation cohort's labels;
+#    pseudo-masks; 3000 steps; thresholds from the validation cohort's labels; the
+#    model shows LayerCAM of the classifier's encoder stage 2 (`--cam-layer-stage 2`, 8 mm
+#    cells; the pseudo-masks still come from the last stage's Grad-CAM: docs/ich.md);
 # C. the scan-level threshold for sensitivity 0.95 on 192 validation scans, 33 of them
 #    without blood (bench/ich_scan_calibration.py; image-level labels only);
 # D. `ich evaluate` on the validation cohort records every stage in the model card.
@@ -52,7 +54,7 @@ lesion-suite ich train --synthetic "$WORK/standard" --validation "$WORK/validati
   --overwrite
 lesion-suite ich train --synthetic "$WORK/train" --validation "$WORK/validation" \
   --init "$WORK/models/stage_a" --classifier-steps 0 --segmenter-steps 3000 --seed 0 \
-  --precision auto --checkpoint "$WORK/checkpoints/stage_b" --cache "$CACHE" \
+  --cam-layer-stage 2 --precision auto --checkpoint "$WORK/checkpoints/stage_b" --cache "$CACHE" \
   --out "$WORK/models/stage_b" --overwrite
 python bench/ich_scan_calibration.py --cohort "$WORK/validation" \
   --cohort "$WORK/validation_scan" --model "$WORK/models/stage_b" --save "$MODEL"

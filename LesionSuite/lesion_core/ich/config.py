@@ -135,18 +135,25 @@ class CAMConfig:
         normalise: ``"slice"`` divides each slice's map by its own maximum, ``"scan"`` by
             the scan's maximum (keeps weak slices weak).
         threshold: normalised CAM at or above this is the activated region.
+        layer_stage: ``None``: Grad-CAM of the encoder's last maps (16 mm cells with the
+            default classifier); ``k``: LayerCAM of the maps after encoder stage ``k``
+            (1-based; 2 gives 8 mm cells), whose gradients run through the later stages,
+            the pooling and the GRU (:func:`~lesion_core.ich.cam.grad_cam`).
     """
 
     target: str = "any"
     min_probability: float = 0.5
     normalise: str = "slice"
     threshold: float = 0.4
+    layer_stage: int | None = None
 
     def __post_init__(self) -> None:
         if self.target not in CLASSES:
             raise ValueError(f"CAM target {self.target!r} is not one of {CLASSES}")
         if self.normalise not in ("slice", "scan"):
             raise ValueError("normalise must be 'slice' or 'scan'")
+        if self.layer_stage is not None and int(self.layer_stage) < 1:
+            raise ValueError("layer_stage counts encoder stages from 1")
 
 
 @dataclass(frozen=True)
@@ -405,6 +412,11 @@ class SegmenterTrainConfig:
     #: by the labels, united with the pseudo-mask, is the next target; each round
     #: continues from the current weights for ``optim.steps`` steps.
     self_training_rounds: int = 0
+    #: The CAM the pseudo-masks are made from, whatever CAM the model shows
+    #: (``CAMConfig.layer_stage``): ``None`` Grad-CAM of the classifier's last stage,
+    #: ``k`` LayerCAM of stage ``k``. Stage 2's pseudo-masks are nearer the truth, but
+    #: trained a worse segmenter (docs/ich.md, step 4).
+    pseudo_mask_layer_stage: int | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@
    a scout raise the one clear error) -> the working stack of axial slices;
 2. the classifier gives per-slice probabilities of "any" and the five subtypes; the scan's
    are their multiple-instance pooling (the same log-sum-exp as in training);
-3. Grad-CAM through the sequence model (:func:`~.cam.compute_cam`), normalised to [0, 1];
+3. the CAM through the sequence model (:func:`~.cam.compute_cam`: Grad-CAM, or LayerCAM of
+   ``CAMConfig.layer_stage``), normalised to [0, 1];
 4. the segmenter's probability; with the combination ``"segmenter_and_pseudo_mask"`` also
    the CAM refined in HU into the scan's own pseudo-mask (:func:`~.refine.refine`);
 5. every map goes to the CT's own grid by **linear** interpolation and is thresholded

@@ -83,7 +83,11 @@ class ICHTask(Task):
                               "docs/ich.md)"),
                   option("--self-training", type=int, default=0, metavar="ROUNDS",
                          help="rounds of segmenter self-training on its own grown output, "
-                              "each --segmenter-steps long (default %(default)s)")),
+                              "each --segmenter-steps long (default %(default)s)"),
+                  option("--cam-layer-stage", type=int, metavar="K",
+                         help="make the CAMs by LayerCAM of classifier encoder stage K (2: "
+                              "8 mm cells) instead of Grad-CAM of its last stage (16 mm); "
+                              "default: the --init model's CAM, else Grad-CAM")),
         "evaluate": (option("--limit", type=int, help="only the first N subjects"),),
     }
 
@@ -152,6 +156,12 @@ class ICHTask(Task):
                                "use --classifier-steps and --segmenter-steps")
         if options.get("self_training", 0) < 0:
             raise CommandError("--self-training must be 0 or more rounds", "give 0, 1, 2 ...")
+        from .config import ClassifierConfig
+
+        stage, stages = options.get("cam_layer_stage"), len(ClassifierConfig().channels)
+        if stage is not None and not 1 <= stage <= stages:
+            raise CommandError(f"--cam-layer-stage {stage} is not an encoder stage",
+                               f"give a stage from 1 to {stages} (2 for 8 mm cells)")
         if segmenter_steps is not None and segmenter_steps < 1:
             raise CommandError("--segmenter-steps must be positive", "give at least 1 step")
         if classifier_steps is not None and classifier_steps < (0 if init else 1):
@@ -177,7 +187,7 @@ class ICHTask(Task):
     def fit(self, data: dict, settings: TrainSettings, progress=None, init=None,
             classifier_steps: int | None = None, segmenter_steps: int | None = None,
             labels: str = "auto", combination: str | None = None, self_training: int = 0,
-            **options: Any):
+            cam_layer_stage: int | None = None, **options: Any):
         from .config import ClassifierTrainConfig, ICHConfig, SegmenterTrainConfig, TrainConfig
         from .fit import DEFAULT_COMBINATION, fit_ich
 
@@ -196,6 +206,8 @@ class ICHTask(Task):
             note["classifier_from"] = f"{init.model_id} {init.version}"
             note["classifier_from_training"] = {
                 k: before.get(k) for k in ("classifier", "data", "subjects", "seed")}
+        if cam_layer_stage is not None:
+            config = replace(config, cam=replace(config.cam, layer_stage=cam_layer_stage))
         return fit_ich(data["scans"], data["validation"], config, train_config,
                        combination or DEFAULT_COMBINATION, progress, settings.checkpoint,
                        _cache(settings), note, None if init is None else init.classifier)

@@ -6,7 +6,8 @@
 1. :func:`train_classifier`: per-slice binary cross-entropy on slice labels and/or
    multiple-instance pooled cross-entropy on scan labels (:func:`~.classifier.mil_pool`);
 2. :func:`make_pseudo_masks`: Grad-CAM through the sequence model
-   (:func:`~.cam.compute_cam`) refined in HU (:func:`~.refine.refine`) for every scan;
+   (:func:`~.cam.compute_cam`; or LayerCAM of ``SegmenterTrainConfig.pseudo_mask_layer_stage``)
+   refined in HU (:func:`~.refine.refine`) for every scan;
 3. :func:`~.segmenter.train_segmenter` on those pseudo-masks, emptied where the image-level
    labels say "no haemorrhage" (:func:`clean_with_labels`); optionally rounds of
    self-training on the segmenter's own grown output (:func:`own_target`).
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -261,8 +262,9 @@ def train(data: WeakLabelDataset | Sequence[WeakSample] | str | Path,
         checkpoint_dir=stage_folder(checkpoint_dir, "classifier"))
     # The CAMs run where the classifier trained (it comes back on the CPU).
     device = select_device(c_config.optim.device)
-    pseudo = make_pseudo_masks(classifier.to(device), samples, config, progress.sub(0.5, 0.6),
-                               c_config.optim.precision)
+    target_cam = replace(config.cam, layer_stage=s_config.pseudo_mask_layer_stage)
+    pseudo = make_pseudo_masks(classifier.to(device), samples, replace(config, cam=target_cam),
+                               progress.sub(0.5, 0.6), c_config.optim.precision)
     classifier.to("cpu")
     stacks = [s.stack for s in samples]
 
