@@ -22,7 +22,6 @@ and is never imported here.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -232,8 +231,8 @@ def stage_report(settings: ClassifierTrainConfig | SegmenterTrainConfig,
     """A model card's record of one network's training: the task settings, the
     optimisation settings (``optim``) and how the run went (steps, wall time, precision,
     loss; :meth:`~lesion_core.training.TrainResult.summary`)."""
-    task = {k: v for k, v in dataclasses.asdict(settings).items() if k != "optim"}
-    return json_safe({**task, "optim": dataclasses.asdict(settings.optim), **result.summary()})
+    task = {k: v for k, v in asdict(settings).items() if k != "optim"}
+    return json_safe({**task, "optim": asdict(settings.optim), **result.summary()})
 
 
 def stage_folder(checkpoint_dir: str | Path | None, stage: str) -> Path | None:
