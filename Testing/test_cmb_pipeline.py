@@ -325,7 +325,8 @@ def test_shipped_model_agrees_in_bf16_and_fp32():
                                 STAGE2_PRECISION)
         kept = [c.id for c, p in zip(candidates, p2.tolist()) if p >= model.config.stage2_threshold]
         found[precision] = (probability.array, labels.array > 0, np.isin(labels.array, kept),
-                            (np.array([c.centre_ras for c in candidates]), p2.numpy()))
+                            (np.array([c.centre_ras for c in candidates]), p2.numpy(),
+                             np.array([c.volume_mm3 for c in candidates])))
 
     def dice(a, b):
         return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
@@ -333,17 +334,23 @@ def test_shipped_model_agrees_in_bf16_and_fp32():
     assert kept32.any() and float(np.abs(prob32 - prob16).max()) < 0.1
     assert dice(cand32, cand16) >= 0.98
     # A candidate whose stage 1 peak sits at the threshold may exist in one run only; the
-    # others (same centre, mm) get student probabilities within 0.03 (their patches differ
-    # only by the centre's shift), so only a candidate that close to the stage 2 threshold
-    # may change its decision.
-    (centres32, a), (centres16, b) = p2_32, p2_16
+    # others (same centre, mm) get student probabilities within 0.03 when their component
+    # has about the same size (within 20 %: the patches then differ only by a tiny shift
+    # of the centre), so only a candidate that close to the stage 2 threshold may change
+    # its decision. A faint component that gains or loses voxels at the stage 1 threshold moves its
+    # centre by a fraction of a millimetre, enough to move the student by up to ~0.2
+    # (model 1.3: 0.53 against 0.69 for a 5- against a 3-voxel component): its decision
+    # must hold unless it is that close to the threshold.
+    (centres32, a, size32), (centres16, b, size16) = p2_32, p2_16
     distance = np.linalg.norm(centres32[:, None] - centres16[None], axis=2)
     pairs = [(i, int(distance[i].argmin())) for i in range(len(a)) if distance[i].min() <= 2.0]
     assert len(pairs) >= 0.9 * max(len(a), len(b))
+    same = np.array([abs(size32[i] - size16[j]) <= 0.2 * max(size32[i], size16[j])
+                     for i, j in pairs])
     a, b = a[[i for i, _ in pairs]], b[[j for _, j in pairs]]
-    assert float(np.abs(a - b).max()) < 0.03
+    assert same.sum() >= 0.8 * len(pairs) and float(np.abs(a - b)[same].max()) < 0.03
     threshold = model.config.stage2_threshold
-    clear = np.abs(a - threshold) >= 0.03
+    clear = np.abs(a - threshold) >= np.where(same, 0.03, 0.2)
     assert ((a >= threshold) == (b >= threshold))[clear].all()
     assert dice(kept32, kept16) >= 0.95
 

@@ -4,7 +4,11 @@ and save the result as a full CMB bundle.
 
     python bench/cmb_hard_examples.py --model DIR --table T [--table T2] --validation V
         [--validation V2] --cache DIR --out DIR [--steps 1200] [--lr 1e-3]
-        [--stage2-steps TEACHER,STUDENT] [--floor 0.2]
+        [--stage2-steps TEACHER,STUDENT] [--floor 0.2] [--plain]
+
+``--plain`` asks the other question, whether the U-Net was simply under-trained: the
+fine-tune then draws its patches as the main run does (no hard-example pools), a warm
+restart of the main run's cosine.
 
 This is the hard-example phase of ``lesion-suite cmb train --hard-steps N`` applied to an
 existing model. With ``--stage2-steps`` the model's teacher and student are fine-tuned
@@ -25,11 +29,11 @@ from dataclasses import replace
 import numpy as np
 
 from lesion_core.cmb.calibrate import calibrate
-from lesion_core.cmb.fit import (DESCRIPTION, CMBTrainConfig, _cached_examples,
+from lesion_core.cmb.fit import (CMBTrainConfig, _cached_examples,
                                  prepare_volumes, read_cohorts, train_stage2)
 from lesion_core.cmb.model import CMBModel, load_cmb_model
 from lesion_core.cmb.stage1 import hard_example_pools_of, train_stage1
-from lesion_core.tasks import ModelCard
+from lesion_core.tasks import ModelCard, next_version
 
 from cmb_student_size import cmb_experiment_parser
 
@@ -49,12 +53,15 @@ def main() -> None:
     parser.add_argument("--stage2-steps", default="0,0", metavar="TEACHER,STUDENT")
     parser.add_argument("--floor", type=float, default=CMBTrainConfig().stage1_hard.hard_floor,
                         help="share of each hard-example pool's weight spread uniformly")
+    parser.add_argument("--plain", action="store_true",
+                        help="sample as the main run does instead of from hard-example pools")
     args = parser.parse_args()
     teacher_steps, student_steps = (int(n) for n in args.stage2_steps.split(","))
 
     model = load_cmb_model(args.model, device="cpu")
     config = CMBTrainConfig()
-    hard = replace(config.stage1_hard, hard_floor=args.floor,
+    phase = config.stage1_train if args.plain else config.stage1_hard
+    hard = replace(phase, hard_floor=args.floor,
                    optim=replace(config.stage1_hard.optim, steps=args.steps, lr=args.lr))
     train, validation = read_cohorts(args.table), read_cohorts(args.validation)
     volumes = prepare_volumes(train, config.stage1.candidates, args.cache)
@@ -63,7 +70,8 @@ def main() -> None:
     before = peak_summary(pools.bleed_peaks)
     print("training bleeds before:", json.dumps(before), flush=True)
     stage1, run = train_stage1(volumes, stage1_config, hard, init=model.stage1,
-                               checkpoint=args.out / "checkpoints" / "stage1_hard", pools=pools)
+                               checkpoint=args.out / "checkpoints" / "stage1_hard",
+                               pools=None if args.plain else pools)
     teacher, student, runs = model.teacher, model.student, {"stage1_hard": run.summary()}
     if teacher_steps and student_steps:
         patches, labels = _cached_examples(stage1, train, volumes, config, args.cache, None)
@@ -80,9 +88,15 @@ def main() -> None:
     report = {"started_from": str(args.model), "runs": runs,
               "training_bleeds_before": before,
               "calibration": calibration}
-    training = {**(model.metadata.training if model.metadata else {}), "stage1_hard": report,
-                "calibration": calibration}
-    card = ModelCard("cmb_shiva_distilled", description=DESCRIPTION, training=training)
+    # The same model one step on: its card and training record stay, with this run added
+    # (plain rounds accumulate: each starts from the last).
+    own = ModelCard.of(model.metadata)
+    training = {**own.training, "calibration": calibration}
+    if args.plain:
+        training["stage1_plain"] = [*own.training.get("stage1_plain", []), report]
+    else:
+        training["stage1_hard"] = report
+    card = replace(own, version=next_version(own.version), evaluation={}, training=training)
     CMBModel(None, stage1, student, teacher, calibrated, card).save(
         args.out / "model", overwrite=True)
     args.out.mkdir(parents=True, exist_ok=True)

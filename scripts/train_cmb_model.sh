@@ -14,8 +14,9 @@
 #    candidates, teacher, distilled student of 16-32-64 channels, thresholds (stage 2:
 #    at most 1 false positive per validation scan). The model records both sequences.
 #
-# The shipped model (version 1.1, 2026-12-05) is this script's settings: stage 1 3600 steps (4 patches
-# of 48^3), teacher 3000 steps and student 5000 steps (32 patches of 24^3). It was made in
+# The shipped model (version 1.3, 2026-12-05; steps 3 and 4 below) is this script's
+# settings: stage 1 3600 steps (4 patches of 48^3), teacher 3000 steps and student 5000
+# steps (32 patches of 24^3), then the fine-tunes of steps 3 and 4. Version 1.0 was made in
 # two steps that together are this script: a run with these steps and the 8-16 student,
 # then the 16-32-64 student distilled from that run's teacher and calibrated by
 # `bench/cmb_student_size.py` with the same settings and seed; its thresholds were then
@@ -49,6 +50,7 @@ STUDENT_STEPS="${STUDENT_STEPS:-5000}"
 STUDENT_CHANNELS="${STUDENT_CHANNELS:-16,32,64}"
 HARD_STEPS="${HARD_STEPS:-0}"
 FINE_TUNE_STEPS="${FINE_TUNE_STEPS:-3000}"
+STAGE1_MORE="${STAGE1_MORE:-6000 12000}"
 
 synth() {  # synth FOLDER SEED N SEQUENCE
   if [ ! -f "$1/cmb_labels.csv" ]; then
@@ -86,4 +88,20 @@ if [ "$FINE_TUNE_STEPS" -gt 0 ]; then
     --steps "$FINE_TUNE_STEPS" --lr 1e-3 --schedule cosine --fine-tune
   cp "$WORK/student_fine_tune/student_${STUDENT_CHANNELS//,/-}_fine_tuned/"* \
     LesionSuite/Models/cmb_shiva_distilled/
+fi
+
+# 4. stage 1 trains longer: for each number in STAGE1_MORE, a warm restart of its cosine
+#    (lr 2e-3, patches drawn as in the main run: `--plain`) for that many steps, then the
+#    teacher and student fine-tuned 1000 / 2000 steps on the new U-Net's candidates and
+#    the thresholds recalibrated; each round is one version on (1.2 after 6000 steps,
+#    1.3, shipped, after 12000 more; docs/cmb_models.md).
+PREVIOUS=LesionSuite/Models/cmb_shiva_distilled
+for MORE in $STAGE1_MORE; do
+  python bench/cmb_hard_examples.py --plain --model "$PREVIOUS" "${TABLES[@]}" \
+    --cache "$WORK/prepared" --out "$WORK/stage1_more_$MORE" --steps "$MORE" --lr 2e-3 \
+    --stage2-steps 1000,2000
+  PREVIOUS="$WORK/stage1_more_$MORE/model"
+done
+if [ "$PREVIOUS" != LesionSuite/Models/cmb_shiva_distilled ]; then
+  cp "$PREVIOUS"/* LesionSuite/Models/cmb_shiva_distilled/
 fi
