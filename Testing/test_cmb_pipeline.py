@@ -337,10 +337,10 @@ def test_shipped_model_agrees_in_bf16_and_fp32():
     # others (same centre, mm) get student probabilities within 0.03 when their component
     # has about the same size (within 20 %: the patches then differ only by a tiny shift
     # of the centre), so only a candidate that close to the stage 2 threshold may change
-    # its decision. A faint component that gains or loses voxels at the stage 1 threshold moves its
-    # centre by a fraction of a millimetre, enough to move the student by up to ~0.2
-    # (model 1.3: 0.53 against 0.69 for a 5- against a 3-voxel component): its decision
-    # must hold unless it is that close to the threshold.
+    # its decision. A faint component that gains or loses voxels at the stage 1 threshold
+    # moves its centre by a fraction of a millimetre, enough to move the student by up to
+    # ~0.2 (model 1.3: 0.53 against 0.69 for a 5- against a 3-voxel component): its
+    # decision must hold unless it is that close to the threshold.
     (centres32, a, size32), (centres16, b, size16) = p2_32, p2_16
     distance = np.linalg.norm(centres32[:, None] - centres16[None], axis=2)
     pairs = [(i, int(distance[i].argmin())) for i in range(len(a)) if distance[i].min() <= 2.0]

@@ -60,19 +60,21 @@ def main() -> None:
 
     model = load_cmb_model(args.model, device="cpu")
     config = CMBTrainConfig()
-    phase = config.stage1_train if args.plain else config.stage1_hard
-    hard = replace(phase, hard_floor=args.floor,
-                   optim=replace(config.stage1_hard.optim, steps=args.steps, lr=args.lr))
+    # One name for the run's checkpoint folder, its `runs` entry and its training record.
+    label = "stage1_plain" if args.plain else "stage1_hard"
+    phase = replace(config.stage1_train if args.plain else config.stage1_hard,
+                    hard_floor=args.floor,
+                    optim=replace(config.stage1_hard.optim, steps=args.steps, lr=args.lr))
     train, validation = read_cohorts(args.table), read_cohorts(args.validation)
     volumes = prepare_volumes(train, config.stage1.candidates, args.cache)
     stage1_config = model.config.stage1
     pools = hard_example_pools_of(model.stage1, volumes, stage1_config, args.floor)
     before = peak_summary(pools.bleed_peaks)
     print("training bleeds before:", json.dumps(before), flush=True)
-    stage1, run = train_stage1(volumes, stage1_config, hard, init=model.stage1,
-                               checkpoint=args.out / "checkpoints" / "stage1_hard",
+    stage1, run = train_stage1(volumes, stage1_config, phase, init=model.stage1,
+                               checkpoint=args.out / "checkpoints" / label,
                                pools=None if args.plain else pools)
-    teacher, student, runs = model.teacher, model.student, {"stage1_hard": run.summary()}
+    teacher, student, runs = model.teacher, model.student, {label: run.summary()}
     if teacher_steps and student_steps:
         patches, labels = _cached_examples(stage1, train, volumes, config, args.cache, None)
         print(f"{len(labels)} stage 2 examples ({int(labels.sum())} bleeds)", flush=True)
@@ -92,10 +94,7 @@ def main() -> None:
     # (plain rounds accumulate: each starts from the last).
     own = ModelCard.of(model.metadata)
     training = {**own.training, "calibration": calibration}
-    if args.plain:
-        training["stage1_plain"] = [*own.training.get("stage1_plain", []), report]
-    else:
-        training["stage1_hard"] = report
+    training[label] = [*own.training.get(label, []), report] if args.plain else report
     card = replace(own, version=next_version(own.version), evaluation={}, training=training)
     CMBModel(None, stage1, student, teacher, calibrated, card).save(
         args.out / "model", overwrite=True)
