@@ -68,6 +68,8 @@ def main() -> None:
     train, validation = read_cohorts(args.table), read_cohorts(args.validation)
     volumes = prepare_volumes(train, config.stage1.candidates, args.cache)
     stage1_config = model.config.stage1
+    # Built with --plain too: the training bleeds' peaks under the starting U-Net are the
+    # run's record of what it set out to fix.
     pools = hard_example_pools_of(model.stage1, volumes, stage1_config, args.floor)
     before = peak_summary(pools.bleed_peaks)
     print("training bleeds before:", json.dumps(before), flush=True)

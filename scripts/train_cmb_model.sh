@@ -96,11 +96,13 @@ fi
 #    the thresholds recalibrated; each round is one version on (1.2 after 6000 steps,
 #    1.3, shipped, after 12000 more; docs/cmb_models.md).
 PREVIOUS=LesionSuite/Models/cmb_shiva_distilled
+ROUND=0
 for MORE in $STAGE1_MORE; do
+  ROUND=$((ROUND + 1))  # the folder names the round, so equal step counts do not collide
   python bench/cmb_hard_examples.py --plain --model "$PREVIOUS" "${TABLES[@]}" \
-    --cache "$WORK/prepared" --out "$WORK/stage1_more_$MORE" --steps "$MORE" --lr 2e-3 \
+    --cache "$WORK/prepared" --out "$WORK/stage1_more_$ROUND" --steps "$MORE" --lr 2e-3 \
     --stage2-steps 1000,2000
-  PREVIOUS="$WORK/stage1_more_$MORE/model"
+  PREVIOUS="$WORK/stage1_more_$ROUND/model"
 done
 if [ "$PREVIOUS" != LesionSuite/Models/cmb_shiva_distilled ]; then
   cp "$PREVIOUS"/* LesionSuite/Models/cmb_shiva_distilled/
