@@ -15,7 +15,7 @@ its parameters, distillation time per step, calibration and time per candidate.
 only), e.g. to let a student distilled at a constant rate settle along a cosine
 (``--lr 1e-3 --schedule cosine``: how version 1.1 of the shipped model was made); the
 result keeps the model's card, one version on, with the fine-tune in
-``training.student_fine_tune``.
+``training.student_fine_tune`` (earlier ones in ``training.earlier_student_fine_tunes``).
 """
 
 from __future__ import annotations
@@ -110,8 +110,11 @@ def main() -> None:
         card = ModelCard("cmb_shiva_distilled", description=DESCRIPTION, training=report)
         if args.fine_tune:  # the same model one step on: its card and training record stay
             own = ModelCard.of(model.metadata)
+            before = own.training.get("student_fine_tune")
+            earlier = own.training.get("earlier_student_fine_tunes", []) + ([before] if before else [])
             card = replace(own, version=next_version(own.version), evaluation={}, training={
-                **own.training, "student_fine_tune": report, "calibration": calibration})
+                **own.training, "student_fine_tune": report,
+                "earlier_student_fine_tunes": earlier, "calibration": calibration})
         CMBModel(None, model.stage1, student, model.teacher, calibrated, card).save(
             args.out / name, overwrite=True)
         records[name] = {"parameters": parameter_count(student),
