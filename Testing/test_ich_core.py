@@ -18,7 +18,7 @@ from lesion_core.ich.classifier import ICHSliceClassifier, mil_pool
 from lesion_core.ich.config import (CLASSES, SUBTYPES, CAMConfig, ClassifierConfig,
                                     ClassifierTrainConfig, GrowConfig, ICHConfig, RefineConfig,
                                     config_from_dict, config_to_dict)
-from lesion_core.ich.grow import confident_components, grow_into_blood
+from lesion_core.ich.grow import confident_components, grow_into_blood, inner_table_seeds
 from lesion_core.ich.refine import fit_gmm_1d, refine
 from lesion_core.ich.train import train_classifier
 from lesion_core.labels import ICH_SUBTYPE_KEYS
@@ -190,6 +190,34 @@ def test_growth_fills_the_haematoma_from_its_core_and_nothing_else():
     assert np.array_equal(grow_into_blood(core, hu, spacing, intracranial, 2,
                                           GrowConfig(enabled=False)), core)
     assert not grow_into_blood(np.zeros(shape, bool), hu, spacing, intracranial, 2).any()
+
+
+def test_inner_table_seeds_lie_on_blood_against_bone_under_a_hot_map():
+    # Axial slices along axis 2 (5 mm), 1 mm pixels; the inner table at j = 33.
+    rng = np.random.default_rng(4)
+    shape, spacing = (48, 48, 8), (1.0, 1.0, 5.0)
+    hu = np.full(shape, 32.0, np.float32)
+    bone = np.zeros(shape, bool)
+    bone[:, 33:, :] = True
+    subdural = np.zeros(shape, bool)
+    subdural[8:30, 30:33, 2:6] = True                 # a 3 mm crescent against the bone
+    deep = np.zeros(shape, bool)
+    deep[20:26, 10:16, 2:6] = True                    # blood far from bone
+    speck = np.zeros(shape, bool)
+    speck[40, 31, 3] = True                           # one blood-like voxel: noise
+    hu[subdural], hu[deep], hu[speck], hu[bone] = 65.0, 65.0, 65.0, 1000.0
+    hu += rng.normal(0, 3, shape).astype(np.float32)
+    cam = np.ones(shape, np.float32)                  # hot everywhere
+    config = GrowConfig(inner_table_cam=0.5, inner_table_mm=5.0, inner_table_min_ml=0.02)
+    seeds = inner_table_seeds(cam, hu, bone, ~bone, spacing, 2, config)
+    inner = subdural & (np.arange(48) <= 31)[None, :, None]   # clear of the 1 mm bone margin
+    assert seeds[inner].mean() > 0.8
+    assert not (seeds & (deep | speck | bone)).any()
+    assert not (seeds & ~ndimage.binary_dilation(subdural, np.ones((3, 3, 1), bool))).any()
+    # A cold map, or the rule off: no seeds.
+    cold = np.zeros(shape, np.float32)
+    assert not inner_table_seeds(cold, hu, bone, ~bone, spacing, 2, config).any()
+    assert not inner_table_seeds(cam, hu, bone, ~bone, spacing, 2, GrowConfig()).any()
 
 
 def test_only_components_with_a_confident_voxel_are_kept():

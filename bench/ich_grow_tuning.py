@@ -1,6 +1,7 @@
 """Choose the ICH growth rule (``GrowConfig``) and slice gate on validation subjects only.
 
-    python bench/ich_grow_tuning.py --cohort DIR [--cohort DIR2] [--family bone|seeds|gate]
+    python bench/ich_grow_tuning.py --cohort DIR [--cohort DIR2]
+        [--family bone|seeds|gate|inner_table]
         [--model DIR] [--out FILE]
 
 ``--cohort``: synthetic ICH validation cohorts (``lesion-suite synth ich --seed 100000
@@ -15,7 +16,9 @@ how close to bone the mask may grow (``dense_hu``, ``dense_margin_mm``, the top 
 voxels read 100-250 HU (docs/synthetic_cohort.md). Family ``seeds``: which components of
 the segmenter's mask are kept and grown (``seed_probability``) and how far
 (``max_distance_mm``): a false-positive seed on a mimic grows too. Family ``gate``: the
-slice probability under which the classifier clears a slice (:data:`GATE_RULES`). Prints
+slice probability under which the classifier clears a slice (:data:`GATE_RULES`). Family
+``inner_table``: blood-like voxels near bone where the class activation map is high seed
+growth too (:data:`INNER_TABLE_RULES`). Prints
 a markdown
 table and writes the figures as JSON.
 """
@@ -49,10 +52,19 @@ SEED_RULES = ((0.5, 10.0), (0.5, 6.0), (0.95, 6.0), (0.98, 6.0), (0.99, 6.0), (0
 #: when the model was made): a lower gate keeps the segmenter's blood on slices the
 #: classifier doubts, at the price of its false positives there.
 GATE_RULES = (None, 0.45, 0.35, 0.25, 0.0)
+#: Family "inner_table": the class activation map value from which blood-like voxels
+#: within ``inner_table_mm`` of bone seed growth (``GrowConfig.inner_table_cam``; None:
+#: no such seeds), the rest of the model's growth rule kept.
+INNER_TABLE_RULES = ((None, 5.0), (0.8, 5.0), (0.6, 5.0), (0.4, 5.0), (0.6, 3.0))
 
 
 def _grown(grow: GrowConfig):
     return lambda model: replace(model, config=replace(model.config, grow=grow))
+
+
+def _inner_table(level: float | None, reach_mm: float):
+    return lambda model: replace(model, config=replace(model.config, grow=replace(
+        model.config.grow, inner_table_cam=level, inner_table_mm=reach_mm)))
 
 
 def _gated(gate: float | None):
@@ -70,6 +82,9 @@ FAMILIES = {
               for p, reach in SEED_RULES},
     "gate": {("the model's slice threshold" if g is None else f"slice gate {g:g}"): _gated(g)
              for g in GATE_RULES},
+    "inner_table": {("no inner-table seeds" if level is None
+                     else f"inner-table seeds at CAM >= {level:g}, within {mm:g} mm of bone"):
+                    _inner_table(level, mm) for level, mm in INNER_TABLE_RULES},
 }
 
 def score(model, rows: list[dict]) -> dict:

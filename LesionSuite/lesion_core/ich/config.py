@@ -226,6 +226,13 @@ class GrowConfig:
             10 mm) chosen on 192 randomized validation scans, 33 without blood
             (``bench/ich_grow_tuning.py --family seeds``, 2026-12-05): Dice 0.521 ->
             0.549, 6.1 -> 2.0 mL per scan without blood.
+        inner_table_cam: where the class activation map reaches this value within
+            ``inner_table_mm`` of bone, blood-like voxels (the window above, smoothed)
+            seed growth too, on slices the classifier keeps: the segmenter learns from
+            pseudo-masks that stay clear of bone, so it rarely seeds a thin subdural or
+            epidural against the inner table (``None``: no such seeds).
+        inner_table_mm: how far from bone (mm) those seeds may lie.
+        inner_table_min_ml: smaller connected groups of such seeds are noise and dropped.
     """
 
     enabled: bool = True
@@ -235,6 +242,9 @@ class GrowConfig:
     dense_margin_mm: float = 1.0
     max_distance_mm: float = 6.0
     seed_probability: float = 0.98
+    inner_table_cam: float | None = None
+    inner_table_mm: float = 5.0
+    inner_table_min_ml: float = 0.05
 
 
 @dataclass(frozen=True)

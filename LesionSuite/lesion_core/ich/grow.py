@@ -53,6 +53,44 @@ def grow_into_blood(seeds: np.ndarray, hu: np.ndarray, spacing_mm: Sequence[floa
     return grown
 
 
+def inner_table_seeds(cam: np.ndarray, hu: np.ndarray, bone: np.ndarray,
+                      intracranial: np.ndarray, spacing_mm: Sequence[float], axial_axis: int,
+                      config: GrowConfig) -> np.ndarray:
+    """Seeds of extra-axial blood (bool, CT grid): blood-like voxels (HU smoothed in-plane
+    over the voxels up to ``dense_hu``, inside ``window_hu``; clear of ``dense_margin_mm``
+    around denser voxels) within
+    ``inner_table_mm`` of ``bone`` where ``cam`` (the class activation map on the CT grid,
+    0-1) reaches ``inner_table_cam``; groups under ``inner_table_min_ml`` are dropped.
+    Empty when ``inner_table_cam`` is None."""
+    if config.inner_table_cam is None:
+        return np.zeros(np.shape(hu), bool)
+    hot = np.asarray(cam) >= config.inner_table_cam
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    margin = np.ceil(max(config.inner_table_mm, config.dense_margin_mm) / spacing) + 4
+    box = bounding_box(hot & np.asarray(intracranial, bool), margin.astype(int))
+    if box is None:
+        return np.zeros(np.shape(hu), bool)
+    sigma = sigma_voxels(config.smooth_sigma_mm, spacing_mm)
+    sigma[axial_axis] = 0.0
+    hu_box = np.asarray(hu, np.float32)[box]
+    # Smoothed over the soft voxels only: smoothing across the inner table would lift
+    # the brain beside it into the blood window and seed the whole rim.
+    soft = (hu_box <= config.dense_hu).astype(np.float32)
+    smooth = (ndimage.gaussian_filter(hu_box * soft, sigma)
+              / np.maximum(ndimage.gaussian_filter(soft, sigma), 1e-3))
+    low, high = config.window_hu
+    seeds = (hot[box] & np.asarray(intracranial, bool)[box] & (smooth >= low) & (smooth <= high)
+             & dilate_mm(np.asarray(bone, bool)[box], config.inner_table_mm, spacing_mm)
+             & ~dilate_mm(soft == 0, config.dense_margin_mm, spacing_mm))
+    labels, count = ndimage.label(seeds, structure=np.ones((3, 3, 3), bool))
+    if count:
+        sizes = ndimage.sum_labels(seeds, labels, np.arange(1, count + 1)) * np.prod(spacing) / 1000
+        seeds = np.isin(labels, 1 + np.flatnonzero(sizes >= config.inner_table_min_ml))
+    out = np.zeros(np.shape(hu), bool)
+    out[box] = seeds
+    return out
+
+
 def confident_components(mask: np.ndarray, confident: np.ndarray) -> np.ndarray:
     """The 26-connected components of ``mask`` that hold a ``confident`` voxel (both
     bool, same shape): the high end of a hysteresis threshold."""

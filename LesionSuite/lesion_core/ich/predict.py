@@ -49,7 +49,7 @@ from .classifier import mil_pool
 from .config import SUBTYPES, SubtypePlaceConfig
 from .model import ICHModel, ICHThresholds
 from .outputs_file import FILES, SLICE_COLUMNS
-from .grow import confident_components, grow_into_blood
+from .grow import confident_components, grow_into_blood, inner_table_seeds
 from .preprocess import SliceStack, check_ct, checked_stack, inside_skull
 from .refine import refine
 from .segmenter import segment_stack
@@ -332,6 +332,8 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     seeds = masks[model.combination]
     if confident is not None:
         seeds = confident_components(seeds, confident & gate)
+    seeds = seeds | (inner_table_seeds(cam_ct, hu, bone, intracranial, ct.spacing,
+                                       stack.input_axis, config.grow) & gate)
     final = grow_into_blood(seeds, hu, ct.spacing, intracranial, stack.input_axis, config.grow)
     progress.update(0.85, "components and subtypes")
     reference = Volume(np.zeros(stack.input_shape, np.uint8), stack.input_affine, stack.source)
