@@ -58,10 +58,9 @@ def inner_table_seeds(cam: np.ndarray, hu: np.ndarray, bone: np.ndarray,
                       config: GrowConfig) -> np.ndarray:
     """Seeds of extra-axial blood (bool, CT grid): blood-like voxels (HU smoothed in-plane
     over the voxels up to ``dense_hu``, inside ``window_hu``; clear of ``dense_margin_mm``
-    around denser voxels) within
-    ``inner_table_mm`` of ``bone`` where ``cam`` (the class activation map on the CT grid,
-    0-1) reaches ``inner_table_cam``; groups under ``inner_table_min_ml`` are dropped.
-    Empty when ``inner_table_cam`` is None."""
+    around denser voxels) within ``inner_table_mm`` of ``bone`` where ``cam`` (the class
+    activation map on the CT grid, 0-1) reaches ``inner_table_cam``; groups under
+    ``inner_table_min_ml`` are dropped. Empty when ``inner_table_cam`` is None."""
     if config.inner_table_cam is None:
         return np.zeros(np.shape(hu), bool)
     hot = np.asarray(cam) >= config.inner_table_cam
