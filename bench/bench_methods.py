@@ -135,8 +135,8 @@ def _wmh_t1_mode(case) -> Prediction:
 
 
 @register("wmh_voxel_reference", kind="wmh",
-          description="upper reference: the DualTasker network trained with voxel labels "
-                      "(bench/train_wmh_reference.py; not shipped)")
+          description="upper reference: the DualTasker network on a 2 mm grid trained with "
+                      "voxel labels (bench/train_wmh_reference.py; not shipped)")
 def _wmh_voxel_reference(case) -> Prediction:
     return _wmh_learned(case, str(REFERENCE_MODELS / "wmh_voxel_reference"), rates=False)
 

@@ -8,7 +8,7 @@ a model. Prediction goes through the same ``lesion_core.wmh.predict`` with thres
 "activation >= 0.5, no FLAIR condition".
 
     python bench/train_wmh_reference.py --cohort TRAIN_COHORT_DIR --out bench/models/wmh_voxel_reference \
-        [--steps N] [--checkpoint DIR] [--cache DIR] [--precision auto]
+        [--steps N] [--checkpoint DIR] [--cache DIR] [--precision auto] [--config JSON]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from lesion_core.wmh.data import cached_subject, next_batch
 from lesion_core.wmh.evaluate import known_transform_masker
 from lesion_core.wmh.model import load_wmh_model, save_wmh_model
 from lesion_core.wmh.preprocess import Preprocessed, preprocess, randomize_acquisition
+from lesion_core.wmh.task import model_config_file
 from lesion_core.wmh.train import build_network
 
 #: The reference's optimisation: the FLAIR model's, 2 subjects per step.
@@ -130,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--init", type=Path, help="continue this reference model")
     parser.add_argument("--cache", type=Path, help="keep the preprocessed subjects here")
+    parser.add_argument("--config", metavar="JSON",
+                        help="model configuration (DualTaskerConfig fields, e.g. a finer "
+                             "working grid); default: the shipped model's")
     training_options(parser)
     args = parser.parse_args(argv)
-    config = DualTaskerConfig()
+    config = model_config_file(args.config)
     settings = TrainConfig(optim=optim_config(args, REFERENCE_OPTIM))
     pairs = load_pairs(args.cohort, config, args.cache)
     start = load_wmh_model(args.init).net if args.init else None

@@ -225,7 +225,7 @@ class WMHTask(Task):
             t1: bool = False, config: str | None = None, **options: Any):
         from .config import TrainConfig
 
-        model_config = _model_config(config)
+        model_config = model_config_file(config)
         train_config = TrainConfig(optim=settings.optim(TrainConfig().optim))
         if t1:
             from .t1_fit import fit_t1
@@ -282,7 +282,7 @@ def _format(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
-def _model_config(path: str | None):
+def model_config_file(path: str | None):
     """The :class:`~.config.DualTaskerConfig` of ``--config`` (the standard one without)."""
     from .config import DualTaskerConfig
     from .model import config_from_dict
