@@ -33,7 +33,7 @@ from lesion_core.cmb.fit import (CMBTrainConfig, _cached_examples,
                                  prepare_volumes, read_cohorts, train_stage2)
 from lesion_core.cmb.model import CMBModel, load_cmb_model
 from lesion_core.cmb.stage1 import hard_example_pools_of, train_stage1
-from lesion_core.tasks import ModelCard, next_version
+from lesion_core.tasks import ModelCard
 
 from cmb_student_size import cmb_experiment_parser
 
@@ -97,7 +97,7 @@ def main() -> None:
     own = ModelCard.of(model.metadata)
     training = {**own.training, "calibration": calibration}
     training[label] = [*own.training.get(label, []), report] if args.plain else report
-    card = replace(own, version=next_version(own.version), evaluation={}, training=training)
+    card = own.fine_tuned(training)
     CMBModel(None, stage1, student, teacher, calibrated, card).save(
         args.out / "model", overwrite=True)
     args.out.mkdir(parents=True, exist_ok=True)

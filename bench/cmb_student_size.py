@@ -35,7 +35,7 @@ from lesion_core.cmb.discriminator import distil_student, parameter_count, predi
 from lesion_core.cmb.fit import (DESCRIPTION, CMBTrainConfig, _cached_examples,
                                  prepare_volumes, read_cohorts)
 from lesion_core.cmb.model import CMBModel, load_cmb_model
-from lesion_core.tasks import ModelCard, next_version
+from lesion_core.tasks import ModelCard
 
 
 def ms_per_candidate(net: torch.nn.Module, repeats: int = 5, n: int = 64) -> float:
@@ -112,9 +112,9 @@ def main() -> None:
             own = ModelCard.of(model.metadata)
             before = own.training.get("student_fine_tune")
             earlier = own.training.get("earlier_student_fine_tunes", []) + ([before] if before else [])
-            card = replace(own, version=next_version(own.version), evaluation={}, training={
-                **own.training, "student_fine_tune": report,
-                "earlier_student_fine_tunes": earlier, "calibration": calibration})
+            card = own.fine_tuned({**own.training, "student_fine_tune": report,
+                                   "earlier_student_fine_tunes": earlier,
+                                   "calibration": calibration})
         CMBModel(None, model.stage1, student, model.teacher, calibrated, card).save(
             args.out / name, overwrite=True)
         records[name] = {"parameters": parameter_count(student),

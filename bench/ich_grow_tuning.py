@@ -18,9 +18,8 @@ the segmenter's mask are kept and grown (``seed_probability``) and how far
 (``max_distance_mm``): a false-positive seed on a mimic grows too. Family ``gate``: the
 slice probability under which the classifier clears a slice (:data:`GATE_RULES`). Family
 ``inner_table``: blood-like voxels near bone where the class activation map is high seed
-growth too (:data:`INNER_TABLE_RULES`). Prints
-a markdown
-table and writes the figures as JSON.
+growth too (:data:`INNER_TABLE_RULES`). Prints a markdown table and writes the figures as
+JSON.
 """
 
 from __future__ import annotations

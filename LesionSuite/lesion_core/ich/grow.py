@@ -37,8 +37,7 @@ def grow_into_blood(seeds: np.ndarray, hu: np.ndarray, spacing_mm: Sequence[floa
     seeds = np.asarray(seeds, bool)
     if not config.enabled or not seeds.any():
         return seeds
-    sigma = sigma_voxels(config.smooth_sigma_mm, spacing_mm)
-    sigma[axial_axis] = 0.0
+    sigma = _in_plane_sigma(config, spacing_mm, axial_axis)
     # Everything below is computed in the box around the seeds that growth can reach.
     box = _reach_box(seeds, sigma, spacing_mm, config)
     hu_box, seeds_box = np.asarray(hu, np.float32)[box], seeds[box]
@@ -69,8 +68,7 @@ def inner_table_seeds(cam: np.ndarray, hu: np.ndarray, bone: np.ndarray,
     box = bounding_box(hot & np.asarray(intracranial, bool), margin.astype(int))
     if box is None:
         return np.zeros(np.shape(hu), bool)
-    sigma = sigma_voxels(config.smooth_sigma_mm, spacing_mm)
-    sigma[axial_axis] = 0.0
+    sigma = _in_plane_sigma(config, spacing_mm, axial_axis)
     hu_box = np.asarray(hu, np.float32)[box]
     # Smoothed over the soft voxels only: smoothing across the inner table would lift
     # the brain beside it into the blood window and seed the whole rim.
@@ -102,6 +100,14 @@ def confident_components(mask: np.ndarray, confident: np.ndarray) -> np.ndarray:
     kept = np.zeros_like(mask)
     kept[box] = np.isin(labels, held[held > 0])
     return kept
+
+
+def _in_plane_sigma(config: GrowConfig, spacing_mm: Sequence[float], axial_axis: int) -> np.ndarray:
+    """The smoothing's Gaussian sigma in voxels, none along ``axial_axis`` (slices are
+    often 5 mm)."""
+    sigma = sigma_voxels(config.smooth_sigma_mm, spacing_mm)
+    sigma[axial_axis] = 0.0
+    return sigma
 
 
 def _reach_box(seeds: np.ndarray, sigma: np.ndarray, spacing_mm: Sequence[float],
