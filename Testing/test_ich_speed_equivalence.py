@@ -1,7 +1,8 @@
 """The faster ICH prediction steps give what the straightforward versions gave: Grad-CAM
 weights from batched backward passes, the axis-aligned resampling in slabs and on the
 non-zero box, slice-wise hole filling by labelling, thresholded maps mapped to the CT
-grid, growth and component labelling in bounding boxes. Each reference below is the
+grid, growth and component labelling in bounding boxes, the head's centre of mass from
+marginal counts. Each reference below is the
 earlier code (or scipy), run on small seeded volumes (<= 48 voxels a side).
 """
 
@@ -19,7 +20,7 @@ from lesion_core.ich.config import SUBTYPES, GrowConfig
 from lesion_core.ich.grow import grow_into_blood
 from lesion_core.ich.model import ICHThresholds
 from lesion_core.ich.predict import _near_threshold, label_components
-from lesion_core.ich.preprocess import intracranial_mask
+from lesion_core.ich.preprocess import _centre_of_mass, intracranial_mask
 from lesion_core.volume import Volume, _resample_axis_aligned, _source_axes
 
 
@@ -235,3 +236,12 @@ def test_components_labelled_in_the_mask_box_are_those_of_the_whole_grid():
     empty, none = label_components(np.zeros((4, 5, 6), bool), np.zeros((6, 5)), 2, thresholds,
                                    0.001, (1.0, 1.0, 1.0), 0.01)
     assert not empty.any() and none == []
+
+
+def test_centre_of_mass_from_marginals_is_scipys():
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        shape = tuple(int(n) for n in rng.integers(2, 40, size=3))
+        mask = rng.random(shape) < rng.uniform(0.01, 0.9)
+        mask.flat[0] = True
+        np.testing.assert_array_equal(_centre_of_mass(mask), ndimage.center_of_mass(mask))

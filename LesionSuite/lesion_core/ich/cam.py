@@ -147,8 +147,11 @@ def grad_cam(model: ICHSliceClassifier, stack: torch.Tensor, target: int | str =
             alphas = slice_weights(model, pooled, c)                        # [S, F]
             if split < stages:
                 size = maps.shape[-2] * maps.shape[-1]
-                grads, = torch.autograd.grad(
-                    maps, early, grad_outputs=alphas[:, :, None, None].expand_as(maps) / size)
+                # The vector-Jacobian product with the weights as the gradient of one
+                # scalar: the same numbers as grad_outputs=weights, without the 0.4 s
+                # import (sympy) autograd makes the first time it checks a given one.
+                weights = (alphas[:, :, None, None] / size).detach()
+                grads, = torch.autograd.grad((maps * weights).sum(), early)
         with torch.no_grad():
             # The logits of the scan itself (batch of one), as the classifier gives them.
             logits = model.sequence_logits(pooled.detach()[None])[0]       # [S, K]

@@ -92,8 +92,7 @@ def working_grid(ct: Volume, grid: SliceGrid = SliceGrid()) -> tuple[np.ndarray,
     ras = ct.to_ras()
     spacing, n_axial = ras.spacing, ras.shape[2]
     head = np.asarray(ras.array) > grid.head_hu
-    centre = (np.asarray(ndimage.center_of_mass(head)) if head.any()
-              else (np.asarray(ras.shape[:3]) - 1) / 2.0)
+    centre = _centre_of_mass(head) if head.any() else (np.asarray(ras.shape[:3]) - 1) / 2.0
     if grid.slice_mm is not None and spacing[2] * 1.5 <= grid.slice_mm:
         thickness = float(grid.slice_mm)
         n_slices = max(int(round(n_axial * spacing[2] / thickness)), 1)
@@ -106,6 +105,15 @@ def working_grid(ct: Volume, grid: SliceGrid = SliceGrid()) -> tuple[np.ndarray,
     affine[:3, :3] = ras.direction * np.array([grid.pixel_mm, grid.pixel_mm, thickness])
     affine[:3, 3] = ras.voxel_to_ras(start)
     return affine, (grid.size, grid.size, n_slices)
+
+
+def _centre_of_mass(mask: np.ndarray) -> np.ndarray:
+    """Centre of mass (voxels) of a non-empty boolean 3D mask from its marginal counts: the
+    value of ``ndimage.center_of_mass`` (integer sums either way, exact in float64), without
+    its coordinate grids (0.3 s on a 1 mm head)."""
+    total = int(np.count_nonzero(mask))
+    marginals = (mask.sum(axis=(1, 2)), mask.sum(axis=(0, 2)), mask.sum(axis=(0, 1)))
+    return np.array([int(np.dot(np.arange(len(m), dtype=np.int64), m)) / total for m in marginals])
 
 
 def _antialiased(volume: Volume, target_mm: np.ndarray) -> Volume:
