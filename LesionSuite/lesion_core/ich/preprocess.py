@@ -110,7 +110,7 @@ def working_grid(ct: Volume, grid: SliceGrid = SliceGrid()) -> tuple[np.ndarray,
 def _centre_of_mass(mask: np.ndarray) -> np.ndarray:
     """Centre of mass (voxels) of a non-empty boolean 3D mask from its marginal counts: the
     value of ``ndimage.center_of_mass`` (integer sums either way, exact in float64), without
-    its coordinate grids (0.3 s on a 1 mm head)."""
+    its coordinate grids (on a 1 mm head 0.02 s instead of 0.35 s)."""
     total = int(np.count_nonzero(mask))
     marginals = (mask.sum(axis=(1, 2)), mask.sum(axis=(0, 2)), mask.sum(axis=(0, 1)))
     return np.array([int(np.dot(np.arange(len(m), dtype=np.int64), m)) / total for m in marginals])
