@@ -332,9 +332,8 @@ def predict_ich(volume: Volume, model: ICHModel, progress: Progress | None = Non
     seeds = masks[model.combination]
     if confident is not None:
         seeds = confident_components(seeds, confident & gate)
-    if config.grow.inner_table_cam is not None:
-        seeds = seeds | (inner_table_seeds(cam_ct, hu, bone, intracranial, ct.spacing,
-                                           stack.input_axis, config.grow) & gate)
+    seeds = seeds | (inner_table_seeds(cam_ct, hu, bone, intracranial, ct.spacing,
+                                       stack.input_axis, config.grow) & gate)
     final = grow_into_blood(seeds, hu, ct.spacing, intracranial, stack.input_axis, config.grow)
     progress.update(0.85, "components and subtypes")
     reference = Volume(np.zeros(stack.input_shape, np.uint8), stack.input_affine, stack.source)
