@@ -276,3 +276,56 @@ def test_sensitivity_threshold_keeps_the_asked_share_of_positives():
         higher = np.sort(scores[scores >= cut])[0]
         assert (scores[labels] > higher).mean() < sensitivity
     assert sensitivity_threshold(labels[:42], scores[:42], 0.95) == 0.5  # 2 negatives
+
+
+def test_segmenter_components_are_judged_by_the_slice_labels():
+    from lesion_core.ich.fit import component_peaks
+
+    probability = np.zeros((6, 10, 10), np.float32)
+    probability[0:2, 1:4, 1:4] = 0.9
+    probability[1, 2, 2] = 0.99           # on slices labelled blood: peak 0.99
+    probability[3, 6:8, 6:8] = 0.7        # on a slice labelled clear: a mimic
+    probability[4, 1:3, 6:8] = 0.95       # on a slice the classifier gates off: not counted
+    probability[5, 6:8, 1:3] = 0.8        # on an unlabelled slice: left out
+    labels = np.array([1, 1, 0, 0, 0, np.nan])
+    gate = np.array([True, True, True, True, False, True])
+    on_blood, peaks = component_peaks(probability, labels, gate, 0.5)
+    assert on_blood.tolist() == [True, False]
+    assert peaks == pytest.approx([0.99, 0.7])
+
+
+def test_the_seed_level_separates_blood_components_from_mimics(monkeypatch):
+    from types import SimpleNamespace
+
+    from ich_toys import toy_sample
+    from lesion_core.ich import fit
+    from lesion_core.ich.model import ICHThresholds
+
+    # The fake segmenter's probability is the toy stack's window, (value + 2) / 6.
+    monkeypatch.setattr(fit, "segment_stack", lambda net, image, config, precision: image[:, 0].numpy())
+    monkeypatch.setattr(fit, "classify", lambda model, stack, precision="auto": (
+        SimpleNamespace(probabilities=np.ones((stack.n_slices, len(CLASSES)), np.float32)),
+        np.full(len(CLASSES), 0.5, np.float32)))
+
+    def sample(blood_peak, mimic_peak):
+        p = np.zeros((4, 12, 12), np.float32)
+        p[0, 1:4, 1:4], p[2, 6:9, 6:9] = blood_peak, mimic_peak
+        targets = np.full((4, len(CLASSES)), np.nan)
+        targets[:, 0] = [1, 0, 0, 0]
+        return toy_sample(6 * p - 2, targets, np.full(len(CLASSES), np.nan))
+
+    model = SimpleNamespace(config=TOY, thresholds=ICHThresholds(), segmenter=None)
+    samples = [sample(b, m) for b, m in ((0.97, 0.6), (0.9, 0.7), (0.85, 0.8), (0.99, 0.55))]
+    level, report = fit.calibrate_seed_probability(model, samples)
+    assert 0.8 < level < 0.85           # keeps every bleed, drops every mimic
+    assert report["components_on_blood"] == 4 and report["components_off_blood"] == 4
+    # Too few mimics to judge by: every component of the segmenter's mask counts.
+    level, _ = fit.calibrate_seed_probability(model, samples[:2])
+    assert level == TOY.segmenter.threshold
+    # Training's calibration sets the level in the model's config, which its bundle saves.
+    assert "seed_probability" not in fit.calibrate(model, samples)  # the config's level stays
+    assert model.config.grow.seed_probability == TOY.grow.seed_probability
+    report = fit.calibrate(model, samples, seed_level=True)
+    assert model.config.grow.seed_probability == report["seed_probability"]
+    assert 0.8 < report["seed_probability"] < 0.85
+

@@ -340,3 +340,20 @@ def test_cli_train_checkpoints_caches_and_resumes(tmp_path, capsys):
     recorded = load_ich_model(tmp_path / "model").metadata.evaluation
     assert (recorded["cohort"], recorded["subjects"], recorded["precision"]) == ("cohort", 2, "fp32")
     assert recorded["stages"] == report["summary"]["stages"]
+
+
+def test_cli_train_can_set_the_seed_level_from_validation_labels(tmp_path):
+    from lesion_core.cli import main
+    from lesion_core.ich.model import load_ich_model
+
+    _toy_cohort(tmp_path / "cohort", n=2)
+    command = ["ich", "train", "--synthetic", str(tmp_path / "cohort"), "--validation",
+               str(tmp_path / "cohort"), "--classifier-steps", "2", "--segmenter-steps", "2",
+               "--precision", "fp32", "--device", "cpu"]
+    assert main(command + ["--out", str(tmp_path / "fixed")]) == 0
+    fixed = load_ich_model(tmp_path / "fixed")
+    assert "seed_probability" not in fixed.metadata.training["calibration"]
+    assert main(command + ["--calibrate-seed-level", "--out", str(tmp_path / "own")]) == 0
+    own = load_ich_model(tmp_path / "own")
+    level = own.metadata.training["calibration"]["seed_probability"]
+    assert own.config.grow.seed_probability == level == own.metadata.training["seed_probability"]

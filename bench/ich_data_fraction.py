@@ -18,7 +18,8 @@
    slice-wise Dice on positive slices, for the final (grown) mask, the segmenter and the
    pseudo-masks. Each weak model's thresholds (slice gate, scan, subtypes) are set on the
    image-level labels of 32 validation subjects (seeds 100000-100031, same domain), as
-   the shipped model's are.
+   the shipped model's are, and so is its confident-seed level
+   (:func:`lesion_core.ich.fit.calibrate_seed_probability`).
 
 **Steps scale with the data**, so that every point has the same number of passes over
 its subjects: the full set gets ``--classifier-steps`` / ``--segmenter-steps`` (the
@@ -46,7 +47,7 @@ from lesion_core.ich.config import (ICHConfig, ClassifierTrainConfig, SegmenterT
                                     TrainConfig)
 from lesion_core.ich.data import WeakLabelDataset, table_from_synthetic_cohort
 from lesion_core.ich.evaluate import blood_mask, case_figures, slice_dice, summarize
-from lesion_core.ich.fit import calibrate_thresholds
+from lesion_core.ich.fit import calibrate
 from lesion_core.ich.model import ICHModel, save_ich_model
 from lesion_core.ich.predict import predict_ich, segmenter_mask
 from lesion_core.ich.preprocess import preprocess
@@ -165,6 +166,8 @@ def main() -> None:
     parser.add_argument("--min-steps", type=int, default=300)
     parser.add_argument("--bench-n", type=int, default=20)
     parser.add_argument("--save-supervised", action="store_true")
+    parser.add_argument("--save-models", type=Path, metavar="DIR",
+                        help="also save each weak model into DIR/weak_<subjects>")
     parser.add_argument("--out", type=Path, default=OUT_JSON)
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from --out")
     args = parser.parse_args()
@@ -197,9 +200,14 @@ def main() -> None:
         trained = train(subset, config, TrainConfig(with_steps(ClassifierTrainConfig(), c_steps),
                                                     with_steps(SegmenterTrainConfig(), s_steps)))
         model = ICHModel(None, trained.classifier, trained.segmenter, config)
-        model.thresholds, _ = calibrate_thresholds(model, validation)
+        calibration = calibrate(model, validation, seed_level=True)
+        if args.save_models:
+            save_ich_model(args.save_models / f"weak_{len(subset)}", model, overwrite=True,
+                           description="data-fraction point (not shipped)",
+                           training={"subjects": len(subset), "steps": [c_steps, s_steps]})
         figures = score_weak(model, cases)
         result["weak"].append({"fraction": fraction, "subjects": len(subset), "figures": figures,
+                               "seed_probability": calibration["seed_probability"],
                                "training": {k: convergence(r) for k, r in trained.results.items()}})
         voxel = labelled[:len(subset)]
         net, run = fully_supervised(voxel, config, with_steps(SegmenterTrainConfig(), s_steps),
@@ -211,7 +219,8 @@ def main() -> None:
         print(f"{100 * fraction:g} % ({len(subset)} subjects, {c_steps} + {s_steps} steps): "
               f"weak Dice {figures['final']['dice']['mean']:.3f} (segmenter "
               f"{figures['segmenter']['dice']['mean']:.3f}, pseudo-masks "
-              f"{figures['pseudo_mask']['dice']['mean']:.3f}); supervised "
+              f"{figures['pseudo_mask']['dice']['mean']:.3f}; seed level "
+              f"{calibration['seed_probability']:.3f}); supervised "
               f"{result['supervised'][-1]['figures']['segmenter']['dice']['mean']:.3f} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
         if args.save_supervised and fraction == min(args.fractions):

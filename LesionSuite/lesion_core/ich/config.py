@@ -225,7 +225,8 @@ class GrowConfig:
             mimics rarely reach a confident probability. With 6 mm reach (was 0.5 and
             10 mm) chosen on 192 randomized validation scans, 33 without blood
             (``bench/ich_grow_tuning.py --family seeds``, 2026-12-05): Dice 0.521 ->
-            0.549, 6.1 -> 2.0 mL per scan without blood.
+            0.549, 6.1 -> 2.0 mL per scan without blood. For a segmenter of its own,
+            ``ich train --calibrate-seed-level`` sets it from validation image labels.
         inner_table_cam: where the class activation map reaches this value within
             ``inner_table_mm`` of bone, blood-like voxels (the window above, smoothed)
             seed growth too, on slices the classifier keeps: the segmenter learns from

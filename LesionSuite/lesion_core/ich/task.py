@@ -70,6 +70,9 @@ class ICHTask(Task):
                   option("--validation", metavar="CSV_OR_DIR",
                          help="weak-label CSV or synthetic cohort whose labels set the "
                               "thresholds"),
+                  option("--calibrate-seed-level", action="store_true",
+                         help="with --validation: also set the segmenter's confident-seed "
+                              "level from those labels (default: the shipped 0.98)"),
                   option("--classifier-steps", type=int,
                          help="classifier optimiser steps (default 300; 0 with --init: "
                               "keep that model's classifier, train the segmenter only)"),
@@ -187,7 +190,8 @@ class ICHTask(Task):
     def fit(self, data: dict, settings: TrainSettings, progress=None, init=None,
             classifier_steps: int | None = None, segmenter_steps: int | None = None,
             labels: str = "auto", combination: str | None = None, self_training: int = 0,
-            cam_layer_stage: int | None = None, **options: Any):
+            cam_layer_stage: int | None = None, calibrate_seed_level: bool = False,
+            **options: Any):
         from .config import ClassifierTrainConfig, ICHConfig, SegmenterTrainConfig, TrainConfig
         from .fit import DEFAULT_COMBINATION, fit_ich
 
@@ -210,7 +214,8 @@ class ICHTask(Task):
             config = replace(config, cam=replace(config.cam, layer_stage=cam_layer_stage))
         return fit_ich(data["scans"], data["validation"], config, train_config,
                        combination or DEFAULT_COMBINATION, progress, settings.checkpoint,
-                       _cache(settings), note, None if init is None else init.classifier)
+                       _cache(settings), note, None if init is None else init.classifier,
+                       calibrate_seed_level)
 
     def finetune(self, model, store, settings: TrainSettings, progress=None,
                  **options: Any):
