@@ -316,11 +316,12 @@ def test_the_seed_level_separates_blood_components_from_mimics(monkeypatch):
 
     model = SimpleNamespace(config=TOY, thresholds=ICHThresholds(), segmenter=None)
     samples = [sample(b, m) for b, m in ((0.97, 0.6), (0.9, 0.7), (0.85, 0.8), (0.99, 0.55))]
-    level, report = fit.calibrate_seed_probability(model, samples)
+    every_slice = np.ones(4 * len(samples))  # the classifier keeps every slice
+    level, report = fit.calibrate_seed_probability(model, samples, every_slice)
     assert 0.8 < level < 0.85           # keeps every bleed, drops every mimic
     assert report["components_on_blood"] == 4 and report["components_off_blood"] == 4
     # Too few mimics to judge by: every component of the segmenter's mask counts.
-    level, _ = fit.calibrate_seed_probability(model, samples[:2])
+    level, _ = fit.calibrate_seed_probability(model, samples[:2], every_slice[:8])
     assert level == TOY.segmenter.threshold
     # Training's calibration sets the level in the model's config, which its bundle saves.
     assert "seed_probability" not in fit.calibrate(model, samples)  # the config's level stays

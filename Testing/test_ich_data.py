@@ -356,4 +356,4 @@ def test_cli_train_can_set_the_seed_level_from_validation_labels(tmp_path):
     assert main(command + ["--calibrate-seed-level", "--out", str(tmp_path / "own")]) == 0
     own = load_ich_model(tmp_path / "own")
     level = own.metadata.training["calibration"]["seed_probability"]
-    assert own.config.grow.seed_probability == level == own.metadata.training["seed_probability"]
+    assert own.config.grow.seed_probability == level

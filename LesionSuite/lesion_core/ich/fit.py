@@ -81,9 +81,11 @@ def validation_probabilities(model: ICHModel, samples: Sequence[WeakSample]):
     return np.concatenate(st), np.concatenate(sp), np.stack(ct), np.stack(cp)
 
 
-def calibrate_thresholds(model: ICHModel, samples: Sequence[WeakSample]) -> tuple[ICHThresholds, dict]:
-    """Thresholds by Youden's J on validation image-level labels, and their figures."""
-    st, sp, ct, cp = validation_probabilities(model, samples)
+def calibrate_thresholds(model: ICHModel, samples: Sequence[WeakSample],
+                         probabilities=None) -> tuple[ICHThresholds, dict]:
+    """Thresholds by Youden's J on validation image-level labels, and their figures;
+    ``probabilities``: :func:`validation_probabilities` of these samples, if already made."""
+    st, sp, ct, cp = probabilities or validation_probabilities(model, samples)
 
     def pick(targets, probabilities, c):
         known = ~np.isnan(targets[:, c])
@@ -121,12 +123,15 @@ def component_peaks(probability: np.ndarray, slice_targets: np.ndarray, slice_ga
 
 
 def calibrate_seed_probability(model: ICHModel, samples: Sequence[WeakSample],
-                               precision: str = "auto") -> tuple[float, dict]:
+                               slice_probabilities: np.ndarray, precision: str = "auto"
+                               ) -> tuple[float, dict]:
     """The confident-seed level of ``model`` (thresholds already calibrated): Youden's J
     of the segmenter components' peak probability for "on blood" by the validation
-    scans' slice labels, each component counted once. Every component counts (the
-    segmenter's threshold) when fewer than :data:`MIN_POSITIVES` components lie on blood
-    or off it.
+    scans' slice labels, each component counted once, on the slices whose any-ICH
+    probability (``slice_probabilities``: the samples' slices one after the other, as
+    :func:`validation_probabilities` stacks them) passes the slice gate. Every component
+    counts (the segmenter's threshold) when fewer than :data:`MIN_POSITIVES` components
+    lie on blood or off it.
 
     Weighting the components by their volume was tried and chose worse levels (on 32
     validation scans, final Dice 0.02 against 0.46 for the 8-subject model of the
@@ -134,10 +139,10 @@ def calibrate_seed_probability(model: ICHModel, samples: Sequence[WeakSample],
     blood, and the large ones on such slices are often mimics."""
     config = model.config
     on_blood, peaks = [], []
+    ends = np.cumsum([sample.stack.n_slices for sample in samples])
+    gates = np.split(np.asarray(slice_probabilities) >= model.thresholds.slice, ends[:-1])
     with torch.no_grad():
-        for sample in samples:
-            cam, _ = classify(model, sample.stack, precision)
-            gate = cam.probabilities[:, 0] >= model.thresholds.slice
+        for sample, gate in zip(samples, gates):
             probability = segment_stack(model.segmenter, sample.stack.image, config,
                                         precision=precision)
             blood, peak = component_peaks(probability, sample.slice_targets[:, 0].numpy(),
@@ -157,9 +162,10 @@ def calibrate(model: ICHModel, samples: Sequence[WeakSample], seed_level: bool =
     from the image-level labels of validation ``samples``; returns the figures. Without
     ``seed_level`` the config's level stays (the shipped 0.98 was chosen with voxel labels
     of validation scans, which a user's own data seldom has)."""
-    model.thresholds, report = calibrate_thresholds(model, samples)
+    probabilities = validation_probabilities(model, samples)
+    model.thresholds, report = calibrate_thresholds(model, samples, probabilities)
     if seed_level:
-        level, seeds = calibrate_seed_probability(model, samples)
+        level, seeds = calibrate_seed_probability(model, samples, probabilities[1][:, 0])
         model.config = replace(model.config,
                                grow=replace(model.config.grow, seed_probability=level))
         report.update(seeds)
@@ -205,7 +211,6 @@ def fit_ich(scans: Sequence[WeakScan], validation: Sequence[WeakScan] = (),
                           if k.startswith("self_training_")],
         "pseudo_masks_non_empty": int(sum(bool(m.any()) for m in pseudo)),
         "calibration": calibration, "thresholds": model.thresholds.as_dict(config),
-        "seed_probability": model.config.grow.seed_probability,
         "combination": combination, "seconds": round(time.perf_counter() - start, 1),
         "torch_threads": torch.get_num_threads(), **(data_note or {})}
     model.card = ModelCard(DEFAULT_MODEL, description=DESCRIPTION, training=report)
