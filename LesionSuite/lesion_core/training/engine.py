@@ -268,8 +268,9 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
     # Wrapped after loading: DDP starts every rank from rank 0's weights and buffers.
     trained = wrap_in_ddp(net, device) if ranks.distributed else net
 
-    def checkpoint(step: int, next_batch: Mapping[str, Any]) -> None:
-        """Save the run (with several ranks: a collective call, rank 0 writes)."""
+    def checkpoint(step: int, next_batch: Mapping[str, Any], wall_s: float | None = None) -> None:
+        """Save the run (with several ranks: a collective call, rank 0 writes); ``wall_s``:
+        the run's wall time so far (default: now)."""
         if checkpoint_dir is None:
             return
         own = {"torch_rng": torch.get_rng_state(), "next_batch": next_batch}
@@ -279,7 +280,7 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
         payload = {"fingerprint": fingerprint, "step": step, "model": net.state_dict(),
                    "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
                    **own, "history": result.history,
-                   "wall_s": wall_before + time.monotonic() - began}
+                   "wall_s": wall_before + time.monotonic() - began if wall_s is None else wall_s}
         if every is not None:
             payload["ranks"] = every
         save_checkpoint(checkpoint_dir, payload)
@@ -319,11 +320,13 @@ def run_training(model: torch.nn.Module | Callable[[], torch.nn.Module],
     finally:
         sampler.close()
     result.steps = step
+    # One reading of the clock for the result and the last checkpoint, so that a rerun
+    # that resumes a finished run reports the same wall time (writing it is not counted).
+    result.wall_s = wall_before + time.monotonic() - began
     if saved is None or saved["step"] < step:
-        checkpoint(step, sampler.snapshot())
+        checkpoint(step, sampler.snapshot(), result.wall_s)
     if ranks.distributed:
         sync_buffers(net)
-    result.wall_s = wall_before + time.monotonic() - began
     progress.update(1.0, f"{label} done")
     return net.eval().to("cpu"), result
 
