@@ -2,10 +2,11 @@
 few benchmark cases side by side, for the model card.
 
 One row per case (the axial slice with the most true WMH, or the middle of the brain for a
-scan without WMH): the FLAIR, the truth outlined in red on it, the model's activation map
-(0-1, zero outside the brain) and the predicted mask in yellow; the title gives the
-rated and predicted ARWMC totals, the true and predicted volumes and the
-rating/segmentation agreement. Slices are shown in the radiological convention.
+scan without WMH): the image (the FLAIR, or the T1 for a T1-mode model), the truth
+outlined in red on it, the model's map (0-1, zero outside the brain) and the predicted
+mask in yellow; the title gives the true and predicted volumes and, for the DualTasker,
+the rated and predicted ARWMC totals and the rating/segmentation agreement. Slices are
+shown in the radiological convention.
 
     python bench/render_wmh_maps.py --cases standard:900001 shifted:950000 shifted:950005 \
         [--model DIR] [--cache DIR] --out docs/images/wmh_maps.png
@@ -43,20 +44,21 @@ def render(cases: list[tuple[str, int]], model_folder: str | None, cache: Path, 
     from lesion_core.wmh.predict import predict
 
     model = load_wmh_model(model_folder)
+    modality = "T1" if model.is_t1 else "FLAIR"
     fig, axes = plt.subplots(len(cases), 4, figsize=(12, 3.2 * len(cases)), squeeze=False)
     for row, (bench_set, seed) in enumerate(cases):
         case = bench_cases.load_case(bench_cases.ensure_case("wmh", seed, 1.5, cache, bench_set))
-        image = case.images["FLAIR"]
-        truth = np.asarray(case.labels["FLAIR"]["wmh"].array) > 0
+        image = case.images[modality]
+        truth = np.asarray(case.labels[modality]["wmh"].array) > 0
         result = predict(image, model)
         brain = np.asarray(result.atlases.brain.array) > 0
         k = _slice(truth, brain)
-        flair = np.asarray(image.array, np.float32)
-        top = np.percentile(flair[brain], 99.5)
+        pixels = np.asarray(image.array, np.float32)
+        top = np.percentile(pixels[brain], 99.5)
         voxel_ml = float(np.prod(image.spacing)) / 1000.0
-        panels = (("FLAIR", flair, "gray", (0, top)), ("truth", flair, "gray", (0, top)),
+        panels = ((modality, pixels, "gray", (0, top)), ("truth", pixels, "gray", (0, top)),
                   ("map", result.activation.array, "magma", (0, 1)),
-                  ("mask", flair, "gray", (0, top)))
+                  ("mask", pixels, "gray", (0, top)))
         for col, (name, data, cmap, (low, high)) in enumerate(panels):
             ax = axes[row, col]
             ax.imshow(_view(data, k), cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
@@ -70,10 +72,11 @@ def render(cases: list[tuple[str, int]], model_folder: str | None, cache: Path, 
             ax.set_axis_off()
             if col:
                 ax.set_title(name, fontsize=9)
-        axes[row, 0].set_title(
-            f"{bench_set} {seed}: ARWMC {case.targets['arwmc_total']} -> {result.total}, "
-            f"{truth.sum() * voxel_ml:.1f} -> {result.lesion_ml:.1f} mL, "
-            f"agreement {result.agreement:.1f}", fontsize=8, loc="left")
+        rating = ("" if model.is_t1 else f"ARWMC {case.targets['arwmc_total']} -> "
+                  f"{result.total}, ")
+        agreement = "" if model.is_t1 else f", agreement {result.agreement:.1f}"
+        axes[row, 0].set_title(f"{bench_set} {seed}: {rating}{truth.sum() * voxel_ml:.1f} -> "
+                               f"{result.lesion_ml:.1f} mL{agreement}", fontsize=8, loc="left")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=70)
