@@ -149,9 +149,8 @@ def calibrate_seed_probability(model: ICHModel, samples: Sequence[WeakSample],
                                           gate, config.segmenter.threshold)
             on_blood.append(blood), peaks.append(peak)
     on_blood, peaks = np.concatenate(on_blood), np.concatenate(peaks)
-    level = youden_threshold(on_blood, peaks)
-    if on_blood.sum() < MIN_POSITIVES or (~on_blood).sum() < MIN_POSITIVES:
-        level = config.segmenter.threshold
+    too_few = on_blood.sum() < MIN_POSITIVES or (~on_blood).sum() < MIN_POSITIVES
+    level = config.segmenter.threshold if too_few else youden_threshold(on_blood, peaks)
     report = {"components_on_blood": int(on_blood.sum()),
               "components_off_blood": int((~on_blood).sum()), "seed_probability": level}
     return level, report
